@@ -1,0 +1,201 @@
+"""The tamper-evident audit log: every state change appends one hash-chained row.
+
+Row hash = SHA-256(previous row's hash + canonical JSON of the row's own content). Changing, deleting,
+inserting or reordering a row breaks the chain at that row, which `verify_chain` names. Appends lock
+the single `audit_head` row, so concurrent writers on PostgreSQL cannot fork the chain.
+
+Rows hold ids, counts and enums only, never transcript text or audio (`record` enforces short,
+scalar details): the log must not become a second copy of customer data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from earmark.models import AuditEvent, AuditHead, utcnow
+from earmark.types import Actor
+
+GENESIS = "0" * 64
+MAX_DETAIL_STR = 64
+
+# Every action the code can record, with what it means. docs/audit-events.md lists the same set
+# (tests/test_conventions.py checks), so an auditor can read any row.
+EVENTS: dict[str, str] = {
+    "workspace.init": "A workspace was created.",
+    "user.create": "A user account was created (details: role).",
+    "user.role_change": "A user's role changed (details: old, new).",
+    "user.deactivate": "A user account was deactivated.",
+    "auth.login": "A user logged in.",
+    "auth.login_failed": "A login failed (details: reason; object is the user id when the name exists).",
+    "auth.lockout": "Too many failed logins locked a user out (details: minutes).",
+    "auth.logout": "A user logged out.",
+    "token.create": "A service token was created (details: role, prefix).",
+    "token.revoke": "A service token was revoked.",
+    "clip.ingest": "A clip was stored (details: format, sample_rate, channels, num_samples, via).",
+    "consent.set": "An account's human-review consent changed (details: value, withdrawn count).",
+    "sample.draw": "Clips were sampled into a review queue (details: rate, seed, drawn, capped counts).",
+    "queue.withdraw": "A clip left its queue (details: reason).",
+    "review.lease": "A reviewer leased a clip (details: queue, expires_s).",
+    "review.audio": "A reviewer's browser fetched a clip's audio (details: bytes).",
+    "review.submit": "A reviewer submitted an annotation (details: words, intent_changed).",
+    "review.expire": "A lease ran out and its clip returned to the queue.",
+    "keys.rotate": "The workspace key was rotated (details: old/new key ids, accounts rewrapped).",
+    "blob.collect": "Orphan blobs were deleted (details: count).",
+}
+
+
+class AuditDetailError(ValueError):
+    """Audit details must be ids, counts and enums; this one was not."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    ok: bool
+    rows: int
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+
+def _check_details(details: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in details.items():
+        if isinstance(value, bool | int | float) or value is None:
+            out[key] = value
+        elif isinstance(value, str):
+            if len(value) > MAX_DETAIL_STR:
+                raise AuditDetailError(f"audit detail {key!r} is {len(value)} chars; ids and enums only")
+            out[key] = value
+        elif isinstance(value, list | tuple) and all(isinstance(v, int | str) for v in value):
+            if len(value) > 1000 or any(isinstance(v, str) and len(v) > MAX_DETAIL_STR for v in value):
+                raise AuditDetailError(f"audit detail {key!r}: too long a list")
+            out[key] = list(value)
+        else:
+            raise AuditDetailError(f"audit detail {key!r} has type {type(value).__name__}")
+    return out
+
+
+def canonical(
+    *,
+    seq: int,
+    at: datetime,
+    actor: str,
+    actor_role: str | None,
+    action: str,
+    object_type: str | None,
+    object_id: str | None,
+    details: Mapping[str, Any],
+) -> bytes:
+    body = {
+        "seq": seq,
+        "at": at.isoformat(timespec="microseconds"),
+        "actor": actor,
+        "actor_role": actor_role,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "details": details,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def row_hash(prev_hash: str, content: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + content).hexdigest()
+
+
+def record(
+    session: Session,
+    *,
+    actor: Actor,
+    action: str,
+    object_type: str | None = None,
+    object_id: str | int | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to the chain inside the caller's transaction (the caller commits)."""
+    if action not in EVENTS:
+        raise ValueError(f"unknown audit action {action!r}; add it to audit.EVENTS and docs/audit-events.md")
+    clean = _check_details(details or {})
+    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+    # Microsecond precision survives every backend, so the stored row re-hashes to the same value.
+    at = utcnow()
+    seq = head.seq + 1
+    oid = None if object_id is None else str(object_id)
+    content = canonical(
+        seq=seq,
+        at=at,
+        actor=actor.label,
+        actor_role=actor.role,
+        action=action,
+        object_type=object_type,
+        object_id=oid,
+        details=clean,
+    )
+    digest = row_hash(head.hash, content)
+    event = AuditEvent(
+        seq=seq,
+        at=at,
+        actor=actor.label,
+        actor_role=actor.role,
+        action=action,
+        object_type=object_type,
+        object_id=oid,
+        details=clean,
+        prev_hash=head.hash,
+        hash=digest,
+    )
+    session.add(event)
+    head.seq = seq
+    head.hash = digest
+    session.flush()
+    return event
+
+
+def iter_events(session: Session, *, batch: int = 2000) -> Iterator[AuditEvent]:
+    last = 0
+    while True:
+        rows = session.execute(
+            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+        ).scalars().all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+
+
+def verify_chain(session: Session) -> VerifyResult:
+    """Walk the whole chain; report the first row that was changed, deleted, inserted or moved."""
+    prev = GENESIS
+    expected = 1
+    n = 0
+    for ev in iter_events(session):
+        n += 1
+        if ev.seq != expected:
+            return VerifyResult(False, n, expected, f"row {expected} is missing (next row is {ev.seq})")
+        if ev.prev_hash != prev:
+            return VerifyResult(False, n, ev.seq, "does not link to the row before it")
+        content = canonical(
+            seq=ev.seq,
+            at=ev.at,
+            actor=ev.actor,
+            actor_role=ev.actor_role,
+            action=ev.action,
+            object_type=ev.object_type,
+            object_id=ev.object_id,
+            details=ev.details,
+        )
+        if row_hash(prev, content) != ev.hash:
+            return VerifyResult(False, n, ev.seq, "content does not match its hash (edited)")
+        prev = ev.hash
+        expected += 1
+    head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
+    if head.seq != expected - 1 or head.hash != prev:
+        return VerifyResult(False, n, expected, f"rows after {expected - 1} were deleted (head is {head.seq})")
+    return VerifyResult(True, n)

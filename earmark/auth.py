@@ -1,0 +1,215 @@
+"""Users, passwords (argon2), login sessions with CSRF tokens, and hashed service tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from earmark import audit
+from earmark.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
+from earmark.models import ApiToken, User, WebSession, utcnow
+from earmark.types import Actor, Role
+
+_hasher = PasswordHasher()
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+TOKEN_PREFIX = "emk_"
+MIN_PASSWORD = 10
+# A fixed hash to verify against when the username does not exist, so a failed login takes as long
+# for an unknown name as for a wrong password (no user enumeration by timing).
+_DUMMY_HASH = _hasher.hash("earmark-dummy-password")
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"password must be at least {MIN_PASSWORD} characters", field="password")
+    return _hasher.hash(password)
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def create_user(session: Session, *, actor: Actor, username: str, password: str, role: Role) -> User:
+    """Create a user. Audited (role only, never the password); caller commits."""
+    if not USERNAME_RE.match(username):
+        raise InvalidInput(
+            "username must be 2-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit",
+            field="username",
+        )
+    if session.execute(select(User).where(User.username == username)).scalar_one_or_none():
+        raise Conflict(f"user {username!r} already exists", field="username")
+    user = User(username=username, password_hash=hash_password(password), role=Role(role))
+    session.add(user)
+    session.flush()
+    audit.record(
+        session, actor=actor, action="user.create", object_type="user", object_id=user.id, details={"role": str(role)}
+    )
+    return user
+
+
+def authenticate(
+    session: Session, *, username: str, password: str, max_failures: int = 5, lockout_minutes: int = 15
+) -> User:
+    """Check a login. Failures are audited and counted; too many lock the account for a while.
+
+    Raises AuthenticationFailed with the same message for unknown names and wrong passwords.
+    The caller commits in both cases, so the failure count and audit row persist.
+    """
+    now = utcnow()
+    user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    generic = AuthenticationFailed("wrong username or password")
+    if user is None or not user.active:
+        try:
+            _hasher.verify(_DUMMY_HASH, password)
+        except VerificationError:
+            pass
+        audit.record(
+            session,
+            actor=Actor("anonymous"),
+            action="auth.login_failed",
+            object_type="user",
+            object_id=None if user is None else user.id,
+            details={"reason": "unknown_user" if user is None else "inactive"},
+        )
+        raise generic
+    if user.locked_until is not None and user.locked_until > now:
+        audit.record(
+            session,
+            actor=Actor("anonymous"),
+            action="auth.login_failed",
+            object_type="user",
+            object_id=user.id,
+            details={"reason": "locked"},
+        )
+        minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
+        raise AuthenticationFailed(f"too many failed logins; try again in {minutes} minutes")
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        user.failed_logins += 1
+        audit.record(
+            session,
+            actor=Actor("anonymous"),
+            action="auth.login_failed",
+            object_type="user",
+            object_id=user.id,
+            details={"reason": "bad_password", "failures": user.failed_logins},
+        )
+        if user.failed_logins >= max_failures:
+            user.locked_until = now + timedelta(minutes=lockout_minutes)
+            user.failed_logins = 0
+            audit.record(
+                session,
+                actor=Actor.system(),
+                action="auth.lockout",
+                object_type="user",
+                object_id=user.id,
+                details={"minutes": lockout_minutes},
+            )
+        raise generic from None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    return user
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    token: str  # goes into the cookie; only its hash is stored
+    csrf_token: str
+
+
+def start_session(session: Session, *, user: User, hours: int) -> NewSession:
+    """Open a login session for `user`. Audited; caller commits."""
+    token = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(
+        WebSession(
+            token_hash=sha256_hex(token),
+            user_id=user.id,
+            csrf_token=csrf,
+            created_at=now,
+            expires_at=now + timedelta(hours=hours),
+        )
+    )
+    audit.record(session, actor=Actor("user", user.id, user.role), action="auth.login", object_type="user", object_id=user.id)
+    return NewSession(token, csrf)
+
+
+def session_user(session: Session, token: str | None) -> tuple[User, WebSession] | None:
+    """The user of a live session cookie, or None."""
+    if not token:
+        return None
+    ws = session.get(WebSession, sha256_hex(token))
+    if ws is None or ws.expires_at <= utcnow():
+        return None
+    user = session.get(User, ws.user_id)
+    if user is None or not user.active:
+        return None
+    return user, ws
+
+
+def end_session(session: Session, *, token: str) -> None:
+    ws = session.get(WebSession, sha256_hex(token))
+    if ws is None:
+        return
+    user = session.get(User, ws.user_id)
+    session.execute(delete(WebSession).where(WebSession.token_hash == ws.token_hash))
+    if user is not None:
+        audit.record(session, actor=Actor("user", user.id, user.role), action="auth.logout", object_type="user", object_id=user.id)
+
+
+def csrf_matches(expected: str, given: str | None) -> bool:
+    return bool(given) and hmac.compare_digest(expected.encode(), (given or "").encode())
+
+
+def create_token(session: Session, *, actor: Actor, role: Role, label: str = "") -> tuple[ApiToken, str]:
+    """Create a service token; returns the row and the plaintext, which is never stored. Audited."""
+    if Role(role) not in (Role.service, Role.admin, Role.auditor):
+        raise InvalidInput("tokens are for the service, admin or auditor roles", field="role")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(token_hash=sha256_hex(secret), prefix=secret[:10], role=Role(role), label=label[:128])
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="token.create",
+        object_type="token",
+        object_id=row.id,
+        details={"role": str(role), "prefix": row.prefix},
+    )
+    return row, secret
+
+
+def token_actor(session: Session, secret: str | None) -> Actor | None:
+    """The actor behind a bearer token, or None if unknown or revoked."""
+    if not secret or not secret.startswith(TOKEN_PREFIX):
+        return None
+    row = session.execute(select(ApiToken).where(ApiToken.token_hash == sha256_hex(secret))).scalar_one_or_none()
+    if row is None or row.revoked_at is not None:
+        return None
+    return Actor("token", row.id, row.role)
+
+
+def revoke_token(session: Session, *, actor: Actor, token_id: int) -> None:
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise NotFound(f"no token {token_id}")
+    row.revoked_at = utcnow()
+    audit.record(session, actor=actor, action="token.revoke", object_type="token", object_id=token_id)

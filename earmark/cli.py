@@ -1,0 +1,399 @@
+"""The `earmark` command: one Typer app calling the same domain functions as the web layer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from typer.core import TyperGroup
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from earmark import audit, auth, db, keys
+from earmark.config import Settings, load_settings
+from earmark.consent import set_consent
+from earmark.errors import EarmarkError, InvalidInput
+from earmark.ingest import read_manifest
+from earmark.sampling import draw_sample
+from earmark.types import Actor, Consent, Role
+from earmark.workspace import Workspace, init_workspace, open_workspace
+
+out = Console()
+err = Console(stderr=True)
+
+
+class _Group(TyperGroup):
+    """Prints earmark's errors as one clear line and exits 1 (no traceback for user mistakes)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except EarmarkError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="earmark: privacy-first human review of voice clips.",
+)
+token_app = typer.Typer(no_args_is_help=True, help="Service tokens for the HTTP API.")
+consent_app = typer.Typer(no_args_is_help=True, help="Customers' consent to human review.")
+keys_app = typer.Typer(no_args_is_help=True, help="Workspace encryption keys.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+user_app = typer.Typer(no_args_is_help=True, help="Users of the web UI.")
+audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log.")
+app.add_typer(token_app, name="token")
+app.add_typer(consent_app, name="consent")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(audit_app, name="audit")
+
+
+class State:
+    home: Path | None = None
+
+
+state = State()
+
+
+@app.callback()
+def _main(
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", envvar="EARMARK_HOME", help="Workspace folder (default ./earmark-data)."),
+    ] = None,
+) -> None:
+    state.home = home
+
+
+def _settings() -> Settings:
+    return load_settings(state.home)
+
+
+def _open() -> Workspace:
+    return open_workspace(_settings())
+
+
+def _read_password(stdin: bool) -> str | None:
+    if stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return None
+
+
+@app.command()
+def init(
+    admin: Annotated[str, typer.Option(help="Username of the first admin.")] = "admin",
+    password_stdin: Annotated[bool, typer.Option(help="Read the admin password from stdin.")] = False,
+) -> None:
+    """Create a workspace (settings, keys, database, blob store) and its first admin."""
+    ws, password = init_workspace(_settings(), admin_username=admin, admin_password=_read_password(password_stdin))
+    ws.close()
+    out.print(f"[green]workspace ready[/] at {ws.settings.home}")
+    if password and not password_stdin:
+        out.print(f"admin login: [bold]{admin}[/] / [bold]{password}[/]  (shown once)")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the workspace database to the newest schema."""
+    settings = _settings()
+    engine = db.make_engine(settings.db_url)
+    try:
+        db.upgrade(engine)
+        current, _ = db.schema_revisions(engine)
+    finally:
+        engine.dispose()
+    out.print(f"database at revision {current}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's schema revision and the newest one."""
+    engine = db.make_engine(_settings().db_url)
+    try:
+        current, head = db.schema_revisions(engine)
+    finally:
+        engine.dispose()
+    out.print(f"current: {current}  newest: {head}")
+
+
+@app.command()
+def ingest(
+    manifest: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL manifest.")],
+) -> None:
+    """Ingest the clips a JSONL manifest lists (idempotent by clip_id)."""
+    ws = _open()
+    try:
+        ws.collect_orphans()
+        lines = list(read_manifest(manifest))
+        created = duplicates = 0
+        problems: list[tuple[int, str]] = []
+        columns = (TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=err, transient=False) as progress:
+            task = progress.add_task("ingest", total=len(lines))
+            for line in lines:
+                progress.advance(task)
+                if line.meta is None:
+                    problems.append((line.lineno, line.error or "invalid"))
+                    continue
+                assert line.meta.audio is not None
+                audio_path = (manifest.parent / line.meta.audio).resolve()
+                try:
+                    size = audio_path.stat().st_size
+                    if size > ws.settings.max_upload_bytes:
+                        raise InvalidInput(
+                            f"file is {size} bytes; the limit is {ws.settings.max_upload_bytes}", field="audio"
+                        )
+                    data = audio_path.read_bytes()
+                except OSError as exc:
+                    problems.append((line.lineno, f"audio: cannot read {line.meta.audio}: {exc.strerror}"))
+                    continue
+                except EarmarkError as exc:
+                    problems.append((line.lineno, str(exc)))
+                    continue
+                try:
+                    result = ws.ingest(actor=Actor.cli(), meta=line.meta, audio=data, via="manifest")
+                except EarmarkError as exc:
+                    problems.append((line.lineno, str(exc)))
+                    continue
+                if result.created:
+                    created += 1
+                else:
+                    duplicates += 1
+    finally:
+        ws.close()
+    out.print(f"ingested {created} new clip(s), {duplicates} already present, {len(problems)} rejected")
+    for lineno, reason in problems:
+        err.print(f"[red]line {lineno}[/]: {reason}", highlight=False, markup=True)
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def gc(
+    grace: Annotated[float, typer.Option(help="Keep unreferenced blobs younger than this many seconds.")] = 3600.0,
+) -> None:
+    """Delete orphan blobs (written by an ingest that died before its row was committed)."""
+    ws = _open()
+    try:
+        n = ws.collect_orphans(grace_seconds=grace)
+    finally:
+        ws.close()
+    out.print(f"deleted {n} orphan blob(s)")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[Role, typer.Option(help="Role of the token.")] = Role.service,
+    label: Annotated[str, typer.Option(help="What the token is for.")] = "",
+) -> None:
+    """Create an API token. The secret is printed once and stored only hashed."""
+    ws = _open()
+    try:
+        with ws.transaction() as session:
+            row, secret = auth.create_token(session, actor=Actor.cli(), role=role, label=label)
+            token_id = row.id
+    finally:
+        ws.close()
+    err.print(f"token {token_id} ({role}) created; store it now, it is not shown again:")
+    print(secret)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int) -> None:
+    """Revoke an API token by id."""
+    ws = _open()
+    try:
+        with ws.transaction() as session:
+            auth.revoke_token(session, actor=Actor.cli(), token_id=token_id)
+    finally:
+        ws.close()
+    out.print(f"token {token_id} revoked")
+
+
+@consent_app.command("set")
+def consent_set(
+    account: str,
+    human_review: Annotated[Consent, typer.Option("--human-review", help="allow or deny")],
+    create: Annotated[bool, typer.Option(help="Record consent for an account with no clips yet.")] = False,
+) -> None:
+    """Record an account's consent to human review. `deny` withdraws its queued clips at once."""
+    ws = _open()
+    try:
+        with ws.transaction() as session:
+            result = set_consent(session, actor=Actor.cli(), account_id=account, human_review=human_review, create=create)
+    finally:
+        ws.close()
+    out.print(f"account {account}: human review {result.human_review}; {result.withdrawn} clip(s) withdrawn")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-wrap every account key under a new workspace key (blobs are not re-encrypted)."""
+    ws = _open()
+    try:
+        from_env = ws.settings.workspace_key is not None
+        key_file = None if from_env else ws.settings.key_file
+        with ws.transaction() as session:
+            new_id, new, n = keys.rotate_workspace_key(session, actor=Actor.cli(), keyring=ws.keyring, key_file=key_file)
+        if key_file is not None:
+            keys.finish_rotation(key_file, new_id, new)
+    finally:
+        ws.close()
+    out.print(f"workspace key rotated to {new_id}; {n} account key(s) re-wrapped")
+    if from_env:
+        import base64
+
+        err.print("the workspace key comes from EARMARK_WORKSPACE_KEY: replace it with this value now:")
+        print(base64.b64encode(new).decode())
+
+
+@app.command()
+def sample(
+    rate: Annotated[float, typer.Option(help="Share of eligible clips to draw, in (0, 1].")],
+    seed: Annotated[int, typer.Option(help="Seed; the same seed and database draw the same clips.")] = 0,
+    cap: Annotated[int | None, typer.Option(help="Most clips per account per period (default: setting).")] = None,
+    period_days: Annotated[int | None, typer.Option(help="Cap period in days (default: setting).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Show what would be drawn; change nothing.")] = False,
+) -> None:
+    """Draw a random, per-account-capped sample of consented clips into the review queue."""
+    ws = _open()
+    s = ws.settings
+    try:
+        with ws.transaction() as session:
+            result = draw_sample(
+                session,
+                actor=Actor.cli(),
+                rate=rate,
+                seed=seed,
+                cap=s.sample_cap_per_account if cap is None else cap,
+                period_days=s.sample_cap_days if period_days is None else period_days,
+                default_consent=Consent(s.consent_default),
+                dry_run=dry_run,
+            )
+            if dry_run:
+                session.rollback()
+    finally:
+        ws.close()
+    verb = "would queue" if dry_run else "queued"
+    out.print(f"{result.eligible} eligible, {verb} {result.drawn}, {result.capped} held back by the per-account cap")
+
+
+@app.command()
+def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Counts of accounts, clips and queue items."""
+    ws = _open()
+    try:
+        data = ws.stats()
+    finally:
+        ws.close()
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return
+    table = Table("what", "count")
+    accounts = data["accounts"]
+    clips = data["clips"]
+    queue = data["queue"]
+    assert isinstance(accounts, dict) and isinstance(clips, dict) and isinstance(queue, dict)
+    table.add_row("accounts", str(accounts["total"]))
+    for k, v in accounts["by_consent"].items():
+        table.add_row(f"  consent {k}", str(v))
+    table.add_row("clips", str(clips["total"]))
+    for k, v in sorted(clips["by_status"].items()):
+        table.add_row(f"  {k}", str(v))
+    table.add_row("queued", str(queue["queued"]))
+    table.add_row("leased", str(queue["leased"]))
+    table.add_row("reviewed", str(data["reviewed"]))
+    out.print(table)
+
+
+@user_app.command("create")
+def user_create(
+    username: str,
+    role: Annotated[Role, typer.Option(help="Role of the user.")] = Role.reviewer,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin.")] = False,
+) -> None:
+    """Create a web user; prints a generated password unless one comes on stdin."""
+    password = _read_password(password_stdin) or auth.generate_password()
+    ws = _open()
+    try:
+        with ws.transaction() as session:
+            auth.create_user(session, actor=Actor.cli(), username=username, password=password, role=role)
+    finally:
+        ws.close()
+    out.print(f"user {username} ({role}) created")
+    if not password_stdin:
+        out.print(f"password: [bold]{password}[/] (shown once)")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit chain; name the first row that was changed, deleted, inserted or moved."""
+    ws = _open()
+    try:
+        with ws.sessions() as session:
+            result = audit.verify_chain(session)
+    finally:
+        ws.close()
+    if result.ok:
+        out.print(f"OK: {result.rows} audit rows, chain intact")
+        return
+    err.print(f"[red]BROKEN[/] at sequence {result.first_bad_seq}: {result.reason}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: setting bind_host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: setting bind_port).")] = None,
+) -> None:
+    """Serve the web UI and the HTTP API."""
+    from earmark.web.server import run
+
+    settings = _settings()
+    run(settings, host=host or settings.bind_host, port=port or settings.bind_port)
+
+
+@app.command()
+def demo(
+    seed: Annotated[int, typer.Option(help="Seed; the same seed builds the same workspace.")] = 7,
+    clips: Annotated[int, typer.Option(help="How many clips to synthesize.")] = 240,
+    serve_ui: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the UI when done.")] = True,
+    reset: Annotated[bool, typer.Option(help="Delete an existing workspace at --home first.")] = False,
+    port: Annotated[int | None, typer.Option(help="Port to serve on.")] = None,
+) -> None:
+    """Build a fresh demo workspace from synthesized speech, then serve it."""
+    from earmark.demo import build_demo
+
+    settings = _settings()
+    if state.home is None:
+        settings = load_settings(Path("earmark-demo"))
+    creds = build_demo(settings, seed=seed, n_clips=clips, reset=reset, console=err)
+    table = Table("user", "role", "password", title="demo logins")
+    for c in creds:
+        table.add_row(c.username, c.role, c.password)
+    out.print(table)
+    if serve_ui:
+        from earmark.web.server import run
+
+        p = port or settings.bind_port
+        out.print(f"open [bold]http://{settings.bind_host}:{p}/[/] and log in as reviewer1")
+        run(settings, host=settings.bind_host, port=p)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The one `Settings` object: built at the entry point (CLI, server, tests) and passed down.
+
+Values come, in rising priority, from the defaults below, the workspace's `settings.toml`, and
+`EARMARK_*` environment variables. Every field is documented in docs/config.md (a test checks).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from earmark.errors import ConfigError
+
+SETTINGS_FILE = "settings.toml"
+DEFAULT_HOME = Path("earmark-data")
+
+
+class Settings(BaseSettings):
+    """Workspace settings. Production refuses unsafe defaults (fails closed)."""
+
+    model_config = SettingsConfigDict(env_prefix="EARMARK_", extra="forbid", validate_default=True)
+
+    home: Path = Field(DEFAULT_HOME, description="Workspace folder: settings, database, blobs, keys.")
+    environment: Literal["development", "production"] = Field(
+        "development", description="`production` refuses insecure cookies and plaintext HTTP defaults."
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default is SQLite at HOME/earmark.db."
+    )
+    workspace_key: SecretStr | None = Field(
+        None,
+        description="Base64 32-byte workspace key. If unset, HOME/workspace.key (mode 0600) is used.",
+    )
+    consent_default: Literal["allow", "deny"] = Field(
+        "deny", description="Human-review consent of an account that never said (opt-in: deny)."
+    )
+    max_clip_seconds: int = Field(30, gt=0, description="Longest clip accepted at ingest, in seconds.")
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024, gt=0, description="Largest request body accepted by the HTTP API, in bytes."
+    )
+    min_sample_rate: int = Field(8000, gt=0, description="Lowest sample rate accepted at ingest (Hz).")
+    max_channels: int = Field(2, gt=0, description="Most audio channels accepted at ingest.")
+    sample_cap_per_account: int = Field(
+        5, ge=0, description="Most clips of one account sampled for human review per cap period."
+    )
+    sample_cap_days: int = Field(30, gt=0, description="Length of the per-account cap period, in days.")
+    lease_seconds: int = Field(600, gt=0, description="How long a reviewer holds a clip before it returns.")
+    audio_url_seconds: int = Field(
+        300, gt=0, description="Lifetime of a signed audio URL handed to a reviewer's browser."
+    )
+    session_hours: int = Field(10, gt=0, description="Lifetime of a login session, in hours.")
+    login_max_failures: int = Field(5, gt=0, description="Failed logins in a row before a lockout.")
+    login_lockout_minutes: int = Field(15, gt=0, description="Length of a login lockout, in minutes.")
+    cookie_secure: bool | None = Field(
+        None, description="Mark cookies Secure (HTTPS only). Default: on in production, off in development."
+    )
+    blob_fsync: bool = Field(True, description="fsync each blob before its database row is committed.")
+    max_transcript_chars: int = Field(2000, gt=0, description="Longest transcript a reviewer may submit.")
+    bind_host: str = Field("127.0.0.1", description="Address `earmark serve` listens on.")
+    bind_port: int = Field(8000, gt=0, lt=65536, description="Port `earmark serve` listens on.")
+
+    @model_validator(mode="after")
+    def _production_fails_closed(self) -> Settings:
+        if self.environment == "production":
+            if self.cookie_secure is False:
+                raise ValueError("cookie_secure cannot be false in production")
+        return self
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure is None:
+            return self.environment == "production"
+        return self.cookie_secure
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'earmark.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def key_file(self) -> Path:
+        return self.home / "workspace.key"
+
+    @property
+    def secret_file(self) -> Path:
+        return self.home / "secret.key"
+
+
+def load_settings(home: Path | None = None, **overrides: object) -> Settings:
+    """Build settings for the workspace at `home` (or EARMARK_HOME, or ./earmark-data).
+
+    The workspace's settings.toml fills in what the environment does not set.
+    """
+    if home is None:
+        home = Path(os.environ.get("EARMARK_HOME", DEFAULT_HOME))
+    values: dict[str, object] = {}
+    path = home / SETTINGS_FILE
+    if path.exists():
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        if "home" in values:
+            raise ConfigError(f"{path}: 'home' cannot be set inside the workspace itself")
+    # Environment variables win over the file; pydantic-settings gives init kwargs the highest
+    # priority, so drop file values that the environment overrides.
+    values = {k: v for k, v in values.items() if f"EARMARK_{k.upper()}" not in os.environ}
+    values.update(overrides)
+    values["home"] = home
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings ({path} or EARMARK_* variables): {problems}") from exc

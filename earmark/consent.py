@@ -1,0 +1,65 @@
+"""Consent to human review, per account. Opt-in: an account that never said gets the default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.orm import Session
+
+from earmark import audit
+from earmark.errors import NotFound
+from earmark.ingest import get_or_create_account
+from earmark.models import Account, Clip, utcnow
+from earmark.queues import withdraw_clips
+from earmark.types import Actor, ClipStatus, Consent
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentResult:
+    account_id: str
+    human_review: Consent
+    withdrawn: int
+
+
+def allows_review(default: Consent | str) -> ColumnElement[bool]:
+    """SQL condition: the account's effective human-review consent is `allow`."""
+    if Consent(default) == Consent.allow:
+        return or_(Account.human_review == Consent.allow, Account.human_review.is_(None))
+    return and_(Account.human_review == Consent.allow)
+
+
+def set_consent(
+    session: Session, *, actor: Actor, account_id: str, human_review: Consent, create: bool = False
+) -> ConsentResult:
+    """Record the account's choice. `deny` pulls its not-yet-reviewed clips from every queue at once.
+
+    Audited; caller commits. An unknown account is an error unless `create` (consent may arrive
+    before the account's first recording).
+    """
+    if create:
+        account = get_or_create_account(session, account_id)
+    else:
+        account = session.execute(select(Account).where(Account.external_id == account_id)).scalar_one_or_none()
+        if account is None:
+            raise NotFound(f"unknown account {account_id!r} (use --create to record consent ahead of clips)")
+    account.human_review = human_review
+    account.consent_updated_at = utcnow()
+    withdrawn = 0
+    if human_review == Consent.deny:
+        clip_ids = list(
+            session.execute(
+                select(Clip.id).where(Clip.account_id == account.id, Clip.status == ClipStatus.queued)
+            ).scalars()
+        )
+        withdrawn = withdraw_clips(session, actor=actor, clip_ids=clip_ids, reason="consent_withdrawn")
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="consent.set",
+        object_type="account",
+        object_id=account.id,
+        details={"human_review": str(human_review), "withdrawn": withdrawn},
+    )
+    return ConsentResult(account_id, human_review, withdrawn)

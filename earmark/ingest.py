@@ -1,0 +1,227 @@
+"""Ingest: a recording arrives (manifest line or HTTP upload) and is stored, encrypted, once.
+
+Both entry points build a `ClipMeta` and call `ingest_clip`. Re-sending a clip is idempotent by
+`clip_id`: the same bytes are a no-op, different bytes are a `Conflict`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from earmark import audit
+from earmark.audio import AudioInfo, AudioLimits, probe_audio
+from earmark.crypto import Keyring, content_mac, encrypt_blob
+from earmark.errors import Conflict, InvalidInput
+from earmark.keys import ensure_data_key
+from earmark.models import Account, Clip
+from earmark.storage import LocalBlobStore, new_blob_key
+from earmark.types import Actor, ClipStatus
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
+
+Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class DeviceASR(_Strict):
+    text: str = Field(max_length=2000)
+    confidence: Confidence | None = None
+
+
+class Slot(_Strict):
+    type: str = Field(min_length=1, max_length=64)
+    value: str = Field(max_length=500)
+
+
+class DeviceNLU(_Strict):
+    intent: str = Field(min_length=1, max_length=64)
+    slots: list[Slot] = Field(default_factory=list, max_length=50)
+    confidence: Confidence | None = None
+
+
+class ClipMeta(_Strict):
+    """Metadata of one clip, as a manifest line or the `metadata` part of an upload."""
+
+    clip_id: str | None = Field(None, pattern=ID_PATTERN)
+    account_id: str = Field(pattern=ID_PATTERN)
+    device_id: str = Field(pattern=ID_PATTERN)
+    recorded_at: AwareDatetime
+    locale: str = Field(pattern=LOCALE_PATTERN)
+    audio: str | None = Field(None, max_length=1000)
+    device_asr: DeviceASR | None = None
+    device_nlu: DeviceNLU | None = None
+    wake_score: Confidence | None = None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each bad field and what it needs."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "line"
+        msg = err["msg"]
+        if err["type"] == "timezone_aware":
+            msg = "must include a time zone, e.g. 2026-01-05T09:30:00+00:00"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field (allowed: clip_id, account_id, device_id, recorded_at, locale, audio, " \
+                  "device_asr, device_nlu, wake_score)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def parse_meta(raw: Any) -> ClipMeta:
+    """Validate a decoded JSON object as ClipMeta, raising InvalidInput that names the fields."""
+    if not isinstance(raw, dict):
+        raise InvalidInput("expected a JSON object", field="metadata")
+    try:
+        return ClipMeta.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidInput(describe_validation_error(exc)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestLine:
+    lineno: int
+    meta: ClipMeta | None
+    error: str | None
+
+
+def read_manifest(path: Path) -> Iterator[ManifestLine]:
+    """Yield each non-blank line of a JSONL manifest, parsed or with the reason it is bad."""
+    with open(path, encoding="utf-8", errors="strict") as fh:
+        lineno = 0
+        while True:
+            try:
+                line = fh.readline()
+            except UnicodeDecodeError as exc:
+                yield ManifestLine(lineno + 1, None, f"not UTF-8 text ({exc.reason})")
+                return
+            if not line:
+                return
+            lineno += 1
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield ManifestLine(lineno, None, f"not valid JSON: {exc.msg} at column {exc.colno}")
+                continue
+            try:
+                meta = parse_meta(raw)
+            except InvalidInput as exc:
+                yield ManifestLine(lineno, None, str(exc))
+                continue
+            if meta.audio is None:
+                yield ManifestLine(lineno, None, "audio: required field is missing")
+                continue
+            yield ManifestLine(lineno, meta, None)
+
+
+def derive_clip_id(meta: ClipMeta, mac: str) -> str:
+    """A stable id for clips sent without one, so re-sending the same line stays idempotent."""
+    ns = uuid.UUID("6f1c3a8e-8f7b-4c1e-9a55-2b1d0c7e5a10")
+    return "clip-" + uuid.uuid5(ns, f"{meta.account_id}|{meta.recorded_at.isoformat()}|{mac}").hex
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    clip_id: str
+    created: bool
+    info: AudioInfo | None = None
+
+
+def get_or_create_account(session: Session, external_id: str) -> Account:
+    account = session.execute(select(Account).where(Account.external_id == external_id)).scalar_one_or_none()
+    if account is None:
+        account = Account(external_id=external_id)
+        session.add(account)
+        session.flush()
+    return account
+
+
+def ingest_clip(
+    session: Session,
+    *,
+    actor: Actor,
+    meta: ClipMeta,
+    audio: bytes,
+    blobs: LocalBlobStore,
+    keyring: Keyring,
+    limits: AudioLimits,
+    written: list[str],
+    via: str,
+) -> IngestResult:
+    """Store one clip: validate audio, encrypt it under the account's key, write blob then row.
+
+    Keys of blobs written are appended to `written` so the boundary can delete them if the
+    transaction fails. Audited; caller commits.
+    """
+    info = probe_audio(audio, limits)
+    account = get_or_create_account(session, meta.account_id)
+    dk = ensure_data_key(session, keyring, account)
+    mac = content_mac(dk, audio)
+    clip_id = meta.clip_id or derive_clip_id(meta, mac)
+    existing = session.execute(select(Clip).where(Clip.external_id == clip_id)).scalar_one_or_none()
+    if existing is not None:
+        if existing.account_id == account.id and existing.content_mac == mac:
+            return IngestResult(clip_id, created=False, info=info)
+        raise Conflict(
+            f"clip_id {clip_id} already exists with different audio or account; "
+            "send new recordings under a new clip_id",
+            field="clip_id",
+        )
+    key = new_blob_key()
+    blobs.announce(key)
+    written.append(key)
+    blobs.put(key, encrypt_blob(dk, audio, blob_key=key))
+    clip = Clip(
+        external_id=clip_id,
+        account_id=account.id,
+        device_id=meta.device_id,
+        recorded_at=meta.recorded_at,
+        locale=meta.locale,
+        audio_format=info.format,
+        audio_subtype=info.subtype,
+        sample_rate=info.sample_rate,
+        channels=info.channels,
+        num_samples=info.num_samples,
+        size_bytes=len(audio),
+        content_mac=mac,
+        blob_key=key,
+        device_asr_text=meta.device_asr.text if meta.device_asr else None,
+        device_asr_confidence=meta.device_asr.confidence if meta.device_asr else None,
+        device_nlu=meta.device_nlu.model_dump() if meta.device_nlu else None,
+        wake_score=meta.wake_score,
+        status=ClipStatus.stored,
+    )
+    session.add(clip)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="clip.ingest",
+        object_type="clip",
+        object_id=clip.id,
+        details={
+            "format": info.format,
+            "sample_rate": info.sample_rate,
+            "channels": info.channels,
+            "num_samples": info.num_samples,
+            "via": via,
+        },
+    )
+    return IngestResult(clip_id, created=True, info=info)

@@ -1,0 +1,207 @@
+"""SQLAlchemy 2 models. The schema itself is owned by Alembic (earmark/migrations)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC, on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Account(Base):
+    """A customer household as the assistant knows it. `external_id` never reaches reviewers."""
+
+    __tablename__ = "accounts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    human_review: Mapped[str | None] = mapped_column(String(8))  # Consent, or None: the default
+    consent_updated_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccountKey(Base):
+    """An account's data key, wrapped by the workspace key. Deleting it crypto-shreds the account."""
+
+    __tablename__ = "account_keys"
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapping_key_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rotated_at: Mapped[datetime | None]
+
+
+class Clip(Base):
+    """One recording. Audio lives encrypted in the blob store under `blob_key`."""
+
+    __tablename__ = "clips"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    device_id: Mapped[str] = mapped_column(String(128))
+    recorded_at: Mapped[datetime]
+    locale: Mapped[str] = mapped_column(String(16))
+    audio_format: Mapped[str] = mapped_column(String(16))
+    audio_subtype: Mapped[str] = mapped_column(String(32))
+    sample_rate: Mapped[int]
+    channels: Mapped[int]
+    num_samples: Mapped[int]  # frames per channel
+    size_bytes: Mapped[int]
+    # HMAC of the original bytes under the account's data key: detects a re-sent clip without a
+    # plain hash that could confirm a known recording, and becomes meaningless once the key is shredded.
+    content_mac: Mapped[str] = mapped_column(String(64))
+    blob_key: Mapped[str] = mapped_column(String(64), unique=True)
+    device_asr_text: Mapped[str | None] = mapped_column(Text)
+    device_asr_confidence: Mapped[float | None] = mapped_column(Float)
+    device_nlu: Mapped[dict[str, Any] | None]
+    wake_score: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="stored", index=True)
+    ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sampled_at: Mapped[datetime | None]
+    inclusion_probability: Mapped[float | None] = mapped_column(Float)
+    sample_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class QueueItem(Base):
+    """A clip's place in one review queue."""
+
+    __tablename__ = "queue_items"
+    __table_args__ = (
+        UniqueConstraint("clip_id", "queue"),
+        Index("ix_queue_items_pick", "queue", "state", "enqueued_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"))
+    queue: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    enqueued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_expires_at: Mapped[datetime | None]
+    assignment_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class Assignment(Base):
+    """One reviewer's lease on one queue item. Its random id is all the reviewer's browser sees."""
+
+    __tablename__ = "assignments"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    queue_item_id: Mapped[int] = mapped_column(ForeignKey("queue_items.id"), index=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    leased_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    closed_at: Mapped[datetime | None]
+
+
+class Annotation(Base):
+    """What a reviewer submitted for a clip."""
+
+    __tablename__ = "annotations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), index=True)
+    assignment_id: Mapped[str] = mapped_column(ForeignKey("assignments.id"), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    transcript: Mapped[str] = mapped_column(Text)
+    intent: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebSession(Base):
+    """A browser login. The cookie holds a random token; only its SHA-256 is stored."""
+
+    __tablename__ = "web_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    """A service credential; the plaintext is shown once at creation, only its SHA-256 is kept."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class AuditEvent(Base):
+    """One row of the hash-chained audit log. Ids, counts and enums only; never content."""
+
+    __tablename__ = "audit_events"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(64))
+    actor_role: Mapped[str | None] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    object_type: Mapped[str | None] = mapped_column(String(32))
+    object_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    details: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """Single row holding the chain's tip; locking it serializes appends on every backend."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    hash: Mapped[str] = mapped_column(String(64))

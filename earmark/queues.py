@@ -1,0 +1,191 @@
+"""Review queues: enqueue, lease (one holder per clip, also under concurrency), withdraw."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from earmark import audit
+from earmark.models import Assignment, Clip, QueueItem, User, utcnow
+from earmark.types import Actor, AssignmentState, ClipStatus, QueueState
+
+GENERAL = "general"
+LEASE_CANDIDATES = 8
+
+
+def user_actor(user: User) -> Actor:
+    return Actor("user", user.id, user.role)
+
+
+def enqueue(session: Session, *, clip: Clip, queue: str = GENERAL) -> QueueItem:
+    """Put `clip` in `queue` (no audit of its own: the caller's event covers it)."""
+    item = QueueItem(clip_id=clip.id, queue=queue, state=QueueState.queued)
+    session.add(item)
+    clip.status = ClipStatus.queued
+    return item
+
+
+def _available(now: datetime):  # type: ignore[no-untyped-def]
+    return or_(
+        QueueItem.state == QueueState.queued,
+        and_(QueueItem.state == QueueState.leased, QueueItem.lease_expires_at < now),
+    )
+
+
+def active_assignment(session: Session, *, user: User, now: datetime | None = None) -> Assignment | None:
+    """The clip `user` holds right now, if any (a reviewer holds at most one)."""
+    now = now or utcnow()
+    return session.execute(
+        select(Assignment)
+        .where(
+            Assignment.user_id == user.id,
+            Assignment.state == AssignmentState.active,
+            Assignment.expires_at > now,
+        )
+        .order_by(Assignment.leased_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def lease_next(
+    session: Session, *, actor: User, queue: str = GENERAL, lease_seconds: int = 600
+) -> Assignment | None:
+    """Give `actor` the oldest clip of `queue` that nobody holds, or None. Audited; caller commits.
+
+    The conditional UPDATE is the lock: it only matches a row that is still free, so two concurrent
+    callers can never both win the same item (PostgreSQL re-checks the WHERE after a row lock wait;
+    SQLite transactions are serialized by BEGIN IMMEDIATE).
+    """
+    now = utcnow()
+    held = active_assignment(session, user=actor, now=now)
+    if held is not None:
+        return held
+    reviewed_before = select(Assignment.queue_item_id).where(
+        Assignment.user_id == actor.id, Assignment.state == AssignmentState.submitted
+    )
+    while True:
+        candidates = (
+            session.execute(
+                select(QueueItem.id)
+                .where(QueueItem.queue == queue, _available(now), QueueItem.id.not_in(reviewed_before))
+                .order_by(QueueItem.enqueued_at, QueueItem.id)
+                .limit(LEASE_CANDIDATES)
+            )
+            .scalars()
+            .all()
+        )
+        if not candidates:
+            return None
+        for item_id in candidates:
+            expires = now + timedelta(seconds=lease_seconds)
+            assignment_id = secrets.token_urlsafe(18)
+            won = session.execute(
+                update(QueueItem)
+                .where(QueueItem.id == item_id, _available(now))
+                .values(state=QueueState.leased, lease_expires_at=expires, assignment_id=assignment_id)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if won != 1:
+                continue
+            item = session.get(QueueItem, item_id, populate_existing=True)
+            assert item is not None
+            expired = session.execute(
+                update(Assignment)
+                .where(Assignment.queue_item_id == item_id, Assignment.state == AssignmentState.active)
+                .values(state=AssignmentState.expired, closed_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if expired:
+                audit.record(
+                    session, actor=Actor.system(), action="review.expire", object_type="queue_item", object_id=item_id
+                )
+            assignment = Assignment(
+                id=assignment_id,
+                queue_item_id=item_id,
+                clip_id=item.clip_id,
+                user_id=actor.id,
+                leased_at=now,
+                expires_at=expires,
+                state=AssignmentState.active,
+            )
+            session.add(assignment)
+            session.flush()
+            audit.record(
+                session,
+                actor=user_actor(actor),
+                action="review.lease",
+                object_type="assignment",
+                object_id=assignment_id,
+                details={"queue": queue, "queue_item": item_id, "expires_s": lease_seconds},
+            )
+            return assignment
+
+
+def withdraw_clips(session: Session, *, actor: Actor, clip_ids: list[int], reason: str) -> int:
+    """Pull clips out of every queue at once; holders' assignments become `withdrawn`. Audited."""
+    if not clip_ids:
+        return 0
+    now = utcnow()
+    n = 0
+    for chunk_start in range(0, len(clip_ids), 500):
+        chunk = clip_ids[chunk_start : chunk_start + 500]
+        items = (
+            session.execute(
+                select(QueueItem).where(
+                    QueueItem.clip_id.in_(chunk),
+                    QueueItem.state.in_([QueueState.queued, QueueState.leased]),
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for item in items:
+            item.state = QueueState.withdrawn
+            item.lease_expires_at = None
+            n += 1
+            audit.record(
+                session,
+                actor=actor,
+                action="queue.withdraw",
+                object_type="queue_item",
+                object_id=item.id,
+                details={"reason": reason},
+            )
+        session.execute(
+            update(Assignment)
+            .where(Assignment.clip_id.in_(chunk), Assignment.state == AssignmentState.active)
+            .values(state=AssignmentState.withdrawn, closed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            update(Clip)
+            .where(Clip.id.in_(chunk), Clip.status == ClipStatus.queued)
+            .values(status=ClipStatus.withdrawn)
+            .execution_options(synchronize_session=False)
+        )
+    return n
+
+
+def queue_depths(session: Session) -> dict[str, dict[str, int]]:
+    """{queue: {state: count}}, counted in SQL."""
+    now = utcnow()
+    out: dict[str, dict[str, int]] = {}
+    rows = session.execute(
+        select(QueueItem.queue, QueueItem.state, func.count())
+        .group_by(QueueItem.queue, QueueItem.state)
+    ).all()
+    for queue, state, count in rows:
+        out.setdefault(queue, {})[state] = count
+    # Leases that ran out count as queued: that is where the clip effectively is.
+    stale = session.execute(
+        select(QueueItem.queue, func.count())
+        .where(QueueItem.state == QueueState.leased, QueueItem.lease_expires_at < now)
+        .group_by(QueueItem.queue)
+    ).all()
+    for queue, count in stale:
+        out[queue]["leased"] -= count
+        out[queue]["queued"] = out[queue].get("queued", 0) + count
+    return out

@@ -1,0 +1,65 @@
+"""The HTTP API for the assistant's backend (service tokens): ingest clips, record consent."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from earmark.consent import set_consent
+from earmark.errors import InvalidInput, TooLarge
+from earmark.ingest import parse_meta
+from earmark.types import Actor, Consent
+from earmark.web.deps import api_actor, get_db, get_ws
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.post("/clips", name="api.clips.create", status_code=201)
+async def create_clip(
+    request: Request,
+    audio: UploadFile = File(..., description="The recording: WAV, FLAC or OGG."),
+    metadata: str = Form(..., description="JSON object: the fields of a manifest line, without `audio`."),
+    actor: Actor = Depends(api_actor),
+) -> JSONResponse:
+    ws = get_ws(request)
+    try:
+        raw = json.loads(metadata)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"not valid JSON: {exc.msg} at column {exc.colno}", field="metadata") from exc
+    if isinstance(raw, dict) and "audio" in raw:
+        raise InvalidInput("send the audio as the 'audio' file part, not in metadata", field="metadata.audio")
+    meta = parse_meta(raw)
+    data = await audio.read(ws.settings.max_upload_bytes + 1)
+    if len(data) > ws.settings.max_upload_bytes:
+        raise TooLarge(f"audio is larger than {ws.settings.max_upload_bytes} bytes", field="audio")
+    result = await run_in_threadpool(ws.ingest, actor=actor, meta=meta, audio=data, via="api")
+    body = {"clip_id": result.clip_id, "created": result.created}
+    if result.info is not None:
+        body.update(
+            sample_rate=result.info.sample_rate, channels=result.info.channels, num_samples=result.info.num_samples
+        )
+    return JSONResponse(body, status_code=201 if result.created else 200)
+
+
+class ConsentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    human_review: Consent
+
+
+@router.put("/accounts/{account_id}/consent", name="api.consent.set")
+def put_consent(
+    account_id: str, body: ConsentBody, actor: Actor = Depends(api_actor), session: Session = Depends(get_db)
+) -> dict[str, object]:
+    result = set_consent(session, actor=actor, account_id=account_id, human_review=body.human_review, create=True)
+    session.commit()
+    return {"account_id": account_id, "human_review": str(result.human_review), "withdrawn": result.withdrawn}
+
+
+@router.get("/stats", name="api.stats")
+def get_stats(request: Request, actor: Actor = Depends(api_actor)) -> dict[str, object]:
+    return get_ws(request).stats()

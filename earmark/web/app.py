@@ -1,0 +1,139 @@
+"""`create_app(workspace)`: the FastAPI application. Nothing is created at import time."""
+
+from __future__ import annotations
+
+import logging
+import time
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from earmark.errors import EarmarkError
+from earmark.web.deps import LoginRequired
+from earmark.workspace import Workspace
+
+log = logging.getLogger("earmark.web")
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413, before a handler buffers them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _too_large(self.limit, scope, receive, send)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(self.limit, scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+    resp = JSONResponse(
+        {"error": {"message": f"request body is larger than the limit of {limit} bytes", "field": None}},
+        status_code=413,
+    )
+    await resp(scope, receive, send)
+
+
+def templates() -> Jinja2Templates:
+    t = Jinja2Templates(directory=str(resources.files("earmark.web") / "templates"))
+    return t
+
+
+def create_app(ws: Workspace) -> FastAPI:
+    """Build the web app around an open workspace."""
+    from earmark.web import admin, api, pages
+
+    app = FastAPI(title="earmark", docs_url=None, redoc_url=None, openapi_url="/api/v1/openapi.json")
+    app.state.ws = ws
+    app.state.templates = templates()
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        response.headers.setdefault("Cache-Control", "no-store")
+        route = request.scope.get("route")
+        # Route templates, never concrete paths or query strings: those may carry assignment ids
+        # and signatures. No bodies, no transcript text.
+        log.info(
+            "%s %s %s %.1fms",
+            request.method,
+            getattr(route, "path", "-"),
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        return response
+
+    app.add_middleware(BodyLimit, limit=ws.settings.max_upload_bytes)
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse("/login", status_code=303)
+
+    @app.exception_handler(EarmarkError)
+    async def _earmark_error(request: Request, exc: EarmarkError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse(
+                {"error": {"message": exc.message, "field": exc.field}}, status_code=exc.http_status
+            )
+        return app.state.templates.TemplateResponse(
+            request, "error.html", {"message": str(exc), "status": exc.http_status}, status_code=exc.http_status
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": {"message": problems, "field": None}}, status_code=422)
+        return app.state.templates.TemplateResponse(
+            request, "error.html", {"message": problems, "status": 422}, status_code=422
+        )
+
+    app.include_router(pages.router)
+    app.include_router(admin.router)
+    app.include_router(api.router)
+    app.mount("/static", StaticFiles(directory=str(resources.files("earmark.web") / "static")), name="static")
+    return app

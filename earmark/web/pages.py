@@ -1,0 +1,229 @@
+"""Login and the reviewer's pages. Thin: parse, call one domain function, commit, render."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from earmark import auth, review
+from earmark.errors import AuthenticationFailed, EarmarkError, NotFound, PermissionDenied
+from earmark.queues import GENERAL, lease_next
+from earmark.types import Role
+from earmark.web.deps import (
+    CSRF_FIELD,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    Caller,
+    csrf_checked,
+    get_db,
+    get_ws,
+    page_caller,
+)
+from earmark.workspace import Workspace
+
+router = APIRouter()
+
+
+def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
+    caller: Caller | None = getattr(request.state, "caller", None)
+    base = {
+        "user": caller.user if caller else None,
+        "csrf_token": caller.web_session.csrf_token if caller else "",
+        "csrf_field": CSRF_FIELD,
+    }
+    return request.app.state.templates.TemplateResponse(  # type: ignore[no-any-return]
+        request, name, {**base, **context}, status_code=status_code
+    )
+
+
+@router.get("/health", name="health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/login", name="login.form")
+def login_form(request: Request, error: str = "") -> Response:
+    token = secrets.token_urlsafe(24)
+    resp = render(request, "login.html", {"login_csrf": token, "error": error})
+    ws = get_ws(request)
+    resp.set_cookie(
+        LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=ws.settings.secure_cookies, max_age=3600
+    )
+    return resp
+
+
+@router.post("/login", name="login.submit")
+def login_submit(
+    request: Request,
+    username: str = Form(""),
+    password: str = Form(""),
+    csrf_token: str = Form(""),
+    session: Session = Depends(get_db),
+) -> Response:
+    ws = get_ws(request)
+    if not auth.csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE, ""), csrf_token):
+        raise PermissionDenied("the login form expired or lacks its CSRF token; reload the page")
+    try:
+        user = auth.authenticate(
+            session,
+            username=username.strip().lower(),
+            password=password,
+            max_failures=ws.settings.login_max_failures,
+            lockout_minutes=ws.settings.login_lockout_minutes,
+        )
+    except AuthenticationFailed as exc:
+        session.commit()  # keep the failure count and its audit row
+        token = secrets.token_urlsafe(24)
+        resp = render(request, "login.html", {"login_csrf": token, "error": exc.message}, status_code=401)
+        resp.set_cookie(
+            LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=ws.settings.secure_cookies
+        )
+        return resp
+    new = auth.start_session(session, user=user, hours=ws.settings.session_hours)
+    session.commit()
+    resp = RedirectResponse("/", status_code=303)
+    resp.set_cookie(
+        SESSION_COOKIE,
+        new.token,
+        httponly=True,
+        samesite="strict",
+        secure=ws.settings.secure_cookies,
+        max_age=ws.settings.session_hours * 3600,
+    )
+    resp.delete_cookie(LOGIN_CSRF_COOKIE)
+    return resp
+
+
+@router.post("/logout", name="logout")
+def logout(request: Request, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)) -> Response:
+    auth.end_session(session, token=request.cookies.get(SESSION_COOKIE, ""))
+    session.commit()
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(SESSION_COOKIE)
+    return resp
+
+
+@router.get("/", name="home")
+def home(caller: Caller = Depends(page_caller)) -> Response:
+    role = Role(caller.user.role)
+    if role in (Role.reviewer, Role.senior):
+        return RedirectResponse("/review", status_code=303)
+    if role == Role.admin:
+        return RedirectResponse("/admin", status_code=303)
+    raise PermissionDenied("there is no page for your role yet")
+
+
+# -- review ------------------------------------------------------------------------------------
+
+
+def audio_signature(secret: bytes, assignment_id: str, user_id: int, expires: int) -> str:
+    msg = f"audio:{assignment_id}:{user_id}:{expires}".encode()
+    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
+
+
+def audio_url(ws: Workspace, assignment_id: str, user_id: int) -> str:
+    expires = int(time.time()) + ws.settings.audio_url_seconds
+    sig = audio_signature(ws.secret, assignment_id, user_id, expires)
+    return f"/review/{assignment_id}/audio?exp={expires}&sig={sig}"
+
+
+@router.get("/review", name="review.next")
+def review_next(
+    request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
+) -> Response:
+    """Lease the next clip (or resume the one held) and open it."""
+    ws = get_ws(request)
+    assignment = lease_next(session, actor=caller.user, queue=GENERAL, lease_seconds=ws.settings.lease_seconds)
+    session.commit()
+    if assignment is None:
+        return render(request, "review_empty.html", {})
+    return RedirectResponse(f"/review/{assignment.id}", status_code=303)
+
+
+@router.get("/review/{assignment_id}", name="review.page")
+def review_page(
+    request: Request,
+    assignment_id: str,
+    notice: str = "",
+    caller: Caller = Depends(page_caller),
+    session: Session = Depends(get_db),
+) -> Response:
+    ws = get_ws(request)
+    try:
+        view = review.view_assignment(session, user=caller.user, assignment_id=assignment_id)
+    except NotFound:
+        raise
+    except EarmarkError as exc:
+        return render(request, "review_closed.html", {"message": exc.message}, status_code=exc.http_status)
+    return render(
+        request,
+        "review.html",
+        {
+            "view": view,
+            "audio_url": audio_url(ws, view.assignment_id, caller.user.id),
+            "max_chars": ws.settings.max_transcript_chars,
+            "notice": notice,
+        },
+    )
+
+
+@router.get("/review/{assignment_id}/audio", name="review.audio")
+def review_audio(
+    request: Request,
+    assignment_id: str,
+    exp: int = Query(...),
+    sig: str = Query(...),
+    caller: Caller = Depends(page_caller),
+    session: Session = Depends(get_db),
+) -> Response:
+    """The clip's audio for the assignment's holder only, from a URL that expires."""
+    ws = get_ws(request)
+    expected = audio_signature(ws.secret, assignment_id, caller.user.id, exp)
+    if not hmac.compare_digest(expected, sig):
+        raise NotFound("no such audio")
+    if exp < time.time():
+        raise PermissionDenied("this audio link expired; reload the page")
+    wav = review.assignment_audio(
+        session, user=caller.user, assignment_id=assignment_id, blobs=ws.blobs, keyring=ws.keyring
+    )
+    session.commit()
+    return Response(
+        wav,
+        media_type="audio/wav",
+        headers={"Cache-Control": "no-store, private", "Content-Disposition": "inline"},
+    )
+
+
+@router.post("/review/{assignment_id}/submit", name="review.submit")
+def review_submit(
+    request: Request,
+    assignment_id: str,
+    transcript: str = Form(""),
+    intent: str = Form(""),
+    caller: Caller = Depends(csrf_checked),
+    session: Session = Depends(get_db),
+) -> Response:
+    ws = get_ws(request)
+    try:
+        review.submit_annotation(
+            session,
+            actor=caller.user,
+            assignment_id=assignment_id,
+            transcript=transcript,
+            intent=intent,
+            max_transcript_chars=ws.settings.max_transcript_chars,
+        )
+    except NotFound:
+        raise
+    except EarmarkError as exc:
+        session.rollback()
+        return render(request, "review_closed.html", {"message": exc.message}, status_code=exc.http_status)
+    session.commit()
+    return RedirectResponse("/review", status_code=303)

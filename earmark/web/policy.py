@@ -1,0 +1,32 @@
+"""Who may call which route: one table, checked for every route by tests/web/test_policy.py.
+
+Keys are route names (`name=` on each route). `PUBLIC` routes need no login. A route missing from
+this table is refused to everyone (fail closed).
+"""
+
+from __future__ import annotations
+
+from earmark.types import Role
+
+PUBLIC: frozenset[str] = frozenset({"login.form", "login.submit", "health", "static"})
+
+R = Role
+REVIEW_ROLES = frozenset({R.reviewer, R.senior, R.admin})
+
+POLICY: dict[str, frozenset[Role]] = {
+    "home": frozenset(Role) - {R.service},
+    "logout": frozenset(Role) - {R.service},
+    "review.next": REVIEW_ROLES,
+    "review.page": REVIEW_ROLES,
+    "review.audio": REVIEW_ROLES,
+    "review.submit": REVIEW_ROLES,
+    "admin.overview": frozenset({R.admin}),
+    "api.clips.create": frozenset({R.service, R.admin}),
+    "api.consent.set": frozenset({R.service, R.admin}),
+    "api.stats": frozenset({R.service, R.admin, R.auditor}),
+}
+
+
+def allowed(route_name: str, role: Role | str) -> bool:
+    roles = POLICY.get(route_name)
+    return roles is not None and Role(role) in roles

@@ -1,0 +1,87 @@
+"""Plain factory functions that build real objects: audio bytes, metadata, users, queued clips."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from earmark import auth
+from earmark.consent import set_consent
+from earmark.ingest import ClipMeta
+from earmark.models import User
+from earmark.sampling import draw_sample
+from earmark.types import Actor, Consent, Role
+from earmark.workspace import Workspace
+
+_counter = itertools.count()
+
+
+def tone(seconds: float = 1.0, sample_rate: int = 16_000, freq: float = 220.0, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    x = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+def audio_bytes(
+    seconds: float = 1.0,
+    sample_rate: int = 16_000,
+    channels: int = 1,
+    fmt: str = "WAV",
+    subtype: str | None = None,
+    freq: float | None = None,
+) -> bytes:
+    """A real encoded clip; each call differs (frequency varies) unless `freq` is given."""
+    f = freq if freq is not None else 200.0 + 7 * next(_counter)
+    buf = io.BytesIO()
+    sf.write(buf, tone(seconds, sample_rate, f, channels), sample_rate, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def meta(**fields: Any) -> ClipMeta:
+    n = next(_counter)
+    base: dict[str, Any] = {
+        "clip_id": f"clip-{n:06d}",
+        "account_id": "acct-1",
+        "device_id": "dev-1",
+        "recorded_at": datetime(2026, 11, 20, 9, 30, tzinfo=UTC) + timedelta(minutes=n),
+        "locale": "en-US",
+        "device_asr": {"text": "play shake it off by taylor swift", "confidence": 0.9},
+        "device_nlu": {"intent": "PlayMusic", "slots": [{"type": "artist", "value": "taylor swift"}], "confidence": 0.8},
+    }
+    base.update(fields)
+    return ClipMeta.model_validate(base)
+
+
+def ingest(ws: Workspace, n: int = 1, **fields: Any) -> list[str]:
+    ids = []
+    for _ in range(n):
+        m = meta(**fields)
+        ids.append(ws.ingest(actor=Actor.cli(), meta=m, audio=audio_bytes(), via="test").clip_id)
+    return ids
+
+
+def allow(ws: Workspace, *accounts: str) -> None:
+    with ws.transaction() as s:
+        for a in accounts:
+            set_consent(s, actor=Actor.cli(), account_id=a, human_review=Consent.allow, create=True)
+
+
+def user(ws: Workspace, username: str, role: Role = Role.reviewer, password: str = "reviewer-password") -> User:
+    with ws.transaction() as s:
+        return auth.create_user(s, actor=Actor.cli(), username=username, password=password, role=role)
+
+
+def queue_clips(ws: Workspace, n: int, *, accounts: int = 1, seed: int = 0) -> list[str]:
+    """Ingest `n` clips over `accounts` consenting accounts and queue all of them."""
+    ids = []
+    for i in range(n):
+        ids += ingest(ws, 1, account_id=f"acct-q{i % accounts}")
+    allow(ws, *{f"acct-q{i % accounts}" for i in range(n)})
+    with ws.transaction() as s:
+        draw_sample(s, actor=Actor.cli(), rate=1.0, seed=seed, cap=10_000, period_days=30, default_consent=Consent.deny)
+    return ids
