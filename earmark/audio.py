@@ -84,7 +84,9 @@ def probe_audio(data: bytes, limits: AudioLimits) -> AudioInfo:
             "not a readable audio file; send WAV, FLAC or OGG (Vorbis/Opus)", field="audio"
         ) from exc
     if info.format not in ACCEPTED_FORMATS:
-        raise InvalidAudio(f"audio format {info.format} is not accepted; send WAV, FLAC or OGG", field="audio")
+        raise InvalidAudio(
+            f"audio format {info.format} is not accepted; send WAV, FLAC or OGG", field="audio"
+        )
     sr = int(info.samplerate)
     if sr < limits.min_sample_rate:
         raise InvalidAudio(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +25,8 @@ from earmark.models import AuditEvent, AuditHead, utcnow
 from earmark.types import Actor
 
 GENESIS = "0" * 64
-MAX_DETAIL_STR = 64
+# Detail strings are ids and enums: no spaces, so no sentence of a transcript can slip in.
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{0,64}$")
 
 # Every action the code can record, with what it means. docs/audit-events.md lists the same set
 # (tests/test_conventions.py checks), so an auditor can read any row.
@@ -70,12 +72,12 @@ def _check_details(details: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, bool | int | float) or value is None:
             out[key] = value
         elif isinstance(value, str):
-            if len(value) > MAX_DETAIL_STR:
-                raise AuditDetailError(f"audit detail {key!r} is {len(value)} chars; ids and enums only")
+            if not _TOKEN_RE.match(value):
+                raise AuditDetailError(f"audit detail {key!r} is not an id or enum (no free text)")
             out[key] = value
         elif isinstance(value, list | tuple) and all(isinstance(v, int | str) for v in value):
-            if len(value) > 1000 or any(isinstance(v, str) and len(v) > MAX_DETAIL_STR for v in value):
-                raise AuditDetailError(f"audit detail {key!r}: too long a list")
+            if len(value) > 1000 or any(isinstance(v, str) and not _TOKEN_RE.match(v) for v in value):
+                raise AuditDetailError(f"audit detail {key!r}: ids only, at most 1000")
             out[key] = list(value)
         else:
             raise AuditDetailError(f"audit detail {key!r} has type {type(value).__name__}")
@@ -110,6 +112,17 @@ def row_hash(prev_hash: str, content: bytes) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + content).hexdigest()
 
 
+def _locked_head(session: Session) -> AuditHead:
+    """The chain's head row, locked for the rest of the transaction (taken once per transaction)."""
+    key = "earmark.audit_head"
+    held = session.info.get(key)
+    if held is not None and held[0] is session.get_transaction():
+        return held[1]  # type: ignore[no-any-return]
+    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+    session.info[key] = (session.get_transaction(), head)
+    return head
+
+
 def record(
     session: Session,
     *,
@@ -123,7 +136,7 @@ def record(
     if action not in EVENTS:
         raise ValueError(f"unknown audit action {action!r}; add it to audit.EVENTS and docs/audit-events.md")
     clean = _check_details(details or {})
-    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+    head = _locked_head(session)
     # Microsecond precision survives every backend, so the stored row re-hashes to the same value.
     at = utcnow()
     seq = head.seq + 1
@@ -161,9 +174,13 @@ def record(
 def iter_events(session: Session, *, batch: int = 2000) -> Iterator[AuditEvent]:
     last = 0
     while True:
-        rows = session.execute(
-            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
-        ).scalars().all()
+        rows = (
+            session.execute(
+                select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+            )
+            .scalars()
+            .all()
+        )
         if not rows:
             return
         yield from rows
@@ -197,5 +214,7 @@ def verify_chain(session: Session) -> VerifyResult:
         expected += 1
     head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
     if head.seq != expected - 1 or head.hash != prev:
-        return VerifyResult(False, n, expected, f"rows after {expected - 1} were deleted (head is {head.seq})")
+        return VerifyResult(
+            False, n, expected, f"rows after {expected - 1} were deleted (head is {head.seq})"
+        )
     return VerifyResult(True, n)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import re
@@ -55,7 +56,12 @@ def create_user(session: Session, *, actor: Actor, username: str, password: str,
     session.add(user)
     session.flush()
     audit.record(
-        session, actor=actor, action="user.create", object_type="user", object_id=user.id, details={"role": str(role)}
+        session,
+        actor=actor,
+        action="user.create",
+        object_type="user",
+        object_id=user.id,
+        details={"role": str(role)},
     )
     return user
 
@@ -72,10 +78,8 @@ def authenticate(
     user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
     generic = AuthenticationFailed("wrong username or password")
     if user is None or not user.active:
-        try:
+        with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)
-        except VerificationError:
-            pass
         audit.record(
             session,
             actor=Actor("anonymous"),
@@ -147,7 +151,13 @@ def start_session(session: Session, *, user: User, hours: int) -> NewSession:
             expires_at=now + timedelta(hours=hours),
         )
     )
-    audit.record(session, actor=Actor("user", user.id, user.role), action="auth.login", object_type="user", object_id=user.id)
+    audit.record(
+        session,
+        actor=Actor("user", user.id, user.role),
+        action="auth.login",
+        object_type="user",
+        object_id=user.id,
+    )
     return NewSession(token, csrf)
 
 
@@ -171,7 +181,13 @@ def end_session(session: Session, *, token: str) -> None:
     user = session.get(User, ws.user_id)
     session.execute(delete(WebSession).where(WebSession.token_hash == ws.token_hash))
     if user is not None:
-        audit.record(session, actor=Actor("user", user.id, user.role), action="auth.logout", object_type="user", object_id=user.id)
+        audit.record(
+            session,
+            actor=Actor("user", user.id, user.role),
+            action="auth.logout",
+            object_type="user",
+            object_id=user.id,
+        )
 
 
 def csrf_matches(expected: str, given: str | None) -> bool:
@@ -201,7 +217,9 @@ def token_actor(session: Session, secret: str | None) -> Actor | None:
     """The actor behind a bearer token, or None if unknown or revoked."""
     if not secret or not secret.startswith(TOKEN_PREFIX):
         return None
-    row = session.execute(select(ApiToken).where(ApiToken.token_hash == sha256_hex(secret))).scalar_one_or_none()
+    row = session.execute(
+        select(ApiToken).where(ApiToken.token_hash == sha256_hex(secret))
+    ).scalar_one_or_none()
     if row is None or row.revoked_at is not None:
         return None
     return Actor("token", row.id, row.role)

@@ -4,27 +4,29 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import click
 import typer
-from typer.core import TyperGroup
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from earmark import audit, auth, db, keys
 from earmark.config import Settings, load_settings
 from earmark.consent import set_consent
 from earmark.errors import EarmarkError, InvalidInput
-from earmark.ingest import read_manifest
+from earmark.ingest import ClipMeta, read_manifest
 from earmark.sampling import draw_sample
 from earmark.types import Actor, Consent, Role
 from earmark.workspace import Workspace, init_workspace, open_workspace
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class _Group(TyperGroup):
@@ -34,7 +36,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except EarmarkError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False)
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
 
 
@@ -96,7 +98,9 @@ def init(
     password_stdin: Annotated[bool, typer.Option(help="Read the admin password from stdin.")] = False,
 ) -> None:
     """Create a workspace (settings, keys, database, blob store) and its first admin."""
-    ws, password = init_workspace(_settings(), admin_username=admin, admin_password=_read_password(password_stdin))
+    ws, password = init_workspace(
+        _settings(), admin_username=admin, admin_password=_read_password(password_stdin)
+    )
     ws.close()
     out.print(f"[green]workspace ready[/] at {ws.settings.home}")
     if password and not password_stdin:
@@ -138,50 +142,55 @@ def ingest(
         lines = list(read_manifest(manifest))
         created = duplicates = 0
         problems: list[tuple[int, str]] = []
+        good: list[tuple[int, ClipMeta]] = []
+        for line in lines:
+            if line.meta is None:
+                problems.append((line.lineno, line.error or "invalid"))
+            else:
+                good.append((line.lineno, line.meta))
+        limit = ws.settings.max_upload_bytes
+
+        def loader(meta: ClipMeta) -> Callable[[], bytes]:
+            def load() -> bytes:
+                assert meta.audio is not None
+                path = (manifest.parent / meta.audio).resolve()
+                try:
+                    size = path.stat().st_size
+                    if size > limit:
+                        raise InvalidInput(f"file is {size} bytes; the limit is {limit}", field="audio")
+                    return path.read_bytes()
+                except OSError as exc:
+                    raise InvalidInput(f"cannot read {meta.audio}: {exc.strerror}", field="audio") from exc
+
+            return load
+
         columns = (TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=err, transient=False) as progress:
-            task = progress.add_task("ingest", total=len(lines))
-            for line in lines:
+            task = progress.add_task("ingest", total=len(good))
+            outcomes = ws.ingest_many(((m, loader(m)) for _, m in good), actor=Actor.cli(), via="manifest")
+            for (lineno, _), outcome in zip(good, outcomes, strict=True):
                 progress.advance(task)
-                if line.meta is None:
-                    problems.append((line.lineno, line.error or "invalid"))
-                    continue
-                assert line.meta.audio is not None
-                audio_path = (manifest.parent / line.meta.audio).resolve()
-                try:
-                    size = audio_path.stat().st_size
-                    if size > ws.settings.max_upload_bytes:
-                        raise InvalidInput(
-                            f"file is {size} bytes; the limit is {ws.settings.max_upload_bytes}", field="audio"
-                        )
-                    data = audio_path.read_bytes()
-                except OSError as exc:
-                    problems.append((line.lineno, f"audio: cannot read {line.meta.audio}: {exc.strerror}"))
-                    continue
-                except EarmarkError as exc:
-                    problems.append((line.lineno, str(exc)))
-                    continue
-                try:
-                    result = ws.ingest(actor=Actor.cli(), meta=line.meta, audio=data, via="manifest")
-                except EarmarkError as exc:
-                    problems.append((line.lineno, str(exc)))
-                    continue
-                if result.created:
+                if outcome.error is not None:
+                    problems.append((lineno, str(outcome.error)))
+                elif outcome.result is not None and outcome.result.created:
                     created += 1
                 else:
                     duplicates += 1
+        problems.sort()
     finally:
         ws.close()
     out.print(f"ingested {created} new clip(s), {duplicates} already present, {len(problems)} rejected")
     for lineno, reason in problems:
-        err.print(f"[red]line {lineno}[/]: {reason}", highlight=False, markup=True)
+        err.print(f"[red]line {lineno}[/]: {escape(reason)}", highlight=False)
     if problems:
         raise typer.Exit(1)
 
 
 @app.command()
 def gc(
-    grace: Annotated[float, typer.Option(help="Keep unreferenced blobs younger than this many seconds.")] = 3600.0,
+    grace: Annotated[
+        float, typer.Option(help="Keep unreferenced blobs younger than this many seconds.")
+    ] = 3600.0,
 ) -> None:
     """Delete orphan blobs (written by an ingest that died before its row was committed)."""
     ws = _open()
@@ -231,7 +240,9 @@ def consent_set(
     ws = _open()
     try:
         with ws.transaction() as session:
-            result = set_consent(session, actor=Actor.cli(), account_id=account, human_review=human_review, create=create)
+            result = set_consent(
+                session, actor=Actor.cli(), account_id=account, human_review=human_review, create=create
+            )
     finally:
         ws.close()
     out.print(f"account {account}: human review {result.human_review}; {result.withdrawn} clip(s) withdrawn")
@@ -245,7 +256,9 @@ def keys_rotate() -> None:
         from_env = ws.settings.workspace_key is not None
         key_file = None if from_env else ws.settings.key_file
         with ws.transaction() as session:
-            new_id, new, n = keys.rotate_workspace_key(session, actor=Actor.cli(), keyring=ws.keyring, key_file=key_file)
+            new_id, new, n = keys.rotate_workspace_key(
+                session, actor=Actor.cli(), keyring=ws.keyring, key_file=key_file
+            )
         if key_file is not None:
             keys.finish_rotation(key_file, new_id, new)
     finally:
@@ -262,7 +275,9 @@ def keys_rotate() -> None:
 def sample(
     rate: Annotated[float, typer.Option(help="Share of eligible clips to draw, in (0, 1].")],
     seed: Annotated[int, typer.Option(help="Seed; the same seed and database draw the same clips.")] = 0,
-    cap: Annotated[int | None, typer.Option(help="Most clips per account per period (default: setting).")] = None,
+    cap: Annotated[
+        int | None, typer.Option(help="Most clips per account per period (default: setting).")
+    ] = None,
     period_days: Annotated[int | None, typer.Option(help="Cap period in days (default: setting).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Show what would be drawn; change nothing.")] = False,
 ) -> None:
@@ -286,7 +301,9 @@ def sample(
     finally:
         ws.close()
     verb = "would queue" if dry_run else "queued"
-    out.print(f"{result.eligible} eligible, {verb} {result.drawn}, {result.capped} held back by the per-account cap")
+    out.print(
+        f"{result.eligible} eligible, {verb} {result.drawn}, {result.capped} held back by the per-account cap"
+    )
 
 
 @app.command()
@@ -354,7 +371,9 @@ def audit_verify() -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on (default: setting bind_host).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default: setting bind_host).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: setting bind_port).")] = None,
 ) -> None:
     """Serve the web UI and the HTTP API."""

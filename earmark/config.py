@@ -69,6 +69,8 @@ class Settings(BaseSettings):
         if self.environment == "production":
             if self.cookie_secure is False:
                 raise ValueError("cookie_secure cannot be false in production")
+            if not self.blob_fsync:
+                raise ValueError("blob_fsync cannot be false in production (a crash could lose audio)")
         return self
 
     @property

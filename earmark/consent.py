@@ -40,7 +40,9 @@ def set_consent(
     if create:
         account = get_or_create_account(session, account_id)
     else:
-        account = session.execute(select(Account).where(Account.external_id == account_id)).scalar_one_or_none()
+        account = session.execute(
+            select(Account).where(Account.external_id == account_id)
+        ).scalar_one_or_none()
         if account is None:
             raise NotFound(f"unknown account {account_id!r} (use --create to record consent ahead of clips)")
     account.human_review = human_review

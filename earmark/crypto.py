@@ -51,7 +51,9 @@ def wrap_key(wrapping_key: bytes, data_key: bytes, *, account_ref: str) -> bytes
 
 def unwrap_key(wrapping_key: bytes, wrapped: bytes, *, account_ref: str) -> bytes:
     try:
-        return AESGCM(wrapping_key).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _aad("dk", account_ref))
+        return AESGCM(wrapping_key).decrypt(
+            wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _aad("dk", account_ref)
+        )
     except InvalidTag as exc:
         raise KeyUnavailable("account data key does not open with the workspace key") from exc
 
@@ -94,7 +96,7 @@ class Keyring:
     """Workspace keys by id plus which one is active. Serialized as JSON in the key file."""
 
     active_id: str
-    keys: dict[str, bytes] = field(default_factory=dict)
+    keys: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def active(self) -> tuple[str, bytes]:
         return self.active_id, self.keys[self.active_id]
@@ -114,7 +116,10 @@ class Keyring:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"active": self.active_id, "keys": {k: base64.b64encode(v).decode() for k, v in self.keys.items()}},
+            {
+                "active": self.active_id,
+                "keys": {k: base64.b64encode(v).decode() for k, v in self.keys.items()},
+            },
             indent=2,
         )
 

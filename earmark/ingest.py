@@ -23,7 +23,7 @@ from earmark.crypto import Keyring, content_mac, encrypt_blob
 from earmark.errors import Conflict, InvalidInput
 from earmark.keys import ensure_data_key
 from earmark.models import Account, Clip
-from earmark.storage import LocalBlobStore, new_blob_key
+from earmark.storage import InflightJournal, LocalBlobStore, new_blob_key
 from earmark.types import Actor, ClipStatus
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
@@ -75,8 +75,10 @@ def describe_validation_error(exc: ValidationError) -> str:
         if err["type"] == "timezone_aware":
             msg = "must include a time zone, e.g. 2026-01-05T09:30:00+00:00"
         elif err["type"] == "extra_forbidden":
-            msg = "unknown field (allowed: clip_id, account_id, device_id, recorded_at, locale, audio, " \
-                  "device_asr, device_nlu, wake_score)"
+            msg = (
+                "unknown field (allowed: clip_id, account_id, device_id, recorded_at, locale, audio, "
+                "device_asr, device_nlu, wake_score)"
+            )
         elif err["type"] == "missing":
             msg = "required field is missing"
         parts.append(f"{loc}: {msg}")
@@ -145,11 +147,17 @@ class IngestResult:
 
 
 def get_or_create_account(session: Session, external_id: str) -> Account:
+    # A batch looks each account up once: session.info holds strong references for the session's
+    # life (the identity map alone is weak and would let the objects go between clips).
+    cache: dict[str, Account] = session.info.setdefault("earmark.accounts", {})
+    if external_id in cache:
+        return cache[external_id]
     account = session.execute(select(Account).where(Account.external_id == external_id)).scalar_one_or_none()
     if account is None:
         account = Account(external_id=external_id)
         session.add(account)
         session.flush()
+    cache[external_id] = account
     return account
 
 
@@ -162,13 +170,13 @@ def ingest_clip(
     blobs: LocalBlobStore,
     keyring: Keyring,
     limits: AudioLimits,
-    written: list[str],
+    journal: InflightJournal,
     via: str,
 ) -> IngestResult:
     """Store one clip: validate audio, encrypt it under the account's key, write blob then row.
 
-    Keys of blobs written are appended to `written` so the boundary can delete them if the
-    transaction fails. Audited; caller commits.
+    The blob key goes into `journal` before the blob is written, so the boundary can delete it if
+    the transaction fails and a later run can if the process dies. Audited; caller commits.
     """
     info = probe_audio(audio, limits)
     account = get_or_create_account(session, meta.account_id)
@@ -185,8 +193,7 @@ def ingest_clip(
             field="clip_id",
         )
     key = new_blob_key()
-    blobs.announce(key)
-    written.append(key)
+    journal.add(key)
     blobs.put(key, encrypt_blob(dk, audio, blob_key=key))
     clip = Clip(
         external_id=clip_id,

@@ -27,16 +27,29 @@ def data_key(session: Session, keyring: Keyring, account_id: int) -> bytes:
 
 
 def ensure_data_key(session: Session, keyring: Keyring, account: Account) -> bytes:
-    """Return the account's data key, creating and wrapping a new one on first use."""
+    """Return the account's data key, creating and wrapping a new one on first use.
+
+    Unwrapped keys are cached for the session's life only (a batch of one account's clips).
+    """
+    cache: dict[int, bytes] = session.info.setdefault("earmark.data_keys", {})
+    if account.id in cache:
+        return cache[account.id]
     row = session.get(AccountKey, account.id)
     if row is not None:
-        return unwrap_key(keyring.get(row.wrapping_key_id), row.wrapped_key, account_ref=_ref(account.id))
+        dk = unwrap_key(keyring.get(row.wrapping_key_id), row.wrapped_key, account_ref=_ref(account.id))
+        cache[account.id] = dk
+        return dk
     dk = new_key()
     kid, wk = keyring.active()
     session.add(
-        AccountKey(account_id=account.id, wrapped_key=wrap_key(wk, dk, account_ref=_ref(account.id)), wrapping_key_id=kid)
+        AccountKey(
+            account_id=account.id,
+            wrapped_key=wrap_key(wk, dk, account_ref=_ref(account.id)),
+            wrapping_key_id=kid,
+        )
     )
     session.flush()
+    cache[account.id] = dk
     return dk
 
 
@@ -61,7 +74,9 @@ def rewrap_all(session: Session, *, actor: Actor, old: Keyring, new_id: str, new
     return n
 
 
-def rotate_workspace_key(session: Session, *, actor: Actor, keyring: Keyring, key_file: Path | None) -> tuple[str, bytes, int]:
+def rotate_workspace_key(
+    session: Session, *, actor: Actor, keyring: Keyring, key_file: Path | None
+) -> tuple[str, bytes, int]:
     """Rotate to a fresh workspace key. Caller commits, then calls `finish_rotation`.
 
     With a key file, the new key is first added to the file (so a crash at any point leaves every

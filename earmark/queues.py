@@ -100,7 +100,11 @@ def lease_next(
             ).rowcount
             if expired:
                 audit.record(
-                    session, actor=Actor.system(), action="review.expire", object_type="queue_item", object_id=item_id
+                    session,
+                    actor=Actor.system(),
+                    action="review.expire",
+                    object_type="queue_item",
+                    object_id=item_id,
                 )
             assignment = Assignment(
                 id=assignment_id,
@@ -174,8 +178,7 @@ def queue_depths(session: Session) -> dict[str, dict[str, int]]:
     now = utcnow()
     out: dict[str, dict[str, int]] = {}
     rows = session.execute(
-        select(QueueItem.queue, QueueItem.state, func.count())
-        .group_by(QueueItem.queue, QueueItem.state)
+        select(QueueItem.queue, QueueItem.state, func.count()).group_by(QueueItem.queue, QueueItem.state)
     ).all()
     for queue, state, count in rows:
         out.setdefault(queue, {})[state] = count

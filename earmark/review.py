@@ -53,9 +53,7 @@ def require_active(assignment: Assignment) -> None:
     if assignment.state == AssignmentState.expired or (
         assignment.state == AssignmentState.active and assignment.expires_at <= now
     ):
-        raise LeaseExpired(
-            "your lease on this clip expired and it went back to the queue; nothing was saved"
-        )
+        raise LeaseExpired("your lease on this clip expired and it went back to the queue; nothing was saved")
     if assignment.state != AssignmentState.active:
         raise LeaseExpired("this assignment is closed")
 

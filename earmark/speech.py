@@ -31,7 +31,7 @@ VARIANTS = ("f1", "f2", "f3", "f4", "f5", "m1", "m2", "m3", "m4", "m5", "m6", "m
 
 
 class _Event(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012 (ctypes wants a plain list)
+    _fields_ = [
         ("type", ctypes.c_int),
         ("unique_identifier", ctypes.c_uint),
         ("text_position", ctypes.c_int),
@@ -43,7 +43,9 @@ class _Event(ctypes.Structure):
     ]
 
 
-_Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+_Callback = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
+)
 
 
 @dataclass
@@ -60,6 +62,10 @@ class Synthesis:
 
 class SpeechUnavailable(RuntimeError):
     pass
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None)
 
 
 def _load() -> ctypes.CDLL:
@@ -92,7 +98,15 @@ def _load() -> ctypes.CDLL:
     return lib
 
 
-def synthesize(text: str, *, voice: str = "en-us", variant: str | None = None, rate: int = 170, pitch: int = 50) -> Synthesis:
+def synthesize(
+    text: str,
+    *,
+    voice: str = "en-us",
+    variant: str | None = None,
+    rate: int = 170,
+    pitch: int = 50,
+    seed: int = 1,
+) -> Synthesis:
     """Speak `text`; returns samples at espeak's native rate (22050 Hz) and word positions."""
     with _lock:
         lib = _load()
@@ -119,6 +133,11 @@ def synthesize(text: str, *, voice: str = "en-us", variant: str | None = None, r
         lib.espeak_SetSynthCallback(callback)
         encoded = text.encode("utf-8") + b"\0"
         buf = ctypes.create_string_buffer(encoded)
+        # espeak-ng draws noise from its own and libc's generators: seed both. It also keeps wave
+        # generator state (flutter, phase) between calls, so output is reproducible for the same
+        # sequence of calls in a fresh process, not call by call (tests/test_demo.py checks this).
+        lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
+        _libc().srand(ctypes.c_uint(seed))
         code = lib.espeak_Synth(buf, len(encoded), 0, POS_CHARACTER, 0, CHARS_UTF8, None, None)
         lib.espeak_Synchronize()
         if code != 0:

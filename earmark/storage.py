@@ -1,8 +1,8 @@
 """Blob store: opaque, already-encrypted bytes under random keys.
 
 Blobs are written (and fsynced) before the database row that points at them is committed. A process
-killed in between leaves an orphan; `collect_orphans` removes blobs no row points at. Each write is
-announced by an in-flight marker naming the writer's pid, so orphans of a dead writer are collected
+killed in between leaves an orphan; `collect_orphans` removes blobs no row points at. Writes are
+listed in an in-flight journal named for the writer's pid, so orphans of a dead writer are collected
 at once while a live writer's fresh blobs are left alone.
 """
 
@@ -31,7 +31,7 @@ class BlobStore(Protocol):
     def get(self, key: str) -> bytes: ...
     def delete(self, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
-    def keys(self) -> Iterator[str]: ...
+    def iter_keys(self) -> Iterator[str]: ...
 
 
 class LocalBlobStore:
@@ -49,15 +49,20 @@ class LocalBlobStore:
         return self.root / key[:2] / key
 
     def put(self, key: str, data: bytes) -> None:
+        """Write a new blob. Keys are random and never reused, so the file is created exclusively
+        and written in place: a crash mid-write leaves a partial file that no row points at (rows
+        commit only after `put` returns), which orphan collection removes."""
         path = self._path(key)
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(f".{key}.tmp")
-        with open(tmp, "wb") as fh:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:
+            path.parent.mkdir(exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             if self.fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
-        os.replace(tmp, path)
         if self.fsync:
             dir_fd = os.open(path.parent, os.O_RDONLY)
             try:
@@ -72,39 +77,30 @@ class LocalBlobStore:
             raise NotFound(f"blob {key} is missing from the store") from None
 
     def delete(self, key: str) -> None:
-        path = self._path(key)
-        path.unlink(missing_ok=True)
-        path.with_name(f".{key}.tmp").unlink(missing_ok=True)
+        self._path(key).unlink(missing_ok=True)
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
-    def keys(self) -> Iterator[str]:
+    def iter_keys(self) -> Iterator[str]:
         for sub in sorted(self.root.iterdir()):
             if sub.is_dir() and len(sub.name) == 2:
                 for f in sorted(sub.iterdir()):
                     if _KEY_RE.match(f.name):
                         yield f.name
 
-    # -- in-flight markers -------------------------------------------------------------------
+    # -- in-flight journal ---------------------------------------------------------------------
 
-    def _marker(self, key: str) -> Path:
-        return self.inflight / f"{socket.gethostname()}.{os.getpid()}.{key}"
+    def journal(self) -> InflightJournal:
+        """A journal of blob keys this process writes before their rows commit."""
+        return InflightJournal(self.inflight / f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(6)}")
 
-    def announce(self, key: str) -> None:
-        """Record that this process is about to write `key` and has not committed its row yet."""
-        self._marker(key).touch()
-
-    def settle(self, key: str) -> None:
-        """The row for `key` is committed, or the blob was removed: the write is no longer in flight."""
-        self._marker(key).unlink(missing_ok=True)
-
-    def dead_writer_keys(self) -> list[tuple[Path, str]]:
-        """Markers left by processes of this host that no longer run."""
-        found: list[tuple[Path, str]] = []
+    def dead_writer_keys(self) -> list[tuple[Path, list[str]]]:
+        """Journals left by processes of this host that no longer run, with the keys they list."""
+        found: list[tuple[Path, list[str]]] = []
         host = socket.gethostname()
-        for marker in self.inflight.iterdir():
-            parts = marker.name.rsplit(".", 2)
+        for journal in self.inflight.iterdir():
+            parts = journal.name.split(".")
             if len(parts) != 3 or parts[0] != host:
                 continue
             try:
@@ -112,8 +108,35 @@ class LocalBlobStore:
             except ValueError:
                 continue
             if not _pid_alive(pid):
-                found.append((marker, parts[2]))
+                keys = [k for k in journal.read_text().split() if _KEY_RE.match(k)]
+                found.append((journal, keys))
         return found
+
+
+class InflightJournal:
+    """Lists blob keys written but not yet committed, so orphans of a killed writer are found at
+    once. One file per batch: cheaper than a marker per blob, and appends need no fsync (after a
+    power loss the grace-period collection still finds the orphans)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.keys: list[str] = []
+        self._fh: object | None = None
+
+    def add(self, key: str) -> None:
+        """Record `key` before its blob is written."""
+        self.keys.append(key)
+        if self._fh is None:
+            self._fh = open(self.path, "a", encoding="ascii")  # noqa: SIM115 - closed in close()
+        self._fh.write(key + "\n")  # type: ignore[attr-defined]
+        self._fh.flush()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        """The rows are committed (or the blobs removed): nothing is in flight any more."""
+        if self._fh is not None:
+            self._fh.close()  # type: ignore[attr-defined]
+            self._fh = None
+        self.path.unlink(missing_ok=True)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -141,14 +164,13 @@ def collect_orphans(
     on another host may be about to commit).
     """
     deleted = 0
-    dead = store.dead_writer_keys()
-    if dead:
-        live = referenced([k for _, k in dead])
-        for marker, key in dead:
-            if key not in live:
+    for journal, keys in store.dead_writer_keys():
+        live = referenced(keys) if keys else set()
+        for key in keys:
+            if key not in live and store.exists(key):
                 store.delete(key)
                 deleted += 1
-            marker.unlink(missing_ok=True)
+        journal.unlink(missing_ok=True)
     now = time.time()
     batch: list[str] = []
 
@@ -169,13 +191,9 @@ def collect_orphans(
         batch.clear()
         return n
 
-    for key in store.keys():
+    for key in store.iter_keys():
         batch.append(key)
         if len(batch) >= 500:
             deleted += flush()
     deleted += flush()
-    # Temp files from a write that died before its rename.
-    for tmp in store.root.glob("*/.*.tmp"):
-        if now - tmp.stat().st_mtime >= min(grace_seconds, 60.0):
-            tmp.unlink(missing_ok=True)
     return deleted

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,12 +21,12 @@ from earmark import audit, auth, db
 from earmark.audio import AudioLimits
 from earmark.config import SETTINGS_FILE, Settings
 from earmark.crypto import Keyring, new_key, parse_env_key, read_keyring, write_keyring
-from earmark.errors import ConfigError
+from earmark.errors import ConfigError, EarmarkError
 from earmark.ingest import ClipMeta, IngestResult, ingest_clip
-from earmark.models import Account, Assignment, Clip, QueueItem, User
-from earmark.queues import queue_depths
-from earmark.storage import LocalBlobStore, collect_orphans
-from earmark.types import Actor, AssignmentState, Role
+from earmark.models import Clip, User
+from earmark.stats import workspace_stats
+from earmark.storage import InflightJournal, LocalBlobStore, collect_orphans
+from earmark.types import Actor, Role
 
 SETTINGS_TEMPLATE = """\
 # earmark workspace settings. Every key is documented in docs/config.md;
@@ -39,14 +39,23 @@ lease_seconds = 600
 """
 
 
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    """What became of one clip of a batch: a result, or the error that refused it."""
+
+    meta: ClipMeta
+    result: IngestResult | None
+    error: EarmarkError | None
+
+
 @dataclass
 class Workspace:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
     blobs: LocalBlobStore
-    keyring: Keyring
-    secret: bytes  # signs short-lived audio URLs
+    keyring: Keyring = field(repr=False)
+    secret: bytes = field(repr=False)  # signs short-lived audio URLs
 
     @property
     def limits(self) -> AudioLimits:
@@ -70,7 +79,7 @@ class Workspace:
         and then reports duplicate or conflict like any re-send.
         """
         for attempt in (1, 2):
-            written: list[str] = []
+            journal = self.blobs.journal()
             try:
                 with self.transaction() as session:
                     result = ingest_clip(
@@ -81,26 +90,95 @@ class Workspace:
                         blobs=self.blobs,
                         keyring=self.keyring,
                         limits=self.limits,
-                        written=written,
+                        journal=journal,
                         via=via,
                     )
             except IntegrityError:
-                self._discard(written)
+                self._discard(journal, journal.keys)
                 if attempt == 2:
                     raise
                 continue
             except BaseException:
-                self._discard(written)
+                self._discard(journal, journal.keys)
                 raise
-            for key in written:
-                self.blobs.settle(key)
+            journal.close()
             return result
         raise AssertionError("unreachable")
 
-    def _discard(self, keys: Iterable[str]) -> None:
+    def ingest_many(
+        self,
+        items: Iterable[tuple[ClipMeta, Callable[[], bytes]]],
+        *,
+        actor: Actor,
+        via: str,
+        batch_size: int = 64,
+    ) -> Iterator[IngestOutcome]:
+        """Ingest many clips, `batch_size` per transaction; yields one outcome per item, in order.
+
+        Each clip runs in a savepoint, so a bad clip costs only itself. A killed process loses at
+        most the open batch, whose blobs the next run collects; re-running is idempotent.
+        """
+        batch: list[tuple[ClipMeta, Callable[[], bytes]]] = []
+        for item in items:
+            batch.append(item)
+            if len(batch) >= batch_size:
+                yield from self._ingest_batch(batch, actor=actor, via=via)
+                batch = []
+        if batch:
+            yield from self._ingest_batch(batch, actor=actor, via=via)
+
+    def _ingest_batch(
+        self, batch: list[tuple[ClipMeta, Callable[[], bytes]]], *, actor: Actor, via: str
+    ) -> list[IngestOutcome]:
+        outcomes: list[IngestOutcome] = []
+        journal = self.blobs.journal()
+        failed: list[str] = []
+        try:
+            with self.transaction() as session:
+                for meta, load in batch:
+                    mark = len(journal.keys)
+                    try:
+                        audio = load()
+                        with session.begin_nested():
+                            result = ingest_clip(
+                                session,
+                                actor=actor,
+                                meta=meta,
+                                audio=audio,
+                                blobs=self.blobs,
+                                keyring=self.keyring,
+                                limits=self.limits,
+                                journal=journal,
+                                via=via,
+                            )
+                    except EarmarkError as exc:
+                        failed += journal.keys[mark:]
+                        outcomes.append(IngestOutcome(meta, None, exc))
+                        continue
+                    outcomes.append(IngestOutcome(meta, result, None))
+        except IntegrityError:
+            # Another writer inserted one of these clip ids meanwhile: redo them one by one.
+            self._discard(journal, journal.keys)
+            redo: list[IngestOutcome] = []
+            for meta, load in batch:
+                try:
+                    redo.append(
+                        IngestOutcome(meta, self.ingest(actor=actor, meta=meta, audio=load(), via=via), None)
+                    )
+                except EarmarkError as exc:
+                    redo.append(IngestOutcome(meta, None, exc))
+            return redo
+        except BaseException:
+            self._discard(journal, journal.keys)
+            raise
+        self._discard(journal, failed)
+        return outcomes
+
+    def _discard(self, journal: InflightJournal, keys: Iterable[str]) -> None:
+        """Delete blobs whose rows were not committed, then close the journal."""
         for key in keys:
             self.blobs.delete(key)
-            self.blobs.settle(key)
+        journal.close()
 
     def collect_orphans(self, *, grace_seconds: float = 3600.0) -> int:
         """Delete blobs that no row points at (left by a killed ingest). Audited when any go."""
@@ -118,28 +196,8 @@ class Workspace:
 
     def stats(self) -> dict[str, object]:
         """Counts for `earmark stats`: accounts by consent, clips by status, queue states."""
-        default = self.settings.consent_default
-        with self.sessions() as s:
-            by_consent: dict[str, int] = {"allow": 0, "deny": 0}
-            for value, count in s.execute(
-                select(Account.human_review, func.count()).group_by(Account.human_review)
-            ).all():
-                key = value or default
-                by_consent[key] = by_consent.get(key, 0) + count
-            clips = dict(s.execute(select(Clip.status, func.count()).group_by(Clip.status)).all())
-            depths = queue_depths(s)
-            reviewed = s.execute(
-                select(func.count()).select_from(Assignment).where(Assignment.state == AssignmentState.submitted)
-            ).scalar_one()
-            total_items = s.execute(select(func.count()).select_from(QueueItem)).scalar_one()
-        queued = sum(d.get("queued", 0) for d in depths.values())
-        leased = sum(d.get("leased", 0) for d in depths.values())
-        return {
-            "accounts": {"total": sum(by_consent.values()), "by_consent": by_consent},
-            "clips": {"total": sum(clips.values()), "by_status": clips},
-            "queue": {"items": total_items, "queued": queued, "leased": leased, "by_queue": depths},
-            "reviewed": reviewed,
-        }
+        with self.sessions() as session:
+            return workspace_stats(session, consent_default=self.settings.consent_default)
 
 
 def _load_keyring(settings: Settings) -> Keyring:
@@ -185,7 +243,9 @@ def _write_private(path: Path, text: str) -> None:
         fh.write(text)
 
 
-def init_workspace(settings: Settings, *, admin_username: str, admin_password: str | None) -> tuple[Workspace, str]:
+def init_workspace(
+    settings: Settings, *, admin_username: str, admin_password: str | None
+) -> tuple[Workspace, str]:
     """Create folders, keys, schema and the first admin. Returns the workspace and admin password."""
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
@@ -210,7 +270,9 @@ def init_workspace(settings: Settings, *, admin_username: str, admin_password: s
             audit.record(session, actor=Actor.cli(), action="workspace.init")
         exists = session.execute(select(User).where(User.username == admin_username)).scalar_one_or_none()
         if exists is None:
-            auth.create_user(session, actor=Actor.cli(), username=admin_username, password=password, role=Role.admin)
+            auth.create_user(
+                session, actor=Actor.cli(), username=admin_username, password=password, role=Role.admin
+            )
         else:
             password = ""
     return ws, password

@@ -26,7 +26,9 @@ from earmark.workspace import Workspace, init_workspace
 PG_URL = os.environ.get("EARMARK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PG_MODE = os.environ.get("EARMARK_TEST_PG", "require")
 ADMIN_PASSWORD = "admin-password-1"
-SHARED_DATA = Path(os.environ.get("EARMARK_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("EARMARK_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 _real_connect = socket.socket.connect
 
@@ -59,7 +61,7 @@ def pg_template() -> Iterator[str | None]:
     try:
         with admin.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means the same thing here
+    except Exception as exc:
         pytest.exit(f"PostgreSQL is unreachable at {PG_URL} ({exc}); start it or set EARMARK_TEST_PG_URL", 3)
     name = f"earmark_tpl_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:

@@ -21,7 +21,9 @@ from earmark.workspace import Workspace
 _counter = itertools.count()
 
 
-def tone(seconds: float = 1.0, sample_rate: int = 16_000, freq: float = 220.0, channels: int = 1) -> np.ndarray:
+def tone(
+    seconds: float = 1.0, sample_rate: int = 16_000, freq: float = 220.0, channels: int = 1
+) -> np.ndarray:
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     x = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     return np.stack([x] * channels, axis=1) if channels > 1 else x
@@ -51,7 +53,11 @@ def meta(**fields: Any) -> ClipMeta:
         "recorded_at": datetime(2026, 11, 20, 9, 30, tzinfo=UTC) + timedelta(minutes=n),
         "locale": "en-US",
         "device_asr": {"text": "play shake it off by taylor swift", "confidence": 0.9},
-        "device_nlu": {"intent": "PlayMusic", "slots": [{"type": "artist", "value": "taylor swift"}], "confidence": 0.8},
+        "device_nlu": {
+            "intent": "PlayMusic",
+            "slots": [{"type": "artist", "value": "taylor swift"}],
+            "confidence": 0.8,
+        },
     }
     base.update(fields)
     return ClipMeta.model_validate(base)
@@ -71,7 +77,9 @@ def allow(ws: Workspace, *accounts: str) -> None:
             set_consent(s, actor=Actor.cli(), account_id=a, human_review=Consent.allow, create=True)
 
 
-def user(ws: Workspace, username: str, role: Role = Role.reviewer, password: str = "reviewer-password") -> User:
+def user(
+    ws: Workspace, username: str, role: Role = Role.reviewer, password: str = "reviewer-password"
+) -> User:
     with ws.transaction() as s:
         return auth.create_user(s, actor=Actor.cli(), username=username, password=password, role=role)
 
@@ -83,5 +91,13 @@ def queue_clips(ws: Workspace, n: int, *, accounts: int = 1, seed: int = 0) -> l
         ids += ingest(ws, 1, account_id=f"acct-q{i % accounts}")
     allow(ws, *{f"acct-q{i % accounts}" for i in range(n)})
     with ws.transaction() as s:
-        draw_sample(s, actor=Actor.cli(), rate=1.0, seed=seed, cap=10_000, period_days=30, default_consent=Consent.deny)
+        draw_sample(
+            s,
+            actor=Actor.cli(),
+            rate=1.0,
+            seed=seed,
+            cap=10_000,
+            period_days=30,
+            default_consent=Consent.deny,
+        )
     return ids

@@ -17,7 +17,13 @@ LIMITS = AudioLimits(max_seconds=30, min_sample_rate=8000, max_channels=2)
 
 @pytest.mark.parametrize(
     ("fmt", "subtype", "rate"),
-    [("WAV", "PCM_16", 16000), ("WAV", "FLOAT", 22050), ("FLAC", "PCM_16", 16000), ("OGG", "VORBIS", 16000), ("OGG", "OPUS", 48000)],
+    [
+        ("WAV", "PCM_16", 16000),
+        ("WAV", "FLOAT", 22050),
+        ("FLAC", "PCM_16", 16000),
+        ("OGG", "VORBIS", 16000),
+        ("OGG", "OPUS", 48000),
+    ],
 )
 def test_probe_reads_common_formats_as_integers(fmt: str, subtype: str, rate: int) -> None:
     data = audio_bytes(2.0, rate, fmt=fmt, subtype=subtype)

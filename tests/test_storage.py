@@ -17,7 +17,7 @@ def test_put_get_delete(tmp_path: Path) -> None:
     key = new_blob_key()
     store.put(key, b"abc")
     assert store.get(key) == b"abc" and store.exists(key)
-    assert list(store.keys()) == [key]
+    assert list(store.iter_keys()) == [key]
     store.delete(key)
     with pytest.raises(NotFound):
         store.get(key)
@@ -35,7 +35,7 @@ def test_orphans_of_a_dead_writer_are_collected_at_once(tmp_path: Path) -> None:
     code = (
         "import sys; from pathlib import Path; from earmark.storage import LocalBlobStore\n"
         f"s = LocalBlobStore(Path({str(tmp_path)!r}), fsync=False)\n"
-        "s.announce('ab' * 16); s.put('ab' * 16, b'orphan')\n"
+        "j = s.journal(); j.add('ab' * 16); s.put('ab' * 16, b'orphan')\n"
         "import os; os._exit(9)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=False)

@@ -41,7 +41,9 @@ async def create_clip(
     body = {"clip_id": result.clip_id, "created": result.created}
     if result.info is not None:
         body.update(
-            sample_rate=result.info.sample_rate, channels=result.info.channels, num_samples=result.info.num_samples
+            sample_rate=result.info.sample_rate,
+            channels=result.info.channels,
+            num_samples=result.info.num_samples,
         )
     return JSONResponse(body, status_code=201 if result.created else 200)
 
@@ -55,7 +57,9 @@ class ConsentBody(BaseModel):
 def put_consent(
     account_id: str, body: ConsentBody, actor: Actor = Depends(api_actor), session: Session = Depends(get_db)
 ) -> dict[str, object]:
-    result = set_consent(session, actor=actor, account_id=account_id, human_review=body.human_review, create=True)
+    result = set_consent(
+        session, actor=actor, account_id=account_id, human_review=body.human_review, create=True
+    )
     session.commit()
     return {"account_id": account_id, "human_review": str(result.human_review), "withdrawn": result.withdrawn}
 

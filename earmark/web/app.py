@@ -7,7 +7,7 @@ import time
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -75,10 +75,15 @@ def templates() -> Jinja2Templates:
     return t
 
 
-def create_app(ws: Workspace) -> FastAPI:
-    """Build the web app around an open workspace."""
+def routers() -> list[APIRouter]:
+    """Every router the app serves; tests enumerate their routes against the policy table."""
     from earmark.web import admin, api, pages
 
+    return [pages.router, admin.router, api.router]
+
+
+def create_app(ws: Workspace) -> FastAPI:
+    """Build the web app around an open workspace."""
     app = FastAPI(title="earmark", docs_url=None, redoc_url=None, openapi_url="/api/v1/openapi.json")
     app.state.ws = ws
     app.state.templates = templates()
@@ -118,7 +123,10 @@ def create_app(ws: Workspace) -> FastAPI:
                 {"error": {"message": exc.message, "field": exc.field}}, status_code=exc.http_status
             )
         return app.state.templates.TemplateResponse(
-            request, "error.html", {"message": str(exc), "status": exc.http_status}, status_code=exc.http_status
+            request,
+            "error.html",
+            {"message": str(exc), "status": exc.http_status},
+            status_code=exc.http_status,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -132,8 +140,7 @@ def create_app(ws: Workspace) -> FastAPI:
             request, "error.html", {"message": problems, "status": 422}, status_code=422
         )
 
-    app.include_router(pages.router)
-    app.include_router(admin.router)
-    app.include_router(api.router)
+    for router in routers():
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(resources.files("earmark.web") / "static")), name="static")
     return app

@@ -75,12 +75,17 @@ async def csrf_checked(request: Request, caller: Caller = Depends(page_caller)) 
     return caller
 
 
-def api_actor(request: Request, session: Session = Depends(get_db)) -> Actor:
-    """The caller of an API route: a bearer token (service) or a logged-in admin's session."""
+def api_actor(request: Request) -> Actor:
+    """The caller of an API route: a bearer token, allowed by the policy table for this route.
+
+    Looked up in a short session of its own, so a route that then runs its own transaction (ingest)
+    does not wait on this one (SQLite allows one writer at a time).
+    """
     header = request.headers.get("authorization", "")
     actor: Actor | None = None
     if header.lower().startswith("bearer "):
-        actor = auth.token_actor(session, header[7:].strip())
+        with get_ws(request).sessions() as session:
+            actor = auth.token_actor(session, header[7:].strip())
     if actor is None:
         raise AuthenticationFailed("send a valid service token as 'Authorization: Bearer <token>'")
     if actor.role is None or not allowed(_route_name(request), Role(actor.role)):

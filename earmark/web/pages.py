@@ -54,7 +54,12 @@ def login_form(request: Request, error: str = "") -> Response:
     resp = render(request, "login.html", {"login_csrf": token, "error": error})
     ws = get_ws(request)
     resp.set_cookie(
-        LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=ws.settings.secure_cookies, max_age=3600
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=ws.settings.secure_cookies,
+        max_age=3600,
     )
     return resp
 
@@ -102,7 +107,9 @@ def login_submit(
 
 
 @router.post("/logout", name="logout")
-def logout(request: Request, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)) -> Response:
+def logout(
+    request: Request, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+) -> Response:
     auth.end_session(session, token=request.cookies.get(SESSION_COOKIE, ""))
     session.commit()
     resp = RedirectResponse("/login", status_code=303)
@@ -111,13 +118,13 @@ def logout(request: Request, caller: Caller = Depends(csrf_checked), session: Se
 
 
 @router.get("/", name="home")
-def home(caller: Caller = Depends(page_caller)) -> Response:
+def home(request: Request, caller: Caller = Depends(page_caller)) -> Response:
     role = Role(caller.user.role)
     if role in (Role.reviewer, Role.senior):
         return RedirectResponse("/review", status_code=303)
     if role == Role.admin:
         return RedirectResponse("/admin", status_code=303)
-    raise PermissionDenied("there is no page for your role yet")
+    return render(request, "home.html", {"role": role.value})
 
 
 # -- review ------------------------------------------------------------------------------------
@@ -140,7 +147,9 @@ def review_next(
 ) -> Response:
     """Lease the next clip (or resume the one held) and open it."""
     ws = get_ws(request)
-    assignment = lease_next(session, actor=caller.user, queue=GENERAL, lease_seconds=ws.settings.lease_seconds)
+    assignment = lease_next(
+        session, actor=caller.user, queue=GENERAL, lease_seconds=ws.settings.lease_seconds
+    )
     session.commit()
     if assignment is None:
         return render(request, "review_empty.html", {})

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from earmark import audit
+from earmark.audit import AuditDetailError, record, verify_chain
+from earmark.types import Actor
+from earmark.workspace import Workspace
+from tests import factories as f
+
+
+def _tamper(ws: Workspace, sql: str) -> None:
+    """What an attacker with database access does: drop the guard triggers, then edit."""
+    with ws.engine.begin() as conn:
+        if ws.engine.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
+        else:
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_events_no_update"))
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_events_no_delete"))
+        conn.execute(text(sql))
+
+
+def _populated(ws: Workspace) -> int:
+    f.queue_clips(ws, 3)
+    with ws.sessions() as s:
+        result = verify_chain(s)
+    assert result.ok, result
+    return result.rows
+
+
+def test_chain_verifies_after_real_work(ws: Workspace) -> None:
+    assert _populated(ws) > 5
+
+
+@pytest.mark.parametrize(
+    ("sql", "bad"),
+    [
+        ('UPDATE audit_events SET details = \'{"human_review": "deny"}\' WHERE seq = 4', 4),
+        ("DELETE FROM audit_events WHERE seq = 3", 3),
+        ("UPDATE audit_events SET actor = 'user:99' WHERE seq = 5", 5),
+    ],
+)
+def test_changed_or_deleted_rows_are_named(ws: Workspace, sql: str, bad: int) -> None:
+    _populated(ws)
+    _tamper(ws, sql)
+    with ws.sessions() as s:
+        result = verify_chain(s)
+    assert not result.ok and result.first_bad_seq == bad
+
+
+def test_reordered_rows_are_detected(ws: Workspace) -> None:
+    _populated(ws)
+    _tamper(ws, "UPDATE audit_events SET seq = -1 WHERE seq = 3")
+    _tamper(ws, "UPDATE audit_events SET seq = 3 WHERE seq = 4")
+    _tamper(ws, "UPDATE audit_events SET seq = 4 WHERE seq = -1")
+    with ws.sessions() as s:
+        result = verify_chain(s)
+    assert not result.ok and result.first_bad_seq == 3
+
+
+def test_truncated_tail_is_detected(ws: Workspace) -> None:
+    rows = _populated(ws)
+    _tamper(ws, f"DELETE FROM audit_events WHERE seq = {rows}")
+    with ws.sessions() as s:
+        result = verify_chain(s)
+    assert not result.ok and result.first_bad_seq == rows
+
+
+def test_database_refuses_update_and_delete(ws: Workspace) -> None:
+    _populated(ws)
+    for sql in (
+        "UPDATE audit_events SET actor = 'x' WHERE seq = 1",
+        "DELETE FROM audit_events WHERE seq = 1",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"), ws.engine.begin() as conn:
+            conn.execute(text(sql))
+
+
+def test_details_must_be_ids_and_counts(ws: Workspace) -> None:
+    with pytest.raises(AuditDetailError), ws.transaction() as s:
+        record(
+            s,
+            actor=Actor.cli(),
+            action="blob.collect",
+            details={"text": "call jennifer on her mobile at five five five"},
+        )
+    with pytest.raises(AuditDetailError), ws.transaction() as s:
+        record(s, actor=Actor.cli(), action="blob.collect", details={"nested": {"a": 1}})
+    with pytest.raises(ValueError, match="unknown audit action"), ws.transaction() as s:
+        record(s, actor=Actor.cli(), action="made.up")
+
+
+def test_concurrent_appends_keep_one_chain(ws: Workspace) -> None:
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(10):
+                with ws.transaction() as s:
+                    record(s, actor=Actor.system(), action="blob.collect", details={"count": 0})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with ws.sessions() as s:
+        result = audit.verify_chain(s)
+    assert result.ok and result.rows >= 40

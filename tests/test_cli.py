@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from earmark import db
+from earmark.cli import app
+from tests import factories as f
+
+runner = CliRunner()
+
+
+def run(home: Path, *args: str, input: str | None = None, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, ["--home", str(home), *args], input=input, env=env)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    h = tmp_path / "ws"
+    result = run(h, "init", "--password-stdin", input="admin-password-1\n")
+    assert result.exit_code == 0, result.output
+    return h
+
+
+def _manifest(folder: Path, n: int, account: str = "acct-c", bad_line_at: int | None = None) -> Path:
+    lines = []
+    for i in range(n):
+        if bad_line_at is not None and i == bad_line_at:
+            lines.append('{"clip_id": "broken", "account_id": "acct-c"}')
+            continue
+        (folder / f"c{i}.wav").write_bytes(f.audio_bytes())
+        lines.append(
+            json.dumps(
+                {
+                    "clip_id": f"cli-{account}-{i}",
+                    "account_id": account,
+                    "device_id": "d1",
+                    "recorded_at": "2026-11-02T08:00:00-05:00",
+                    "locale": "en-US",
+                    "audio": f"c{i}.wav",
+                    "device_asr": {"text": "what's the weather", "confidence": 0.7},
+                }
+            )
+        )
+    path = folder / "manifest.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_init_creates_a_private_workspace(home: Path) -> None:
+    assert (home / "settings.toml").exists() and (home / "earmark.db").exists()
+    assert os.stat(home / "workspace.key").st_mode & 0o077 == 0
+    assert (home / "blobs").is_dir()
+
+
+def test_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    h = tmp_path / "ws"
+    assert run(h, "init", "--password-stdin", input="admin-password-1\n").exit_code == 0
+    (h / "earmark.db").unlink()  # e.g. restored from a backup of the files but not the database
+    result = run(h, "stats")
+    assert result.exit_code == 1
+    assert "no earmark schema" in result.output and "earmark db upgrade" in result.output
+    assert run(h, "db", "upgrade").exit_code == 0
+    assert run(h, "stats").exit_code == 0
+
+
+def test_refuses_a_database_at_another_revision(home: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{home / 'earmark.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    engine.dispose()
+    result = run(home, "stats")
+    assert (
+        result.exit_code == 1 and "revision 0000" in result.output and "earmark db upgrade" in result.output
+    )
+
+
+def test_missing_workspace_says_what_to_run(tmp_path: Path) -> None:
+    result = run(tmp_path / "nowhere", "stats")
+    assert result.exit_code == 1 and "earmark --home" in result.output and "init" in result.output
+
+
+def test_ingest_sample_stats_flow(home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    manifest = _manifest(folder, 6, bad_line_at=3)
+    result = run(home, "ingest", str(manifest))
+    assert result.exit_code == 1
+    assert "ingested 5 new clip(s)" in result.output
+    assert "line 4" in result.output and "device_id: required field is missing" in result.output
+    again = run(home, "ingest", str(manifest))
+    assert "ingested 0 new clip(s), 5 already present" in again.output
+    assert run(home, "consent", "set", "acct-c", "--human-review", "allow").exit_code == 0
+    dry = run(home, "sample", "--rate", "1", "--seed", "3", "--dry-run")
+    assert "would queue 5" in dry.output
+    assert "queued 5" in run(home, "sample", "--rate", "1", "--seed", "3").output
+    stats = json.loads(run(home, "stats", "--json").stdout)
+    assert stats["accounts"]["by_consent"] == {"allow": 1, "deny": 0}
+    assert stats["clips"]["by_status"] == {"queued": 5}
+    assert stats["queue"]["queued"] == 5 and stats["reviewed"] == 0
+    denied = run(home, "consent", "set", "acct-c", "--human-review", "deny")
+    assert "5 clip(s) withdrawn" in denied.output
+    assert json.loads(run(home, "stats", "--json").stdout)["queue"]["queued"] == 0
+    assert "OK" in run(home, "audit", "verify").output
+
+
+def test_token_is_printed_once(home: Path) -> None:
+    result = run(home, "token", "create", "--role", "service")
+    assert result.exit_code == 0
+    secret = result.stdout.strip().splitlines()[-1]
+    assert secret.startswith("emk_")
+    assert secret.encode() not in (home / "earmark.db").read_bytes()
+
+
+def test_keys_rotate_with_key_file(home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    run(home, "ingest", str(_manifest(folder, 2)))
+    before = (home / "workspace.key").read_text()
+    result = run(home, "keys", "rotate")
+    assert result.exit_code == 0 and "1 account key(s) re-wrapped" in result.output
+    assert (home / "workspace.key").read_text() != before
+    assert run(home, "stats").exit_code == 0
+
+
+def test_keys_rotate_with_env_key(tmp_path: Path) -> None:
+    h = tmp_path / "envws"
+    key = base64.b64encode(os.urandom(32)).decode()
+    env = {"EARMARK_WORKSPACE_KEY": key}
+    assert run(h, "init", "--password-stdin", input="admin-password-1\n", env=env).exit_code == 0
+    assert not (h / "workspace.key").exists()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    run(h, "ingest", str(_manifest(folder, 1)), env=env)
+    result = run(h, "keys", "rotate", env=env)
+    new_key = result.stdout.strip().splitlines()[-1]
+    assert base64.b64decode(new_key) and new_key != key
+    assert run(h, "stats", env={"EARMARK_WORKSPACE_KEY": new_key}).exit_code == 0
+
+
+def test_bad_settings_file_is_reported(home: Path) -> None:
+    (home / "settings.toml").write_text("max_clip_seconds = -3\n")
+    result = run(home, "stats")
+    assert result.exit_code == 1 and "max_clip_seconds" in result.output

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from earmark import auth
+from earmark.models import Account, Clip
+from earmark.types import Actor, Role
+from earmark.workspace import Workspace
+from tests import factories as f
+from tests.web.helpers import client
+
+
+def _token(ws: Workspace, role: Role = Role.service) -> str:
+    with ws.transaction() as s:
+        _, secret = auth.create_token(s, actor=Actor.cli(), role=role)
+    return secret
+
+
+def _meta(clip_id: str = "api-1", **extra: object) -> str:
+    body = {
+        "clip_id": clip_id,
+        "account_id": "acct-api",
+        "device_id": "dev-9",
+        "recorded_at": "2026-11-25T18:00:00Z",
+        "locale": "en-US",
+    }
+    body.update(extra)
+    return json.dumps(body)
+
+
+def _post(c: TestClient, token: str | None, audio: bytes, metadata: str):  # type: ignore[no-untyped-def]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return c.post(
+        "/api/v1/clips",
+        headers=headers,
+        files={"audio": ("clip.wav", audio, "audio/wav")},
+        data={"metadata": metadata},
+    )
+
+
+def _clips(ws: Workspace) -> int:
+    with ws.sessions() as s:
+        return int(s.execute(select(func.count()).select_from(Clip)).scalar_one())
+
+
+def test_upload_created_duplicate_conflict(ws: Workspace) -> None:
+    c, token = client(ws), _token(ws)
+    audio = f.audio_bytes(1.5, 16000)
+    first = _post(c, token, audio, _meta())
+    assert first.status_code == 201, first.text
+    assert first.json() == {
+        "clip_id": "api-1",
+        "created": True,
+        "sample_rate": 16000,
+        "channels": 1,
+        "num_samples": 24000,
+    }
+    again = _post(c, token, audio, _meta())
+    assert again.status_code == 200 and again.json()["created"] is False
+    clash = _post(c, token, f.audio_bytes(), _meta())
+    assert clash.status_code == 409 and "already exists" in clash.json()["error"]["message"]
+    assert _clips(ws) == 1
+
+
+@pytest.mark.parametrize(
+    ("audio", "metadata", "status", "text"),
+    [
+        (b"not audio at all" * 10, _meta(), 422, "not a readable audio file"),
+        (b"", _meta(), 422, "empty"),
+        (None, "{bad json", 422, "not valid JSON"),
+        (None, _meta(recorded_at="2026-11-25T18:00:00"), 422, "time zone"),
+        (None, _meta(colour="blue"), 422, "unknown field"),
+        (None, json.dumps({"clip_id": "x"}), 422, "account_id: required field is missing"),
+        (None, _meta(audio="x.wav"), 422, "audio"),
+    ],
+)
+def test_bad_uploads_are_refused_with_a_reason_and_store_nothing(
+    ws: Workspace, audio: bytes | None, metadata: str, status: int, text: str
+) -> None:
+    c, token = client(ws), _token(ws)
+    resp = _post(c, token, f.audio_bytes() if audio is None else audio, metadata)
+    assert resp.status_code == status, resp.text
+    assert text in resp.json()["error"]["message"]
+    assert _clips(ws) == 0
+    with ws.sessions() as s:
+        assert s.execute(select(func.count()).select_from(Account)).scalar_one() == 0
+    assert list(ws.blobs.iter_keys()) == []
+
+
+def test_oversized_upload_is_refused_before_it_is_read(ws: Workspace) -> None:
+    ws.settings.max_upload_bytes = 50_000
+    c, token = client(ws), _token(ws)
+    resp = _post(c, token, f.audio_bytes(5.0), _meta())
+    assert resp.status_code == 413 and "limit of 50000 bytes" in resp.json()["error"]["message"]
+    assert _clips(ws) == 0
+
+
+def test_tokens_are_required_and_role_checked(ws: Workspace) -> None:
+    c = client(ws)
+    assert _post(c, None, f.audio_bytes(), _meta()).status_code == 401
+    assert _post(c, "emk_forged", f.audio_bytes(), _meta()).status_code == 401
+    assert _post(c, _token(ws, Role.auditor), f.audio_bytes(), _meta()).status_code == 403
+
+
+def test_consent_route(ws: Workspace) -> None:
+    c, token = client(ws), _token(ws)
+    headers = {"Authorization": f"Bearer {token}"}
+    ok = c.put("/api/v1/accounts/acct-new/consent", headers=headers, json={"human_review": "allow"})
+    assert ok.status_code == 200 and ok.json()["human_review"] == "allow"
+    bad = c.put("/api/v1/accounts/acct-new/consent", headers=headers, json={"human_review": "maybe"})
+    assert bad.status_code == 422 and "human_review" in bad.json()["error"]["message"]
+    stats = c.get("/api/v1/stats", headers=headers).json()
+    assert stats["accounts"]["by_consent"]["allow"] == 1

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import re
+import time
+
+from sqlalchemy import select, update
+
+from earmark.models import Annotation, Assignment, Clip, QueueItem
+from earmark.workspace import Workspace
+from tests import factories as f
+from tests.conftest import ADMIN_PASSWORD
+from tests.web.helpers import CSRF_RE, client, login
+
+AUDIO_RE = re.compile(r'src="(/review/[^"]+/audio\?exp=\d+&amp;sig=[0-9a-f]+)"')
+
+
+def _open_review(ws: Workspace, username: str = "rev1"):  # type: ignore[no-untyped-def]
+    f.user(ws, username)
+    c = client(ws)
+    csrf = login(c, username, "reviewer-password")
+    page = c.get("/review", follow_redirects=True)
+    assert page.status_code == 200, page.text
+    return c, csrf, page
+
+
+def test_login_errors(ws: Workspace) -> None:
+    f.user(ws, "rev1")
+    c = client(ws)
+    form = c.get("/login")
+    token = CSRF_RE.search(form.text).group(1)  # type: ignore[union-attr]
+    bad = c.post("/login", data={"username": "rev1", "password": "wrong-password", "csrf_token": token})
+    assert bad.status_code == 401 and "wrong username or password" in bad.text
+    no_csrf = c.post("/login", data={"username": "rev1", "password": "reviewer-password"})
+    assert no_csrf.status_code == 403 and "CSRF" in no_csrf.text
+
+
+def test_pages_need_a_login(ws: Workspace) -> None:
+    c = client(ws)
+    for path in ("/", "/review", "/admin"):
+        resp = c.get(path)
+        assert resp.status_code == 303 and resp.headers["location"] == "/login"
+
+
+def test_review_page_shows_the_clip_but_no_customer_metadata(ws: Workspace) -> None:
+    f.queue_clips(ws, 2)
+    _, _, page = _open_review(ws)
+    assert "play shake it off by taylor swift" in page.text
+    assert "PlayMusic" in page.text
+    with ws.sessions() as s:
+        clips = s.execute(select(Clip)).scalars().all()
+    for clip in clips:
+        for value in (
+            clip.external_id,
+            clip.device_id,
+            "acct-q0",
+            clip.recorded_at.isoformat()[:16],
+            "en-US",
+            clip.blob_key,
+        ):
+            assert value not in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "<script>" not in page.text  # no inline script at all
+
+
+def test_audio_url_is_bound_to_the_assignment_holder_and_expires(ws: Workspace) -> None:
+    f.queue_clips(ws, 2)
+    c, _, page = _open_review(ws)
+    url = AUDIO_RE.search(page.text).group(1).replace("&amp;", "&")  # type: ignore[union-attr]
+    audio = c.get(url)
+    assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
+    assert "no-store" in audio.headers["cache-control"]
+    assert audio.content[:4] == b"RIFF"
+    assert c.get(url[:-4] + "0000").status_code == 404  # forged signature
+    expired = re.sub(r"exp=\d+", f"exp={int(time.time()) - 10}", url)
+    assert c.get(expired).status_code == 404  # the signature covers the expiry
+    other, _, _ = _open_review(ws, "rev2")
+    assert other.get(url).status_code == 404  # someone else's URL, even with a valid signature
+
+
+def test_another_reviewers_assignment_page_is_404(ws: Workspace) -> None:
+    f.queue_clips(ws, 2)
+    _, _, page = _open_review(ws, "rev1")
+    assignment_path = page.url.path
+    c2, _, _ = _open_review(ws, "rev2")
+    assert c2.get(assignment_path).status_code == 404
+
+
+def test_submit_needs_csrf_then_stores_and_moves_on(ws: Workspace) -> None:
+    f.queue_clips(ws, 2)
+    c, csrf, page = _open_review(ws)
+    submit = page.url.path + "/submit"
+    refused = c.post(submit, data={"transcript": "x", "intent": "PlayMusic"})
+    assert refused.status_code == 403
+    ok = c.post(
+        submit,
+        data={"transcript": "play shake it off by taylor swift", "intent": "PlayMusic", "csrf_token": csrf},
+    )
+    assert ok.status_code == 303 and ok.headers["location"] == "/review"
+    nxt = c.get("/review", follow_redirects=True)
+    assert nxt.url.path != page.url.path and nxt.status_code == 200
+    double = c.post(submit, data={"transcript": "changed", "intent": "", "csrf_token": csrf})
+    assert double.status_code == 303  # ignored, not stored twice
+    with ws.sessions() as s:
+        rows = s.execute(select(Annotation)).scalars().all()
+    assert [r.transcript for r in rows] == ["play shake it off by taylor swift"]
+
+
+def test_submit_after_expiry_shows_a_clear_message(ws: Workspace) -> None:
+    f.queue_clips(ws, 1)
+    c, csrf, page = _open_review(ws)
+    with ws.transaction() as s:
+        s.execute(update(Assignment).values(expires_at=Assignment.leased_at))
+        s.execute(update(QueueItem).values(lease_expires_at=QueueItem.enqueued_at))
+    resp = c.post(page.url.path + "/submit", data={"transcript": "late", "intent": "", "csrf_token": csrf})
+    assert resp.status_code == 409 and "expired" in resp.text and "nothing was saved" in resp.text
+
+
+def test_markup_in_transcripts_is_shown_as_text(ws: Workspace) -> None:
+    f.ingest(
+        ws, 1, account_id="xss", device_asr={"text": "<script>alert(1)</script> play", "confidence": 0.5}
+    )
+    f.allow(ws, "xss")
+    from earmark.sampling import draw_sample
+    from earmark.types import Actor, Consent
+
+    with ws.transaction() as s:
+        draw_sample(
+            s, actor=Actor.cli(), rate=1.0, seed=0, cap=5, period_days=30, default_consent=Consent.deny
+        )
+    _, _, page = _open_review(ws)
+    assert "<script>alert(1)</script>" not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+
+
+def test_admin_overview(ws: Workspace) -> None:
+    f.queue_clips(ws, 3)
+    c = client(ws)
+    login(c, "admin", ADMIN_PASSWORD)
+    page = c.get("/admin")
+    assert page.status_code == 200 and 'data-testid="queued">3<' in page.text
+
+
+def test_logout_ends_the_session(ws: Workspace) -> None:
+    f.user(ws, "rev1")
+    c = client(ws)
+    csrf = login(c, "rev1", "reviewer-password")
+    assert c.post("/logout", data={"csrf_token": csrf}).status_code == 303
+    assert c.get("/review").headers["location"] == "/login"
