@@ -34,6 +34,8 @@
       left.textContent = seconds >= 60 ? Math.floor(seconds / 60) + " min" : seconds + " s";
     }, 1000);
   }
+  // Start playing at once; a browser that blocks autoplay before the first key press just waits.
+  audio.play().catch(function () {});
   transcript.focus();
   transcript.setSelectionRange(transcript.value.length, transcript.value.length);
 })();
