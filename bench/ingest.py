@@ -32,9 +32,7 @@ def clip_bytes(rng: np.random.Generator) -> bytes:
     return buf.getvalue()
 
 
-def run(
-    label: str, home: Path, n: int, fsync: bool, database_url: str | None = None, batch: bool = True
-) -> None:
+def run(label: str, home: Path, n: int, fsync: bool, database_url: str | None = None, batch: bool = True) -> None:
     settings = load_settings(home, blob_fsync=fsync, database_url=database_url)
     ws, _ = init_workspace(settings, admin_username="admin", admin_password="bench-password")
     rng = np.random.default_rng(0)

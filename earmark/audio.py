@@ -59,8 +59,7 @@ def _check_riff_length(data: bytes) -> None:
             # 0 and 0xFFFFFFFF mean "unknown length" (streamed WAV): nothing to check against.
             if size not in (0, 0xFFFFFFFF) and pos + 8 + size > len(data):
                 raise InvalidAudio(
-                    f"truncated WAV: the header announces {size} bytes of audio, "
-                    f"the file holds {len(data) - pos - 8}",
+                    f"truncated WAV: the header announces {size} bytes of audio, the file holds {len(data) - pos - 8}",
                     field="audio",
                 )
             return
@@ -80,26 +79,16 @@ def probe_audio(data: bytes, limits: AudioLimits) -> AudioInfo:
     try:
         info = sf.info(io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise InvalidAudio(
-            "not a readable audio file; send WAV, FLAC or OGG (Vorbis/Opus)", field="audio"
-        ) from exc
+        raise InvalidAudio("not a readable audio file; send WAV, FLAC or OGG (Vorbis/Opus)", field="audio") from exc
     if info.format not in ACCEPTED_FORMATS:
-        raise InvalidAudio(
-            f"audio format {info.format} is not accepted; send WAV, FLAC or OGG", field="audio"
-        )
+        raise InvalidAudio(f"audio format {info.format} is not accepted; send WAV, FLAC or OGG", field="audio")
     sr = int(info.samplerate)
     if sr < limits.min_sample_rate:
-        raise InvalidAudio(
-            f"sample rate {sr} Hz is below the minimum of {limits.min_sample_rate} Hz", field="audio"
-        )
+        raise InvalidAudio(f"sample rate {sr} Hz is below the minimum of {limits.min_sample_rate} Hz", field="audio")
     if info.channels > limits.max_channels:
-        raise InvalidAudio(
-            f"{info.channels} channels; at most {limits.max_channels} are accepted", field="audio"
-        )
+        raise InvalidAudio(f"{info.channels} channels; at most {limits.max_channels} are accepted", field="audio")
     if info.frames > limits.max_seconds * sr:
-        raise InvalidAudio(
-            f"clip is {info.frames / sr:.1f} s long; the limit is {limits.max_seconds} s", field="audio"
-        )
+        raise InvalidAudio(f"clip is {info.frames / sr:.1f} s long; the limit is {limits.max_seconds} s", field="audio")
     try:
         decoded, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
@@ -113,9 +102,7 @@ def probe_audio(data: bytes, limits: AudioLimits) -> AudioInfo:
             field="audio",
         )
     if frames > limits.max_seconds * sr:
-        raise InvalidAudio(
-            f"clip is {frames / sr:.1f} s long; the limit is {limits.max_seconds} s", field="audio"
-        )
+        raise InvalidAudio(f"clip is {frames / sr:.1f} s long; the limit is {limits.max_seconds} s", field="audio")
     if not np.isfinite(decoded).all():
         raise InvalidAudio("audio holds NaN or infinite samples", field="audio")
     return AudioInfo(info.format, info.subtype, sr, int(info.channels), frames)

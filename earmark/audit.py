@@ -49,6 +49,8 @@ EVENTS: dict[str, str] = {
     "review.audio": "A reviewer's browser fetched a clip's audio (details: bytes).",
     "review.submit": "A reviewer submitted an annotation (details: words, intent_changed).",
     "review.expire": "A lease ran out and its clip returned to the queue.",
+    "pipeline.process": "The safe-to-hear pipeline finished a clip (details: outcome, reason, pii_spans, labels).",
+    "pipeline.hold": "A clip's processing failed; it is held, never queued unprotected (details: reason).",
     "keys.rotate": "The workspace key was rotated (details: old/new key ids, accounts rewrapped).",
     "blob.collect": "Orphan blobs were deleted (details: count).",
 }
@@ -175,9 +177,7 @@ def iter_events(session: Session, *, batch: int = 2000) -> Iterator[AuditEvent]:
     last = 0
     while True:
         rows = (
-            session.execute(
-                select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
-            )
+            session.execute(select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch))
             .scalars()
             .all()
         )
@@ -214,7 +214,5 @@ def verify_chain(session: Session) -> VerifyResult:
         expected += 1
     head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
     if head.seq != expected - 1 or head.hash != prev:
-        return VerifyResult(
-            False, n, expected, f"rows after {expected - 1} were deleted (head is {head.seq})"
-        )
+        return VerifyResult(False, n, expected, f"rows after {expected - 1} were deleted (head is {head.seq})")
     return VerifyResult(True, n)

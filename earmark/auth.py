@@ -217,9 +217,7 @@ def token_actor(session: Session, secret: str | None) -> Actor | None:
     """The actor behind a bearer token, or None if unknown or revoked."""
     if not secret or not secret.startswith(TOKEN_PREFIX):
         return None
-    row = session.execute(
-        select(ApiToken).where(ApiToken.token_hash == sha256_hex(secret))
-    ).scalar_one_or_none()
+    row = session.execute(select(ApiToken).where(ApiToken.token_hash == sha256_hex(secret))).scalar_one_or_none()
     if row is None or row.revoked_at is not None:
         return None
     return Actor("token", row.id, row.role)

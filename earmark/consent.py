@@ -40,9 +40,7 @@ def set_consent(
     if create:
         account = get_or_create_account(session, account_id)
     else:
-        account = session.execute(
-            select(Account).where(Account.external_id == account_id)
-        ).scalar_one_or_none()
+        account = session.execute(select(Account).where(Account.external_id == account_id)).scalar_one_or_none()
         if account is None:
             raise NotFound(f"unknown account {account_id!r} (use --create to record consent ahead of clips)")
     account.human_review = human_review
@@ -51,7 +49,9 @@ def set_consent(
     if human_review == Consent.deny:
         clip_ids = list(
             session.execute(
-                select(Clip.id).where(Clip.account_id == account.id, Clip.status == ClipStatus.queued)
+                select(Clip.id).where(
+                    Clip.account_id == account.id, Clip.status.in_([ClipStatus.queued, ClipStatus.pending])
+                )
             ).scalars()
         )
         withdrawn = withdraw_clips(session, actor=actor, clip_ids=clip_ids, reason="consent_withdrawn")

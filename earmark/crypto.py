@@ -51,9 +51,7 @@ def wrap_key(wrapping_key: bytes, data_key: bytes, *, account_ref: str) -> bytes
 
 def unwrap_key(wrapping_key: bytes, wrapped: bytes, *, account_ref: str) -> bytes:
     try:
-        return AESGCM(wrapping_key).decrypt(
-            wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _aad("dk", account_ref)
-        )
+        return AESGCM(wrapping_key).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _aad("dk", account_ref))
     except InvalidTag as exc:
         raise KeyUnavailable("account data key does not open with the workspace key") from exc
 
@@ -105,9 +103,7 @@ class Keyring:
         try:
             return self.keys[kid]
         except KeyError:
-            raise KeyUnavailable(
-                f"workspace key {kid} is not in the keyring; was the key file replaced?"
-            ) from None
+            raise KeyUnavailable(f"workspace key {kid} is not in the keyring; was the key file replaced?") from None
 
     @classmethod
     def single(cls, key: bytes) -> Keyring:

@@ -26,8 +26,9 @@ from earmark.config import Settings
 from earmark.consent import set_consent
 from earmark.errors import ConfigError
 from earmark.ingest import read_manifest
+from earmark.pipeline import pending_clip_ids
 from earmark.sampling import draw_sample
-from earmark.speech import VARIANTS, synthesize
+from earmark.synth import VARIANTS, synthesize
 from earmark.types import Actor, Consent, Role
 from earmark.workspace import init_workspace
 
@@ -52,6 +53,12 @@ ITEMS = ["milk", "eggs", "bread", "coffee", "apples", "olive oil", "paper towels
 NAMES = ["jennifer", "david", "maria", "james", "sarah", "michael", "emma", "daniel", "olivia", "robert"]
 MESSAGES = ["i'm running late", "dinner is ready", "call me back", "see you at six", "i'm on my way"]
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+# Rare, distressing requests: the pipeline must route these to the restricted safety queue.
+SENSITIVE = [
+    "help me somebody please help",
+    "call the police he is hitting me",
+    "call an ambulance she's not breathing",
+]
 BACKGROUND = [
     "and then she told me the meeting was moved to thursday",
     "no i said we should leave before the traffic gets bad",
@@ -115,6 +122,8 @@ def make_utterance(rng: np.random.Generator) -> Utterance:
         kind = ["silence", "noise", "background"][int(rng.integers(0, 3))]
         text = str(rng.choice(BACKGROUND)) if kind == "background" else ""
         return Utterance(text, None, [], kind)
+    if r < 0.09:
+        return Utterance(str(rng.choice(SENSITIVE)), "MakeCall", [])
     choice = int(rng.integers(0, 7))
     if choice == 0:
         artist, song = ARTISTS_SONGS[int(rng.integers(0, len(ARTISTS_SONGS)))]
@@ -142,9 +151,7 @@ def make_utterance(rng: np.random.Generator) -> Utterance:
         return Utterance("how cold is it outside", "GetWeather", [])
     if choice == 2:
         n = str(rng.choice(["two", "five", "ten", "fifteen", "twenty", "forty five"]))
-        return Utterance(
-            f"set a timer for {n} minutes", "SetTimer", [{"type": "duration", "value": f"{n} minutes"}]
-        )
+        return Utterance(f"set a timer for {n} minutes", "SetTimer", [{"type": "duration", "value": f"{n} minutes"}])
     if choice == 3:
         t = str(rng.choice(["six thirty", "seven am", "eight fifteen", "noon"]))
         return Utterance(f"wake me up at {t}", "SetAlarm", [{"type": "time", "value": t}])
@@ -275,16 +282,24 @@ DEMO_USERS = [("admin", Role.admin), ("reviewer1", Role.reviewer), ("reviewer2",
 
 
 def build_demo(
-    settings: Settings, *, seed: int, n_clips: int, reset: bool, console: Console | None = None
+    settings: Settings,
+    *,
+    seed: int,
+    n_clips: int,
+    reset: bool,
+    console: Console | None = None,
+    process_limit: int | None = None,
 ) -> list[DemoLogin]:
-    """Build the demo workspace at settings.home; returns the logins it created."""
+    """Build the demo workspace at settings.home; returns the logins it created.
+
+    Sampled clips then go through the safe-to-hear pipeline: all of them, or the first
+    `process_limit` (the server's background worker does the rest while reviewers work).
+    """
     console = console or Console(stderr=True)
     home = settings.home
     if home.exists() and any(home.iterdir()):
         if not reset:
-            raise ConfigError(
-                f"{home} already holds a workspace; pass --reset to rebuild it or choose another --home"
-            )
+            raise ConfigError(f"{home} already holds a workspace; pass --reset to rebuild it or choose another --home")
         shutil.rmtree(home)
     rng = np.random.default_rng(seed + 1)
     logins: list[DemoLogin] = []
@@ -326,6 +341,16 @@ def build_demo(
                 password = auth.generate_password()
                 auth.create_user(session, actor=Actor.cli(), username=username, password=password, role=role)
                 logins.append(DemoLogin(username, str(role), password))
+        with ws.sessions() as session:
+            pending = len(pending_clip_ids(session, limit=100_000))
+        todo = pending if process_limit is None else min(pending, process_limit)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("loading models", total=todo)
+            if todo:
+                ws.components()
+            progress.update(task, description="make safe to hear")
+            ws.process_pending(limit=todo, on_done=lambda _: progress.advance(task))
         stats = ws.stats()
     finally:
         ws.close()

@@ -100,6 +100,47 @@ class Clip(Base):
     sampled_at: Mapped[datetime | None]
     inclusion_probability: Mapped[float | None] = mapped_column(Float)
     sample_reason: Mapped[str | None] = mapped_column(String(32))
+    # Set by the safe-to-hear pipeline. Reviewers only ever get the protected derivative.
+    protected_blob_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    protected_sample_rate: Mapped[int | None]
+    protected_num_samples: Mapped[int | None]
+    redacted_text: Mapped[str | None] = mapped_column(Text)
+    hold_reason: Mapped[str | None] = mapped_column(String(64))
+    processed_at: Mapped[datetime | None]
+
+
+class ClipProtection(Base):
+    """What the pipeline found and did for one clip: transcript with word timing, PII spans,
+    redacted audio spans, anonymizer parameters, screening decision."""
+
+    __tablename__ = "clip_protection"
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), primary_key=True)
+    transcript_source: Mapped[str] = mapped_column(String(32))
+    transcript: Mapped[str] = mapped_column(Text)
+    words: Mapped[list[Any]] = mapped_column(JSON)  # [[text, char_start, char_end, start, end], ...]
+    aligned: Mapped[bool]
+    pii: Mapped[list[Any]] = mapped_column(JSON)  # [{"start", "end", "type"}] char offsets, no values
+    audio_spans: Mapped[list[Any]] = mapped_column(JSON)  # [[start, end], ...] samples of the derivative
+    wholesale: Mapped[bool]
+    anonymizer: Mapped[dict[str, Any]]
+    route: Mapped[str] = mapped_column(String(16))
+    labels: Mapped[list[Any]] = mapped_column(JSON)
+    scores: Mapped[dict[str, Any]]
+    reasons: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ClipStage(Base):
+    """One pipeline stage's outcome for one clip (numbers and reasons, never content)."""
+
+    __tablename__ = "clip_stages"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))
+    details: Mapped[dict[str, Any]]
+    ms: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class QueueItem(Base):

@@ -50,9 +50,7 @@ def active_assignment(session: Session, *, user: User, now: datetime | None = No
     ).scalar_one_or_none()
 
 
-def lease_next(
-    session: Session, *, actor: User, queue: str = GENERAL, lease_seconds: int = 600
-) -> Assignment | None:
+def lease_next(session: Session, *, actor: User, queue: str = GENERAL, lease_seconds: int = 600) -> Assignment | None:
     """Give `actor` the oldest clip of `queue` that nobody holds, or None. Audited; caller commits.
 
     The conditional UPDATE is the lock: it only matches a row that is still free, so two concurrent
@@ -164,6 +162,25 @@ def withdraw_clips(session: Session, *, actor: Actor, clip_ids: list[int], reaso
             .values(state=AssignmentState.withdrawn, closed_at=now)
             .execution_options(synchronize_session=False)
         )
+        pending = list(
+            session.execute(select(Clip.id).where(Clip.id.in_(chunk), Clip.status == ClipStatus.pending)).scalars()
+        )
+        for clip_id in pending:  # sampled but not yet through the pipeline
+            audit.record(
+                session,
+                actor=actor,
+                action="queue.withdraw",
+                object_type="clip",
+                object_id=clip_id,
+                details={"reason": reason, "stage": "pending"},
+            )
+        session.execute(
+            update(Clip)
+            .where(Clip.id.in_(pending))
+            .values(status=ClipStatus.withdrawn)
+            .execution_options(synchronize_session=False)
+        )
+        n += len(pending)
         session.execute(
             update(Clip)
             .where(Clip.id.in_(chunk), Clip.status == ClipStatus.queued)

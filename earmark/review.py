@@ -8,7 +8,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from earmark import audit
-from earmark.audio import decode_mono, encode_wav
 from earmark.crypto import Keyring, decrypt_blob
 from earmark.errors import InvalidInput, LeaseExpired, NotFound, Withdrawn
 from earmark.keys import data_key
@@ -47,9 +46,7 @@ def get_assignment(session: Session, *, user: User, assignment_id: str) -> Assig
 def require_active(assignment: Assignment) -> None:
     now = utcnow()
     if assignment.state == AssignmentState.withdrawn:
-        raise Withdrawn(
-            "this clip was withdrawn from review (the customer changed their consent); nothing was saved"
-        )
+        raise Withdrawn("this clip was withdrawn from review (the customer changed their consent); nothing was saved")
     if assignment.state == AssignmentState.expired or (
         assignment.state == AssignmentState.active and assignment.expires_at <= now
     ):
@@ -61,36 +58,40 @@ def require_active(assignment: Assignment) -> None:
 def view_assignment(session: Session, *, user: User, assignment_id: str) -> ReviewView:
     assignment = get_assignment(session, user=user, assignment_id=assignment_id)
     require_active(assignment)
-    clip = session.get(Clip, assignment.clip_id)
-    assert clip is not None
+    clip = _protected(session, assignment)
     nlu = clip.device_nlu or {}
     left = int((assignment.expires_at - utcnow()).total_seconds())
+    assert clip.protected_num_samples is not None and clip.protected_sample_rate
     return ReviewView(
         assignment_id=assignment.id,
         expires_at_iso=assignment.expires_at.isoformat(timespec="seconds"),
         seconds_left=max(left, 0),
-        duration_seconds=round(clip.num_samples / clip.sample_rate, 2),
+        duration_seconds=round(clip.protected_num_samples / clip.protected_sample_rate, 2),
         language=clip.locale.split("-")[0],
-        transcript=clip.device_asr_text or "",
+        transcript=clip.redacted_text or "",
         intent=str(nlu.get("intent", "")),
     )
+
+
+def _protected(session: Session, assignment: Assignment) -> Clip:
+    """The assignment's clip, which must have its protected derivative (fail closed)."""
+    clip = session.get(Clip, assignment.clip_id)
+    if clip is None or not clip.protected_blob_key or clip.redacted_text is None:
+        raise NotFound("this clip has no protected version; it cannot be reviewed")
+    return clip
 
 
 def assignment_audio(
     session: Session, *, user: User, assignment_id: str, blobs: LocalBlobStore, keyring: Keyring
 ) -> bytes:
-    """Decrypt the clip of an active assignment and re-encode it as a bare mono WAV. Audited.
-
-    Re-encoding drops container metadata (tags, device strings) the original file may carry.
-    """
+    """The protected derivative (redacted, anonymized, bare 16 kHz WAV) of an active assignment's
+    clip. Never the original. Audited."""
     assignment = get_assignment(session, user=user, assignment_id=assignment_id)
     require_active(assignment)
-    clip = session.get(Clip, assignment.clip_id)
-    assert clip is not None
+    clip = _protected(session, assignment)
+    assert clip.protected_blob_key is not None
     dk = data_key(session, keyring, clip.account_id)
-    original = decrypt_blob(dk, blobs.get(clip.blob_key), blob_key=clip.blob_key)
-    samples, sr = decode_mono(original)
-    wav = encode_wav(samples, sr)
+    wav = decrypt_blob(dk, blobs.get(clip.protected_blob_key), blob_key=clip.protected_blob_key)
     audit.record(
         session,
         actor=user_actor(user),
@@ -107,9 +108,7 @@ def clean_transcript(text: str, *, max_chars: int) -> str:
     cleaned = "".join(ch if ch.isprintable() or ch == " " else " " for ch in text)
     cleaned = " ".join(cleaned.split())
     if len(cleaned) > max_chars:
-        raise InvalidInput(
-            f"transcript is {len(cleaned)} characters; the limit is {max_chars}", field="transcript"
-        )
+        raise InvalidInput(f"transcript is {len(cleaned)} characters; the limit is {max_chars}", field="transcript")
     return cleaned
 
 
@@ -129,9 +128,7 @@ def submit_annotation(
     """
     assignment = get_assignment(session, user=actor, assignment_id=assignment_id)
     if assignment.state == AssignmentState.submitted:
-        existing = session.execute(
-            select(Annotation).where(Annotation.assignment_id == assignment.id)
-        ).scalar_one()
+        existing = session.execute(select(Annotation).where(Annotation.assignment_id == assignment.id)).scalar_one()
         return existing
     require_active(assignment)
     text = clean_transcript(transcript, max_chars=max_transcript_chars)

@@ -19,7 +19,7 @@ from earmark import audit
 from earmark.consent import allows_review
 from earmark.errors import InvalidInput
 from earmark.models import Account, Clip, utcnow
-from earmark.queues import GENERAL, enqueue
+from earmark.queues import GENERAL
 from earmark.types import Actor, ClipStatus, Consent
 
 
@@ -53,8 +53,8 @@ def draw_sample(
     queue: str = GENERAL,
     dry_run: bool = False,
 ) -> SampleResult:
-    """Queue a `rate` share of eligible clips (consented, never sampled), at most `cap` per account
-    per `period_days`. Audited; caller commits."""
+    """Mark a `rate` share of eligible clips (consented, never sampled) for review, at most `cap` per
+    account per `period_days`; they wait for the safe-to-hear pipeline. Audited; caller commits."""
     if not 0.0 < rate <= 1.0:
         raise InvalidInput("rate must be in (0, 1]", field="rate")
     if cap < 0:
@@ -94,7 +94,8 @@ def draw_sample(
             clip.sampled_at = now
             clip.inclusion_probability = rate
             clip.sample_reason = "uniform"
-            enqueue(session, clip=clip, queue=queue)
+            # Not queued yet: the safe-to-hear pipeline queues the protected derivative.
+            clip.status = ClipStatus.pending
         session.flush()
         audit.record(
             session,

@@ -22,8 +22,11 @@ class Consent(enum.StrEnum):
 
 class ClipStatus(enum.StrEnum):
     stored = "stored"  # kept for the assistant's own use; not in any human queue
-    queued = "queued"  # sampled, waiting in (or leased from) a review queue
+    pending = "pending"  # sampled; waiting for the safe-to-hear pipeline
+    queued = "queued"  # protected derivative ready, waiting in (or leased from) a review queue
     reviewed = "reviewed"
+    held = "held"  # a pipeline stage failed or refused it; never queued unprotected
+    excluded = "excluded"  # no speech (accidental activation) and the policy excludes such clips
     withdrawn = "withdrawn"  # pulled from review (consent withdrawn)
 
 

@@ -6,6 +6,7 @@ functions it calls never do.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator
@@ -24,9 +25,23 @@ from earmark.crypto import Keyring, new_key, parse_env_key, read_keyring, write_
 from earmark.errors import ConfigError, EarmarkError
 from earmark.ingest import ClipMeta, IngestResult, ingest_clip
 from earmark.models import Clip, User
+from earmark.pipeline import (
+    Components,
+    PipelineConfig,
+    ProcessResult,
+    build_components,
+    clip_rng,
+    hold_clip,
+    load_pending,
+    pending_clip_ids,
+    protect,
+    store_protection,
+)
 from earmark.stats import workspace_stats
 from earmark.storage import InflightJournal, LocalBlobStore, collect_orphans
 from earmark.types import Actor, Role
+
+log = logging.getLogger("earmark.workspace")
 
 SETTINGS_TEMPLATE = """\
 # earmark workspace settings. Every key is documented in docs/config.md;
@@ -55,7 +70,24 @@ class Workspace:
     sessions: sessionmaker[Session]
     blobs: LocalBlobStore
     keyring: Keyring = field(repr=False)
-    secret: bytes = field(repr=False)  # signs short-lived audio URLs
+    secret: bytes = field(repr=False)  # signs short-lived audio URLs, seeds per-clip anonymization
+    parts: Components | None = field(default=None, repr=False)  # pipeline models, loaded on first use
+
+    def components(self) -> Components:
+        """The pipeline's models, built from settings once per workspace (they are heavy)."""
+        if self.parts is None:
+            self.parts = build_components(self.settings)
+        return self.parts
+
+    @property
+    def pipeline_config(self) -> PipelineConfig:
+        s = self.settings
+        return PipelineConfig(
+            min_speech_seconds=s.min_speech_seconds,
+            no_speech=s.no_speech_route,
+            redaction_mode=s.redaction_mode,
+            pad_ms=s.redaction_pad_ms,
+        )
 
     @property
     def limits(self) -> AudioLimits:
@@ -162,9 +194,7 @@ class Workspace:
             redo: list[IngestOutcome] = []
             for meta, load in batch:
                 try:
-                    redo.append(
-                        IngestOutcome(meta, self.ingest(actor=actor, meta=meta, audio=load(), via=via), None)
-                    )
+                    redo.append(IngestOutcome(meta, self.ingest(actor=actor, meta=meta, audio=load(), via=via), None))
                 except EarmarkError as exc:
                     redo.append(IngestOutcome(meta, None, exc))
             return redo
@@ -180,13 +210,70 @@ class Workspace:
             self.blobs.delete(key)
         journal.close()
 
+    def process_pending(
+        self, *, limit: int = 1000, on_done: Callable[[ProcessResult], None] | None = None
+    ) -> list[ProcessResult]:
+        """Run pending clips through the safe-to-hear pipeline, one transaction per clip.
+
+        A clip whose processing fails for any reason is held with that reason: fail closed.
+        """
+        with self.sessions() as s:
+            ids = pending_clip_ids(s, limit=limit)
+        results = []
+        for clip_id in ids:
+            result = self.process_one(clip_id)
+            results.append(result)
+            if on_done is not None:
+                on_done(result)
+        return results
+
+    def process_one(self, clip_id: int) -> ProcessResult:
+        """Protect one clip: read it (short transaction), run the models (no transaction), store
+        the result (short transaction). Any failure holds the clip with its reason."""
+        journal = self.blobs.journal()
+        try:
+            with self.sessions() as session:
+                pending = load_pending(session, clip_id=clip_id, blobs=self.blobs, keyring=self.keyring)
+                session.rollback()
+            if pending is None:
+                return ProcessResult(clip_id, "skipped", "no_longer_pending")
+            result = protect(
+                pending.samples,
+                pending.sample_rate,
+                device_text=pending.device_text,
+                parts=self.components(),
+                config=self.pipeline_config,
+                rng=clip_rng(self.secret, pending.external_id),
+            )
+            with self.transaction() as session:
+                stored = store_protection(
+                    session,
+                    actor=Actor.system(),
+                    clip_id=clip_id,
+                    result=result,
+                    blobs=self.blobs,
+                    keyring=self.keyring,
+                    journal=journal,
+                )
+        except Exception as exc:
+            self._discard(journal, journal.keys)
+            reason = f"error:{type(exc).__name__}"
+            log.warning("pipeline failed for clip %s: %s", clip_id, type(exc).__name__)
+            with self.transaction() as session:
+                hold_clip(session, actor=Actor.system(), clip_id=clip_id, reason=reason)
+            return ProcessResult(clip_id, "held", reason)
+        journal.close()
+        return stored
+
     def collect_orphans(self, *, grace_seconds: float = 3600.0) -> int:
         """Delete blobs that no row points at (left by a killed ingest). Audited when any go."""
 
         def referenced(keys: Iterable[str]) -> set[str]:
             keys = list(keys)
             with self.sessions() as s:
-                return set(s.execute(select(Clip.blob_key).where(Clip.blob_key.in_(keys))).scalars())
+                originals = s.execute(select(Clip.blob_key).where(Clip.blob_key.in_(keys))).scalars()
+                derived = s.execute(select(Clip.protected_blob_key).where(Clip.protected_blob_key.in_(keys))).scalars()
+                return {k for k in [*originals, *derived] if k}
 
         n = collect_orphans(self.blobs, referenced, grace_seconds=grace_seconds)
         if n:
@@ -243,9 +330,7 @@ def _write_private(path: Path, text: str) -> None:
         fh.write(text)
 
 
-def init_workspace(
-    settings: Settings, *, admin_username: str, admin_password: str | None
-) -> tuple[Workspace, str]:
+def init_workspace(settings: Settings, *, admin_username: str, admin_password: str | None) -> tuple[Workspace, str]:
     """Create folders, keys, schema and the first admin. Returns the workspace and admin password."""
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
@@ -270,9 +355,7 @@ def init_workspace(
             audit.record(session, actor=Actor.cli(), action="workspace.init")
         exists = session.execute(select(User).where(User.username == admin_username)).scalar_one_or_none()
         if exists is None:
-            auth.create_user(
-                session, actor=Actor.cli(), username=admin_username, password=password, role=Role.admin
-            )
+            auth.create_user(session, actor=Actor.cli(), username=admin_username, password=password, role=Role.admin)
         else:
             password = ""
     return ws, password

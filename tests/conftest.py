@@ -22,13 +22,12 @@ from sqlalchemy.engine import make_url
 from earmark import db
 from earmark.config import Settings, load_settings
 from earmark.workspace import Workspace, init_workspace
+from tests.fakes import fast_components
 
 PG_URL = os.environ.get("EARMARK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PG_MODE = os.environ.get("EARMARK_TEST_PG", "require")
 ADMIN_PASSWORD = "admin-password-1"
-SHARED_DATA = Path(
-    os.environ.get("EARMARK_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
+SHARED_DATA = Path(os.environ.get("EARMARK_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 _real_connect = socket.socket.connect
 
@@ -121,6 +120,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 @pytest.fixture
 def ws(settings: Settings) -> Iterator[Workspace]:
     workspace, _ = init_workspace(settings, admin_username="admin", admin_password=ADMIN_PASSWORD)
+    workspace.parts = fast_components()
     yield workspace
     workspace.close()
 
@@ -133,5 +133,6 @@ def sqlite_ws(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Worksp
     shutil.copy(request.getfixturevalue("sqlite_template"), home / "earmark.db")
     s = load_settings(home, blob_fsync=False)
     workspace, _ = init_workspace(s, admin_username="admin", admin_password=ADMIN_PASSWORD)
+    workspace.parts = fast_components()
     yield workspace
     workspace.close()

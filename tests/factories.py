@@ -11,19 +11,19 @@ import numpy as np
 import soundfile as sf
 
 from earmark import auth
+from earmark.audio import encode_wav, resample
 from earmark.consent import set_consent
 from earmark.ingest import ClipMeta
 from earmark.models import User
 from earmark.sampling import draw_sample
+from earmark.synth import synthesize
 from earmark.types import Actor, Consent, Role
 from earmark.workspace import Workspace
 
 _counter = itertools.count()
 
 
-def tone(
-    seconds: float = 1.0, sample_rate: int = 16_000, freq: float = 220.0, channels: int = 1
-) -> np.ndarray:
+def tone(seconds: float = 1.0, sample_rate: int = 16_000, freq: float = 220.0, channels: int = 1) -> np.ndarray:
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     x = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     return np.stack([x] * channels, axis=1) if channels > 1 else x
@@ -42,6 +42,21 @@ def audio_bytes(
     buf = io.BytesIO()
     sf.write(buf, tone(seconds, sample_rate, f, channels), sample_rate, format=fmt, subtype=subtype)
     return buf.getvalue()
+
+
+_speech_cache: dict[str, bytes] = {}
+
+
+def speech_bytes(text: str = "play shake it off by taylor swift", *, pitch: int = 45) -> bytes:
+    """Synthesized speech as a 16 kHz WAV (cached per text: espeak output depends on call history)."""
+    key = f"{text}|{pitch}"
+    if key not in _speech_cache:
+        syn = synthesize(text, variant="m3", pitch=pitch)
+        x = resample(syn.samples, syn.sample_rate, 16_000)
+        x = np.concatenate([np.zeros(3200, np.float32), 0.6 * x, np.zeros(3200, np.float32)])
+        x = x + np.random.default_rng(len(text)).normal(0, 0.002, x.size).astype(np.float32)
+        _speech_cache[key] = encode_wav(x, 16_000)
+    return _speech_cache[key]
 
 
 def meta(**fields: Any) -> ClipMeta:
@@ -77,27 +92,28 @@ def allow(ws: Workspace, *accounts: str) -> None:
             set_consent(s, actor=Actor.cli(), account_id=a, human_review=Consent.allow, create=True)
 
 
-def user(
-    ws: Workspace, username: str, role: Role = Role.reviewer, password: str = "reviewer-password"
-) -> User:
+def user(ws: Workspace, username: str, role: Role = Role.reviewer, password: str = "reviewer-password") -> User:
     with ws.transaction() as s:
         return auth.create_user(s, actor=Actor.cli(), username=username, password=password, role=role)
 
 
-def queue_clips(ws: Workspace, n: int, *, accounts: int = 1, seed: int = 0) -> list[str]:
-    """Ingest `n` clips over `accounts` consenting accounts and queue all of them."""
-    ids = []
-    for i in range(n):
-        ids += ingest(ws, 1, account_id=f"acct-q{i % accounts}")
-    allow(ws, *{f"acct-q{i % accounts}" for i in range(n)})
+def ingest_speech(ws: Workspace, text: str, **fields: Any) -> str:
+    m = meta(device_asr={"text": text, "confidence": 0.9}, **fields)
+    return ws.ingest(actor=Actor.cli(), meta=m, audio=speech_bytes(text), via="test").clip_id
+
+
+def sample_all(ws: Workspace, *, seed: int = 0) -> None:
     with ws.transaction() as s:
-        draw_sample(
-            s,
-            actor=Actor.cli(),
-            rate=1.0,
-            seed=seed,
-            cap=10_000,
-            period_days=30,
-            default_consent=Consent.deny,
-        )
+        draw_sample(s, actor=Actor.cli(), rate=1.0, seed=seed, cap=10_000, period_days=30, default_consent=Consent.deny)
+
+
+def queue_clips(
+    ws: Workspace, n: int, *, accounts: int = 1, seed: int = 0, text: str = "play shake it off by taylor swift"
+) -> list[str]:
+    """Ingest `n` speech clips over `accounts` consenting accounts, sample and protect all of them."""
+    ids = [ingest_speech(ws, text, account_id=f"acct-q{i % accounts}") for i in range(n)]
+    allow(ws, *{f"acct-q{i % accounts}" for i in range(n)})
+    sample_all(ws, seed=seed)
+    results = ws.process_pending()
+    assert all(r.outcome == "general" for r in results), results
     return ids

@@ -69,9 +69,7 @@ def test_service_token_is_shown_once_and_stored_hashed(ws: Workspace) -> None:
         row, secret = auth.create_token(s, actor=Actor.cli(), role=Role.service)
     with ws.sessions() as s:
         stored = s.execute(select(ApiToken)).scalar_one()
-        assert secret not in (stored.token_hash, stored.prefix) and stored.token_hash == auth.sha256_hex(
-            secret
-        )
+        assert secret not in (stored.token_hash, stored.prefix) and stored.token_hash == auth.sha256_hex(secret)
         actor = auth.token_actor(s, secret)
         assert actor is not None and actor.role == "service"
         assert auth.token_actor(s, secret + "x") is None
@@ -83,9 +81,7 @@ def test_service_token_is_shown_once_and_stored_hashed(ws: Workspace) -> None:
 
 def test_user_validation(ws: Workspace) -> None:
     with pytest.raises(InvalidInput, match="username"), ws.transaction() as s:
-        auth.create_user(
-            s, actor=Actor.cli(), username="Bad Name!", password="long enough pw", role=Role.reviewer
-        )
+        auth.create_user(s, actor=Actor.cli(), username="Bad Name!", password="long enough pw", role=Role.reviewer)
     with pytest.raises(InvalidInput, match="at least 10"), ws.transaction() as s:
         auth.create_user(s, actor=Actor.cli(), username="short", password="short", role=Role.reviewer)
     f.user(ws, "dup")

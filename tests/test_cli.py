@@ -76,9 +76,7 @@ def test_refuses_a_database_at_another_revision(home: Path) -> None:
         conn.execute(text("UPDATE alembic_version SET version_num = '0000'"))
     engine.dispose()
     result = run(home, "stats")
-    assert (
-        result.exit_code == 1 and "revision 0000" in result.output and "earmark db upgrade" in result.output
-    )
+    assert result.exit_code == 1 and "revision 0000" in result.output and "earmark db upgrade" in result.output
 
 
 def test_missing_workspace_says_what_to_run(tmp_path: Path) -> None:
@@ -98,12 +96,12 @@ def test_ingest_sample_stats_flow(home: Path, tmp_path: Path) -> None:
     assert "ingested 0 new clip(s), 5 already present" in again.output
     assert run(home, "consent", "set", "acct-c", "--human-review", "allow").exit_code == 0
     dry = run(home, "sample", "--rate", "1", "--seed", "3", "--dry-run")
-    assert "would queue 5" in dry.output
-    assert "queued 5" in run(home, "sample", "--rate", "1", "--seed", "3").output
+    assert "would sample 5" in dry.output
+    assert "sampled 5" in run(home, "sample", "--rate", "1", "--seed", "3").output
     stats = json.loads(run(home, "stats", "--json").stdout)
     assert stats["accounts"]["by_consent"] == {"allow": 1, "deny": 0}
-    assert stats["clips"]["by_status"] == {"queued": 5}
-    assert stats["queue"]["queued"] == 5 and stats["reviewed"] == 0
+    assert stats["clips"]["by_status"] == {"pending": 5}
+    assert stats["queue"]["queued"] == 0 and stats["reviewed"] == 0
     denied = run(home, "consent", "set", "acct-c", "--human-review", "deny")
     assert "5 clip(s) withdrawn" in denied.output
     assert json.loads(run(home, "stats", "--json").stdout)["queue"]["queued"] == 0

@@ -39,15 +39,17 @@ def test_only_allowed_accounts_are_sampled(ws: Workspace) -> None:
         set_consent(s, actor=Actor.cli(), account_id="no", human_review=Consent.deny)
     assert _sample(ws, Consent.allow) == 2
     with ws.sessions() as s:
-        queued = s.execute(select(Clip.account_id).where(Clip.status == "queued")).scalars().all()
-    assert len(set(queued)) == 1
+        sampled = s.execute(select(Clip.account_id).where(Clip.status == "pending")).scalars().all()
+    assert len(sampled) == 2 and len(set(sampled)) == 1
 
 
 def test_deny_after_sampling_withdraws_from_every_queue_and_tells_the_holder(ws: Workspace) -> None:
-    f.ingest(ws, 3, account_id="later-no")
-    f.ingest(ws, 1, account_id="other")
+    for _ in range(3):
+        f.ingest_speech(ws, "play shake it off", account_id="later-no")
+    f.ingest_speech(ws, "play shake it off", account_id="other")
     f.allow(ws, "later-no", "other")
     assert _sample(ws) == 4
+    assert {r.outcome for r in ws.process_pending()} == {"general"}
     reviewer = f.user(ws, "rev1")
     with ws.transaction() as s:
         a = lease_next(s, actor=reviewer)
@@ -76,8 +78,6 @@ def test_unknown_account_is_an_error_unless_created(ws: Workspace) -> None:
         set_consent(s, actor=Actor.cli(), account_id="nobody", human_review=Consent.allow)
     with ws.transaction() as s:
         assert (
-            set_consent(
-                s, actor=Actor.cli(), account_id="nobody", human_review=Consent.allow, create=True
-            ).withdrawn
+            set_consent(s, actor=Actor.cli(), account_id="nobody", human_review=Consent.allow, create=True).withdrawn
             == 0
         )

@@ -11,7 +11,7 @@ from earmark.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "earmark"
-PURE = ["audio.py", "crypto.py", "speech.py"]
+PURE = ["audio.py", "crypto.py", "synth.py"]
 # Boundaries own transactions; everything else is domain code and never commits.
 BOUNDARIES = {"cli.py", "workspace.py", "db.py", "demo.py"}
 

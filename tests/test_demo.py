@@ -27,7 +27,10 @@ def test_demo_builds_a_working_workspace(tmp_path: Path) -> None:
     stats = json.loads(CliRunner().invoke(app, ["--home", str(home), "stats", "--json"]).stdout)
     assert stats["clips"]["total"] >= 200
     assert stats["accounts"]["by_consent"]["allow"] > 0 and stats["accounts"]["by_consent"]["deny"] > 0
-    assert stats["queue"]["queued"] > 20
+    assert stats["queue"]["by_queue"]["general"]["queued"] > 20
+    assert stats["queue"]["by_queue"]["safety"]["queued"] >= 1  # distressing requests are routed away
+    assert stats["clips"]["by_status"].get("excluded", 0) >= 1  # accidental activations stay out
+    assert "pending" not in stats["clips"]["by_status"]  # --no-serve processes everything
     ws = open_workspace(load_settings(home))
     try:
         with ws.sessions() as s:
@@ -70,13 +73,11 @@ def test_demo_is_deterministic_for_a_seed(tmp_path: Path) -> None:
         assert np.array_equal(xa, xb)
     drawn = []
     for home in (tmp_path / "h1", tmp_path / "h2"):
-        build_demo(load_settings(home, blob_fsync=False), seed=5, n_clips=40, reset=False)
+        build_demo(load_settings(home, blob_fsync=False), seed=5, n_clips=40, reset=False, process_limit=0)
         ws = open_workspace(load_settings(home))
         try:
             with ws.sessions() as s:
-                drawn.append(
-                    sorted(s.execute(select(Clip.external_id).where(Clip.status == "queued")).scalars())
-                )
+                drawn.append(sorted(s.execute(select(Clip.external_id).where(Clip.sampled_at.is_not(None))).scalars()))
         finally:
             ws.close()
     assert drawn[0] == drawn[1] and drawn[0]

@@ -32,9 +32,7 @@ def test_rotation_rewraps_account_keys_and_leaves_blobs_untouched(ws: Workspace)
         with reopened.sessions() as s:
             for clip in s.execute(select(Clip)).scalars():
                 dk = keys.data_key(s, reopened.keyring, clip.account_id)
-                assert (
-                    decrypt_blob(dk, reopened.blobs.get(clip.blob_key), blob_key=clip.blob_key)[:4] == b"RIFF"
-                )
+                assert decrypt_blob(dk, reopened.blobs.get(clip.blob_key), blob_key=clip.blob_key)[:4] == b"RIFF"
             for row in s.execute(select(AccountKey)).scalars():
                 assert row.wrapping_key_id == new_id and row.rotated_at is not None
                 with pytest.raises(KeyUnavailable):

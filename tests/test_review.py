@@ -3,13 +3,14 @@ from __future__ import annotations
 import io
 from datetime import timedelta
 
+import numpy as np
 import pytest
 import soundfile as sf
 from sqlalchemy import func, select, update
 
 from earmark import review
 from earmark.errors import InvalidInput, LeaseExpired, NotFound
-from earmark.models import Annotation, Assignment, Clip, QueueItem
+from earmark.models import Annotation, Assignment, AuditEvent, Clip, QueueItem
 from earmark.queues import lease_next
 from earmark.workspace import Workspace
 from tests import factories as f
@@ -43,7 +44,14 @@ def test_audio_is_served_as_plain_wav_and_audited(ws: Workspace) -> None:
     with ws.transaction() as s:
         wav = review.assignment_audio(s, user=r, assignment_id=a.id, blobs=ws.blobs, keyring=ws.keyring)
     data, sr = sf.read(io.BytesIO(wav))
-    assert sr == 16000 and len(data) == 16000
+    with ws.sessions() as s:
+        clip = s.get(Clip, a.clip_id)
+        assert clip is not None
+        audited = s.execute(select(AuditEvent).where(AuditEvent.action == "review.audio")).scalars().all()
+    assert sr == 16000 and len(data) == clip.protected_num_samples
+    original, _ = sf.read(io.BytesIO(f.speech_bytes()))
+    assert not np.allclose(data[: len(original)], original[: len(data)], atol=0.05)  # never the original
+    assert [e.object_id for e in audited] == [a.id]
 
 
 def test_someone_elses_assignment_is_not_found(ws: Workspace) -> None:

@@ -63,7 +63,7 @@ def test_inclusion_probability_is_stored(ws: Workspace) -> None:
     f.allow(ws, "p")
     _draw(ws, 1.0, seed=3)
     with ws.sessions() as s:
-        probs = set(s.execute(select(Clip.inclusion_probability).where(Clip.status == "queued")).scalars())
+        probs = set(s.execute(select(Clip.inclusion_probability).where(Clip.status == "pending")).scalars())
     assert probs == {1.0}
 
 
@@ -92,9 +92,7 @@ def test_cap_is_never_exceeded(sqlite_ws: Workspace, cap: int, per_account: list
             f.ingest(sqlite_ws, n, account_id=f"{prefix}{i}")
     f.allow(sqlite_ws, *[f"{prefix}{i}" for i, n in enumerate(per_account) if n])
     with sqlite_ws.transaction() as s:
-        draw_sample(
-            s, actor=Actor.cli(), rate=rate, seed=5, cap=cap, period_days=30, default_consent=Consent.deny
-        )
+        draw_sample(s, actor=Actor.cli(), rate=rate, seed=5, cap=cap, period_days=30, default_consent=Consent.deny)
     with sqlite_ws.sessions() as s:
         counts = s.execute(
             select(Account.external_id, func.count())

@@ -14,8 +14,6 @@ router = APIRouter()
 
 
 @router.get("/admin", name="admin.overview")
-def overview(
-    request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
-) -> Response:
+def overview(request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)) -> Response:
     stats = workspace_stats(session, consent_default=get_ws(request).settings.consent_default)
     return render(request, "admin.html", {"stats": stats})

@@ -57,9 +57,7 @@ class ConsentBody(BaseModel):
 def put_consent(
     account_id: str, body: ConsentBody, actor: Actor = Depends(api_actor), session: Session = Depends(get_db)
 ) -> dict[str, object]:
-    result = set_consent(
-        session, actor=actor, account_id=account_id, human_review=body.human_review, create=True
-    )
+    result = set_consent(session, actor=actor, account_id=account_id, human_review=body.human_review, create=True)
     session.commit()
     return {"account_id": account_id, "human_review": str(result.human_review), "withdrawn": result.withdrawn}
 

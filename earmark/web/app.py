@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
@@ -16,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from earmark.errors import EarmarkError
 from earmark.web.deps import LoginRequired
+from earmark.worker import BackgroundWorker
 from earmark.workspace import Workspace
 
 log = logging.getLogger("earmark.web")
@@ -82,9 +85,23 @@ def routers() -> list[APIRouter]:
     return [pages.router, admin.router, api.router]
 
 
-def create_app(ws: Workspace) -> FastAPI:
-    """Build the web app around an open workspace."""
-    app = FastAPI(title="earmark", docs_url=None, redoc_url=None, openapi_url="/api/v1/openapi.json")
+def create_app(ws: Workspace, *, worker: bool = False) -> FastAPI:
+    """Build the web app around an open workspace; `worker` also runs the pipeline in the background."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        background = None
+        if worker:
+            background = BackgroundWorker(ws, interval=ws.settings.worker_interval_seconds)
+            background.start()
+        app.state.worker = background
+        try:
+            yield
+        finally:
+            if background is not None:
+                background.stop()
+
+    app = FastAPI(title="earmark", docs_url=None, redoc_url=None, openapi_url="/api/v1/openapi.json", lifespan=lifespan)
     app.state.ws = ws
     app.state.templates = templates()
 
@@ -119,9 +136,7 @@ def create_app(ws: Workspace) -> FastAPI:
     @app.exception_handler(EarmarkError)
     async def _earmark_error(request: Request, exc: EarmarkError) -> Response:
         if request.url.path.startswith("/api/"):
-            return JSONResponse(
-                {"error": {"message": exc.message, "field": exc.field}}, status_code=exc.http_status
-            )
+            return JSONResponse({"error": {"message": exc.message, "field": exc.field}}, status_code=exc.http_status)
         return app.state.templates.TemplateResponse(
             request,
             "error.html",
@@ -131,9 +146,7 @@ def create_app(ws: Workspace) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": {"message": problems, "field": None}}, status_code=422)
         return app.state.templates.TemplateResponse(

@@ -10,12 +10,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from earmark import auth, review
 from earmark.errors import AuthenticationFailed, EarmarkError, NotFound, PermissionDenied
+from earmark.models import Clip
 from earmark.queues import GENERAL, lease_next
-from earmark.types import Role
+from earmark.types import ClipStatus, Role
 from earmark.web.deps import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
@@ -87,9 +89,7 @@ def login_submit(
         session.commit()  # keep the failure count and its audit row
         token = secrets.token_urlsafe(24)
         resp = render(request, "login.html", {"login_csrf": token, "error": exc.message}, status_code=401)
-        resp.set_cookie(
-            LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=ws.settings.secure_cookies
-        )
+        resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=ws.settings.secure_cookies)
         return resp
     new = auth.start_session(session, user=user, hours=ws.settings.session_hours)
     session.commit()
@@ -107,9 +107,7 @@ def login_submit(
 
 
 @router.post("/logout", name="logout")
-def logout(
-    request: Request, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
-) -> Response:
+def logout(request: Request, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)) -> Response:
     auth.end_session(session, token=request.cookies.get(SESSION_COOKIE, ""))
     session.commit()
     resp = RedirectResponse("/login", status_code=303)
@@ -147,12 +145,13 @@ def review_next(
 ) -> Response:
     """Lease the next clip (or resume the one held) and open it."""
     ws = get_ws(request)
-    assignment = lease_next(
-        session, actor=caller.user, queue=GENERAL, lease_seconds=ws.settings.lease_seconds
-    )
+    assignment = lease_next(session, actor=caller.user, queue=GENERAL, lease_seconds=ws.settings.lease_seconds)
     session.commit()
     if assignment is None:
-        return render(request, "review_empty.html", {})
+        waiting = session.execute(
+            select(func.count()).select_from(Clip).where(Clip.status == ClipStatus.pending)
+        ).scalar_one()
+        return render(request, "review_empty.html", {"waiting": waiting})
     return RedirectResponse(f"/review/{assignment.id}", status_code=303)
 
 

@@ -14,7 +14,7 @@ from earmark.workspace import open_workspace
 def run(settings: Settings, *, host: str, port: int) -> None:
     ws = open_workspace(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = create_app(ws)
+    app = create_app(ws, worker=True)
     try:
         # uvicorn's access log prints full URLs (assignment ids, audio signatures): ours logs
         # route templates only (see earmark.web.app).

@@ -44,9 +44,7 @@ def _free_port() -> int:
 @contextmanager
 def live_server(ws: Workspace) -> Iterator[str]:
     port = _free_port()
-    config = uvicorn.Config(
-        create_app(ws), host="127.0.0.1", port=port, log_level="warning", access_log=False
-    )
+    config = uvicorn.Config(create_app(ws), host="127.0.0.1", port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -117,17 +117,10 @@ def test_submit_after_expiry_shows_a_clear_message(ws: Workspace) -> None:
 
 
 def test_markup_in_transcripts_is_shown_as_text(ws: Workspace) -> None:
-    f.ingest(
-        ws, 1, account_id="xss", device_asr={"text": "<script>alert(1)</script> play", "confidence": 0.5}
-    )
+    f.ingest_speech(ws, "<script>alert(1)</script> play", account_id="xss")
     f.allow(ws, "xss")
-    from earmark.sampling import draw_sample
-    from earmark.types import Actor, Consent
-
-    with ws.transaction() as s:
-        draw_sample(
-            s, actor=Actor.cli(), rate=1.0, seed=0, cap=5, period_days=30, default_consent=Consent.deny
-        )
+    f.sample_all(ws)
+    ws.process_pending()
     _, _, page = _open_review(ws)
     assert "<script>alert(1)</script>" not in page.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text

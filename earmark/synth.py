@@ -1,4 +1,4 @@
-"""Speech synthesis with espeak-ng (library and voices from the `espeakng-loader` wheel).
+"""Speech synthesis and phonemization with espeak-ng (library and voices from the `espeakng-loader` wheel).
 
 Used to build the demo and test clips without apt or network. espeak-ng keeps global state, so
 calls are serialized by a lock; the library is loaded on first use.
@@ -26,6 +26,7 @@ PARAM_RATE = 1
 PARAM_VOLUME = 2
 PARAM_PITCH = 3
 PARAM_RANGE = 4
+PHONEMES_IPA = 0x02  # espeak_TextToPhonemes phonememode bit 1: IPA instead of espeak's ASCII names
 
 VARIANTS = ("f1", "f2", "f3", "f4", "f5", "m1", "m2", "m3", "m4", "m5", "m6", "m7")
 
@@ -43,9 +44,7 @@ class _Event(ctypes.Structure):
     ]
 
 
-_Callback = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
-)
+_Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
 
 
 @dataclass
@@ -144,3 +143,21 @@ def synthesize(
             raise SpeechUnavailable(f"espeak-ng synthesis failed (code {code})")
         samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
         return Synthesis(samples, _rate, words)
+
+
+def phonemize(text: str, *, voice: str = "en-us") -> str:
+    """IPA for `text` by espeak-ng's rules, clauses joined by spaces, e.g. "dʒˈɛnɪfɚ" for jennifer."""
+    with _lock:
+        lib = _load()
+        if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise SpeechUnavailable(f"espeak-ng has no voice {voice!r}")
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+        buf = ctypes.create_string_buffer(text.encode("utf-8") + b"\0")
+        pointer = ctypes.c_void_p(ctypes.addressof(buf))
+        clauses = []
+        # Each call translates one clause and advances the pointer; it is set to NULL at the end.
+        while pointer.value:
+            out = lib.espeak_TextToPhonemes(ctypes.byref(pointer), CHARS_UTF8, PHONEMES_IPA)
+            clauses.append((out or b"").decode("utf-8").strip())
+        return " ".join(c for c in clauses if c)

@@ -1,0 +1,398 @@
+"""The safe-to-hear pipeline: every sampled clip passes it before any person can hear it.
+
+    decode + normalize ─▶ speech check ─▶ transcript with word timing ─▶ PII ─▶ redaction
+        ─▶ screening (on the original) ─▶ voice anonymization ─▶ protected derivative ─▶ queue
+
+`protect` is the pure core (arrays and strings in, a `Protection` out). `process_clip` is the
+domain function around it: it decrypts the original, stores the encrypted derivative and the stage
+records, and routes the clip; any failure leaves the clip held with its reason (fail closed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from earmark import audit
+from earmark.anonymize import Anonymizer
+from earmark.audio import decode_mono, encode_wav, resample
+from earmark.crypto import Keyring, decrypt_blob, encrypt_blob
+from earmark.keys import data_key
+from earmark.models import Clip, ClipProtection, ClipStage, utcnow
+from earmark.queues import enqueue
+from earmark.redaction import RedactionMode, TextSpan, Word, bleep, mask_text, pii_audio_spans, speech_regions_holding
+from earmark.screening import Screening, ScreeningThresholds, screen
+from earmark.storage import InflightJournal, LocalBlobStore, new_blob_key
+from earmark.transcribe import Aligner, Transcriber
+from earmark.types import Actor, ClipStatus, Span
+from earmark.vad import SpeechDetector
+
+TARGET_RATE = 16_000
+Outcome = Literal["general", "safety", "wakeword", "held", "excluded"]
+QUEUE_FOR: dict[str, str] = {"general": "general", "safety": "safety", "wakeword": "wakeword"}
+
+
+class PiiDetector(Protocol):
+    def detect(self, text: str) -> list[TextSpan]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    min_seconds: float = 0.3
+    min_speech_seconds: float = 0.25
+    no_speech: Literal["exclude", "wakeword"] = "exclude"
+    redaction_mode: RedactionMode = "tone"
+    pad_ms: int = 100
+    max_clipped_share: float = 0.2
+    thresholds: ScreeningThresholds = field(default_factory=ScreeningThresholds)
+
+
+@dataclass
+class StageRecord:
+    stage: str
+    outcome: str
+    details: dict[str, Any]
+    ms: int
+
+
+@dataclass
+class Protection:
+    """Everything the pipeline decided for one clip."""
+
+    outcome: Outcome
+    reason: str | None
+    stages: list[StageRecord]
+    audio: np.ndarray | None = None  # the protected derivative, TARGET_RATE mono
+    transcript: str = ""
+    transcript_source: str = ""
+    words: list[Word] = field(default_factory=list)
+    aligned: bool = False
+    pii: list[TextSpan] = field(default_factory=list)
+    audio_spans: list[Span] = field(default_factory=list)
+    wholesale: bool = False
+    redacted_text: str = ""
+    anonymizer: dict[str, Any] = field(default_factory=dict)
+    screening: Screening | None = None
+
+
+@dataclass
+class Components:
+    vad: SpeechDetector
+    transcriber: Transcriber
+    aligner: Aligner
+    pii: PiiDetector
+    anonymizer: Anonymizer
+
+
+def normalize(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """To TARGET_RATE mono float32 without DC offset; reports clipping and level."""
+    clipped = float(np.mean(np.abs(x) >= 0.999)) if x.size else 0.0
+    y = resample(x, sample_rate, TARGET_RATE) if sample_rate != TARGET_RATE else x.astype(np.float32, copy=True)
+    dc = float(np.mean(y)) if y.size else 0.0
+    y = (y - dc).astype(np.float32)
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    return y, {"clipped_share": round(clipped, 4), "dc_offset": round(dc, 5), "peak": round(peak, 4)}
+
+
+def _timed(stages: list[StageRecord], name: str) -> Callable[[str, dict[str, Any]], None]:
+    t0 = time.perf_counter()
+
+    def done(outcome: str, details: dict[str, Any]) -> None:
+        stages.append(StageRecord(name, outcome, details, int((time.perf_counter() - t0) * 1000)))
+
+    return done
+
+
+def protect(
+    x: np.ndarray,
+    sample_rate: int,
+    *,
+    device_text: str | None,
+    parts: Components,
+    config: PipelineConfig,
+    rng: np.random.Generator,
+) -> Protection:
+    """Run every stage on one clip. Never returns unprotected audio for a queue."""
+    stages: list[StageRecord] = []
+
+    done = _timed(stages, "decode")
+    y, info = normalize(x, sample_rate)
+    seconds = y.size / TARGET_RATE
+    info["seconds"] = round(seconds, 3)
+    if seconds < config.min_seconds:
+        done("held", info)
+        return Protection("held", "too_short", stages)
+    if not np.isfinite(y).all():
+        done("held", info)
+        return Protection("held", "non_finite_audio", stages)
+    done("ok", info)
+
+    done = _timed(stages, "speech")
+    speech = parts.vad.detect(y, TARGET_RATE)
+    speech_s = sum(s.length for s in speech) / TARGET_RATE
+    details = {"speech_seconds": round(speech_s, 3), "ratio": round(speech_s / seconds, 3), "regions": len(speech)}
+    if speech_s < config.min_speech_seconds:
+        done("no_speech", details)
+        if config.no_speech == "wakeword":
+            # A restricted queue for wake-word work: still never the original audio.
+            anon = parts.anonymizer.draw(rng)
+            audio = parts.anonymizer.apply(y, TARGET_RATE, anon)
+            return Protection(
+                "wakeword", "no_speech", stages, audio=audio, anonymizer={"name": parts.anonymizer.name, **anon}
+            )
+        return Protection("excluded", "no_speech", stages)
+    done("ok", details)
+
+    done = _timed(stages, "transcript")
+    words: list[Word] = []
+    aligned = False
+    if device_text and device_text.strip():
+        text, source = " ".join(device_text.split()), "device"
+        placed = parts.aligner.align(y, TARGET_RATE, text)
+        if placed is not None:
+            words, aligned = placed, True
+    else:
+        result = parts.transcriber.transcribe(y, TARGET_RATE)
+        text, source, words = result.text, result.source, result.words
+        # The transcriber's own word times are rough (Whisper: ~120 ms median error); the aligner
+        # places its words to ~10 ms. If that fails, the timing is not trusted for redaction.
+        placed = parts.aligner.align(y, TARGET_RATE, text) if text else None
+        if placed is not None:
+            words, aligned = placed, True
+    done(
+        "ok" if aligned or not text else "unaligned", {"source": source, "words": len(text.split()), "aligned": aligned}
+    )
+
+    done = _timed(stages, "pii")
+    pii = parts.pii.detect(text)
+    counts: dict[str, int] = {}
+    for p in pii:
+        counts[p.type] = counts.get(p.type, 0) + 1
+    done("found" if pii else "none", {"spans": len(pii), **{f"type_{k}": v for k, v in sorted(counts.items())}})
+
+    done = _timed(stages, "screening")
+    decision = screen(y, TARGET_RATE, text, config.thresholds)
+    done(decision.route, {"labels": decision.labels, **{k: round(v, 3) for k, v in decision.scores.items()}})
+
+    done = _timed(stages, "redaction")
+    pad = int(config.pad_ms * TARGET_RATE / 1000)
+    spans, unplaced = pii_audio_spans(text, words if aligned else [], pii, pad=pad, num_samples=y.size)
+    wholesale = bool(unplaced)
+    if wholesale:
+        # We cannot tell where (some of) the PII is spoken: silence every speech region instead.
+        spans = speech_regions_holding(speech, pad=pad, num_samples=y.size)
+    redacted = bleep(y, TARGET_RATE, spans, mode=config.redaction_mode)
+    redacted_text = mask_text(text, pii)
+    done(
+        "wholesale" if wholesale else ("bleeped" if spans else "none"), {"spans": len(spans), "unplaced": len(unplaced)}
+    )
+
+    done = _timed(stages, "anonymize")
+    params = parts.anonymizer.draw(rng)
+    audio = parts.anonymizer.apply(redacted, TARGET_RATE, params)
+    if audio.shape != redacted.shape or not np.isfinite(audio).all():
+        done("failed", {"name": parts.anonymizer.name})
+        return Protection("held", "anonymizer_failed", stages)
+    done("ok", {"name": parts.anonymizer.name})
+
+    return Protection(
+        outcome="safety" if decision.route == "safety" else "general",
+        reason=None,
+        stages=stages,
+        audio=audio,
+        transcript=text,
+        transcript_source=source,
+        words=words,
+        aligned=aligned,
+        pii=pii,
+        audio_spans=spans,
+        wholesale=wholesale,
+        redacted_text=redacted_text,
+        anonymizer={"name": parts.anonymizer.name, **params},
+        screening=decision,
+    )
+
+
+def clip_rng(secret: bytes, clip_external_id: str) -> np.random.Generator:
+    """Per-clip randomness that reviewers cannot predict and a re-run reproduces."""
+    digest = hmac.new(secret, f"anonymize:{clip_external_id}".encode(), hashlib.sha256).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "big"))
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessResult:
+    clip_id: int
+    outcome: str
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingClip:
+    """What the pipeline needs of a pending clip, read in a short transaction of its own."""
+
+    clip_id: int
+    external_id: str
+    samples: np.ndarray
+    sample_rate: int
+    device_text: str | None
+
+
+def load_pending(session: Session, *, clip_id: int, blobs: LocalBlobStore, keyring: Keyring) -> PendingClip | None:
+    """Decrypt and decode a pending clip's original; None if it is no longer pending."""
+    clip = session.get(Clip, clip_id)
+    if clip is None or clip.status != ClipStatus.pending:
+        return None
+    dk = data_key(session, keyring, clip.account_id)
+    original = decrypt_blob(dk, blobs.get(clip.blob_key), blob_key=clip.blob_key)
+    x, sr = decode_mono(original)
+    return PendingClip(clip.id, clip.external_id, x, sr, clip.device_asr_text)
+
+
+def store_protection(
+    session: Session,
+    *,
+    actor: Actor,
+    clip_id: int,
+    result: Protection,
+    blobs: LocalBlobStore,
+    keyring: Keyring,
+    journal: InflightJournal,
+) -> ProcessResult:
+    """Record a clip's pipeline result and route it. Audited; caller commits.
+
+    The models run outside any transaction (they take seconds; SQLite has one writer), so the
+    clip is re-checked here: if consent was withdrawn meanwhile, nothing is stored.
+    The derivative blob is written before the rows that point at it (its key goes into `journal`).
+    """
+    clip = session.get(Clip, clip_id)
+    if clip is None or clip.status != ClipStatus.pending:
+        return ProcessResult(clip_id, "skipped", "no_longer_pending")
+    now = utcnow()
+    for st in result.stages:
+        session.add(
+            ClipStage(clip_id=clip.id, stage=st.stage, outcome=st.outcome, details=st.details, ms=st.ms, created_at=now)
+        )
+    clip.processed_at = now
+    if result.outcome in ("held", "excluded"):
+        clip.status = ClipStatus.held if result.outcome == "held" else ClipStatus.excluded
+        clip.hold_reason = result.reason
+    else:
+        assert result.audio is not None
+        dk = data_key(session, keyring, clip.account_id)
+        wav = encode_wav(result.audio, TARGET_RATE)
+        key = new_blob_key()
+        journal.add(key)
+        blobs.put(key, encrypt_blob(dk, wav, blob_key=key))
+        clip.protected_blob_key = key
+        clip.protected_sample_rate = TARGET_RATE
+        clip.protected_num_samples = int(result.audio.size)
+        clip.redacted_text = result.redacted_text
+        clip.hold_reason = None
+        existing = session.get(ClipProtection, clip.id)
+        if existing is not None:
+            session.delete(existing)
+            session.flush()
+        sc = result.screening
+        session.add(
+            ClipProtection(
+                clip_id=clip.id,
+                transcript_source=result.transcript_source,
+                transcript=result.transcript,
+                words=[[w.text, w.char_start, w.char_end, w.span.start, w.span.end] for w in result.words],
+                aligned=result.aligned,
+                pii=[{"start": p.start, "end": p.end, "type": p.type} for p in result.pii],
+                audio_spans=[[s.start, s.end] for s in result.audio_spans],
+                wholesale=result.wholesale,
+                anonymizer=_jsonable(result.anonymizer),
+                route=result.outcome,
+                labels=sc.labels if sc else [],
+                scores=sc.scores if sc else {},
+                reasons=sc.reasons if sc else [],
+            )
+        )
+        enqueue(session, clip=clip, queue=QUEUE_FOR[result.outcome])
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="pipeline.process",
+        object_type="clip",
+        object_id=clip.id,
+        details={
+            "outcome": result.outcome,
+            "reason": result.reason,
+            "pii_spans": len(result.pii),
+            "wholesale": result.wholesale,
+            "labels": result.screening.labels if result.screening else [],
+        },
+    )
+    return ProcessResult(clip.id, result.outcome, result.reason)
+
+
+def hold_clip(session: Session, *, actor: Actor, clip_id: int, reason: str) -> None:
+    """Fail closed: a clip whose processing crashed is held with the reason. Audited; caller commits."""
+    clip = session.get(Clip, clip_id)
+    if clip is None or clip.status != ClipStatus.pending:
+        return
+    clip.status = ClipStatus.held
+    clip.hold_reason = reason[:64]
+    clip.processed_at = utcnow()
+    audit.record(
+        session,
+        actor=actor,
+        action="pipeline.hold",
+        object_type="clip",
+        object_id=clip.id,
+        details={"reason": reason[:64]},
+    )
+
+
+def pending_clip_ids(session: Session, *, limit: int) -> list[int]:
+    return list(
+        session.execute(
+            select(Clip.id).where(Clip.status == ClipStatus.pending).order_by(Clip.sampled_at, Clip.id).limit(limit)
+        ).scalars()
+    )
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, float):
+            v = round(v, 5)
+        out[k] = v
+    return out
+
+
+def build_components(settings: Any) -> Components:
+    """The real models named by settings. Heavy imports happen here, once per process."""
+    from earmark import align, anonymize, pii, transcribe, vad
+
+    detector: SpeechDetector = vad.SileroVAD() if settings.vad == "silero" else vad.EnergyVAD()
+    transcriber: Transcriber
+    if settings.transcriber == "whisper":
+        bundled = settings.whisper_model == "tiny.en"
+        transcriber = transcribe.WhisperTranscriber(model_dir=None if bundled else Path(settings.whisper_model))
+    else:
+        transcriber = transcribe.PocketsphinxTranscriber()
+    anonymizer: Anonymizer = anonymize.McAdams()
+    if settings.anonymizer == "world":
+        anonymizer = anonymize.World()
+    return Components(
+        vad=detector,
+        transcriber=transcriber,
+        aligner=align.PocketsphinxAligner(),
+        pii=pii.SpokenPiiDetector(),
+        anonymizer=anonymizer,
+    )

@@ -1,0 +1,49 @@
+"""The server's background worker: it keeps running the pipeline over newly sampled clips, so a
+queue fills by itself while the web app serves reviewers. A boundary: it owns its transactions."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from earmark.workspace import Workspace
+
+log = logging.getLogger("earmark.worker")
+
+
+class BackgroundWorker:
+    """A daemon thread that calls `Workspace.process_pending` every `interval` seconds."""
+
+    def __init__(self, ws: Workspace, *, interval: float, batch: int = 10) -> None:
+        self.ws = ws
+        self.interval = interval
+        self.batch = batch
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.processed = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="earmark-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_once(self) -> int:
+        results = self.ws.process_pending(limit=self.batch)
+        self.processed += len(results)
+        if results:
+            log.info("pipeline: %d clip(s) processed", len(results))
+        return len(results)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:
+                log.exception("pipeline round failed")
+                busy = 0
+            if not busy:
+                self._stop.wait(self.interval)

@@ -1,0 +1,209 @@
+"""The safe-to-hear pipeline end to end on a workspace (fast stand-in models; the real ones have
+their own tests). Every outcome is stored and explained; nothing unprotected reaches a queue."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import soundfile as sf
+from sqlalchemy import select
+
+from earmark.audio import encode_wav
+from earmark.consent import set_consent
+from earmark.models import Clip, ClipProtection, ClipStage, QueueItem
+from earmark.pipeline import PipelineConfig, protect
+from earmark.queues import lease_next
+from earmark.types import Actor, Consent
+from earmark.workspace import Workspace
+from tests import factories as f
+from tests.fakes import Crashing, FailingAligner, fast_components
+
+SR = 16_000
+
+
+def _clip(ws: Workspace, external_id: str) -> Clip:
+    with ws.sessions() as s:
+        clip = s.execute(select(Clip).where(Clip.external_id == external_id)).scalar_one()
+        return clip
+
+
+def _ingest_audio(ws: Workspace, audio: np.ndarray, text: str | None = "play music", account: str = "p1") -> str:
+    asr = {"text": text, "confidence": 0.9} if text is not None else None
+    m = f.meta(account_id=account, device_asr=asr)
+    cid = ws.ingest(actor=Actor.cli(), meta=m, audio=encode_wav(audio, SR), via="test").clip_id
+    f.allow(ws, account)
+    f.sample_all(ws)
+    return cid
+
+
+def test_pii_is_masked_in_text_and_bleeped_in_audio(ws: Workspace) -> None:
+    text = "call jennifer on five five five one two three four"
+    cid = f.ingest_speech(ws, text, account_id="p1")
+    f.allow(ws, "p1")
+    f.sample_all(ws)
+    [result] = ws.process_pending()
+    assert result.outcome == "general"
+    clip = _clip(ws, cid)
+    assert clip.redacted_text == "call [PERSON] on [PHONE]" and clip.status == "queued"
+    with ws.sessions() as s:
+        prot = s.get(ClipProtection, clip.id)
+        stages = {
+            st.stage: st.outcome for st in s.execute(select(ClipStage).where(ClipStage.clip_id == clip.id)).scalars()
+        }
+    assert prot is not None and prot.aligned and not prot.wholesale
+    assert [p["type"] for p in prot.pii] == ["PERSON", "PHONE"]
+    assert "jennifer" not in str(prot.pii)  # offsets and types only
+    assert stages == {
+        "decode": "ok",
+        "speech": "ok",
+        "transcript": "ok",
+        "pii": "found",
+        "screening": "general",
+        "redaction": "bleeped",
+        "anonymize": "ok",
+    }
+    # Every PII word's samples lie inside a redacted span.
+    words = {w[0]: (w[3], w[4]) for w in prot.words}
+    for name in ("jennifer", "five", "four"):
+        start, end = words[name]
+        assert any(s <= start and end <= e for s, e in prot.audio_spans)
+
+
+def test_redacted_audio_holds_none_of_the_original_pii_speech() -> None:
+    from tests.fakes import KeywordPii, ProportionalAligner
+
+    text = "call jennifer now please"
+    x, _ = sf.read(io.BytesIO(f.speech_bytes(text)), dtype="float32")
+    parts = fast_components(aligner=ProportionalAligner(), pii=KeywordPii())
+    parts.anonymizer = _Identity()
+    result = protect(
+        x,
+        SR,
+        device_text=text,
+        parts=parts,
+        config=PipelineConfig(redaction_mode="silence"),
+        rng=np.random.default_rng(0),
+    )
+    assert result.audio is not None and result.audio_spans
+    fade = int(SR * 0.015)
+    for span in result.audio_spans:
+        inner = result.audio[span.start + fade : span.end - fade]
+        assert np.max(np.abs(inner)) < 0.01  # silence where the name was
+    outside = result.audio[: result.audio_spans[0].start]
+    assert np.allclose(outside, x[: outside.size] - np.mean(x), atol=1e-3)
+
+
+class _Identity:
+    name = "identity"
+
+    def draw(self, rng: np.random.Generator) -> dict[str, float]:
+        return {}
+
+    def apply(self, x: np.ndarray, sample_rate: int, params: dict[str, float]) -> np.ndarray:
+        return x
+
+
+def test_unaligned_pii_is_redacted_wholesale(ws: Workspace) -> None:
+    ws.parts = fast_components(aligner=FailingAligner())
+    cid = f.ingest_speech(ws, "call jennifer please", account_id="p1")
+    f.allow(ws, "p1")
+    f.sample_all(ws)
+    [result] = ws.process_pending()
+    assert result.outcome == "general"
+    with ws.sessions() as s:
+        prot = s.get(ClipProtection, _clip(ws, cid).id)
+    assert prot is not None and prot.wholesale and not prot.aligned and prot.audio_spans
+
+
+def test_no_speech_is_excluded_or_goes_to_the_wakeword_queue(ws: Workspace) -> None:
+    noise = np.random.default_rng(0).normal(0, 0.001, SR * 2).astype(np.float32)
+    cid = _ingest_audio(ws, noise, text=None)
+    [result] = ws.process_pending()
+    assert (result.outcome, result.reason) == ("excluded", "no_speech")
+    assert _clip(ws, cid).status == "excluded"
+    ws.settings.no_speech_route = "wakeword"
+    cid2 = _ingest_audio(ws, noise * 1.1, text=None, account="p2")
+    [result] = ws.process_pending()
+    assert result.outcome == "wakeword"
+    with ws.sessions() as s:
+        item = s.execute(select(QueueItem).where(QueueItem.clip_id == _clip(ws, cid2).id)).scalar_one()
+    assert item.queue == "wakeword"
+
+
+def test_a_100ms_clip_is_held_with_its_reason(ws: Workspace) -> None:
+    cid = _ingest_audio(ws, np.full(SR // 10, 0.1, dtype=np.float32))
+    [result] = ws.process_pending()
+    assert (result.outcome, result.reason) == ("held", "too_short")
+    clip = _clip(ws, cid)
+    assert clip.status == "held" and clip.hold_reason == "too_short" and clip.protected_blob_key is None
+
+
+def test_a_crashing_stage_holds_the_clip_and_leaves_no_blob(ws: Workspace) -> None:
+    ws.parts = fast_components(anonymizer=Crashing())
+    cid = f.ingest_speech(ws, "play music", account_id="p1")
+    f.allow(ws, "p1")
+    f.sample_all(ws)
+    blobs_before = set(ws.blobs.iter_keys())
+    [result] = ws.process_pending()
+    assert (result.outcome, result.reason) == ("held", "error:RuntimeError")
+    assert _clip(ws, cid).status == "held"
+    assert set(ws.blobs.iter_keys()) == blobs_before
+    with ws.sessions() as s:
+        assert s.execute(select(QueueItem)).first() is None
+
+
+def test_sensitive_clips_go_to_safety_and_never_to_general_reviewers(ws: Workspace) -> None:
+    cid = f.ingest_speech(ws, "somebody help me call the police", account_id="p1")
+    f.allow(ws, "p1")
+    f.sample_all(ws)
+    [result] = ws.process_pending()
+    assert result.outcome == "safety"
+    with ws.sessions() as s:
+        prot = s.get(ClipProtection, _clip(ws, cid).id)
+        item = s.execute(select(QueueItem)).scalar_one()
+    assert prot is not None and {"help_request", "emergency"} <= set(prot.labels) and prot.reasons
+    assert item.queue == "safety"
+    reviewer = f.user(ws, "rev1")
+    with ws.transaction() as s:
+        assert lease_next(s, actor=reviewer) is None
+
+
+def test_consent_withdrawn_during_processing_stores_nothing(ws: Workspace) -> None:
+    cid = f.ingest_speech(ws, "play music", account_id="p1")
+    f.allow(ws, "p1")
+    f.sample_all(ws)
+    real_protect = protect
+
+    def withdraw_midway(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with ws.transaction() as s:
+            set_consent(s, actor=Actor.cli(), account_id="p1", human_review=Consent.deny)
+        return real_protect(*args, **kwargs)
+
+    import earmark.workspace as wsmod
+
+    original = wsmod.protect
+    wsmod.protect = withdraw_midway  # type: ignore[assignment]
+    try:
+        [result] = ws.process_pending()
+    finally:
+        wsmod.protect = original
+    assert result.outcome == "skipped"
+    clip = _clip(ws, cid)
+    assert clip.status == "withdrawn" and clip.protected_blob_key is None
+
+
+def test_odd_inputs_get_an_explained_outcome(ws: Workspace) -> None:
+    t = np.arange(SR * 2) / SR
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    clipped = np.clip(tone * 4, -1, 1).astype(np.float32)
+    for i, (audio, text) in enumerate([(tone, "🎵🎵 play \x07music"), (clipped, "play music"), (tone, "")]):
+        _ingest_audio(ws, audio, text=text, account=f"odd{i}")
+    results = ws.process_pending()
+    assert len(results) == 3
+    assert all(r.outcome in {"general", "safety", "held", "excluded"} for r in results)
+    with ws.sessions() as s:
+        for clip in s.execute(select(Clip)).scalars():
+            assert clip.status in {"queued", "held", "excluded"}
+            if clip.status == "queued":
+                assert clip.protected_blob_key and clip.redacted_text is not None
