@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import click
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -479,6 +480,119 @@ def pii_detect(
             stream.close()
     if bad:
         raise typer.Exit(1)
+
+
+def _read_clip(path: Path) -> tuple[np.ndarray, int]:
+    """A clip from disk, checked like an ingest (so a bad file gets the same clear error)."""
+    from earmark.audio import AudioLimits, decode_mono, probe_audio
+    from earmark.pipeline import normalize
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}", field="audio") from exc
+    probe_audio(data, AudioLimits(max_seconds=3600))
+    x, sr = decode_mono(data)
+    y, _ = normalize(x, sr)
+    return y, 16_000
+
+
+def _stage_settings() -> Settings:
+    # Stage tools work without a workspace: defaults plus EARMARK_* variables.
+    return load_settings(state.home) if state.home else Settings()
+
+
+@app.command()
+def redact(
+    audio: Annotated[Path, typer.Argument(help="Audio file (WAV, FLAC, OGG).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the redacted 16 kHz WAV.")],
+    transcript: Annotated[str | None, typer.Option(help="What is said; transcribed with Whisper if omitted.")] = None,
+    mode: Annotated[str, typer.Option(help="tone or silence")] = "tone",
+    pad_ms: Annotated[int, typer.Option(help="Padding around each redacted word (ms).")] = 100,
+) -> None:
+    """Bleep personal data in a clip; prints the redacted spans as JSON (samples and seconds)."""
+    from earmark.audio import encode_wav
+    from earmark.pipeline import TARGET_RATE, build_components
+    from earmark.redaction import bleep, mask_text, pii_audio_spans, speech_regions_holding
+
+    if mode not in ("tone", "silence"):
+        raise InvalidInput("mode must be tone or silence", field="mode")
+    x, sr = _read_clip(audio)
+    parts = build_components(_stage_settings())
+    text = parts.transcriber.transcribe(x, sr).text if transcript is None else " ".join(transcript.split())
+    words = parts.aligner.align(x, sr, text) if text else None
+    pii = parts.pii.detect(text)
+    pad = pad_ms * TARGET_RATE // 1000
+    spans, unplaced = pii_audio_spans(text, words or [], pii, pad=pad, num_samples=x.size)
+    wholesale = bool(unplaced)
+    if wholesale:
+        spans = speech_regions_holding(parts.vad.detect(x, sr), pad=pad, num_samples=x.size)
+    y = bleep(x, sr, spans, mode=mode)  # type: ignore[arg-type]
+    output.write_bytes(encode_wav(y, sr))
+    print(
+        json.dumps(
+            {
+                "transcript": text,
+                "masked": mask_text(text, pii),
+                "aligned": words is not None,
+                "wholesale": wholesale,
+                "sample_rate": sr,
+                "pii": [{"start": p.start, "end": p.end, "type": p.type} for p in pii],
+                "spans": [
+                    {"start": s.start, "end": s.end, "start_s": s.start / sr, "end_s": s.end / sr} for s in spans
+                ],
+            }
+        )
+    )
+
+
+@app.command()
+def screen(
+    audio: Annotated[Path, typer.Argument(help="Audio file (WAV, FLAC, OGG).")],
+    transcript: Annotated[str | None, typer.Option(help="What is said; transcribed with Whisper if omitted.")] = None,
+) -> None:
+    """Sensitive-content screening of one clip: prints {"route", "labels", "scores", "reasons"}."""
+    from earmark.pipeline import build_components
+    from earmark.screening import screen as screen_clip
+
+    x, sr = _read_clip(audio)
+    if transcript is None:
+        transcript = build_components(_stage_settings()).transcriber.transcribe(x, sr).text
+    result = screen_clip(x, sr, transcript)
+    print(
+        json.dumps({"route": result.route, "labels": result.labels, "scores": result.scores, "reasons": result.reasons})
+    )
+
+
+@app.command()
+def anonymize(
+    audio: Annotated[Path, typer.Argument(help="Audio file (WAV, FLAC, OGG).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the anonymized 16 kHz WAV.")],
+    seed: Annotated[int, typer.Option(help="Seed for the per-clip parameters.")] = 0,
+    alpha: Annotated[float | None, typer.Option(help="McAdams coefficient (selects the McAdams method).")] = None,
+    method: Annotated[str | None, typer.Option(help="world or mcadams (default: setting `anonymizer`).")] = None,
+) -> None:
+    """Anonymize the voice of one clip; prints the method and parameters used as JSON."""
+    import numpy as np
+
+    from earmark.audio import encode_wav
+    from earmark.pipeline import build_anonymizer
+
+    x, sr = _read_clip(audio)
+    chosen = "mcadams" if alpha is not None else (method or _stage_settings().anonymizer)
+    if chosen not in ("world", "mcadams"):
+        raise InvalidInput("method must be world or mcadams", field="method")
+    if alpha is not None and not 0.5 <= alpha <= 1.0:
+        raise InvalidInput("alpha must be in [0.5, 1.0]", field="alpha")
+    anonymizer = build_anonymizer(chosen)
+    params = {"alpha": alpha} if alpha is not None else anonymizer.draw(np.random.default_rng(seed))
+    y = anonymizer.apply(x, sr, params)
+    output.write_bytes(encode_wav(y, sr))
+    print(
+        json.dumps(
+            {"method": anonymizer.name, "params": params, "sample_rate": sr, "num_samples": int(y.size)}, default=str
+        )
+    )
 
 
 @eval_app.command("pii")

@@ -377,7 +377,7 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 
 def build_components(settings: Any) -> Components:
     """The real models named by settings. Heavy imports happen here, once per process."""
-    from earmark import align, anonymize, pii, transcribe, vad
+    from earmark import align, pii, transcribe, vad
 
     detector: SpeechDetector = vad.SileroVAD() if settings.vad == "silero" else vad.EnergyVAD()
     transcriber: Transcriber
@@ -386,9 +386,7 @@ def build_components(settings: Any) -> Components:
         transcriber = transcribe.WhisperTranscriber(model_dir=None if bundled else Path(settings.whisper_model))
     else:
         transcriber = transcribe.PocketsphinxTranscriber()
-    anonymizer: Anonymizer = anonymize.McAdams()
-    if settings.anonymizer == "world":
-        anonymizer = anonymize.World()
+    anonymizer = build_anonymizer(settings.anonymizer)
     return Components(
         vad=detector,
         transcriber=transcriber,
@@ -396,3 +394,11 @@ def build_components(settings: Any) -> Components:
         pii=pii.SpokenPiiDetector(),
         anonymizer=anonymizer,
     )
+
+
+def build_anonymizer(name: str) -> Anonymizer:
+    from earmark import anonymize
+
+    if name == "world":
+        return anonymize.World()
+    return anonymize.McAdams()

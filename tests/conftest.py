@@ -27,7 +27,19 @@ from tests.fakes import fast_components
 PG_URL = os.environ.get("EARMARK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PG_MODE = os.environ.get("EARMARK_TEST_PG", "require")
 ADMIN_PASSWORD = "admin-password-1"
-SHARED_DATA = Path(os.environ.get("EARMARK_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def _shared_data() -> Path:
+    """Public evaluation data (../shared/data next to the checkout), or EARMARK_SHARED_DATA."""
+    if "EARMARK_SHARED_DATA" in os.environ:
+        return Path(os.environ["EARMARK_SHARED_DATA"])
+    for candidate in (Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")):
+        if candidate.is_dir():
+            return candidate
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+SHARED_DATA = _shared_data()
 
 _real_connect = socket.socket.connect
 

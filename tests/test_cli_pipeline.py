@@ -41,3 +41,69 @@ def test_eval_pii_prints_figures_per_type() -> None:
     for kind in ("PHONE", "EMAIL", "CARD"):
         assert figures[kind]["recall"] >= 0.98 and figures[kind]["precision"] >= 0.9
     assert figures["PERSON"]["recall"] >= 0.9
+
+
+def _clip(tmp_path: Path, text: str = "call jennifer on five five five one two three four") -> Path:
+    from tests.factories import speech_bytes
+
+    path = tmp_path / "clip.wav"
+    path.write_bytes(speech_bytes(text))
+    return path
+
+
+def test_redact_bleeps_the_pii_and_reports_spans(tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    clip, out = _clip(tmp_path), tmp_path / "out.wav"
+    result = runner.invoke(
+        app,
+        [
+            "redact",
+            str(clip),
+            "--transcript",
+            "call jennifer on five five five one two three four",
+            "-o",
+            str(out),
+            "--mode",
+            "silence",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["masked"] == "call [PERSON] on [PHONE]" and report["spans"]
+    y, sr = sf.read(out, dtype="float32")
+    assert sr == 16000
+    for span in report["spans"]:
+        assert span["start_s"] == span["start"] / 16000
+        inner = y[span["start"] + 400 : span["end"] - 400]
+        assert np.max(np.abs(inner)) < 1e-3  # silence where personal data was
+
+
+def test_screen_routes_a_call_for_help(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["screen", str(_clip(tmp_path, "call the police")), "--transcript", "call the police now"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["route"] == "safety" and "emergency" in report["labels"] and report["reasons"]
+    assert set(report["scores"]) >= {"screaming", "crying", "child_speaker"}
+
+
+def test_anonymize_writes_a_clip_of_the_same_length(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    clip, out = _clip(tmp_path), tmp_path / "anon.wav"
+    result = runner.invoke(app, ["anonymize", str(clip), "-o", str(out), "--alpha", "0.8"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["method"] == "mcadams" and report["params"] == {"alpha": 0.8}
+    assert sf.info(out).frames == sf.info(clip).frames
+
+
+def test_stage_tools_refuse_non_audio(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio" * 100)
+    for args in (["screen", str(bad), "--transcript", "x"], ["anonymize", str(bad), "-o", str(tmp_path / "o.wav")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1 and "not a readable audio file" in result.output
