@@ -51,6 +51,10 @@ EVENTS: dict[str, str] = {
     "review.expire": "A lease ran out and its clip returned to the queue.",
     "pipeline.process": "The safe-to-hear pipeline finished a clip (details: outcome, reason, pii_spans, labels).",
     "pipeline.hold": "A clip's processing failed; it is held, never queued unprotected (details: reason).",
+    "account.erase": "An account was erased: key shredded, text deleted (details: clips, annotations, blobs).",
+    "retention.run": "The retention policy purged expired data (details: counts per data class).",
+    "audit.export": "The audit log was exported (details: rows).",
+    "report.create": "A transparency report was produced for an account (details: format).",
     "keys.rotate": "The workspace key was rotated (details: old/new key ids, accounts rewrapped).",
     "blob.collect": "Orphan blobs were deleted (details: count).",
 }
@@ -216,3 +220,40 @@ def verify_chain(session: Session) -> VerifyResult:
     if head.seq != expected - 1 or head.hash != prev:
         return VerifyResult(False, n, expected, f"rows after {expected - 1} were deleted (head is {head.seq})")
     return VerifyResult(True, n)
+
+
+def event_dict(ev: AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": ev.seq,
+        "at": ev.at.isoformat(timespec="microseconds"),
+        "actor": ev.actor,
+        "actor_role": ev.actor_role,
+        "action": ev.action,
+        "object_type": ev.object_type,
+        "object_id": ev.object_id,
+        "details": ev.details,
+        "prev_hash": ev.prev_hash,
+        "hash": ev.hash,
+    }
+
+
+def search(
+    session: Session,
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    object_id: str | None = None,
+    before_seq: int | None = None,
+    limit: int = 100,
+) -> list[AuditEvent]:
+    """Newest first, filtered; page with `before_seq` (keyset pagination, cheap on big logs)."""
+    q = select(AuditEvent)
+    if action:
+        q = q.where(AuditEvent.action.startswith(action))
+    if actor:
+        q = q.where(AuditEvent.actor == actor)
+    if object_id:
+        q = q.where(AuditEvent.object_id == object_id)
+    if before_seq is not None:
+        q = q.where(AuditEvent.seq < before_seq)
+    return list(session.execute(q.order_by(AuditEvent.seq.desc()).limit(limit)).scalars())

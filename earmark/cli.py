@@ -398,6 +398,84 @@ def audit_verify() -> None:
     raise typer.Exit(1)
 
 
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[Path, typer.Option("-o", "--output", help="JSONL file to write ('-' for stdout).")] = Path("-"),
+) -> None:
+    """Write the whole audit log as JSONL (one event per line, with its hashes)."""
+    ws = _open()
+    n = 0
+    try:
+        with ws.sessions() as session:
+            fh = sys.stdout if str(output) == "-" else open(output, "w", encoding="utf-8")  # noqa: SIM115
+            try:
+                for ev in audit.iter_events(session):
+                    fh.write(json.dumps(audit.event_dict(ev), sort_keys=True) + "\n")
+                    n += 1
+            finally:
+                if fh is not sys.stdout:
+                    fh.close()
+        with ws.transaction() as session:
+            audit.record(session, actor=Actor.cli(), action="audit.export", details={"rows": n})
+    finally:
+        ws.close()
+    err.print(f"exported {n} audit rows")
+
+
+@app.command()
+def erase(account: str) -> None:
+    """Erase an account: queues, text and annotations deleted, audio key destroyed, blobs removed."""
+    ws = _open()
+    try:
+        result = ws.erase(actor=Actor.cli(), account_id=account)
+    finally:
+        ws.close()
+    if result.already_erased:
+        out.print(f"account {account} was already erased; nothing left to do")
+        return
+    out.print(
+        f"account {account} erased: {result.clips} clip(s), {result.withdrawn} withdrawn from queues, "
+        f"{result.annotations} annotation(s), {len(result.blob_keys)} blob(s) deleted; its key is destroyed"
+    )
+
+
+retention_app = typer.Typer(no_args_is_help=True, help="Retention of each class of data.")
+app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("run")
+def retention_run(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Purge what the retention policy says is past its time; print counts per data class."""
+    ws = _open()
+    try:
+        result = ws.run_retention(actor=Actor.cli())
+    finally:
+        ws.close()
+    if as_json:
+        print(json.dumps(result.counts()))
+    else:
+        out.print("retention: " + ", ".join(f"{v} {k}" for k, v in result.counts().items()))
+
+
+@app.command()
+def report(
+    account: str,
+    fmt: Annotated[str, typer.Option("--format", help="json or html")] = "json",
+) -> None:
+    """Transparency report for one account: recordings, human listens (by role), deletions."""
+    from earmark.transparency import build_report, render_html
+
+    if fmt not in ("json", "html"):
+        raise InvalidInput("format must be json or html", field="format")
+    ws = _open()
+    try:
+        with ws.transaction() as session:
+            data = build_report(session, actor=Actor.cli(), account_id=account, secret=ws.secret)
+    finally:
+        ws.close()
+    print(json.dumps(data, indent=2) if fmt == "json" else render_html(data))
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default: setting bind_host).")] = None,

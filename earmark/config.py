@@ -84,6 +84,22 @@ class Settings(BaseSettings):
     worker_interval_seconds: float = Field(
         2.0, gt=0, description="How often the server's background worker looks for clips to process."
     )
+    retention_original_days: int | None = Field(
+        90, ge=0, description="Days original audio is kept after ingest (unset: until erasure)."
+    )
+    retention_derivative_days: int | None = Field(
+        30, ge=0, description="Days protected (redacted, anonymized) audio is kept after processing."
+    )
+    retention_transcript_days: int | None = Field(
+        90, ge=0, description="Days transcripts (device hypotheses, pipeline transcripts) are kept after ingest."
+    )
+    retention_annotation_days: int | None = Field(365, ge=0, description="Days reviewer annotations are kept.")
+    retention_audit_days: int | None = Field(
+        None, description="Must stay unset: audit rows hold ids only and the hash chain needs them all."
+    )
+    retention_interval_hours: float = Field(
+        24.0, gt=0, description="How often the server's worker runs the retention policy."
+    )
     bind_host: str = Field("127.0.0.1", description="Address `earmark serve` listens on.")
     bind_port: int = Field(8000, gt=0, lt=65536, description="Port `earmark serve` listens on.")
 

@@ -31,6 +31,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            # Deleted rows are overwritten with zeros, so erased transcripts do not linger in
+            # free pages of the database file.
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -97,3 +100,17 @@ def check_schema(engine: Engine) -> None:
             f"the database at {where} is at schema revision {current}, this earmark needs {head}; "
             "run `earmark db upgrade`"
         )
+
+
+def checkpoint(engine: Engine) -> None:
+    """SQLite: copy the WAL into the database file and truncate it, so content that was deleted
+    (erasure, retention) leaves no older copy in the WAL. A no-op on other backends."""
+    if engine.dialect.name != "sqlite":
+        return
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cur.close()
+    finally:
+        raw.close()

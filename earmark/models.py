@@ -58,6 +58,9 @@ class Account(Base):
     human_review: Mapped[str | None] = mapped_column(String(8))  # Consent, or None: the default
     consent_updated_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # After erasure `external_id` holds "erased:<keyed hash>", so a repeated request is recognized
+    # without keeping the customer's id.
+    erased_at: Mapped[datetime | None]
 
 
 class AccountKey(Base):
@@ -89,8 +92,8 @@ class Clip(Base):
     size_bytes: Mapped[int]
     # HMAC of the original bytes under the account's data key: detects a re-sent clip without a
     # plain hash that could confirm a known recording, and becomes meaningless once the key is shredded.
-    content_mac: Mapped[str] = mapped_column(String(64))
-    blob_key: Mapped[str] = mapped_column(String(64), unique=True)
+    content_mac: Mapped[str | None] = mapped_column(String(64))
+    blob_key: Mapped[str | None] = mapped_column(String(64), unique=True)  # None once purged or erased
     device_asr_text: Mapped[str | None] = mapped_column(Text)
     device_asr_confidence: Mapped[float | None] = mapped_column(Float)
     device_nlu: Mapped[dict[str, Any] | None]
@@ -107,6 +110,10 @@ class Clip(Base):
     redacted_text: Mapped[str | None] = mapped_column(Text)
     hold_reason: Mapped[str | None] = mapped_column(String(64))
     processed_at: Mapped[datetime | None]
+    original_purged_at: Mapped[datetime | None]
+    derivative_purged_at: Mapped[datetime | None]
+    text_purged_at: Mapped[datetime | None]
+    erased_at: Mapped[datetime | None]
 
 
 class ClipProtection(Base):

@@ -46,7 +46,10 @@ def get_assignment(session: Session, *, user: User, assignment_id: str) -> Assig
 def require_active(assignment: Assignment) -> None:
     now = utcnow()
     if assignment.state == AssignmentState.withdrawn:
-        raise Withdrawn("this clip was withdrawn from review (the customer changed their consent); nothing was saved")
+        raise Withdrawn(
+            "this clip was withdrawn from review (the customer withdrew consent or asked for erasure); "
+            "nothing was saved"
+        )
     if assignment.state == AssignmentState.expired or (
         assignment.state == AssignmentState.active and assignment.expires_at <= now
     ):

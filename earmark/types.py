@@ -28,6 +28,7 @@ class ClipStatus(enum.StrEnum):
     held = "held"  # a pipeline stage failed or refused it; never queued unprotected
     excluded = "excluded"  # no speech (accidental activation) and the policy excludes such clips
     withdrawn = "withdrawn"  # pulled from review (consent withdrawn)
+    erased = "erased"  # the account asked for erasure: key shredded, audio and text gone
 
 
 class QueueState(enum.StrEnum):

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
+from earmark.errors import EarmarkError
+from earmark.types import Actor
 from earmark.workspace import Workspace
 
 log = logging.getLogger("earmark.worker")
@@ -21,6 +24,7 @@ class BackgroundWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.processed = 0
+        self._next_retention = time.monotonic()  # the first round runs it, then every interval
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="earmark-worker", daemon=True)
@@ -32,6 +36,13 @@ class BackgroundWorker:
             self._thread.join(timeout)
 
     def run_once(self) -> int:
+        if time.monotonic() >= self._next_retention:
+            self._next_retention = time.monotonic() + self.ws.settings.retention_interval_hours * 3600
+            try:
+                counts = self.ws.run_retention(actor=Actor.system()).counts()
+                log.info("retention: %s", counts)
+            except EarmarkError as exc:
+                log.error("retention refused: %s", exc)
         results = self.ws.process_pending(limit=self.batch)
         self.processed += len(results)
         if results:

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -22,6 +23,7 @@ from earmark import audit, auth, db
 from earmark.audio import AudioLimits
 from earmark.config import SETTINGS_FILE, Settings
 from earmark.crypto import Keyring, new_key, parse_env_key, read_keyring, write_keyring
+from earmark.erasure import ErasureResult, erase_account
 from earmark.errors import ConfigError, EarmarkError
 from earmark.ingest import ClipMeta, IngestResult, ingest_clip
 from earmark.models import Clip, User
@@ -37,6 +39,7 @@ from earmark.pipeline import (
     protect,
     store_protection,
 )
+from earmark.retention import RetentionPolicy, RetentionResult, run_retention
 from earmark.stats import workspace_stats
 from earmark.storage import InflightJournal, LocalBlobStore, collect_orphans
 from earmark.types import Actor, Role
@@ -264,6 +267,36 @@ class Workspace:
             return ProcessResult(clip_id, "held", reason)
         journal.close()
         return stored
+
+    @property
+    def retention_policy(self) -> RetentionPolicy:
+        s = self.settings
+        return RetentionPolicy(
+            original_days=s.retention_original_days,
+            derivative_days=s.retention_derivative_days,
+            transcript_days=s.retention_transcript_days,
+            annotation_days=s.retention_annotation_days,
+            audit_days=s.retention_audit_days,
+        )
+
+    def run_retention(self, *, actor: Actor, now: datetime | None = None) -> RetentionResult:
+        """Purge expired data in one transaction, then its blobs; SQLite's WAL is checkpointed so
+        no older copy of the purged text stays in it."""
+        with self.transaction() as session:
+            result = run_retention(session, actor=actor, policy=self.retention_policy, now=now)
+        for key in result.blob_keys:
+            self.blobs.delete(key)
+        db.checkpoint(self.engine)
+        return result
+
+    def erase(self, *, actor: Actor, account_id: str) -> ErasureResult:
+        """Erase an account (see earmark.erasure); blobs go after the commit, then the WAL."""
+        with self.transaction() as session:
+            result = erase_account(session, actor=actor, account_id=account_id, secret=self.secret)
+        for key in result.blob_keys:
+            self.blobs.delete(key)
+        db.checkpoint(self.engine)
+        return result
 
     def collect_orphans(self, *, grace_seconds: float = 3600.0) -> int:
         """Delete blobs that no row points at (left by a killed ingest). Audited when any go."""

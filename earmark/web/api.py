@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -65,3 +65,32 @@ def put_consent(
 @router.get("/stats", name="api.stats")
 def get_stats(request: Request, actor: Actor = Depends(api_actor)) -> dict[str, object]:
     return get_ws(request).stats()
+
+
+@router.get("/accounts/{account_id}/report", name="api.report")
+def get_report(account_id: str, request: Request, format: str = "json", actor: Actor = Depends(api_actor)) -> Response:
+    """Transparency report for an account (empty for one earmark never saw)."""
+    from earmark.transparency import build_report, render_html
+
+    ws = get_ws(request)
+    if format not in ("json", "html"):
+        raise InvalidInput("format must be json or html", field="format")
+    with ws.transaction() as session:
+        data = build_report(session, actor=actor, account_id=account_id, secret=ws.secret)
+    if format == "html":
+        return HTMLResponse(render_html(data))
+    return JSONResponse(data)
+
+
+@router.post("/accounts/{account_id}/erase", name="api.erase")
+def post_erase(account_id: str, request: Request, actor: Actor = Depends(api_actor)) -> dict[str, object]:
+    """Erase an account (idempotent: a second call reports it was already erased)."""
+    result = get_ws(request).erase(actor=actor, account_id=account_id)
+    return {
+        "account_id": account_id,
+        "already_erased": result.already_erased,
+        "clips": result.clips,
+        "withdrawn": result.withdrawn,
+        "annotations": result.annotations,
+        "blobs_deleted": len(result.blob_keys),
+    }

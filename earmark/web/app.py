@@ -80,9 +80,9 @@ def templates() -> Jinja2Templates:
 
 def routers() -> list[APIRouter]:
     """Every router the app serves; tests enumerate their routes against the policy table."""
-    from earmark.web import admin, api, pages
+    from earmark.web import admin, api, auditview, pages
 
-    return [pages.router, admin.router, api.router]
+    return [pages.router, admin.router, auditview.router, api.router]
 
 
 def create_app(ws: Workspace, *, worker: bool = False) -> FastAPI:

@@ -122,6 +122,8 @@ def home(request: Request, caller: Caller = Depends(page_caller)) -> Response:
         return RedirectResponse("/review", status_code=303)
     if role == Role.admin:
         return RedirectResponse("/admin", status_code=303)
+    if role == Role.auditor:
+        return RedirectResponse("/audit", status_code=303)
     return render(request, "home.html", {"role": role.value})
 
 

@@ -24,6 +24,9 @@ POLICY: dict[str, frozenset[Role]] = {
     "api.clips.create": frozenset({R.service, R.admin}),
     "api.consent.set": frozenset({R.service, R.admin}),
     "api.stats": frozenset({R.service, R.admin, R.auditor}),
+    "api.report": frozenset({R.service, R.admin, R.auditor}),
+    "api.erase": frozenset({R.service, R.admin}),
+    "audit.view": frozenset({R.auditor, R.admin}),
 }
 
 

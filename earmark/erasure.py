@@ -1,0 +1,112 @@
+"""Erasure: an account's data disappears for real.
+
+1. Its clips leave every queue at once (a reviewer holding one is told it was withdrawn).
+2. Its data key is destroyed (crypto-shredding): every blob of the account becomes unreadable,
+   including any copy that escaped deletion (a backup, a file not yet collected).
+3. Transcripts, redacted text, word timings and annotations are deleted; clip rows stay as
+   tombstones with ids, dates and statuses only, so counts and the audit chain stay whole.
+4. Its blobs are deleted from the store once the transaction has committed (`blob_keys`).
+
+The account's own id is replaced by a keyed hash, so a repeated request is recognized
+("already erased") without keeping the id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from earmark import audit
+from earmark.errors import NotFound
+from earmark.models import Account, AccountKey, Annotation, Clip, ClipProtection, utcnow
+from earmark.queues import withdraw_clips
+from earmark.types import Actor, ClipStatus
+
+
+def erased_id(secret: bytes, account_id: str) -> str:
+    """What replaces an erased account's id: a keyed hash, useless without the workspace secret."""
+    return "erased:" + hmac.new(secret, f"account:{account_id}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+@dataclass
+class ErasureResult:
+    account_id: str
+    already_erased: bool
+    clips: int = 0
+    withdrawn: int = 0
+    annotations: int = 0
+    blob_keys: list[str] = field(default_factory=list)
+
+
+def find_account(session: Session, *, secret: bytes, account_id: str) -> tuple[Account | None, bool]:
+    """(account, erased?) for a customer's account id, whether or not it was erased."""
+    account = session.execute(select(Account).where(Account.external_id == account_id)).scalar_one_or_none()
+    if account is not None:
+        return account, False
+    gone = session.execute(
+        select(Account).where(Account.external_id == erased_id(secret, account_id))
+    ).scalar_one_or_none()
+    return gone, gone is not None
+
+
+def erase_account(session: Session, *, actor: Actor, account_id: str, secret: bytes) -> ErasureResult:
+    """Erase everything earmark holds about `account_id`. Audited; caller commits, then deletes
+    `result.blob_keys` from the blob store. Erasing an erased account is a no-op; an unknown one
+    is an error."""
+    account, erased = find_account(session, secret=secret, account_id=account_id)
+    if account is None:
+        raise NotFound(f"unknown account {account_id!r}: earmark holds no data for it")
+    if erased:
+        return ErasureResult(account_id, already_erased=True)
+    now = utcnow()
+    clips = list(session.execute(select(Clip).where(Clip.account_id == account.id)).scalars())
+    clip_ids = [c.id for c in clips]
+    withdrawn = withdraw_clips(session, actor=actor, clip_ids=clip_ids, reason="erased")
+    result = ErasureResult(account_id, already_erased=False, clips=len(clips), withdrawn=withdrawn)
+    for chunk in range(0, len(clip_ids), 500):
+        ids = clip_ids[chunk : chunk + 500]
+        result.annotations += session.execute(delete(Annotation).where(Annotation.clip_id.in_(ids))).rowcount or 0
+        session.execute(delete(ClipProtection).where(ClipProtection.clip_id.in_(ids)))
+    for clip in clips:
+        result.blob_keys += [k for k in (clip.blob_key, clip.protected_blob_key) if k]
+    session.execute(
+        update(Clip)
+        .where(Clip.account_id == account.id)
+        .values(
+            status=ClipStatus.erased,
+            blob_key=None,
+            protected_blob_key=None,
+            content_mac=None,
+            device_id="erased",
+            device_asr_text=None,
+            device_asr_confidence=None,
+            device_nlu=None,
+            redacted_text=None,
+            erased_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    # Crypto-shredding: without this key no copy of the account's audio can be decrypted.
+    session.execute(delete(AccountKey).where(AccountKey.account_id == account.id))
+    account.external_id = erased_id(secret, account_id)
+    account.erased_at = now
+    account.human_review = "deny"
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="account.erase",
+        object_type="account",
+        object_id=account.id,
+        details={
+            "clips": result.clips,
+            "withdrawn": result.withdrawn,
+            "annotations": result.annotations,
+            "blobs": len(result.blob_keys),
+        },
+    )
+    return result

@@ -1,0 +1,160 @@
+"""Retention: each class of data is kept for its configured number of days, then purged.
+
+| class        | clock starts at          | what goes                                             |
+|--------------|--------------------------|-------------------------------------------------------|
+| original     | ingest                   | the original audio blob                               |
+| derivative   | pipeline run             | the protected audio blob; the clip leaves its queue    |
+| transcript   | ingest                   | device hypotheses, pipeline transcripts, redacted text |
+| annotation   | submission               | reviewers' annotations                                |
+| audit        | never                    | ids only; deleting rows would break the chain: refused |
+
+Rows stay as tombstones (ids, dates, statuses) so counts and reports remain true.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from earmark import audit
+from earmark.errors import InvalidInput
+from earmark.models import Annotation, Clip, ClipProtection, utcnow
+from earmark.queues import withdraw_clips
+from earmark.types import Actor, ClipStatus
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """Days to keep each data class; None keeps it until erasure."""
+
+    original_days: int | None = 90
+    derivative_days: int | None = 30
+    transcript_days: int | None = 90
+    annotation_days: int | None = 365
+    audit_days: int | None = None
+
+    def check(self) -> None:
+        if self.audit_days is not None:
+            raise InvalidInput(
+                "retention_audit_days must be unset: audit rows hold ids and counts only, and deleting "
+                "any would break the hash chain that proves nothing was changed; export and archive them "
+                "with `earmark audit export` instead",
+                field="retention_audit_days",
+            )
+        for name in ("original_days", "derivative_days", "transcript_days", "annotation_days"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise InvalidInput("must be zero or more days", field=f"retention_{name}")
+
+
+@dataclass
+class RetentionResult:
+    originals: int = 0
+    derivatives: int = 0
+    transcripts: int = 0
+    annotations: int = 0
+    withdrawn: int = 0
+    blob_keys: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "originals": self.originals,
+            "derivatives": self.derivatives,
+            "transcripts": self.transcripts,
+            "annotations": self.annotations,
+            "withdrawn": self.withdrawn,
+        }
+
+
+def _before(days: int | None, now: datetime) -> datetime | None:
+    return None if days is None else now - timedelta(days=days)
+
+
+def run_retention(
+    session: Session, *, actor: Actor, policy: RetentionPolicy, now: datetime | None = None
+) -> RetentionResult:
+    """Purge what is past its time. Audited (counts only); caller commits, then deletes
+    `result.blob_keys` from the blob store."""
+    policy.check()
+    now = now or utcnow()
+    result = RetentionResult()
+
+    cutoff = _before(policy.original_days, now)
+    if cutoff is not None:
+        rows = session.execute(
+            select(Clip.id, Clip.blob_key).where(Clip.blob_key.is_not(None), Clip.ingested_at < cutoff)
+        ).all()
+        ids = [r.id for r in rows]
+        result.blob_keys += [r.blob_key for r in rows]
+        result.originals = len(ids)
+        for chunk in _chunks(ids):
+            session.execute(
+                update(Clip)
+                .where(Clip.id.in_(chunk))
+                .values(blob_key=None, content_mac=None, original_purged_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        # A clip still waiting for the pipeline can no longer be protected: it leaves review.
+        pending = (
+            list(session.execute(select(Clip.id).where(Clip.id.in_(ids), Clip.status == ClipStatus.pending)).scalars())
+            if ids
+            else []
+        )
+        result.withdrawn += withdraw_clips(session, actor=actor, clip_ids=pending, reason="retention")
+
+    cutoff = _before(policy.derivative_days, now)
+    if cutoff is not None:
+        rows = session.execute(
+            select(Clip.id, Clip.protected_blob_key).where(
+                Clip.protected_blob_key.is_not(None), Clip.processed_at < cutoff
+            )
+        ).all()
+        ids = [r.id for r in rows]
+        result.blob_keys += [r.protected_blob_key for r in rows]
+        result.derivatives = len(ids)
+        result.withdrawn += withdraw_clips(session, actor=actor, clip_ids=ids, reason="retention")
+        for chunk in _chunks(ids):
+            session.execute(
+                update(Clip)
+                .where(Clip.id.in_(chunk))
+                .values(protected_blob_key=None, derivative_purged_at=now)
+                .execution_options(synchronize_session=False)
+            )
+
+    cutoff = _before(policy.transcript_days, now)
+    if cutoff is not None:
+        ids = list(
+            session.execute(select(Clip.id).where(Clip.text_purged_at.is_(None), Clip.ingested_at < cutoff)).scalars()
+        )
+        result.transcripts = len(ids)
+        # Without its text a clip cannot be reviewed: queued ones leave their queue first.
+        queued = [
+            cid
+            for chunk in _chunks(ids)
+            for cid in session.execute(
+                select(Clip.id).where(Clip.id.in_(chunk), Clip.status.in_([ClipStatus.queued, ClipStatus.pending]))
+            ).scalars()
+        ]
+        result.withdrawn += withdraw_clips(session, actor=actor, clip_ids=queued, reason="retention")
+        for chunk in _chunks(ids):
+            session.execute(
+                update(Clip)
+                .where(Clip.id.in_(chunk))
+                .values(device_asr_text=None, device_nlu=None, redacted_text=None, text_purged_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            session.execute(delete(ClipProtection).where(ClipProtection.clip_id.in_(chunk)))
+
+    cutoff = _before(policy.annotation_days, now)
+    if cutoff is not None:
+        result.annotations = session.execute(delete(Annotation).where(Annotation.created_at < cutoff)).rowcount or 0
+
+    audit.record(session, actor=actor, action="retention.run", details=result.counts())
+    return result
+
+
+def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]

@@ -1,0 +1,126 @@
+"""Transparency reports: what earmark holds about one account and who (by role, never by name)
+heard which of its recordings. For the customer, through the assistant's backend (service API)
+or the CLI."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from earmark import audit
+from earmark.erasure import find_account
+from earmark.models import Annotation, Assignment, AuditEvent, Clip, User, utcnow
+from earmark.types import Actor
+
+TEAMS = {
+    "reviewer": "general review team",
+    "senior": "senior reviewers",
+    "safety": "safety team (trained for distressing content)",
+    "admin": "program administrators",
+}
+REASONS = {
+    "uniform": "chosen at random from consenting accounts (probability {p:.1%})",
+}
+
+
+def _day(value: datetime | None) -> str | None:
+    return value.date().isoformat() if value else None
+
+
+def build_report(session: Session, *, actor: Actor, account_id: str, secret: bytes) -> dict[str, Any]:
+    """The report as plain data. An account earmark never saw gets an empty report. Audited."""
+    account, erased = find_account(session, secret=secret, account_id=account_id)
+    report: dict[str, Any] = {
+        "account_id": account_id,
+        "generated_at": utcnow().isoformat(timespec="seconds"),
+        "known": account is not None,
+        "erased_on": None,
+        "human_review_consent": None,
+        "recordings": {"stored": 0, "by_status": {}, "first_recorded": None, "last_recorded": None},
+        "sampled_for_human_review": [],
+        "human_listens": [],
+        "annotations_kept": {"count": 0, "fields": []},
+        "exports": [],
+        "deleted": {},
+    }
+    if account is None:
+        audit.record(session, actor=actor, action="report.create", details={"known": False})
+        return report
+    report["erased_on"] = _day(account.erased_at)
+    report["human_review_consent"] = account.human_review or "not given (review not allowed)"
+    clips = list(
+        session.execute(select(Clip).where(Clip.account_id == account.id).order_by(Clip.recorded_at)).scalars()
+    )
+    by_status = Counter(c.status for c in clips)
+    report["recordings"] = {
+        "stored": sum(1 for c in clips if c.blob_key),
+        "total_received": len(clips),
+        "by_status": dict(sorted(by_status.items())),
+        "first_recorded": _day(clips[0].recorded_at) if clips else None,
+        "last_recorded": _day(clips[-1].recorded_at) if clips else None,
+    }
+    for c in clips:
+        if c.sampled_at is None:
+            continue
+        why = REASONS.get(c.sample_reason or "", "{p}").format(p=c.inclusion_probability or 0)
+        report["sampled_for_human_review"].append(
+            {
+                "clip_id": c.external_id,
+                "recorded_on": _day(c.recorded_at),
+                "sampled_on": _day(c.sampled_at),
+                "why": why,
+                "status": c.status,
+            }
+        )
+    clip_by_id = {c.id: c for c in clips}
+    if clip_by_id:
+        listens = session.execute(
+            select(AuditEvent.at, Assignment.clip_id, User.role)
+            .join(Assignment, Assignment.id == AuditEvent.object_id)
+            .join(User, User.id == Assignment.user_id)
+            .where(AuditEvent.action == "review.audio", Assignment.clip_id.in_(list(clip_by_id)))
+            .order_by(AuditEvent.seq)
+        ).all()
+        for at, clip_id, role in listens:
+            report["human_listens"].append(
+                {
+                    "clip_id": clip_by_id[clip_id].external_id,
+                    "date": _day(at),
+                    "role": role,
+                    "team": TEAMS.get(role, role),
+                    "heard": "protected version: voice anonymized, personal data bleeped",
+                }
+            )
+        kept = session.execute(
+            select(func.count()).select_from(Annotation).where(Annotation.clip_id.in_(list(clip_by_id)))
+        ).scalar_one()
+        report["annotations_kept"] = {"count": kept, "fields": ["transcript", "intent"] if kept else []}
+    report["deleted"] = {
+        "erased_recordings": sum(1 for c in clips if c.erased_at),
+        "original_audio_deleted_by_retention": sum(1 for c in clips if c.original_purged_at),
+        "protected_audio_deleted_by_retention": sum(1 for c in clips if c.derivative_purged_at),
+        "transcripts_deleted_by_retention": sum(1 for c in clips if c.text_purged_at),
+    }
+    audit.record(
+        session,
+        actor=actor,
+        action="report.create",
+        object_type="account",
+        object_id=account.id,
+        details={"known": True, "erased": erased, "listens": len(report["human_listens"])},
+    )
+    return report
+
+
+def render_html(report: dict[str, Any]) -> str:
+    env = Environment(
+        loader=FileSystemLoader(str(resources.files("earmark.web") / "templates")),
+        autoescape=select_autoescape(["html"]),
+    )
+    return env.get_template("transparency_report.html").render(r=report)

@@ -1,0 +1,48 @@
+"""The auditor's searchable view of the audit log (read-only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from earmark import audit
+from earmark.web.deps import Caller, get_db, page_caller
+from earmark.web.pages import render
+
+router = APIRouter()
+PAGE = 100
+
+
+@router.get("/audit", name="audit.view")
+def audit_view(
+    request: Request,
+    action: str = "",
+    actor: str = "",
+    object_id: str = "",
+    before: int | None = None,
+    verify: bool = False,
+    caller: Caller = Depends(page_caller),
+    session: Session = Depends(get_db),
+) -> Response:
+    events = audit.search(
+        session,
+        action=action.strip() or None,
+        actor=actor.strip() or None,
+        object_id=object_id.strip() or None,
+        before_seq=before,
+        limit=PAGE,
+    )
+    result = audit.verify_chain(session) if verify else None
+    older = events[-1].seq if len(events) == PAGE else None
+    return render(
+        request,
+        "audit.html",
+        {
+            "events": events,
+            "filters": {"action": action, "actor": actor, "object_id": object_id},
+            "older": older,
+            "verify": result,
+            "actions": sorted(audit.EVENTS),
+        },
+    )

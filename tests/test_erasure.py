@@ -1,0 +1,125 @@
+"""Erasure removes the account's data for real, and the proof scans every file of the workspace."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import soundfile as sf
+from sqlalchemy import func, select
+
+from earmark import audit
+from earmark.erasure import erase_account
+from earmark.errors import NotFound, Withdrawn
+from earmark.models import AccountKey, Annotation, Clip, ClipProtection
+from earmark.queues import lease_next
+from earmark.review import submit_annotation
+from earmark.types import Actor
+from earmark.workspace import Workspace
+from tests import factories as f
+
+VICTIM = "acct-victim-7731"
+SECRET_WORDS = "call zebediah on five five five one two three four"
+
+
+def _setup(ws: Workspace) -> tuple[list[str], str]:
+    ids = [f.ingest_speech(ws, SECRET_WORDS, account_id=VICTIM, device_id="kitchen-xq9") for _ in range(2)]
+    other = f.ingest_speech(ws, "play shake it off by taylor swift", account_id="acct-other")
+    f.allow(ws, VICTIM, "acct-other")
+    f.sample_all(ws)
+    ws.process_pending()
+    return ids, other
+
+
+def test_erasure_withdraws_shreds_and_deletes(ws: Workspace) -> None:
+    ids, other = _setup(ws)
+    reviewer = f.user(ws, "rev1")
+    with ws.transaction() as s:
+        held = lease_next(s, actor=reviewer)
+        assert held is not None
+    result = ws.erase(actor=Actor.cli(), account_id=VICTIM)
+    assert not result.already_erased and result.clips == 2 and len(result.blob_keys) == 4
+    with ws.sessions() as s:
+        clips = s.execute(select(Clip).where(Clip.external_id.in_(ids))).scalars().all()
+        assert {c.status for c in clips} == {"erased"}
+        assert all(c.device_asr_text is None and c.blob_key is None and c.redacted_text is None for c in clips)
+        assert (
+            s.execute(
+                select(func.count())
+                .select_from(ClipProtection)
+                .where(ClipProtection.clip_id.in_([c.id for c in clips]))
+            ).scalar_one()
+            == 0
+        )
+        assert s.execute(select(func.count()).select_from(AccountKey)).scalar_one() == 1  # only acct-other's
+        assert audit.verify_chain(s).ok
+    for key in result.blob_keys:
+        assert not ws.blobs.exists(key)
+    other_clip = _clip(ws, other)
+    assert other_clip.blob_key and ws.blobs.exists(other_clip.blob_key)
+    if _clip_by_id(ws, held.clip_id).external_id in ids:
+        with pytest.raises(Withdrawn, match="erasure"), ws.transaction() as s:
+            submit_annotation(s, actor=reviewer, assignment_id=held.id, transcript="x", intent="")
+
+
+def test_erasing_twice_is_a_no_op_and_unknown_accounts_are_named(ws: Workspace) -> None:
+    _setup(ws)
+    assert not ws.erase(actor=Actor.cli(), account_id=VICTIM).already_erased
+    again = ws.erase(actor=Actor.cli(), account_id=VICTIM)
+    assert again.already_erased and again.blob_keys == []
+    with pytest.raises(NotFound, match="unknown account 'nobody'"), ws.transaction() as s:
+        erase_account(s, actor=Actor.cli(), account_id="nobody", secret=ws.secret)
+
+
+def _clip(ws: Workspace, external_id: str) -> Clip:
+    with ws.sessions() as s:
+        return s.execute(select(Clip).where(Clip.external_id == external_id)).scalar_one()
+
+
+def _clip_by_id(ws: Workspace, clip_id: int) -> Clip:
+    with ws.sessions() as s:
+        clip = s.get(Clip, clip_id)
+        assert clip is not None
+        return clip
+
+
+def test_proof_nothing_of_the_account_is_left_anywhere(sqlite_ws: Workspace) -> None:
+    """Scan every byte of the workspace (database, WAL, blobs, logs) after erasure."""
+    ws = sqlite_ws
+    ids, _ = _setup(ws)
+    reviewer = f.user(ws, "rev1")
+    victim_pks = {_clip(ws, cid).id for cid in ids}
+    # A reviewer annotates the victim's clips with their own words.
+    for _ in range(3):
+        with ws.transaction() as s:
+            a = lease_next(s, actor=reviewer)
+            if a is None:
+                break
+            is_victim = a.clip_id in victim_pks
+            submit_annotation(
+                s,
+                actor=reviewer,
+                assignment_id=a.id,
+                transcript=SECRET_WORDS if is_victim else "play music",
+                intent="MakeCall",
+            )
+    with ws.sessions() as s:
+        assert s.execute(select(func.count()).select_from(Annotation)).scalar_one() >= 1
+    audio = sf.read(io.BytesIO(f.speech_bytes(SECRET_WORDS)), dtype="int16")[0].tobytes()
+    needles = [b"zebediah", VICTIM.encode(), b"kitchen-xq9", audio[8000:8064]]
+    before = _scan(ws)
+    assert b"zebediah" in before and VICTIM.encode() in before  # the scan does see them beforehand
+    ws.erase(actor=Actor.cli(), account_id=VICTIM)
+    after = _scan(ws)
+    for needle in needles:
+        assert needle not in after, needle[:20]
+    with ws.sessions() as s:
+        assert audit.verify_chain(s).ok
+
+
+def _scan(ws: Workspace) -> bytes:
+    chunks = []
+    for path in sorted(ws.settings.home.rglob("*")):
+        if path.is_file():
+            chunks.append(path.read_bytes())
+    return b"\n".join(chunks)

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from earmark import audit
+from earmark.errors import InvalidInput
+from earmark.models import Annotation, Clip, QueueItem, utcnow
+from earmark.queues import lease_next
+from earmark.retention import RetentionPolicy, run_retention
+from earmark.review import submit_annotation
+from earmark.types import Actor
+from earmark.workspace import Workspace
+from tests import factories as f
+
+
+def _review_one(ws: Workspace) -> None:
+    reviewer = f.user(ws, "rev1")
+    with ws.transaction() as s:
+        a = lease_next(s, actor=reviewer)
+        assert a is not None
+        submit_annotation(s, actor=reviewer, assignment_id=a.id, transcript="play music", intent="PlayMusic")
+
+
+def test_nothing_is_purged_before_its_time(ws: Workspace) -> None:
+    f.queue_clips(ws, 2)
+    result = ws.run_retention(actor=Actor.cli())
+    assert result.counts() == {"originals": 0, "derivatives": 0, "transcripts": 0, "annotations": 0, "withdrawn": 0}
+
+
+def test_each_class_goes_after_its_own_period(ws: Workspace) -> None:
+    f.queue_clips(ws, 3)
+    _review_one(ws)
+    with ws.sessions() as s:
+        clips = s.execute(select(Clip)).scalars().all()
+    originals = {c.blob_key for c in clips}
+    derivatives = {c.protected_blob_key for c in clips}
+    later = utcnow() + timedelta(days=40)  # past derivatives (30), before originals (90)
+    result = ws.run_retention(actor=Actor.cli(), now=later)
+    assert result.derivatives == 3 and result.originals == 0 and result.transcripts == 0
+    assert result.withdrawn == 2  # the two clips still waiting in the queue leave it
+    assert not any(ws.blobs.exists(k) for k in derivatives if k)
+    assert all(ws.blobs.exists(k) for k in originals if k)
+    result = ws.run_retention(actor=Actor.cli(), now=utcnow() + timedelta(days=400))
+    assert result.originals == 3 and result.transcripts == 3 and result.annotations == 1
+    with ws.sessions() as s:
+        rows = s.execute(select(Clip)).scalars().all()
+        assert all(c.blob_key is None and c.device_asr_text is None and c.text_purged_at for c in rows)
+        assert s.execute(select(func.count()).select_from(Annotation)).scalar_one() == 0
+        assert (
+            s.execute(select(func.count()).select_from(QueueItem).where(QueueItem.state == "queued")).scalar_one() == 0
+        )
+        assert audit.verify_chain(s).ok
+        counts = [e.details for e in audit.search(s, action="retention.run")]
+    assert counts[0]["originals"] == 3
+
+
+def test_a_policy_that_would_delete_audit_rows_is_refused(ws: Workspace) -> None:
+    with pytest.raises(InvalidInput, match="hash chain"), ws.transaction() as s:
+        run_retention(s, actor=Actor.cli(), policy=RetentionPolicy(audit_days=365))
+    ws.settings.retention_audit_days = 30
+    with pytest.raises(InvalidInput, match="retention_audit_days"):
+        ws.run_retention(actor=Actor.cli())

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from earmark.queues import lease_next
+from earmark.review import assignment_audio, submit_annotation
+from earmark.transparency import build_report, render_html
+from earmark.types import Actor, Role
+from earmark.workspace import Workspace
+from tests import factories as f
+
+
+def _report(ws: Workspace, account: str) -> dict:  # type: ignore[type-arg]
+    with ws.transaction() as s:
+        return build_report(s, actor=Actor.cli(), account_id=account, secret=ws.secret)
+
+
+def test_report_lists_recordings_samples_and_every_listen_by_role(ws: Workspace) -> None:
+    ids = f.queue_clips(ws, 2, accounts=1)
+    f.ingest(ws, 1, account_id="acct-q0")  # stored, never sampled
+    reviewer = f.user(ws, "alice", Role.reviewer)
+    with ws.transaction() as s:
+        a = lease_next(s, actor=reviewer)
+        assert a is not None
+        assignment_audio(s, user=reviewer, assignment_id=a.id, blobs=ws.blobs, keyring=ws.keyring)
+        submit_annotation(s, actor=reviewer, assignment_id=a.id, transcript="play music", intent="PlayMusic")
+    report = _report(ws, "acct-q0")
+    assert report["known"] and report["recordings"]["stored"] == 3
+    assert {s["clip_id"] for s in report["sampled_for_human_review"]} == set(ids)
+    assert "at random" in report["sampled_for_human_review"][0]["why"]
+    [listen] = report["human_listens"]
+    assert listen["role"] == "reviewer" and listen["team"] == "general review team"
+    assert "alice" not in str(report)  # never names
+    assert report["annotations_kept"]["count"] == 1
+    html = render_html(report)
+    assert "general review team" in html and "<script" not in html
+
+
+def test_unknown_account_gets_an_empty_report(ws: Workspace) -> None:
+    report = _report(ws, "never-seen")
+    assert report["known"] is False and report["human_listens"] == [] and report["recordings"]["stored"] == 0
+    assert "no recordings" in render_html(report)
+
+
+def test_report_after_erasure_says_what_was_deleted(ws: Workspace) -> None:
+    f.queue_clips(ws, 2)
+    ws.erase(actor=Actor.cli(), account_id="acct-q0")
+    report = _report(ws, "acct-q0")
+    assert report["known"] and report["erased_on"] and report["deleted"]["erased_recordings"] == 2
+    assert report["recordings"]["stored"] == 0

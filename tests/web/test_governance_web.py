@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from earmark import auth
+from earmark.types import Actor, Role
+from earmark.workspace import Workspace
+from tests import factories as f
+from tests.conftest import ADMIN_PASSWORD
+from tests.web.helpers import client, login
+
+
+def _token(ws: Workspace, role: Role = Role.service) -> dict[str, str]:
+    with ws.transaction() as s:
+        return {"Authorization": f"Bearer {auth.create_token(s, actor=Actor.cli(), role=role)[1]}"}
+
+
+def test_report_and_erase_through_the_service_api(ws: Workspace) -> None:
+    f.queue_clips(ws, 2)
+    c, headers = client(ws), _token(ws)
+    report = c.get("/api/v1/accounts/acct-q0/report", headers=headers)
+    assert report.status_code == 200 and report.json()["recordings"]["stored"] == 2
+    html = c.get("/api/v1/accounts/acct-q0/report?format=html", headers=headers)
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert c.get("/api/v1/accounts/nobody/report", headers=headers).json()["known"] is False
+    erased = c.post("/api/v1/accounts/acct-q0/erase", headers=headers)
+    assert erased.status_code == 200 and erased.json()["clips"] == 2 and not erased.json()["already_erased"]
+    assert c.post("/api/v1/accounts/acct-q0/erase", headers=headers).json()["already_erased"] is True
+    unknown = c.post("/api/v1/accounts/nobody/erase", headers=headers)
+    assert unknown.status_code == 404 and "unknown account" in unknown.json()["error"]["message"]
+
+
+def test_auditor_searches_the_log_and_verifies_the_chain(ws: Workspace) -> None:
+    f.queue_clips(ws, 1)
+    f.user(ws, "aud1", Role.auditor, password="auditor-password")
+    c = client(ws)
+    login(c, "aud1", "auditor-password")
+    page = c.get("/audit?action=pipeline.")
+    assert page.status_code == 200
+    rows = page.text.split('data-testid="audit-rows"')[1]
+    assert "<td>pipeline.process</td>" in rows and "<td>sample.draw</td>" not in rows
+    checked = c.get("/audit?verify=true")
+    assert "Chain intact" in checked.text
+    reviewer = client(ws)
+    f.user(ws, "rev1")
+    login(reviewer, "rev1", "reviewer-password")
+    assert reviewer.get("/audit").status_code == 403
+
+
+def test_admin_can_open_the_audit_view_too(ws: Workspace) -> None:
+    c = client(ws)
+    login(c, "admin", ADMIN_PASSWORD)
+    assert c.get("/audit").status_code == 200
