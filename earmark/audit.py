@@ -55,6 +55,7 @@ EVENTS: dict[str, str] = {
     "retention.run": "The retention policy purged expired data (details: counts per data class).",
     "audit.export": "The audit log was exported (details: rows).",
     "report.create": "A transparency report was produced for an account (details: format).",
+    "settings.change": "The effective settings differ from the last ones seen (details: changed keys).",
     "keys.rotate": "The workspace key was rotated (details: old/new key ids, accounts rewrapped).",
     "blob.collect": "Orphan blobs were deleted (details: count).",
 }

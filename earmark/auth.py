@@ -229,3 +229,32 @@ def revoke_token(session: Session, *, actor: Actor, token_id: int) -> None:
         raise NotFound(f"no token {token_id}")
     row.revoked_at = utcnow()
     audit.record(session, actor=actor, action="token.revoke", object_type="token", object_id=token_id)
+
+
+def _user(session: Session, username: str) -> User:
+    user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    return user
+
+
+def change_role(session: Session, *, actor: Actor, username: str, role: Role) -> User:
+    """Give a user another role; their open sessions end (new rights need a new login). Audited."""
+    user = _user(session, username)
+    old = user.role
+    user.role = Role(role)
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    audit.record(
+        session, actor=actor, action="user.role_change", object_type="user", object_id=user.id,
+        details={"old": old, "new": str(role)},
+    )  # fmt: skip
+    return user
+
+
+def deactivate_user(session: Session, *, actor: Actor, username: str) -> User:
+    """Lock a user out for good and end their sessions. Audited."""
+    user = _user(session, username)
+    user.active = False
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    audit.record(session, actor=actor, action="user.deactivate", object_type="user", object_id=user.id)
+    return user

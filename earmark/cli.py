@@ -382,6 +382,30 @@ def user_create(
         out.print(f"password: [bold]{password}[/] (shown once)")
 
 
+@user_app.command("role")
+def user_role(username: str, role: Annotated[Role, typer.Option(help="The new role.")]) -> None:
+    """Change a user's role (their sessions end)."""
+    ws = _open()
+    try:
+        with ws.transaction() as session:
+            auth.change_role(session, actor=Actor.cli(), username=username, role=role)
+    finally:
+        ws.close()
+    out.print(f"user {username} is now {role}")
+
+
+@user_app.command("deactivate")
+def user_deactivate(username: str) -> None:
+    """Deactivate a user (they can no longer log in; their sessions end)."""
+    ws = _open()
+    try:
+        with ws.transaction() as session:
+            auth.deactivate_user(session, actor=Actor.cli(), username=username)
+    finally:
+        ws.close()
+    out.print(f"user {username} deactivated")
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the audit chain; name the first row that was changed, deleted, inserted or moved."""

@@ -253,3 +253,12 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, default=0)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class SettingsSnapshot(Base):
+    """The last effective settings seen (secrets left out), so changes can be audited."""
+
+    __tablename__ = "settings_snapshot"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    values: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

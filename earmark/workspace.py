@@ -26,7 +26,7 @@ from earmark.crypto import Keyring, new_key, parse_env_key, read_keyring, write_
 from earmark.erasure import ErasureResult, erase_account
 from earmark.errors import ConfigError, EarmarkError
 from earmark.ingest import ClipMeta, IngestResult, ingest_clip
-from earmark.models import Clip, User
+from earmark.models import Clip, SettingsSnapshot, User, utcnow
 from earmark.pipeline import (
     Components,
     PipelineConfig,
@@ -333,6 +333,27 @@ def _load_secret(settings: Settings) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
+SECRET_SETTINGS = {"workspace_key", "database_url", "home"}
+
+
+def record_settings(session: Session, settings: Settings) -> list[str]:
+    """Audit a change of the effective settings since they were last seen (values are not logged,
+    only which keys changed). Returns the changed keys; caller commits."""
+    values = {
+        k: (str(v) if v is not None else None) for k, v in settings.model_dump().items() if k not in SECRET_SETTINGS
+    }
+    snap = session.get(SettingsSnapshot, 1)
+    if snap is None:
+        session.add(SettingsSnapshot(id=1, values=values))
+        return []
+    changed = sorted(k for k in values.keys() | snap.values.keys() if values.get(k) != snap.values.get(k))
+    if changed:
+        snap.values = values
+        snap.updated_at = utcnow()
+        audit.record(session, actor=Actor.system(), action="settings.change", details={"changed": changed})
+    return changed
+
+
 def open_workspace(settings: Settings, *, check_schema: bool = True) -> Workspace:
     """Open an existing workspace. Refuses a missing or unmigrated one with what to run."""
     home = settings.home
@@ -347,7 +368,7 @@ def open_workspace(settings: Settings, *, check_schema: bool = True) -> Workspac
     except BaseException:
         engine.dispose()
         raise
-    return Workspace(
+    ws = Workspace(
         settings=settings,
         engine=engine,
         sessions=db.make_sessionmaker(engine),
@@ -355,6 +376,10 @@ def open_workspace(settings: Settings, *, check_schema: bool = True) -> Workspac
         keyring=keyring,
         secret=secret,
     )
+    if check_schema:
+        with ws.transaction() as session:
+            record_settings(session, settings)
+    return ws
 
 
 def _write_private(path: Path, text: str) -> None:

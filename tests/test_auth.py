@@ -87,3 +87,24 @@ def test_user_validation(ws: Workspace) -> None:
     f.user(ws, "dup")
     with pytest.raises(Conflict), ws.transaction() as s:
         auth.create_user(s, actor=Actor.cli(), username="dup", password="long enough pw", role=Role.reviewer)
+
+
+def test_role_change_and_deactivation_end_sessions_and_are_audited(ws: Workspace) -> None:
+    u = f.user(ws, "dave")
+    with ws.transaction() as s:
+        new = auth.start_session(s, user=u, hours=1)
+    with ws.transaction() as s:
+        auth.change_role(s, actor=Actor.cli(), username="dave", role=Role.senior)
+    with ws.sessions() as s:
+        assert auth.session_user(s, new.token) is None
+        assert s.execute(select(User.role).where(User.username == "dave")).scalar_one() == "senior"
+    with ws.transaction() as s:
+        auth.deactivate_user(s, actor=Actor.cli(), username="dave")
+    with pytest.raises(AuthenticationFailed), ws.transaction() as s:
+        try:
+            auth.authenticate(s, username="dave", password="reviewer-password")
+        finally:
+            s.commit()
+    with ws.sessions() as s:
+        actions = [e.action for e in s.execute(select(AuditEvent)).scalars()]
+    assert "user.role_change" in actions and "user.deactivate" in actions

@@ -146,3 +146,13 @@ def test_bad_settings_file_is_reported(home: Path) -> None:
     (home / "settings.toml").write_text("max_clip_seconds = -3\n")
     result = run(home, "stats")
     assert result.exit_code == 1 and "max_clip_seconds" in result.output
+
+
+def test_settings_changes_are_audited_by_key(home: Path) -> None:
+    (home / "settings.toml").write_text("lease_seconds = 300\n")
+    assert run(home, "stats").exit_code == 0
+    exported = run(home, "audit", "export")
+    events = [json.loads(line) for line in exported.stdout.splitlines()]
+    changes = [e for e in events if e["action"] == "settings.change"]
+    assert changes and "lease_seconds" in changes[-1]["details"]["changed"]
+    assert "300" not in json.dumps(changes)  # which keys, not their values

@@ -104,6 +104,9 @@ def create_app(ws: Workspace, *, worker: bool = False) -> FastAPI:
     app = FastAPI(title="earmark", docs_url=None, redoc_url=None, openapi_url="/api/v1/openapi.json", lifespan=lifespan)
     app.state.ws = ws
     app.state.templates = templates()
+    from earmark.web.pages import LoginThrottle
+
+    app.state.login_throttle = LoginThrottle()
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
+from collections import deque
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -66,6 +68,30 @@ def login_form(request: Request, error: str = "") -> Response:
     return resp
 
 
+class LoginThrottle:
+    """At most `limit` login attempts per client address per `window` seconds (in memory).
+
+    Complements the per-user lockout: it slows one address guessing across many usernames.
+    """
+
+    def __init__(self, limit: int = 20, window: float = 300.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            hits = self._seen.setdefault(client, deque())
+            while hits and now - hits[0] > self.window:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                return False
+            hits.append(now)
+            return True
+
+
 @router.post("/login", name="login.submit")
 def login_submit(
     request: Request,
@@ -75,6 +101,14 @@ def login_submit(
     session: Session = Depends(get_db),
 ) -> Response:
     ws = get_ws(request)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    if not throttle.allow(request.client.host if request.client else "?"):
+        return render(
+            request,
+            "login.html",
+            {"login_csrf": "", "error": "too many login attempts from your address; wait a few minutes"},
+            status_code=429,
+        )
     if not auth.csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE, ""), csrf_token):
         raise PermissionDenied("the login form expired or lacks its CSRF token; reload the page")
     try:

@@ -140,3 +140,15 @@ def test_logout_ends_the_session(ws: Workspace) -> None:
     csrf = login(c, "rev1", "reviewer-password")
     assert c.post("/logout", data={"csrf_token": csrf}).status_code == 303
     assert c.get("/review").headers["location"] == "/login"
+
+
+def test_login_attempts_from_one_address_are_throttled(ws: Workspace) -> None:
+    c = client(ws)
+    statuses = []
+    for _ in range(22):
+        form = c.get("/login")
+        token = CSRF_RE.search(form.text).group(1)  # type: ignore[union-attr]
+        statuses.append(
+            c.post("/login", data={"username": "x", "password": "wrong-password", "csrf_token": token}).status_code
+        )
+    assert statuses[:20] == [401] * 20 and statuses[-1] == 429
