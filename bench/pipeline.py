@@ -13,7 +13,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-
 from earmark.audio import AudioLimits, decode_mono, probe_audio
 from earmark.config import Settings
 from earmark.demo import write_demo_clips

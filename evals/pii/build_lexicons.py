@@ -1,4 +1,4 @@
-"""Build the word lists in `pii_data/` that `pii_lexicon` loads.
+"""Build the word lists in `earmark/pii/data/` that `earmark.pii.lexicon` loads.
 
 Run once by hand (the outputs are committed); needs network access to PyPI only:
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 SSA_MIN_BIRTHS = 1000  # below this the SSA list is mostly spelling variants and one-offs
 
-OUT = Path(__file__).with_name("pii_data")
+OUT = Path(__file__).resolve().parents[2] / "earmark" / "pii" / "data"
 
 
 def _census(tar: tarfile.TarFile, member: str) -> list[str]:
@@ -65,11 +65,7 @@ def main(names_sdist: str, scowl: str, ssa_wheel: str) -> None:
         last = _census(tar, prefix + "dist.all.last")
     first = sorted(set(census_first) | set(_ssa(ssa_wheel)))
     words = sorted(
-        {
-            w
-            for w in Path(scowl).read_text(encoding="utf-8").split()
-            if w.isalpha() and w.islower() and w.isascii()
-        }
+        {w for w in Path(scowl).read_text(encoding="utf-8").split() if w.isalpha() and w.islower() and w.isascii()}
     )
     _write("first_names.txt.gz", first)
     _write("last_names.txt.gz", last)

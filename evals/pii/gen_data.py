@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SHARED = Path("/work/shared/data")
+SHARED = Path(os.environ.get("EARMARK_SHARED_DATA", HERE.parents[2] / "shared" / "data"))
 
 # ---------------------------------------------------------------- numbers as words
 
@@ -685,9 +686,7 @@ def presidio_names(root: Path, test: bool) -> tuple[list[str], list[str]]:
         if (rec["template_id"] in test_ids) != test:
             continue
         for s in rec["spans"]:
-            parts = (
-                re.findall(r"[^\W\d_]+", s["entity_value"].lower()) if s["entity_type"] == "PERSON" else []
-            )
+            parts = re.findall(r"[^\W\d_]+", s["entity_value"].lower()) if s["entity_type"] == "PERSON" else []
             if len(parts) >= 2 and len(parts[0]) > 1 and len(parts[-1]) > 1:
                 firsts.add(parts[0])
                 lasts.add(parts[-1])
@@ -791,9 +790,7 @@ def card(rng: random.Random) -> tuple[str, str]:
         "amex": lambda: luhn_complete(rng.choice(["34", "37"]), 15, rng),
         "discover": lambda: luhn_complete("6011", 16, rng),
     }[brand]()
-    groups = (
-        [num[i : i + 4] for i in range(0, len(num), 4)] if len(num) == 16 else [num[:4], num[4:10], num[10:]]
-    )
+    groups = [num[i : i + 4] for i in range(0, len(num), 4)] if len(num) == 16 else [num[:4], num[4:10], num[10:]]
     v = rng.choice(["words", "grouped_pairs", "digits", "dashed", "mixed", "repeats"])
     if v == "words":
         return digit_words(num, rng), v
@@ -843,9 +840,7 @@ def email(rng: random.Random, pools: Pools) -> tuple[str, str]:
 
 
 def address(rng: random.Random) -> tuple[str, str]:
-    n = rng.choice(
-        [rng.randint(1, 99), rng.randint(100, 999), rng.randint(1000, 9999), rng.randint(10000, 99999)]
-    )
+    n = rng.choice([rng.randint(1, 99), rng.randint(100, 999), rng.randint(1000, 9999), rng.randint(10000, 99999)])
     v = rng.choice(["natural", "grouped", "digits", "words"])
     num = {"natural": natural(n), "grouped": grouped(str(n), rng) if n >= 100 else natural(n),
            "digits": str(n), "words": digit_words(str(n), rng)}[v]  # fmt: skip
@@ -1095,9 +1090,7 @@ def _party_names(chunk: str, offset: int) -> list[Span]:
     run: list[re.Match[str]] = []
     for m in [*re.finditer(r"[^\W\d_]+", chunk), None]:
         word = m.group().lower() if m else ""
-        name = (
-            m is not None and word not in _NOT_NAMES and word not in _PARTY_WORDS and word not in ("the", "a")
-        )
+        name = m is not None and word not in _NOT_NAMES and word not in _PARTY_WORDS and word not in ("the", "a")
         joined = bool(run) and m is not None and not chunk[run[-1].end() : m.start()].strip()
         if name and (joined or not run):
             run.append(m)  # type: ignore[arg-type]
@@ -1211,10 +1204,8 @@ def write(path: Path, lines: list[dict[str, object]]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--presidio", type=Path, default=SHARED / "presidio-synth")
-    ap.add_argument(
-        "--snips", type=Path, default=SHARED / "snips-nlu-benchmark" / "2017-06-custom-intent-engines"
-    )
-    ap.add_argument("--out", type=Path, default=HERE / "data")
+    ap.add_argument("--snips", type=Path, default=SHARED / "snips-nlu-benchmark" / "2017-06-custom-intent-engines")
+    ap.add_argument("--out", type=Path, default=HERE)
     args = ap.parse_args()
     args.out.mkdir(exist_ok=True)
     for name, lines in presidio_sets(args.presidio).items():
