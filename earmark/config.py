@@ -84,6 +84,21 @@ class Settings(BaseSettings):
     worker_interval_seconds: float = Field(
         2.0, gt=0, description="How often the server's background worker looks for clips to process."
     )
+    review_passes: int = Field(1, ge=1, le=5, description="Independent reviews of each clip in the general queue.")
+    probation_extra_passes: int = Field(
+        1, ge=0, le=3, description="Extra passes a clip gets when a reviewer on probation reviewed it."
+    )
+    disagreement_wer: float = Field(
+        0.2, ge=0, le=1, description="Transcript WER between passes above which a clip goes to adjudication."
+    )
+    gold_rate: float = Field(0.05, ge=0, le=0.5, description="Share of leases that serve a gold clip instead.")
+    safety_max_clips: int = Field(
+        10, ge=1, description="Sensitive clips a safety reviewer hears before their queue pauses for a break."
+    )
+    safety_window_minutes: int = Field(60, ge=1, description="Window over which safety_max_clips is counted.")
+    safety_protocol: str = Field(
+        "", description="Markdown shown on every safety clip (path to a .md file or the text itself); empty: built-in."
+    )
     retention_original_days: int | None = Field(
         90, ge=0, description="Days original audio is kept after ingest (unset: until erasure)."
     )

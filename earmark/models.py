@@ -114,6 +114,8 @@ class Clip(Base):
     derivative_purged_at: Mapped[datetime | None]
     text_purged_at: Mapped[datetime | None]
     erased_at: Mapped[datetime | None]
+    # Spans a reviewer reported as missed personal data: [[start, end], ...] samples of the derivative.
+    extra_redactions: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
 class ClipProtection(Base):
@@ -134,6 +136,7 @@ class ClipProtection(Base):
     labels: Mapped[list[Any]] = mapped_column(JSON)
     scores: Mapped[dict[str, Any]]
     reasons: Mapped[list[Any]] = mapped_column(JSON)
+    sensitivity: Mapped[float] = mapped_column(Float, default=0.0)  # highest sensitive-content score
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -155,12 +158,13 @@ class QueueItem(Base):
 
     __tablename__ = "queue_items"
     __table_args__ = (
-        UniqueConstraint("clip_id", "queue"),
+        UniqueConstraint("clip_id", "queue", "pass_no", name="uq_queue_items_clip_queue_pass"),
         Index("ix_queue_items_pick", "queue", "state", "enqueued_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"))
     queue: Mapped[str] = mapped_column(String(32))
+    pass_no: Mapped[int] = mapped_column(Integer, default=1)  # K passes of one clip: K items
     state: Mapped[str] = mapped_column(String(16), default="queued")
     enqueued_at: Mapped[datetime] = mapped_column(default=utcnow)
     lease_expires_at: Mapped[datetime | None]
@@ -192,6 +196,74 @@ class Annotation(Base):
     transcript: Mapped[str] = mapped_column(Text)
     intent: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16), default="label")  # label | skip | flag | adjudication
+    slots: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{"type","value","start","end","entity_id"}]
+    flags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    mode: Mapped[str | None] = mapped_column(String(8))  # verify | edit
+    ms: Mapped[int | None]  # time from page shown to submit
+    gold_correct: Mapped[bool | None]  # set when the clip is a gold clip
+
+
+class Entity(Base):
+    """An entry of the entity catalog that slot values are linked to (artists, songs, places...)."""
+
+    __tablename__ = "entities"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    aliases: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    keys: Mapped[list[Any]] = mapped_column(JSON, default=list)  # normalized and phonetic forms
+
+
+class InventoryItem(Base):
+    """The project's intents and slot types (imported from a file)."""
+
+    __tablename__ = "inventory"
+    __table_args__ = (UniqueConstraint("kind", "name", name="uq_inventory_kind_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # intent | slot
+    name: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str | None] = mapped_column(String(64))  # slot types: catalog type to link to
+
+
+class HelpRequest(Base):
+    """A reviewer's question about a time range of a clip, answered by a senior in the tool."""
+
+    __tablename__ = "help_requests"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), index=True)
+    assignment_id: Mapped[str] = mapped_column(ForeignKey("assignments.id"))
+    asker_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    start: Mapped[int]
+    end: Mapped[int]
+    question: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="open")  # open | answered | applied | closed
+    answer: Mapped[str | None] = mapped_column(Text)
+    answerer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[datetime | None]
+
+
+class GoldAnswer(Base):
+    """The known answer of a gold clip, mixed into queues to measure reviewer accuracy."""
+
+    __tablename__ = "gold_answers"
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), primary_key=True)
+    transcript: Mapped[str] = mapped_column(Text)
+    intent: Mapped[str | None] = mapped_column(String(64))
+
+
+class SafetyOutcome(Base):
+    """What the safety team decided about a flagged clip."""
+
+    __tablename__ = "safety_outcomes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # false_alarm | handled | escalated
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class User(Base):
@@ -204,6 +276,8 @@ class User(Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    probation: Mapped[bool] = mapped_column(default=False)
+    sensitive_blocked_on: Mapped[str | None] = mapped_column(String(10))  # ISO date: no sensitive clip that day
 
 
 class WebSession(Base):

@@ -29,7 +29,16 @@ from earmark.crypto import Keyring, decrypt_blob, encrypt_blob
 from earmark.keys import data_key
 from earmark.models import Clip, ClipProtection, ClipStage, utcnow
 from earmark.queues import enqueue
-from earmark.redaction import RedactionMode, TextSpan, Word, bleep, mask_text, pii_audio_spans, speech_regions_holding
+from earmark.redaction import (
+    RedactionMode,
+    TextSpan,
+    Word,
+    bleep,
+    mask_text,
+    merge_spans,
+    pii_audio_spans,
+    speech_regions_holding,
+)
 from earmark.screening import Screening, ScreeningThresholds, screen
 from earmark.storage import InflightJournal, LocalBlobStore, new_blob_key
 from earmark.transcribe import Aligner, Transcriber
@@ -39,6 +48,7 @@ from earmark.vad import SpeechDetector
 TARGET_RATE = 16_000
 Outcome = Literal["general", "safety", "wakeword", "held", "excluded"]
 QUEUE_FOR: dict[str, str] = {"general": "general", "safety": "safety", "wakeword": "wakeword"}
+SENSITIVE_LABELS = ("help_request", "emergency", "threat_violence", "self_harm", "sexual", "screaming", "crying")
 
 
 class PiiDetector(Protocol):
@@ -54,6 +64,7 @@ class PipelineConfig:
     pad_ms: int = 100
     max_clipped_share: float = 0.2
     thresholds: ScreeningThresholds = field(default_factory=ScreeningThresholds)
+    passes: int = 1  # independent reviews per clip in the general queue
 
 
 @dataclass
@@ -120,6 +131,7 @@ def protect(
     parts: Components,
     config: PipelineConfig,
     rng: np.random.Generator,
+    extra_spans: list[Span] | None = None,
 ) -> Protection:
     """Run every stage on one clip. Never returns unprotected audio for a queue."""
     stages: list[StageRecord] = []
@@ -190,6 +202,11 @@ def protect(
     if wholesale:
         # We cannot tell where (some of) the PII is spoken: silence every speech region instead.
         spans = speech_regions_holding(speech, pad=pad, num_samples=y.size)
+    if extra_spans:
+        # Spans a reviewer reported as missed personal data, padded like the detected ones.
+        spans = merge_spans(
+            [*spans, *(Span(max(0, e.start - pad), min(y.size, e.end + pad)) for e in extra_spans if e.start < y.size)]
+        )
     redacted = bleep(y, TARGET_RATE, spans, mode=config.redaction_mode)
     redacted_text = mask_text(text, pii)
     done(
@@ -233,6 +250,7 @@ class ProcessResult:
     clip_id: int
     outcome: str
     reason: str | None
+    replaced_blob: str | None = None  # an earlier derivative to delete once this is committed
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +262,7 @@ class PendingClip:
     samples: np.ndarray
     sample_rate: int
     device_text: str | None
+    extra_spans: list[Span]
 
 
 def load_pending(session: Session, *, clip_id: int, blobs: LocalBlobStore, keyring: Keyring) -> PendingClip | None:
@@ -254,7 +273,8 @@ def load_pending(session: Session, *, clip_id: int, blobs: LocalBlobStore, keyri
     dk = data_key(session, keyring, clip.account_id)
     original = decrypt_blob(dk, blobs.get(clip.blob_key), blob_key=clip.blob_key)
     x, sr = decode_mono(original)
-    return PendingClip(clip.id, clip.external_id, x, sr, clip.device_asr_text)
+    extra = [Span(int(a), int(b)) for a, b in (clip.extra_redactions or []) if int(b) > int(a) >= 0]
+    return PendingClip(clip.id, clip.external_id, x, sr, clip.device_asr_text, extra)
 
 
 def store_protection(
@@ -266,6 +286,7 @@ def store_protection(
     blobs: LocalBlobStore,
     keyring: Keyring,
     journal: InflightJournal,
+    passes_for: dict[str, int] | None = None,
 ) -> ProcessResult:
     """Record a clip's pipeline result and route it. Audited; caller commits.
 
@@ -276,6 +297,8 @@ def store_protection(
     clip = session.get(Clip, clip_id)
     if clip is None or clip.status != ClipStatus.pending:
         return ProcessResult(clip_id, "skipped", "no_longer_pending")
+    passes_for = passes_for or {}
+    replaced: str | None = None
     now = utcnow()
     for st in result.stages:
         session.add(
@@ -292,6 +315,7 @@ def store_protection(
         key = new_blob_key()
         journal.add(key)
         blobs.put(key, encrypt_blob(dk, wav, blob_key=key))
+        replaced = clip.protected_blob_key
         clip.protected_blob_key = key
         clip.protected_sample_rate = TARGET_RATE
         clip.protected_num_samples = int(result.audio.size)
@@ -317,9 +341,11 @@ def store_protection(
                 labels=sc.labels if sc else [],
                 scores=sc.scores if sc else {},
                 reasons=sc.reasons if sc else [],
+                sensitivity=max([v for k, v in (sc.scores if sc else {}).items() if k in SENSITIVE_LABELS] or [0.0]),
             )
         )
-        enqueue(session, clip=clip, queue=QUEUE_FOR[result.outcome])
+        passes = passes_for.get(result.outcome, 1)
+        enqueue(session, clip=clip, queue=QUEUE_FOR[result.outcome], passes=passes)
     session.flush()
     audit.record(
         session,
@@ -335,7 +361,7 @@ def store_protection(
             "labels": result.screening.labels if result.screening else [],
         },
     )
-    return ProcessResult(clip.id, result.outcome, result.reason)
+    return ProcessResult(clip.id, result.outcome, result.reason, replaced if result.audio is not None else None)
 
 
 def hold_clip(session: Session, *, actor: Actor, clip_id: int, reason: str) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from earmark import audit
-from earmark.models import Assignment, Clip, QueueItem, User, utcnow
+from earmark.models import Assignment, Clip, ClipProtection, QueueItem, User, utcnow
 from earmark.types import Actor, AssignmentState, ClipStatus, QueueState
 
 GENERAL = "general"
@@ -20,12 +21,19 @@ def user_actor(user: User) -> Actor:
     return Actor("user", user.id, user.role)
 
 
-def enqueue(session: Session, *, clip: Clip, queue: str = GENERAL) -> QueueItem:
-    """Put `clip` in `queue` (no audit of its own: the caller's event covers it)."""
-    item = QueueItem(clip_id=clip.id, queue=queue, state=QueueState.queued)
-    session.add(item)
+def enqueue(session: Session, *, clip: Clip, queue: str = GENERAL, passes: int = 1) -> list[QueueItem]:
+    """Put `clip` in `queue` for `passes` independent reviews, one item per pass (no audit of its
+    own: the caller's event covers it). Pass numbers continue after earlier ones (re-queues)."""
+    last = session.execute(
+        select(func.max(QueueItem.pass_no)).where(QueueItem.clip_id == clip.id, QueueItem.queue == queue)
+    ).scalar_one()
+    items = []
+    for n in range(passes):
+        item = QueueItem(clip_id=clip.id, queue=queue, state=QueueState.queued, pass_no=(last or 0) + n + 1)
+        session.add(item)
+        items.append(item)
     clip.status = ClipStatus.queued
-    return item
+    return items
 
 
 def _available(now: datetime):  # type: ignore[no-untyped-def]
@@ -50,7 +58,14 @@ def active_assignment(session: Session, *, user: User, now: datetime | None = No
     ).scalar_one_or_none()
 
 
-def lease_next(session: Session, *, actor: User, queue: str = GENERAL, lease_seconds: int = 600) -> Assignment | None:
+def lease_next(
+    session: Session,
+    *,
+    actor: User,
+    queue: str = GENERAL,
+    lease_seconds: int = 600,
+    max_sensitivity: float | None = None,
+) -> Assignment | None:
     """Give `actor` the oldest clip of `queue` that nobody holds, or None. Audited; caller commits.
 
     The conditional UPDATE is the lock: it only matches a row that is still free, so two concurrent
@@ -61,14 +76,14 @@ def lease_next(session: Session, *, actor: User, queue: str = GENERAL, lease_sec
     held = active_assignment(session, user=actor, now=now)
     if held is not None:
         return held
-    reviewed_before = select(Assignment.queue_item_id).where(
-        Assignment.user_id == actor.id, Assignment.state == AssignmentState.submitted
-    )
+    # One person never reviews the same clip twice: K passes need K different people.
+    seen_before = select(Assignment.clip_id).where(Assignment.user_id == actor.id)
     while True:
         candidates = (
             session.execute(
                 select(QueueItem.id)
-                .where(QueueItem.queue == queue, _available(now), QueueItem.id.not_in(reviewed_before))
+                .where(QueueItem.queue == queue, _available(now), QueueItem.clip_id.not_in(seen_before))
+                .where(*_sensitivity_filter(max_sensitivity))
                 .order_by(QueueItem.enqueued_at, QueueItem.id)
                 .limit(LEASE_CANDIDATES)
             )
@@ -124,6 +139,13 @@ def lease_next(session: Session, *, actor: User, queue: str = GENERAL, lease_sec
                 details={"queue": queue, "queue_item": item_id, "expires_s": lease_seconds},
             )
             return assignment
+
+
+def _sensitivity_filter(max_sensitivity: float | None) -> list[Any]:
+    if max_sensitivity is None:
+        return []
+    near = select(ClipProtection.clip_id).where(ClipProtection.sensitivity > max_sensitivity)
+    return [QueueItem.clip_id.not_in(near)]
 
 
 def withdraw_clips(session: Session, *, actor: Actor, clip_ids: list[int], reason: str) -> int:

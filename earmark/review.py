@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from earmark import audit
+from earmark.catalog import load_inventory
 from earmark.crypto import Keyring, decrypt_blob
 from earmark.errors import InvalidInput, LeaseExpired, NotFound, Withdrawn
 from earmark.keys import data_key
-from earmark.models import Annotation, Assignment, Clip, QueueItem, User, utcnow
-from earmark.queues import user_actor
+from earmark.models import Annotation, Assignment, Clip, Entity, QueueItem, User, utcnow
+from earmark.quality import after_submit
+from earmark.queues import enqueue, user_actor, withdraw_clips
 from earmark.storage import LocalBlobStore
 from earmark.types import AssignmentState, ClipStatus, QueueState
 
@@ -115,6 +120,60 @@ def clean_transcript(text: str, *, max_chars: int) -> str:
     return cleaned
 
 
+class SlotIn(BaseModel):
+    """A slot the reviewer tagged: a character range of the submitted transcript, its type, and
+    optionally the catalog entity it refers to."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str = Field(min_length=1, max_length=64)
+    start: int = Field(ge=0)
+    end: int = Field(gt=0)
+    entity_id: str | None = Field(None, max_length=128)
+
+
+FLAGS = ("accidental_activation", "unintelligible", "not_english")
+SKIP_REASONS = ("cannot_hear", "too_hard", "conflict_of_interest", "technical_problem", "other")
+
+
+def _check_nlu(session: Session, text: str, intent: str, slots: list[SlotIn]) -> list[dict[str, Any]]:
+    """Validate intent and slots against the project inventory; return slots as stored."""
+    inventory = load_inventory(session)
+    if intent and not inventory.empty and intent not in inventory.intents:
+        raise InvalidInput(f"unknown intent {intent!r}; choose one of the project's intents", field="intent")
+    out = []
+    for slot in slots:
+        if slot.end > len(text) or slot.start >= slot.end:
+            raise InvalidInput(f"slot {slot.type!r} does not lie inside the transcript", field="slots")
+        if inventory.slots and slot.type not in inventory.slots:
+            raise InvalidInput(f"unknown slot type {slot.type!r}", field="slots")
+        value = text[slot.start : slot.end]
+        if "[" in value or "]" in value:
+            raise InvalidInput("a slot cannot cover a redacted placeholder", field="slots")
+        if slot.entity_id is not None and session.get(Entity, slot.entity_id) is None:
+            raise InvalidInput(f"unknown catalog entity {slot.entity_id!r}", field="slots")
+        out.append(
+            {"type": slot.type, "start": slot.start, "end": slot.end, "value": value, "entity_id": slot.entity_id}
+        )
+    return out
+
+
+def _placeholders(text: str) -> list[str]:
+    return re.findall(r"\[[A-Z_]+\]", text)
+
+
+def _open_pass(session: Session, actor: User, assignment_id: str) -> tuple[Assignment, Clip, QueueItem] | Annotation:
+    assignment = get_assignment(session, user=actor, assignment_id=assignment_id)
+    if assignment.state == AssignmentState.submitted:
+        return session.execute(select(Annotation).where(Annotation.assignment_id == assignment.id)).scalar_one()
+    require_active(assignment)
+    clip = session.get(Clip, assignment.clip_id)
+    item = session.get(QueueItem, assignment.queue_item_id)
+    assert clip is not None and item is not None
+    if item.assignment_id != assignment.id or item.state != QueueState.leased:
+        raise LeaseExpired("this clip was handed to someone else after your lease expired; nothing was saved")
+    return assignment, clip, item
+
+
 def submit_annotation(
     session: Session,
     *,
@@ -122,28 +181,37 @@ def submit_annotation(
     assignment_id: str,
     transcript: str,
     intent: str,
+    slots: list[SlotIn] | None = None,
+    flag: str | None = None,
+    mode: str | None = None,
+    ms: int | None = None,
     max_transcript_chars: int = 2000,
+    disagreement_wer: float = 0.2,
+    probation_extra_passes: int = 1,
 ) -> Annotation:
-    """Store the reviewer's annotation and close the assignment. Audited; caller commits.
+    """Store the reviewer's annotation (or flag) and close the assignment. Audited; caller commits.
 
     A second submit of the same assignment returns the first annotation unchanged (double clicks,
-    retried requests), so nothing is ever stored twice.
+    retried requests), so nothing is ever stored twice. Redacted placeholders ([PHONE]...) must
+    survive editing: personal data cannot be typed back into a transcript.
     """
-    assignment = get_assignment(session, user=actor, assignment_id=assignment_id)
-    if assignment.state == AssignmentState.submitted:
-        existing = session.execute(select(Annotation).where(Annotation.assignment_id == assignment.id)).scalar_one()
-        return existing
-    require_active(assignment)
+    opened = _open_pass(session, actor, assignment_id)
+    if isinstance(opened, Annotation):
+        return opened
+    assignment, clip, item = opened
     text = clean_transcript(transcript, max_chars=max_transcript_chars)
     intent = " ".join(intent.split())
     if len(intent) > INTENT_MAX:
         raise InvalidInput(f"intent is longer than {INTENT_MAX} characters", field="intent")
-    clip = session.get(Clip, assignment.clip_id)
-    item = session.get(QueueItem, assignment.queue_item_id)
-    assert clip is not None and item is not None
-    if item.assignment_id != assignment.id or item.state != QueueState.leased:
-        raise LeaseExpired("this clip was handed to someone else after your lease expired; nothing was saved")
+    if flag is not None and flag not in FLAGS:
+        raise InvalidInput(f"unknown flag {flag!r}; one of {', '.join(FLAGS)}", field="flag")
+    if mode not in (None, "verify", "edit"):
+        raise InvalidInput("mode must be verify or edit", field="mode")
+    if item.queue != "adjudication" and sorted(_placeholders(text)) != sorted(_placeholders(clip.redacted_text or "")):
+        raise InvalidInput("the redacted placeholders ([PERSON], [PHONE]...) must stay as they are", field="transcript")
+    stored_slots = _check_nlu(session, text, intent, slots or []) if flag is None else []
     now = utcnow()
+    kind = "adjudication" if item.queue == "adjudication" else ("flag" if flag else "label")
     annotation = Annotation(
         clip_id=clip.id,
         assignment_id=assignment.id,
@@ -151,21 +219,94 @@ def submit_annotation(
         transcript=text,
         intent=intent or None,
         created_at=now,
+        kind=kind,
+        slots=stored_slots,
+        flags=[flag] if flag else [],
+        mode=mode,
+        ms=ms if ms is None or 0 <= ms < 86_400_000 else None,
     )
     session.add(annotation)
     assignment.state = AssignmentState.submitted
     assignment.closed_at = now
     item.state = QueueState.done
     item.lease_expires_at = None
-    clip.status = ClipStatus.reviewed
     session.flush()
     prior_intent = str((clip.device_nlu or {}).get("intent", ""))
     audit.record(
         session,
         actor=user_actor(actor),
-        action="review.submit",
+        action="review.flag" if flag else ("review.adjudicate" if kind == "adjudication" else "review.submit"),
         object_type="assignment",
         object_id=assignment.id,
-        details={"words": len(text.split()), "intent_changed": (intent or "") != prior_intent},
+        details={"flag": flag} if flag else {
+            "words": len(text.split()), "intent_changed": (intent or "") != prior_intent,
+            "slots": len(stored_slots), "mode": mode,
+        },
+    )  # fmt: skip
+    after_submit(
+        session,
+        actor=user_actor(actor),
+        user=actor,
+        clip=clip,
+        item=item,
+        annotation=annotation,
+        disagreement_wer=disagreement_wer,
+        probation_extra_passes=probation_extra_passes,
     )
     return annotation
+
+
+def skip_assignment(session: Session, *, actor: User, assignment_id: str, reason: str) -> None:
+    """Give a clip back: it returns to the queue for someone else, never to this reviewer. Audited."""
+    if reason not in SKIP_REASONS:
+        raise InvalidInput(f"unknown reason {reason!r}; one of {', '.join(SKIP_REASONS)}", field="reason")
+    opened = _open_pass(session, actor, assignment_id)
+    if isinstance(opened, Annotation):
+        return
+    assignment, _clip, item = opened
+    now = utcnow()
+    assignment.state = AssignmentState.skipped
+    assignment.closed_at = now
+    item.state = QueueState.queued
+    item.lease_expires_at = None
+    item.assignment_id = None
+    audit.record(
+        session, actor=user_actor(actor), action="review.skip", object_type="assignment", object_id=assignment.id,
+        details={"reason": reason},
+    )  # fmt: skip
+
+
+def report_missed_pii(session: Session, *, actor: User, assignment_id: str, start: float, end: float) -> None:
+    """The reviewer heard personal data the pipeline left audible (seconds of the clip): the clip is
+    withdrawn at once from every queue, the span added to its redactions, and it goes back through
+    the pipeline, which re-queues the re-protected clip. Audited; caller commits."""
+    opened = _open_pass(session, actor, assignment_id)
+    if isinstance(opened, Annotation):
+        raise InvalidInput("this clip was already submitted", field="assignment")
+    _assignment, clip, _item = opened
+    rate = clip.protected_sample_rate or 16_000
+    total = clip.protected_num_samples or 0
+    if not 0 <= start < end or end * rate > total + rate // 10:
+        raise InvalidInput(f"the span must lie inside the clip (0 to {total / rate:.2f} s)", field="span")
+    span = [int(start * rate), min(total, int(end * rate))]
+    withdraw_clips(session, actor=user_actor(actor), clip_ids=[clip.id], reason="pii_missed")
+    clip.extra_redactions = [*(clip.extra_redactions or []), span]
+    clip.status = ClipStatus.pending  # back through the pipeline before anyone hears it again
+    audit.record(
+        session, actor=user_actor(actor), action="review.pii_missed", object_type="clip", object_id=clip.id,
+        details={"spans": len(clip.extra_redactions)},
+    )  # fmt: skip
+
+
+def flag_sensitive(session: Session, *, actor: User, assignment_id: str) -> None:
+    """The reviewer met distressing content: the clip leaves their screen and every general queue
+    at once for the safety queue, and the reviewer gets no near-sensitive clip for the rest of the
+    day. Audited; caller commits."""
+    opened = _open_pass(session, actor, assignment_id)
+    if isinstance(opened, Annotation):
+        raise InvalidInput("this clip was already submitted", field="assignment")
+    _assignment, clip, _item = opened
+    withdraw_clips(session, actor=user_actor(actor), clip_ids=[clip.id], reason="sensitive")
+    enqueue(session, clip=clip, queue="safety")
+    actor.sensitive_blocked_on = utcnow().date().isoformat()
+    audit.record(session, actor=user_actor(actor), action="review.sensitive", object_type="clip", object_id=clip.id)

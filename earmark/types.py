@@ -43,6 +43,7 @@ class AssignmentState(enum.StrEnum):
     submitted = "submitted"
     expired = "expired"
     withdrawn = "withdrawn"
+    skipped = "skipped"
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,7 @@ class Workspace:
             no_speech=s.no_speech_route,
             redaction_mode=s.redaction_mode,
             pad_ms=s.redaction_pad_ms,
+            passes=s.review_passes,
         )
 
     @property
@@ -247,6 +248,7 @@ class Workspace:
                 parts=self.components(),
                 config=self.pipeline_config,
                 rng=clip_rng(self.secret, pending.external_id),
+                extra_spans=pending.extra_spans,
             )
             with self.transaction() as session:
                 stored = store_protection(
@@ -257,6 +259,7 @@ class Workspace:
                     blobs=self.blobs,
                     keyring=self.keyring,
                     journal=journal,
+                    passes_for={"general": self.settings.review_passes},
                 )
         except Exception as exc:
             self._discard(journal, journal.keys)
@@ -266,6 +269,8 @@ class Workspace:
                 hold_clip(session, actor=Actor.system(), clip_id=clip_id, reason=reason)
             return ProcessResult(clip_id, "held", reason)
         journal.close()
+        if stored.replaced_blob:
+            self.blobs.delete(stored.replaced_blob)
         return stored
 
     @property

@@ -88,19 +88,21 @@ def test_proof_nothing_of_the_account_is_left_anywhere(sqlite_ws: Workspace) -> 
     ws = sqlite_ws
     ids, _ = _setup(ws)
     reviewer = f.user(ws, "rev1")
-    victim_pks = {_clip(ws, cid).id for cid in ids}
     # A reviewer annotates the victim's clips with their own words.
     for _ in range(3):
         with ws.transaction() as s:
             a = lease_next(s, actor=reviewer)
             if a is None:
                 break
-            is_victim = a.clip_id in victim_pks
+            clip = s.get(Clip, a.clip_id)
+            assert clip is not None
+            # Placeholders must stay; a reviewer's own words about the victim's clip are kept too.
+            note = " zebediah" if clip.external_id in ids else ""
             submit_annotation(
                 s,
                 actor=reviewer,
                 assignment_id=a.id,
-                transcript=SECRET_WORDS if is_victim else "play music",
+                transcript=f"{clip.redacted_text}{note}",
                 intent="MakeCall",
             )
     with ws.sessions() as s:
