@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,11 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from earmark import audit
+from earmark.audio import decode_mono, peaks
 from earmark.catalog import load_inventory
 from earmark.crypto import Keyring, decrypt_blob
 from earmark.errors import InvalidInput, LeaseExpired, NotFound, Withdrawn
 from earmark.keys import data_key
-from earmark.models import Annotation, Assignment, Clip, Entity, QueueItem, User, utcnow
+from earmark.models import Annotation, Assignment, Clip, ClipProtection, Entity, QueueItem, User, utcnow
 from earmark.quality import after_submit
 from earmark.queues import enqueue, user_actor, withdraw_clips
 from earmark.storage import LocalBlobStore
@@ -38,6 +39,28 @@ class ReviewView:
     language: str
     transcript: str
     intent: str
+    queue: str = "general"
+    slots: list[dict[str, Any]] = field(default_factory=list)  # pre-filled from the device hypothesis
+    passes: list[dict[str, Any]] = field(default_factory=list)  # adjudication: what the passes said
+    labels: list[str] = field(default_factory=list)  # safety: why screening routed it
+    reasons: list[str] = field(default_factory=list)
+
+
+def prefill_slots(text: str, device_slots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Device slots whose value still appears in the (redacted) transcript, with offsets.
+
+    >>> prefill_slots("play halo by beyonce", [{"type": "song", "value": "halo"}])
+    [{'type': 'song', 'start': 5, 'end': 9, 'value': 'halo', 'entity_id': None}]
+    """
+    out = []
+    for slot in device_slots or []:
+        value = " ".join(str(slot.get("value", "")).split())
+        m = re.search(rf"\b{re.escape(value)}\b", text) if value else None
+        if m:
+            out.append(
+                {"type": str(slot.get("type")), "start": m.start(), "end": m.end(), "value": value, "entity_id": None}
+            )
+    return out
 
 
 def get_assignment(session: Session, *, user: User, assignment_id: str) -> Assignment:
@@ -46,6 +69,13 @@ def get_assignment(session: Session, *, user: User, assignment_id: str) -> Assig
     if assignment is None or assignment.user_id != user.id:
         raise NotFound("no such assignment")
     return assignment
+
+
+def queue_of(session: Session, *, user: User, assignment_id: str) -> str:
+    """Which queue the caller's assignment came from."""
+    assignment = get_assignment(session, user=user, assignment_id=assignment_id)
+    item = session.get(QueueItem, assignment.queue_item_id)
+    return item.queue if item else "general"
 
 
 def require_active(assignment: Assignment) -> None:
@@ -70,15 +100,45 @@ def view_assignment(session: Session, *, user: User, assignment_id: str) -> Revi
     nlu = clip.device_nlu or {}
     left = int((assignment.expires_at - utcnow()).total_seconds())
     assert clip.protected_num_samples is not None and clip.protected_sample_rate
+    item = session.get(QueueItem, assignment.queue_item_id)
+    queue = item.queue if item else "general"
+    text = clip.redacted_text or ""
+    passes: list[dict[str, Any]] = []
+    if queue == "adjudication":
+        for a in session.execute(
+            select(Annotation).where(Annotation.clip_id == clip.id, Annotation.kind == "label").order_by(Annotation.id)
+        ).scalars():
+            passes.append({"transcript": a.transcript, "intent": a.intent or "", "slots": a.slots})
+    prot = session.get(ClipProtection, clip.id) if queue == "safety" else None
     return ReviewView(
         assignment_id=assignment.id,
         expires_at_iso=assignment.expires_at.isoformat(timespec="seconds"),
         seconds_left=max(left, 0),
         duration_seconds=round(clip.protected_num_samples / clip.protected_sample_rate, 2),
         language=clip.locale.split("-")[0],
-        transcript=clip.redacted_text or "",
-        intent=str(nlu.get("intent", "")),
+        transcript=passes[0]["transcript"] if passes else text,
+        intent=passes[0]["intent"] if passes else str(nlu.get("intent", "")),
+        queue=queue,
+        slots=prefill_slots(text, nlu.get("slots") or []) if not passes else list(passes[0]["slots"]),
+        passes=passes,
+        labels=list(prot.labels) if prot else [],
+        reasons=list(prot.reasons) if prot else [],
     )
+
+
+def assignment_peaks(
+    session: Session, *, user: User, assignment_id: str, blobs: LocalBlobStore, keyring: Keyring, buckets: int = 400
+) -> list[float]:
+    """Waveform peaks of the protected clip, for drawing (no audio leaves the server this way)."""
+    assignment = get_assignment(session, user=user, assignment_id=assignment_id)
+    require_active(assignment)
+    clip = _protected(session, assignment)
+    assert clip.protected_blob_key is not None
+    dk = data_key(session, keyring, clip.account_id)
+    x, _ = decode_mono(decrypt_blob(dk, blobs.get(clip.protected_blob_key), blob_key=clip.protected_blob_key))
+    p = peaks(x, buckets)
+    top = float(p.max()) or 1.0
+    return [round(float(v) / top, 3) for v in p]
 
 
 def _protected(session: Session, assignment: Assignment) -> Clip:

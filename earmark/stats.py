@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from earmark.models import Account, Assignment, Clip, QueueItem
+from earmark.models import Account, Annotation, Assignment, Clip, QueueItem, utcnow
+from earmark.quality import agreement, gold_accuracy
 from earmark.queues import queue_depths
 from earmark.types import AssignmentState
 
@@ -34,4 +37,46 @@ def workspace_stats(session: Session, *, consent_default: str) -> dict[str, obje
             "by_queue": depths,
         },
         "reviewed": reviewed,
+    }
+
+
+def reviewer_stats(session: Session, *, user_id: int) -> dict[str, object]:
+    """A reviewer's own day: clips done today, median seconds per clip, gold accuracy."""
+    today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    mine = select(Annotation.ms).where(Annotation.user_id == user_id, Annotation.created_at >= today)
+    done = session.execute(select(func.count()).select_from(mine.subquery())).scalar_one()
+    timed = mine.where(Annotation.ms.is_not(None)).order_by(Annotation.ms)
+    n_timed = session.execute(select(func.count()).select_from(timed.subquery())).scalar_one()
+    median_ms = session.execute(timed.offset(n_timed // 2).limit(1)).scalar_one_or_none() if n_timed else None
+    gold_n, gold_acc = gold_accuracy(session, user_id=user_id)
+    return {
+        "clips_today": done,
+        "median_seconds": round(median_ms / 1000, 1) if median_ms is not None else None,
+        "gold_answers": gold_n,
+        "gold_accuracy": gold_acc,
+    }
+
+
+def program_stats(session: Session) -> dict[str, object]:
+    """The admin dashboard: clips per hour per queue (24 h), oldest waiting clip, agreement."""
+    now = utcnow()
+    since = now - timedelta(hours=24)
+    per_hour = session.execute(
+        select(QueueItem.queue, func.count())
+        .select_from(Assignment)
+        .join(QueueItem, QueueItem.id == Assignment.queue_item_id)
+        .where(Assignment.state == AssignmentState.submitted, Assignment.closed_at >= since)
+        .group_by(QueueItem.queue)
+    ).all()
+    oldest = session.execute(
+        select(QueueItem.queue, func.min(QueueItem.enqueued_at))
+        .where(QueueItem.state.in_(["queued", "leased"]))
+        .group_by(QueueItem.queue)
+    ).all()
+    gold_n, gold_acc = gold_accuracy(session)
+    return {
+        "clips_per_hour": {q: round(n / 24, 2) for q, n in per_hour},
+        "oldest_waiting_minutes": {q: int((now - t).total_seconds() // 60) for q, t in oldest if t is not None},
+        "agreement": agreement(session),
+        "gold": {"answers": gold_n, "accuracy": gold_acc},
     }

@@ -80,9 +80,9 @@ def templates() -> Jinja2Templates:
 
 def routers() -> list[APIRouter]:
     """Every router the app serves; tests enumerate their routes against the policy table."""
-    from earmark.web import admin, api, auditview, pages
+    from earmark.web import admin, api, auditview, pages, review
 
-    return [pages.router, admin.router, auditview.router, api.router]
+    return [pages.router, review.router, admin.router, auditview.router, api.router]
 
 
 def create_app(ws: Workspace, *, worker: bool = False) -> FastAPI:

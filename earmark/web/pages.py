@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 import threading
 import time
 from collections import deque
 from typing import Any
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from earmark import auth, review
-from earmark.errors import AuthenticationFailed, EarmarkError, NotFound, PermissionDenied
-from earmark.models import Clip
-from earmark.queues import GENERAL, lease_next
-from earmark.types import ClipStatus, Role
+from earmark import auth
+from earmark.errors import AuthenticationFailed, PermissionDenied
+from earmark.types import Role
 from earmark.web.deps import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
@@ -30,7 +25,6 @@ from earmark.web.deps import (
     get_ws,
     page_caller,
 )
-from earmark.workspace import Workspace
 
 router = APIRouter()
 
@@ -154,120 +148,10 @@ def home(request: Request, caller: Caller = Depends(page_caller)) -> Response:
     role = Role(caller.user.role)
     if role in (Role.reviewer, Role.senior):
         return RedirectResponse("/review", status_code=303)
+    if role == Role.safety:
+        return RedirectResponse("/safety", status_code=303)
     if role == Role.admin:
         return RedirectResponse("/admin", status_code=303)
     if role == Role.auditor:
         return RedirectResponse("/audit", status_code=303)
     return render(request, "home.html", {"role": role.value})
-
-
-# -- review ------------------------------------------------------------------------------------
-
-
-def audio_signature(secret: bytes, assignment_id: str, user_id: int, expires: int) -> str:
-    msg = f"audio:{assignment_id}:{user_id}:{expires}".encode()
-    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
-
-
-def audio_url(ws: Workspace, assignment_id: str, user_id: int) -> str:
-    expires = int(time.time()) + ws.settings.audio_url_seconds
-    sig = audio_signature(ws.secret, assignment_id, user_id, expires)
-    return f"/review/{assignment_id}/audio?exp={expires}&sig={sig}"
-
-
-@router.get("/review", name="review.next")
-def review_next(
-    request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
-) -> Response:
-    """Lease the next clip (or resume the one held) and open it."""
-    ws = get_ws(request)
-    assignment = lease_next(session, actor=caller.user, queue=GENERAL, lease_seconds=ws.settings.lease_seconds)
-    session.commit()
-    if assignment is None:
-        waiting = session.execute(
-            select(func.count()).select_from(Clip).where(Clip.status == ClipStatus.pending)
-        ).scalar_one()
-        return render(request, "review_empty.html", {"waiting": waiting})
-    return RedirectResponse(f"/review/{assignment.id}", status_code=303)
-
-
-@router.get("/review/{assignment_id}", name="review.page")
-def review_page(
-    request: Request,
-    assignment_id: str,
-    notice: str = "",
-    caller: Caller = Depends(page_caller),
-    session: Session = Depends(get_db),
-) -> Response:
-    ws = get_ws(request)
-    try:
-        view = review.view_assignment(session, user=caller.user, assignment_id=assignment_id)
-    except NotFound:
-        raise
-    except EarmarkError as exc:
-        return render(request, "review_closed.html", {"message": exc.message}, status_code=exc.http_status)
-    return render(
-        request,
-        "review.html",
-        {
-            "view": view,
-            "audio_url": audio_url(ws, view.assignment_id, caller.user.id),
-            "max_chars": ws.settings.max_transcript_chars,
-            "notice": notice,
-        },
-    )
-
-
-@router.get("/review/{assignment_id}/audio", name="review.audio")
-def review_audio(
-    request: Request,
-    assignment_id: str,
-    exp: int = Query(...),
-    sig: str = Query(...),
-    caller: Caller = Depends(page_caller),
-    session: Session = Depends(get_db),
-) -> Response:
-    """The clip's audio for the assignment's holder only, from a URL that expires."""
-    ws = get_ws(request)
-    expected = audio_signature(ws.secret, assignment_id, caller.user.id, exp)
-    if not hmac.compare_digest(expected, sig):
-        raise NotFound("no such audio")
-    if exp < time.time():
-        raise PermissionDenied("this audio link expired; reload the page")
-    wav = review.assignment_audio(
-        session, user=caller.user, assignment_id=assignment_id, blobs=ws.blobs, keyring=ws.keyring
-    )
-    session.commit()
-    return Response(
-        wav,
-        media_type="audio/wav",
-        headers={"Cache-Control": "no-store, private", "Content-Disposition": "inline"},
-    )
-
-
-@router.post("/review/{assignment_id}/submit", name="review.submit")
-def review_submit(
-    request: Request,
-    assignment_id: str,
-    transcript: str = Form(""),
-    intent: str = Form(""),
-    caller: Caller = Depends(csrf_checked),
-    session: Session = Depends(get_db),
-) -> Response:
-    ws = get_ws(request)
-    try:
-        review.submit_annotation(
-            session,
-            actor=caller.user,
-            assignment_id=assignment_id,
-            transcript=transcript,
-            intent=intent,
-            max_transcript_chars=ws.settings.max_transcript_chars,
-        )
-    except NotFound:
-        raise
-    except EarmarkError as exc:
-        session.rollback()
-        return render(request, "review_closed.html", {"message": exc.message}, status_code=exc.http_status)
-    session.commit()
-    return RedirectResponse("/review", status_code=303)

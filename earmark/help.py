@@ -1,0 +1,127 @@
+"""Help requests instead of chat rooms: a reviewer asks a senior about a time range of the clip
+they hold; the answer comes back to the asker's inbox and can be applied with one key. The clip
+is only ever the protected derivative, heard in the tool, with every listen audited; an answered
+request's audio link is dead."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from earmark import audit
+from earmark.crypto import Keyring, decrypt_blob
+from earmark.errors import InvalidInput, NotFound
+from earmark.keys import data_key
+from earmark.models import Clip, HelpRequest, User, utcnow
+from earmark.queues import user_actor
+from earmark.review import get_assignment, require_active
+from earmark.storage import LocalBlobStore
+from earmark.types import Role
+
+MAX_QUESTION = 500
+
+
+def ask_help(
+    session: Session, *, actor: User, assignment_id: str, start: float, end: float, question: str
+) -> HelpRequest:
+    """Ask the seniors about seconds [start, end) of the clip `actor` holds. Audited; caller commits."""
+    assignment = get_assignment(session, user=actor, assignment_id=assignment_id)
+    require_active(assignment)
+    clip = session.get(Clip, assignment.clip_id)
+    assert clip is not None
+    rate = clip.protected_sample_rate or 16_000
+    total = clip.protected_num_samples or 0
+    if not 0 <= start < end or int(start * rate) >= total:
+        raise InvalidInput(f"the range must lie inside the clip (0 to {total / rate:.2f} s)", field="range")
+    text = " ".join(question.split())
+    if not text:
+        raise InvalidInput("write the question", field="question")
+    if len(text) > MAX_QUESTION:
+        raise InvalidInput(f"the question is longer than {MAX_QUESTION} characters", field="question")
+    req = HelpRequest(
+        id=secrets.token_urlsafe(12),
+        clip_id=clip.id,
+        assignment_id=assignment.id,
+        asker_id=actor.id,
+        start=int(start * rate),
+        end=min(total, int(end * rate)),
+        question=text,
+    )
+    session.add(req)
+    session.flush()
+    audit.record(
+        session, actor=user_actor(actor), action="help.ask", object_type="help", object_id=req.id,
+        details={"seconds": round(end - start, 2)},
+    )  # fmt: skip
+    return req
+
+
+def open_requests(session: Session, *, limit: int = 50) -> list[HelpRequest]:
+    return list(
+        session.execute(
+            select(HelpRequest).where(HelpRequest.state == "open").order_by(HelpRequest.created_at).limit(limit)
+        ).scalars()
+    )
+
+
+def get_request(session: Session, *, user: User, help_id: str) -> HelpRequest:
+    """A request as its asker or a senior may see it; anyone else gets "not found"."""
+    req = session.get(HelpRequest, help_id)
+    if req is None or not (req.asker_id == user.id or Role(user.role) in (Role.senior, Role.admin)):
+        raise NotFound("no such help request")
+    return req
+
+
+def help_audio(session: Session, *, user: User, help_id: str, blobs: LocalBlobStore, keyring: Keyring) -> bytes:
+    """The protected clip of an open request, for a senior. Audited; a closed request has no audio."""
+    req = get_request(session, user=user, help_id=help_id)
+    if Role(user.role) not in (Role.senior, Role.admin) or req.state != "open":
+        raise NotFound("no audio for this request")
+    clip = session.get(Clip, req.clip_id)
+    if clip is None or not clip.protected_blob_key:
+        raise NotFound("the clip was withdrawn")
+    dk = data_key(session, keyring, clip.account_id)
+    wav = decrypt_blob(dk, blobs.get(clip.protected_blob_key), blob_key=clip.protected_blob_key)
+    audit.record(
+        session, actor=user_actor(user), action="help.audio", object_type="help", object_id=req.id,
+        details={"bytes": len(wav)},
+    )  # fmt: skip
+    return wav
+
+
+def answer_help(session: Session, *, actor: User, help_id: str, answer: str) -> HelpRequest:
+    """A senior's answer goes to the asker's inbox. Audited; caller commits."""
+    if Role(actor.role) not in (Role.senior, Role.admin):
+        raise NotFound("no such help request")
+    req = get_request(session, user=actor, help_id=help_id)
+    if req.state != "open":
+        raise InvalidInput("this request was already answered", field="help")
+    text = " ".join(answer.split())
+    if not text or len(text) > MAX_QUESTION:
+        raise InvalidInput(f"the answer must be 1 to {MAX_QUESTION} characters", field="answer")
+    req.answer = text
+    req.answerer_id = actor.id
+    req.state = "answered"
+    req.answered_at = utcnow()
+    audit.record(session, actor=user_actor(actor), action="help.answer", object_type="help", object_id=req.id)
+    return req
+
+
+def inbox(session: Session, *, user: User, assignment_id: str | None = None) -> list[HelpRequest]:
+    """The asker's requests (for one assignment, or all open/answered ones), newest first."""
+    q = select(HelpRequest).where(HelpRequest.asker_id == user.id, HelpRequest.state.in_(["open", "answered"]))
+    if assignment_id:
+        q = q.where(HelpRequest.assignment_id == assignment_id)
+    return list(session.execute(q.order_by(HelpRequest.created_at.desc()).limit(20)).scalars())
+
+
+def apply_answer(session: Session, *, actor: User, help_id: str) -> HelpRequest:
+    """The asker used the answer. Audited; caller commits."""
+    req = get_request(session, user=actor, help_id=help_id)
+    if req.asker_id != actor.id or req.state != "answered":
+        raise InvalidInput("there is no answer to apply", field="help")
+    req.state = "applied"
+    audit.record(session, actor=user_actor(actor), action="help.apply", object_type="help", object_id=req.id)
+    return req

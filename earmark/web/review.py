@@ -1,0 +1,454 @@
+"""The workbench: review, adjudication, help requests, the safety queue, and a reviewer's own
+figures. Thin: parse, call one domain function, commit, render or answer JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from earmark import escalation, help, review
+from earmark.catalog import link, load_inventory
+from earmark.errors import EarmarkError, InvalidInput, NotFound, PermissionDenied
+from earmark.models import Assignment, Clip, utcnow
+from earmark.quality import ADJUDICATION, GOLD, is_gold_lease, serve_gold
+from earmark.queues import GENERAL, active_assignment, lease_next
+from earmark.stats import reviewer_stats
+from earmark.types import ClipStatus, Role
+from earmark.web.deps import Caller, csrf_checked, get_db, get_ws, page_caller
+from earmark.web.pages import render
+from earmark.workspace import Workspace
+
+router = APIRouter()
+
+
+def sign(secret: bytes, *parts: object) -> str:
+    return hmac.new(secret, ":".join(map(str, parts)).encode(), hashlib.sha256).hexdigest()
+
+
+def audio_url(ws: Workspace, assignment_id: str, user_id: int) -> str:
+    expires = int(time.time()) + ws.settings.audio_url_seconds
+    return (
+        f"/review/{assignment_id}/audio?exp={expires}&sig={sign(ws.secret, 'audio', assignment_id, user_id, expires)}"
+    )
+
+
+def _check_signature(ws: Workspace, sig: str, exp: int, *parts: object) -> None:
+    if not hmac.compare_digest(sign(ws.secret, *parts, exp), sig):
+        raise NotFound("no such audio")
+    if exp < time.time():
+        raise PermissionDenied("this audio link expired; reload the page")
+
+
+def _wav(data: bytes) -> Response:
+    return Response(
+        data, media_type="audio/wav", headers={"Cache-Control": "no-store, private", "Content-Disposition": "inline"}
+    )
+
+
+async def _payload(request: Request) -> dict[str, Any]:
+    """The body of a state change: JSON from the page's script, or a plain form without it."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            data = json.loads(await request.body())
+        except ValueError as exc:
+            raise InvalidInput("the request body is not valid JSON") from exc
+        if not isinstance(data, dict):
+            raise InvalidInput("the request body must be a JSON object")
+        return data
+    return {k: v for k, v in (await request.form()).items() if k != "csrf_token"}
+
+
+def _answer(request: Request, target: str) -> Response:
+    if request.headers.get("content-type", "").startswith("application/json"):
+        return JSONResponse({"next": target})
+    return RedirectResponse(target, status_code=303)
+
+
+def _closed(request: Request, exc: EarmarkError) -> Response:
+    if request.headers.get("content-type", "").startswith("application/json"):
+        return JSONResponse(
+            {"error": {"message": exc.message, "field": exc.field}, "next": "/review"}, status_code=exc.http_status
+        )
+    return render(request, "review_closed.html", {"message": exc.message}, status_code=exc.http_status)
+
+
+# -- leasing -------------------------------------------------------------------------------------
+
+
+@router.get("/review", name="review.next")
+def review_next(
+    request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
+) -> Response:
+    """Lease the next clip (or resume the one held) and open it. Now and then a gold clip."""
+    ws = get_ws(request)
+    user = caller.user
+    queue = GENERAL
+    if active_assignment(session, user=user) is None:
+        leases = session.execute(
+            select(func.count()).select_from(Assignment).where(Assignment.user_id == user.id)
+        ).scalar_one()
+        if is_gold_lease(user.id, leases, ws.settings.gold_rate) and serve_gold(session, user=user) is not None:
+            queue = GOLD
+    blocked = user.sensitive_blocked_on == utcnow().date().isoformat()
+    assignment = lease_next(
+        session,
+        actor=user,
+        queue=queue,
+        lease_seconds=ws.settings.lease_seconds,
+        max_sensitivity=0.3 if blocked else None,
+    )
+    if assignment is None and queue == GOLD:
+        assignment = lease_next(session, actor=user, queue=GENERAL, lease_seconds=ws.settings.lease_seconds)
+    session.commit()
+    if assignment is None:
+        waiting = session.execute(
+            select(func.count()).select_from(Clip).where(Clip.status == ClipStatus.pending)
+        ).scalar_one()
+        return render(request, "review_empty.html", {"waiting": waiting})
+    return RedirectResponse(f"/review/{assignment.id}", status_code=303)
+
+
+@router.get("/adjudicate", name="adjudicate.next")
+def adjudicate_next(
+    request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
+) -> Response:
+    """Seniors: the next clip whose passes disagreed."""
+    ws = get_ws(request)
+    assignment = lease_next(session, actor=caller.user, queue=ADJUDICATION, lease_seconds=ws.settings.lease_seconds)
+    session.commit()
+    if assignment is None:
+        return render(request, "queue_empty.html", {"what": "No clip waits for adjudication."})
+    return RedirectResponse(f"/review/{assignment.id}", status_code=303)
+
+
+# -- the review page -------------------------------------------------------------------------------
+
+
+@router.get("/review/{assignment_id}", name="review.page")
+def review_page(
+    request: Request, assignment_id: str, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
+) -> Response:
+    ws = get_ws(request)
+    try:
+        view = review.view_assignment(session, user=caller.user, assignment_id=assignment_id)
+        peaks = review.assignment_peaks(
+            session, user=caller.user, assignment_id=assignment_id, blobs=ws.blobs, keyring=ws.keyring
+        )
+    except NotFound:
+        raise
+    except EarmarkError as exc:
+        return _closed(request, exc)
+    if view.queue == escalation.SAFETY and Role(caller.user.role) != Role.safety:
+        raise NotFound("no such assignment")
+    inventory = load_inventory(session)
+    config = {
+        "assignment": view.assignment_id,
+        "duration": view.duration_seconds,
+        "seconds_left": view.seconds_left,
+        "transcript": view.transcript,
+        "intent": view.intent,
+        "slots": view.slots,
+        "slot_types": list(inventory.slots) or ["artist", "song", "city", "contact", "date", "time", "item"],
+        "peaks": peaks,
+        "queue": view.queue,
+    }
+    return render(
+        request,
+        "review.html",
+        {
+            "view": view,
+            "audio_url": audio_url(ws, view.assignment_id, caller.user.id),
+            "max_chars": ws.settings.max_transcript_chars,
+            "intents": inventory.intents,
+            "config": json.dumps(config),
+            "flags": review.FLAGS,
+            "skip_reasons": review.SKIP_REASONS,
+            "protocol": escalation.protocol_html(ws.settings.safety_protocol)
+            if view.queue == escalation.SAFETY
+            else "",
+        },
+    )
+
+
+@router.get("/review/{assignment_id}/audio", name="review.audio")
+def review_audio(
+    request: Request,
+    assignment_id: str,
+    exp: int = Query(...),
+    sig: str = Query(...),
+    caller: Caller = Depends(page_caller),
+    session: Session = Depends(get_db),
+) -> Response:
+    """The protected clip, for the assignment's holder only, from a URL that expires."""
+    ws = get_ws(request)
+    _check_signature(ws, sig, exp, "audio", assignment_id, caller.user.id)
+    wav = review.assignment_audio(
+        session, user=caller.user, assignment_id=assignment_id, blobs=ws.blobs, keyring=ws.keyring
+    )
+    session.commit()
+    return _wav(wav)
+
+
+class SubmitBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    transcript: str = ""
+    intent: str = ""
+    slots: list[review.SlotIn] = Field(default_factory=list, max_length=30)
+    flag: str | None = None
+    mode: str | None = None
+    ms: int | None = None
+
+
+@router.post("/review/{assignment_id}/submit", name="review.submit")
+async def review_submit(
+    request: Request, assignment_id: str, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+) -> Response:
+    ws = get_ws(request)
+    raw = await _payload(request)
+    if isinstance(raw.get("slots"), str):
+        raw["slots"] = json.loads(raw["slots"] or "[]")
+    try:
+        body = SubmitBody.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidInput("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
+    s = ws.settings
+    item = review.queue_of(session, user=caller.user, assignment_id=assignment_id)
+    try:
+        review.submit_annotation(
+            session,
+            actor=caller.user,
+            assignment_id=assignment_id,
+            transcript=body.transcript,
+            intent=body.intent,
+            slots=body.slots,
+            flag=body.flag or None,
+            mode=body.mode,
+            ms=body.ms,
+            max_transcript_chars=s.max_transcript_chars,
+            disagreement_wer=s.disagreement_wer,
+            probation_extra_passes=s.probation_extra_passes,
+        )
+    except (NotFound, InvalidInput):
+        raise
+    except EarmarkError as exc:
+        session.rollback()
+        return _closed(request, exc)
+    session.commit()
+    return _answer(request, "/adjudicate" if item == ADJUDICATION else "/review")
+
+
+@router.post("/review/{assignment_id}/skip", name="review.skip")
+async def review_skip(
+    request: Request, assignment_id: str, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+) -> Response:
+    raw = await _payload(request)
+    try:
+        review.skip_assignment(
+            session, actor=caller.user, assignment_id=assignment_id, reason=str(raw.get("reason", ""))
+        )
+    except (NotFound, InvalidInput):
+        raise
+    except EarmarkError as exc:
+        return _closed(request, exc)
+    session.commit()
+    return _answer(request, "/review")
+
+
+def _span(raw: dict[str, Any]) -> tuple[float, float]:
+    try:
+        return float(raw["start"]), float(raw["end"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput("give start and end in seconds", field="range") from exc
+
+
+@router.post("/review/{assignment_id}/pii", name="review.pii")
+async def review_pii_missed(
+    request: Request, assignment_id: str, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+) -> Response:
+    """Personal data was still audible: withdraw, re-protect, re-queue."""
+    start, end = _span(await _payload(request))
+    review.report_missed_pii(session, actor=caller.user, assignment_id=assignment_id, start=start, end=end)
+    session.commit()
+    return _answer(request, "/review")
+
+
+@router.post("/review/{assignment_id}/sensitive", name="review.sensitive")
+async def review_sensitive(
+    request: Request, assignment_id: str, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+) -> Response:
+    """Distressing content: off the reviewer's screen now, into the safety queue; offer a break."""
+    review.flag_sensitive(session, actor=caller.user, assignment_id=assignment_id)
+    session.commit()
+    return _answer(request, "/break")
+
+
+@router.get("/break", name="review.break")
+def take_a_break(request: Request, caller: Caller = Depends(page_caller)) -> Response:
+    return render(request, "break.html", {})
+
+
+@router.get("/review/{assignment_id}/link", name="review.link")
+def review_link(
+    assignment_id: str,
+    value: str = "",
+    type: str = "",
+    caller: Caller = Depends(page_caller),
+    session: Session = Depends(get_db),
+) -> JSONResponse:
+    """Ranked catalog candidates for a slot value of the clip the caller holds."""
+    review.get_assignment(session, user=caller.user, assignment_id=assignment_id)
+    entity_type = load_inventory(session).slots.get(type) if type else None
+    candidates = link(session, value[:200], entity_type=entity_type)
+    return JSONResponse([{"id": c.id, "name": c.name, "type": c.type, "score": c.score} for c in candidates])
+
+
+# -- help requests ---------------------------------------------------------------------------------
+
+
+@router.post("/review/{assignment_id}/help", name="review.help")
+async def review_help(
+    request: Request, assignment_id: str, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+) -> JSONResponse:
+    raw = await _payload(request)
+    start, end = _span(raw)
+    req = help.ask_help(
+        session,
+        actor=caller.user,
+        assignment_id=assignment_id,
+        start=start,
+        end=end,
+        question=str(raw.get("question", "")),
+    )
+    session.commit()
+    return JSONResponse({"id": req.id, "state": req.state})
+
+
+@router.get("/review/{assignment_id}/inbox", name="review.inbox")
+def review_inbox(
+    assignment_id: str, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
+) -> JSONResponse:
+    review.get_assignment(session, user=caller.user, assignment_id=assignment_id)
+    items = help.inbox(session, user=caller.user, assignment_id=assignment_id)
+    return JSONResponse([{"id": r.id, "question": r.question, "state": r.state, "answer": r.answer} for r in items])
+
+
+@router.post("/help/{help_id}/apply", name="help.apply")
+def help_apply(
+    help_id: str, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+) -> JSONResponse:
+    req = help.apply_answer(session, actor=caller.user, help_id=help_id)
+    session.commit()
+    return JSONResponse({"id": req.id, "state": req.state, "answer": req.answer})
+
+
+@router.get("/help", name="help.queue")
+def help_queue(request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)) -> Response:
+    return render(request, "help_queue.html", {"requests": help.open_requests(session)})
+
+
+@router.get("/help/{help_id}", name="help.page")
+def help_page(
+    request: Request, help_id: str, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
+) -> Response:
+    ws = get_ws(request)
+    req = help.get_request(session, user=caller.user, help_id=help_id)
+    expires = int(time.time()) + ws.settings.audio_url_seconds
+    url = f"/help/{req.id}/audio?exp={expires}&sig={sign(ws.secret, 'help', req.id, caller.user.id, expires)}"
+    rate = 16_000
+    return render(
+        request,
+        "help_page.html",
+        {
+            "req": req,
+            "audio_url": url if req.state == "open" else None,
+            "start": req.start / rate,
+            "end": req.end / rate,
+        },
+    )
+
+
+@router.get("/help/{help_id}/audio", name="help.audio")
+def help_audio(
+    request: Request,
+    help_id: str,
+    exp: int = Query(...),
+    sig: str = Query(...),
+    caller: Caller = Depends(page_caller),
+    session: Session = Depends(get_db),
+) -> Response:
+    ws = get_ws(request)
+    _check_signature(ws, sig, exp, "help", help_id, caller.user.id)
+    wav = help.help_audio(session, user=caller.user, help_id=help_id, blobs=ws.blobs, keyring=ws.keyring)
+    session.commit()
+    return _wav(wav)
+
+
+@router.post("/help/{help_id}/answer", name="help.answer")
+async def help_answer(
+    request: Request, help_id: str, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+) -> Response:
+    raw = await _payload(request)
+    help.answer_help(session, actor=caller.user, help_id=help_id, answer=str(raw.get("answer", "")))
+    session.commit()
+    return _answer(request, "/help")
+
+
+# -- safety ----------------------------------------------------------------------------------------
+
+
+@router.get("/safety", name="safety.next")
+def safety_next(
+    request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
+) -> Response:
+    ws = get_ws(request)
+    s = ws.settings
+    lease = escalation.lease_safety(
+        session,
+        actor=caller.user,
+        max_clips=s.safety_max_clips,
+        window_minutes=s.safety_window_minutes,
+        lease_seconds=s.lease_seconds,
+    )
+    session.commit()
+    if lease.paused:
+        return render(
+            request, "break.html", {"paused": True, "heard": lease.heard_in_window, "window": s.safety_window_minutes}
+        )
+    if lease.assignment is None:
+        return render(request, "queue_empty.html", {"what": "The safety queue is empty."})
+    return RedirectResponse(f"/review/{lease.assignment.id}", status_code=303)
+
+
+@router.post("/safety/{assignment_id}/outcome", name="safety.outcome")
+async def safety_outcome(
+    request: Request, assignment_id: str, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+) -> Response:
+    raw = await _payload(request)
+    escalation.record_outcome(
+        session,
+        actor=caller.user,
+        assignment_id=assignment_id,
+        outcome=str(raw.get("outcome", "")),
+        note=str(raw.get("note", "")),
+    )
+    session.commit()
+    return _answer(request, "/safety")
+
+
+# -- a reviewer's own figures ----------------------------------------------------------------------
+
+
+@router.get("/me", name="dashboard.me")
+def my_dashboard(
+    request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
+) -> Response:
+    return render(request, "me.html", {"figures": reviewer_stats(session, user_id=caller.user.id)})
