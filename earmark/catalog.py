@@ -124,8 +124,8 @@ def link(session: Session, value: str, *, entity_type: str | None = None, limit:
             spelled = fuzz.ratio(query, n) / 100
             sounded = fuzz.ratio(sound, phonetic(name)) / 100 if sound else 0.0
             partial = fuzz.token_set_ratio(query, n) / 100 * 0.9
-            best = max(best, spelled, 0.95 * sounded, partial)
-        if best >= 0.5:
+            best = max(best, spelled, 0.9 * sounded, partial)
+        if best >= 0.65:
             scored.append(Candidate(e.id, e.name, e.type, round(best, 3)))
     scored.sort(key=lambda c: (-c.score, c.name))
     return scored[:limit]
