@@ -180,7 +180,8 @@ class Inventory:
 
 
 def load_inventory(session: Session) -> Inventory:
-    rows = session.execute(select(InventoryItem).order_by(InventoryItem.kind, InventoryItem.name)).scalars().all()
+    """Intents and slot types in the file's order (slot keys Alt+1..9 follow it: put common types first)."""
+    rows = session.execute(select(InventoryItem).order_by(InventoryItem.kind, InventoryItem.id)).scalars().all()
     return Inventory(
         intents=[r.name for r in rows if r.kind == "intent"],
         slots={r.name: r.entity_type for r in rows if r.kind == "slot"},

@@ -463,6 +463,48 @@ def erase(account: str) -> None:
     )
 
 
+catalog_app = typer.Typer(no_args_is_help=True, help="The entity catalog slot values link to.")
+inventory_app = typer.Typer(no_args_is_help=True, help="The project's intents and slot types.")
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(inventory_app, name="inventory")
+
+
+@catalog_app.command("import")
+def catalog_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL: id, name, type, aliases.")],
+) -> None:
+    """Add or update catalog entities; bad lines are reported by number, good ones kept."""
+    from earmark.catalog import import_catalog
+
+    ws = _open()
+    try:
+        with ws.transaction() as session:
+            report = import_catalog(session, actor=Actor.cli(), lines=file.read_text(encoding="utf-8").splitlines())
+    finally:
+        ws.close()
+    out.print(f"catalog: {report.added} added, {report.updated} updated, {len(report.errors)} rejected")
+    for lineno, reason in report.errors:
+        err.print(f"[red]line {lineno}[/]: {escape(reason)}", highlight=False)
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@inventory_app.command("import")
+def inventory_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON: intents, slots.")],
+) -> None:
+    """Replace the intent and slot inventory reviewers annotate with."""
+    from earmark.catalog import import_inventory
+
+    ws = _open()
+    try:
+        with ws.transaction() as session:
+            intents, slots = import_inventory(session, actor=Actor.cli(), path=file)
+    finally:
+        ws.close()
+    out.print(f"inventory: {intents} intents, {slots} slot types")
+
+
 retention_app = typer.Typer(no_args_is_help=True, help="Retention of each class of data.")
 app.add_typer(retention_app, name="retention")
 

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from earmark import auth
 from earmark.audio import encode, resample
+from earmark.catalog import import_catalog, import_inventory
 from earmark.config import Settings
 from earmark.consent import set_consent
 from earmark.errors import ConfigError
@@ -278,7 +280,14 @@ def write_demo_clips(folder: Path, *, n_clips: int, seed: int, console: Console 
     return manifest
 
 
-DEMO_USERS = [("admin", Role.admin), ("reviewer1", Role.reviewer), ("reviewer2", Role.reviewer)]
+DEMO_USERS = [
+    ("admin", Role.admin),
+    ("reviewer1", Role.reviewer),
+    ("reviewer2", Role.reviewer),
+    ("senior1", Role.senior),
+    ("safety1", Role.safety),
+    ("auditor1", Role.auditor),
+]
 
 
 def build_demo(
@@ -337,6 +346,10 @@ def build_demo(
                 period_days=settings.sample_cap_days,
                 default_consent=Consent(settings.consent_default),
             )
+            data = resources.files("earmark") / "data"
+            with resources.as_file(data / "inventory.json") as inventory_path:
+                import_inventory(session, actor=Actor.cli(), path=inventory_path)
+            import_catalog(session, actor=Actor.cli(), lines=(data / "catalog.jsonl").read_text().splitlines())
             for username, role in DEMO_USERS[1:]:
                 password = auth.generate_password()
                 auth.create_user(session, actor=Actor.cli(), username=username, password=password, role=role)
