@@ -11,7 +11,7 @@ from sqlalchemy import select
 from earmark import escalation, help
 from earmark.catalog import import_catalog, import_inventory, link, load_inventory
 from earmark.errors import InvalidInput, NotFound
-from earmark.models import Annotation, Clip, ClipProtection, QueueItem
+from earmark.models import Clip, ClipProtection, QueueItem
 from earmark.quality import add_gold, agreement, cohen_kappa, gold_accuracy, serve_gold, slot_f1
 from earmark.queues import lease_next
 from earmark.review import SlotIn, flag_sensitive, report_missed_pii, skip_assignment, submit_annotation
@@ -53,7 +53,12 @@ def test_catalog_links_by_spelling_and_by_sound(ws: Workspace) -> None:
 
 
 def test_catalog_import_reports_bad_lines_and_keeps_the_good(ws: Workspace) -> None:
-    lines = ['{"id": "a:1", "name": "One", "type": "T"}', "{broken", '{"id": "a:2", "type": "T"}', '{"id": "a:1", "name": "Again", "type": "T"}']
+    lines = [
+        '{"id": "a:1", "name": "One", "type": "T"}',
+        "{broken",
+        '{"id": "a:2", "type": "T"}',
+        '{"id": "a:1", "name": "Again", "type": "T"}',
+    ]
     with ws.transaction() as s:
         report = import_catalog(s, actor=Actor.cli(), lines=lines)
     assert report.added == 1 and [n for n, _ in report.errors] == [2, 3, 4]
@@ -74,8 +79,23 @@ def test_slots_are_validated_and_linked(ws: Workspace) -> None:
         _submit(ws, r, a, slots=[SlotIn(type="artist", start=10, end=400)])
     with pytest.raises(InvalidInput, match="unknown catalog entity"):
         _submit(ws, r, a, slots=[SlotIn(type="artist", start=start, end=start + 12, entity_id="nope")])
-    ann = _submit(ws, r, a, slots=[SlotIn(type="artist", start=start, end=start + 12, entity_id="artist:taylor-swift")], mode="verify", ms=4200)
-    assert ann.slots == [{"type": "artist", "start": start, "end": start + 12, "value": "taylor swift", "entity_id": "artist:taylor-swift"}]
+    ann = _submit(
+        ws,
+        r,
+        a,
+        slots=[SlotIn(type="artist", start=start, end=start + 12, entity_id="artist:taylor-swift")],
+        mode="verify",
+        ms=4200,
+    )
+    assert ann.slots == [
+        {
+            "type": "artist",
+            "start": start,
+            "end": start + 12,
+            "value": "taylor swift",
+            "entity_id": "artist:taylor-swift",
+        }
+    ]
     assert ann.mode == "verify" and ann.ms == 4200
 
 
@@ -85,7 +105,10 @@ def test_placeholders_cannot_be_edited_into_text(ws: Workspace) -> None:
     a = _lease(ws, r)
     with pytest.raises(InvalidInput, match="placeholders"):
         _submit(ws, r, a, transcript="call jennifer now", intent="MakeCall")
-    assert _submit(ws, r, a, transcript="call [PERSON] right now", intent="MakeCall").transcript == "call [PERSON] right now"
+    assert (
+        _submit(ws, r, a, transcript="call [PERSON] right now", intent="MakeCall").transcript
+        == "call [PERSON] right now"
+    )
 
 
 def test_skip_returns_the_clip_to_others_not_to_the_skipper(ws: Workspace) -> None:
@@ -131,7 +154,7 @@ def test_missed_pii_withdraws_reprotects_and_requeues(ws: Workspace) -> None:
         prot = s.get(ClipProtection, a.clip_id)
         assert clip is not None and prot is not None and clip.status == "queued"
         assert clip.protected_blob_key != before and not ws.blobs.exists(before)  # the old version is gone
-        assert any(st <= 16000 and 25600 <= en for st, en in prot.audio_spans)
+        assert any(st <= 16000 and en >= 25600 for st, en in prot.audio_spans)
     r2 = f.user(ws, "r2")
     assert _lease(ws, r2).clip_id == a.clip_id
 
@@ -143,7 +166,9 @@ def test_sensitive_flag_moves_the_clip_to_safety_and_blocks_near_sensitive_clips
     with ws.transaction() as s:
         flag_sensitive(s, actor=r, assignment_id=a.id)
     with ws.sessions() as s:
-        queues = {i.queue: i.state for i in s.execute(select(QueueItem).where(QueueItem.clip_id == a.clip_id)).scalars()}
+        queues = {
+            i.queue: i.state for i in s.execute(select(QueueItem).where(QueueItem.clip_id == a.clip_id)).scalars()
+        }
         assert queues == {"general": "withdrawn", "safety": "queued"}
         other = s.execute(select(QueueItem.clip_id).where(QueueItem.clip_id != a.clip_id)).scalar_one()
     with ws.transaction() as s:
@@ -159,7 +184,12 @@ def test_sensitive_flag_moves_the_clip_to_safety_and_blocks_near_sensitive_clips
     with ws.transaction() as s:
         escalation.record_outcome(s, actor=safety, assignment_id=lease.assignment.id, outcome="false_alarm", note="")
     with ws.sessions() as s:
-        states = [i.queue for i in s.execute(select(QueueItem).where(QueueItem.clip_id == a.clip_id, QueueItem.state == "queued")).scalars()]
+        states = [
+            i.queue
+            for i in s.execute(
+                select(QueueItem).where(QueueItem.clip_id == a.clip_id, QueueItem.state == "queued")
+            ).scalars()
+        ]
     assert states == ["general"]  # a false alarm goes back to general review
     with ws.transaction() as s:
         assert escalation.lease_safety(s, actor=safety, max_clips=1, window_minutes=60, lease_seconds=600).paused
@@ -200,7 +230,9 @@ def test_probation_adds_a_pass(ws: Workspace) -> None:
     with ws.transaction() as s:
         newbie = s.get(type(newbie), newbie.id)
         a = lease_next(s, actor=newbie)
-        submit_annotation(s, actor=newbie, assignment_id=a.id, transcript=TEXT, intent="PlayMusic", probation_extra_passes=1)  # type: ignore[union-attr]
+        submit_annotation(
+            s, actor=newbie, assignment_id=a.id, transcript=TEXT, intent="PlayMusic", probation_extra_passes=1
+        )  # type: ignore[union-attr]
     veteran = f.user(ws, "vet1")
     assert _lease(ws, veteran).clip_id == a.clip_id  # type: ignore[union-attr]
 

@@ -52,7 +52,9 @@ def _login(browser: Browser, base: str, username: str, password: str = "reviewer
 
 def _wait_review_page(page: Page, previous: str | None = None) -> str:
     page.wait_for_url(lambda url: re.search(r"/review/[A-Za-z0-9_-]{16,}$", url) is not None and url != previous)
-    page.wait_for_function("document.getElementById('transcript') !== null && document.activeElement.id === 'transcript'")
+    page.wait_for_function(
+        "document.getElementById('transcript') !== null && document.activeElement.id === 'transcript'"
+    )
     return page.url
 
 
@@ -225,9 +227,12 @@ def test_sensitive_flag_takes_the_clip_off_screen_into_the_safety_queue(sqlite_w
         assert outcome.outcome == "handled"
         clip = s.get(Clip, outcome.clip_id)
         assert clip is not None
-        assert s.execute(
-            select(QueueItem.state).where(QueueItem.clip_id == clip.id, QueueItem.queue == "general")
-        ).scalar_one() == "withdrawn"
+        assert (
+            s.execute(
+                select(QueueItem.state).where(QueueItem.clip_id == clip.id, QueueItem.queue == "general")
+            ).scalar_one()
+            == "withdrawn"
+        )
 
 
 def test_adjudication_after_two_disagreeing_passes(sqlite_ws: Workspace) -> None:
