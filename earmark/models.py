@@ -175,6 +175,7 @@ class Assignment(Base):
     """One reviewer's lease on one queue item. Its random id is all the reviewer's browser sees."""
 
     __tablename__ = "assignments"
+    __table_args__ = (Index("ix_assignments_state_closed", "state", "closed_at"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     queue_item_id: Mapped[int] = mapped_column(ForeignKey("queue_items.id"), index=True)
     clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), index=True)
@@ -189,6 +190,11 @@ class Annotation(Base):
     """What a reviewer submitted for a clip."""
 
     __tablename__ = "annotations"
+    __table_args__ = (
+        Index("ix_annotations_user_created", "user_id", "created_at", "ms"),  # covers a reviewer's day
+        Index("ix_annotations_kind_clip", "kind", "clip_id"),  # multi-pass clips for agreement
+        Index("ix_annotations_gold", "gold_correct", "user_id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), index=True)
     assignment_id: Mapped[str] = mapped_column(ForeignKey("assignments.id"), unique=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, case, cast, func, select
 from sqlalchemy.orm import Session
 
-from earmark.models import Account, Annotation, Assignment, Clip, QueueItem, utcnow
+from earmark.models import Account, Annotation, Assignment, Clip, QueueItem, User, utcnow
 from earmark.quality import agreement, gold_accuracy
 from earmark.queues import queue_depths
 from earmark.types import AssignmentState
@@ -80,3 +80,55 @@ def program_stats(session: Session) -> dict[str, object]:
         "agreement": agreement(session),
         "gold": {"answers": gold_n, "accuracy": gold_acc},
     }
+
+
+def reviewer_table(session: Session, *, page: int = 1, per_page: int = 50) -> tuple[list[dict[str, object]], int]:
+    """One page of people who review: clips today, mean seconds per clip today, gold accuracy.
+    Aggregated in SQL with a page of users at a time; returns (rows, total users)."""
+    today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    reviewers = select(User.id).where(User.role.in_(["reviewer", "senior"]), User.active.is_(True))
+    total = session.execute(select(func.count()).select_from(reviewers.subquery())).scalar_one()
+    users = session.execute(
+        select(User.id, User.username, User.role, User.probation)
+        .where(User.id.in_(reviewers))
+        .order_by(User.username)
+        .offset(max(page - 1, 0) * per_page)
+        .limit(per_page)
+    ).all()
+    ids = [u.id for u in users]
+    day = {
+        uid: (n, avg_ms)
+        for uid, n, avg_ms in session.execute(
+            select(Annotation.user_id, func.count(), func.avg(Annotation.ms))
+            .where(Annotation.user_id.in_(ids), Annotation.created_at >= today)
+            .group_by(Annotation.user_id)
+        ).all()
+    }
+    gold = {
+        uid: (n, correct)
+        for uid, n, correct in session.execute(
+            select(
+                Annotation.user_id,
+                func.count(),
+                func.sum(case((cast(Annotation.gold_correct, Integer) == 1, 1), else_=0)),
+            )
+            .where(Annotation.user_id.in_(ids), Annotation.gold_correct.is_not(None))
+            .group_by(Annotation.user_id)
+        ).all()
+    }
+    rows: list[dict[str, object]] = []
+    for u in users:
+        n, avg_ms = day.get(u.id, (0, None))
+        g_n, g_ok = gold.get(u.id, (0, 0))
+        rows.append(
+            {
+                "username": u.username,
+                "role": u.role,
+                "probation": bool(u.probation),
+                "clips_today": int(n),
+                "mean_seconds": round(float(avg_ms) / 1000, 1) if avg_ms is not None else None,
+                "gold_answers": int(g_n),
+                "gold_accuracy": round(float(g_ok or 0) / g_n, 4) if g_n else None,
+            }
+        )
+    return rows, int(total)

@@ -1,19 +1,39 @@
-"""The admin's overview page: counts and queue depths, aggregated in SQL."""
+"""The admin's dashboard: queue depths, throughput, agreement, reviewers; aggregated in SQL."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from earmark.stats import workspace_stats
+from earmark.stats import program_stats, reviewer_table, workspace_stats
 from earmark.web.deps import Caller, get_db, get_ws, page_caller
 from earmark.web.pages import render
 
 router = APIRouter()
+PER_PAGE = 50
 
 
 @router.get("/admin", name="admin.overview")
-def overview(request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)) -> Response:
+def overview(
+    request: Request,
+    page: int = Query(1, ge=1, le=100_000),
+    caller: Caller = Depends(page_caller),
+    session: Session = Depends(get_db),
+) -> Response:
     stats = workspace_stats(session, consent_default=get_ws(request).settings.consent_default)
-    return render(request, "admin.html", {"stats": stats})
+    program = program_stats(session)
+    reviewers, total = reviewer_table(session, page=page, per_page=PER_PAGE)
+    queues = sorted(set(stats["queue"]["by_queue"]) | set(program["clips_per_hour"]))  # type: ignore[index]
+    return render(
+        request,
+        "admin.html",
+        {
+            "stats": stats,
+            "program": program,
+            "queues": queues,
+            "reviewers": reviewers,
+            "page": page,
+            "pages": max(1, -(-total // PER_PAGE)),
+        },
+    )

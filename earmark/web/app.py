@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -73,8 +74,20 @@ async def _too_large(limit: int, scope: Scope, receive: Receive, send: Send) -> 
     await resp(scope, receive, send)
 
 
+def asset_version() -> str:
+    """A short hash of the static files: links carry it, so browsers may cache them for a day."""
+    digest = hashlib.sha256()
+    static = resources.files("earmark.web") / "static"
+    for item in sorted(static.iterdir(), key=lambda i: i.name):
+        if item.is_file():
+            digest.update(item.name.encode())
+            digest.update(item.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def templates() -> Jinja2Templates:
     t = Jinja2Templates(directory=str(resources.files("earmark.web") / "templates"))
+    t.env.globals["asset_v"] = asset_version()
     return t
 
 
@@ -117,6 +130,9 @@ def create_app(ws: Workspace, *, worker: bool = False) -> FastAPI:
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        if request.url.path.startswith("/static/"):
+            # Not private, and versioned by asset_v: no request per page for them.
+            response.headers.setdefault("Cache-Control", "public, max-age=86400, immutable")
         response.headers.setdefault("Cache-Control", "no-store")
         route = request.scope.get("route")
         # Route templates, never concrete paths or query strings: those may carry assignment ids
@@ -136,9 +152,15 @@ def create_app(ws: Workspace, *, worker: bool = False) -> FastAPI:
     async def _login(request: Request, exc: LoginRequired) -> Response:
         return RedirectResponse("/login", status_code=303)
 
+    def wants_json(request: Request) -> bool:
+        """The API, and the workbench's own fetch calls (they send JSON), get errors as JSON."""
+        return request.url.path.startswith("/api/") or request.headers.get("content-type", "").startswith(
+            "application/json"
+        )
+
     @app.exception_handler(EarmarkError)
     async def _earmark_error(request: Request, exc: EarmarkError) -> Response:
-        if request.url.path.startswith("/api/"):
+        if wants_json(request):
             return JSONResponse({"error": {"message": exc.message, "field": exc.field}}, status_code=exc.http_status)
         return app.state.templates.TemplateResponse(
             request,
@@ -150,7 +172,7 @@ def create_app(ws: Workspace, *, worker: bool = False) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
-        if request.url.path.startswith("/api/"):
+        if wants_json(request):
             return JSONResponse({"error": {"message": problems, "field": None}}, status_code=422)
         return app.state.templates.TemplateResponse(
             request, "error.html", {"message": problems, "status": 422}, status_code=422

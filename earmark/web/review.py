@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from earmark import escalation, help, review
 from earmark.catalog import link, load_inventory
 from earmark.errors import EarmarkError, InvalidInput, NotFound, PermissionDenied
-from earmark.models import Assignment, Clip, utcnow
+from earmark.models import Assignment, Clip, User, utcnow
 from earmark.quality import ADJUDICATION, GOLD, is_gold_lease, serve_gold
 from earmark.queues import GENERAL, active_assignment, lease_next
 from earmark.stats import reviewer_stats
@@ -84,13 +84,9 @@ def _closed(request: Request, exc: EarmarkError) -> Response:
 # -- leasing -------------------------------------------------------------------------------------
 
 
-@router.get("/review", name="review.next")
-def review_next(
-    request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
-) -> Response:
-    """Lease the next clip (or resume the one held) and open it. Now and then a gold clip."""
+def _lease_general(request: Request, session: Session, user: User) -> Assignment | None:
+    """Lease the reviewer's next clip (or the one held); now and then a gold clip. Commits."""
     ws = get_ws(request)
-    user = caller.user
     queue = GENERAL
     if active_assignment(session, user=user) is None:
         leases = session.execute(
@@ -109,6 +105,26 @@ def review_next(
     if assignment is None and queue == GOLD:
         assignment = lease_next(session, actor=user, queue=GENERAL, lease_seconds=ws.settings.lease_seconds)
     session.commit()
+    return assignment
+
+
+def _next_after_submit(request: Request, session: Session, user: User, queue: str) -> str:
+    """Where the reviewer goes next. For general review the next clip is leased at once, so the
+    browser goes straight to it (one round trip less between clips)."""
+    if queue == ADJUDICATION:
+        return "/adjudicate"
+    if queue == escalation.SAFETY:
+        return "/safety"
+    assignment = _lease_general(request, session, user)
+    return f"/review/{assignment.id}" if assignment is not None else "/review"
+
+
+@router.get("/review", name="review.next")
+def review_next(
+    request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
+) -> Response:
+    """Lease the next clip (or resume the one held) and open it."""
+    assignment = _lease_general(request, session, caller.user)
     if assignment is None:
         waiting = session.execute(
             select(func.count()).select_from(Clip).where(Clip.status == ClipStatus.pending)
@@ -243,7 +259,7 @@ async def review_submit(
         session.rollback()
         return _closed(request, exc)
     session.commit()
-    return _answer(request, "/adjudicate" if item == ADJUDICATION else "/review")
+    return _answer(request, _next_after_submit(request, session, caller.user, item))
 
 
 @router.post("/review/{assignment_id}/skip", name="review.skip")

@@ -96,7 +96,7 @@ def test_submit_needs_csrf_then_stores_and_moves_on(ws: Workspace) -> None:
         submit,
         data={"transcript": "play shake it off by taylor swift", "intent": "PlayMusic", "csrf_token": csrf},
     )
-    assert ok.status_code == 303 and ok.headers["location"] == "/review"
+    assert ok.status_code == 303 and ok.headers["location"].startswith("/review/")  # straight to the next clip
     nxt = c.get("/review", follow_redirects=True)
     assert nxt.url.path != page.url.path and nxt.status_code == 200
     double = c.post(submit, data={"transcript": "changed", "intent": "", "csrf_token": csrf})
@@ -132,6 +132,53 @@ def test_admin_overview(ws: Workspace) -> None:
     login(c, "admin", ADMIN_PASSWORD)
     page = c.get("/admin")
     assert page.status_code == 200 and 'data-testid="queued">3<' in page.text
+    assert "No clip has two passes yet" in page.text
+
+
+def _submit_next(c, csrf: str, transcript: str | None = None, intent: str = "PlayMusic") -> None:  # type: ignore[no-untyped-def]
+    page = c.get("/review", follow_redirects=True)
+    url = re.search(r'action="(/review/[^"/]+)/submit"', page.text).group(1)  # type: ignore[union-attr]
+    body = {"transcript": transcript or "play shake it off by taylor swift", "intent": intent, "ms": 3000}
+    resp = c.post(f"{url}/submit", json=body, headers={"X-CSRF-Token": csrf})
+    assert resp.status_code == 200, resp.text
+
+
+def test_admin_dashboard_shows_throughput_agreement_and_reviewers(ws: Workspace) -> None:
+    ws.settings.review_passes = 2
+    f.queue_clips(ws, 2)
+    f.user(ws, "rev1")
+    f.user(ws, "rev2")
+    one, two = client(ws), client(ws)
+    csrf1, csrf2 = login(one, "rev1", "reviewer-password"), login(two, "rev2", "reviewer-password")
+    _submit_next(one, csrf1)
+    _submit_next(two, csrf2, "play bake it off by tailor swiss", "AddToPlaylist")  # disagrees
+    _submit_next(one, csrf1)
+    admin = client(ws)
+    login(admin, "admin", ADMIN_PASSWORD)
+    page = admin.get("/admin").text
+    queues = page[page.index('data-testid="queues"') :]
+    assert "<td>adjudication</td><td>1</td>" in queues  # the disagreement waits for a senior
+    # three passes done; the last one is already leased: a submit leases the submitter's next clip
+    assert "<td>general</td><td>0</td><td>1</td><td>3</td>" in queues
+    assert 'data-testid="agreement"' in page and "Intent kappa" in page
+    reviewers = page[page.index('data-testid="reviewers"') :]
+    assert "<td>rev1</td><td>reviewer</td>\n      <td>2</td><td>3.0</td>" in reviewers
+    assert admin.get("/admin?page=2").status_code == 200
+    assert admin.get("/admin?page=0").status_code == 422
+
+
+def test_workbench_errors_come_back_as_json(ws: Workspace) -> None:
+    f.queue_clips(ws, 1, text="call jennifer on her mobile")
+    f.user(ws, "rev1")
+    c = client(ws)
+    csrf = login(c, "rev1", "reviewer-password")
+    page = c.get("/review", follow_redirects=True)
+    url = re.search(r'action="(/review/[^"/]+)/submit"', page.text).group(1)  # type: ignore[union-attr]
+    resp = c.post(f"{url}/submit", json={"transcript": "call jennifer now"}, headers={"X-CSRF-Token": csrf})
+    assert resp.status_code == 422
+    assert "placeholders" in resp.json()["error"]["message"]
+    resp = c.post(f"{url}/submit", json={"transcript": 5, "bogus": 1}, headers={"X-CSRF-Token": csrf})
+    assert resp.status_code == 422 and "bogus" in resp.json()["error"]["message"]
 
 
 def test_logout_ends_the_session(ws: Workspace) -> None:

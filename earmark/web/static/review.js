@@ -176,7 +176,6 @@
     } catch (e) { s.candidates = []; }
     renderSlots();
   }
-  slots.forEach(fetchCandidates);
   renderSlots();
 
   function tagSlot(index) {
@@ -299,8 +298,20 @@
     try { await post("/help/" + a.id + "/apply", {}); } catch (e) { say(e.message); }
     pollInbox();
   }
-  pollInbox();
-  setInterval(pollInbox, 5000);
+  // Side requests wait until the clip can play: the audio comes first.
+  function afterAudio(fn) {
+    if (!audio || audio.readyState >= 3) { fn(); return; }
+    let done = false;
+    const once = function () { if (!done) { done = true; fn(); } };
+    audio.addEventListener("canplay", once);
+    audio.addEventListener("error", once);
+    setTimeout(once, 1500);
+  }
+  afterAudio(function () {
+    slots.forEach(fetchCandidates);
+    pollInbox();
+    setInterval(pollInbox, 5000);
+  });
 
   // -- keyboard -----------------------------------------------------------------------------------
   const keys = document.getElementById("keys-dialog");
