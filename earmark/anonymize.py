@@ -6,6 +6,7 @@ speaker do not share a voice. Pure: float32 mono in, float32 mono of the same le
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -85,3 +86,159 @@ class McAdams:
 
     def apply(self, x: np.ndarray, sample_rate: int, params: dict[str, Any]) -> np.ndarray:
         return mcadams(x, sample_rate, float(params["alpha"]))
+
+
+# -- WORLD vocoder resynthesis ---------------------------------------------------------------------
+
+SEMITONE = np.log(2.0) / 12.0
+
+
+@dataclass(frozen=True)
+class WorldRange:
+    """Where per-clip parameters are drawn from. The defaults were chosen with
+    `earmark eval anonymization` (docs/privacy.md): a wide pitch target and a formant shift that
+    is never near 1, so no clip keeps its speaker's pitch or vocal-tract length."""
+
+    f0_low: float = 95.0  # Hz, target median pitch, drawn log-uniform
+    f0_high: float = 240.0
+    spread_low: float = 1.0  # semitones, target standard deviation of the pitch contour
+    spread_high: float = 2.5
+    warp_low: float = 1.10  # formant shift factor, drawn in [low, high] or its inverse
+    warp_high: float = 1.20
+    tilt_low: float = -3.0  # dB per octave added to the normalized envelope
+    tilt_high: float = 3.0
+    shape_db_low: float = 6.0  # depth of a random smooth spectral shape (a new timbre per clip)
+    shape_db_high: float = 10.0
+
+
+def _smooth(v: np.ndarray, width: int) -> np.ndarray:
+    if width <= 1:
+        return v
+    kernel = np.ones(width) / width
+    padded = np.pad(v, (width // 2, width - 1 - width // 2), mode="edge")
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def _pyworld():  # type: ignore[no-untyped-def]
+    """pyworld 0.3.5 reads its own version through pkg_resources at import (hence the
+    setuptools<81 pin in pyproject.toml); silence that deprecation warning, nothing else."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import pyworld
+    return pyworld
+
+
+def world(
+    x: np.ndarray,
+    sample_rate: int,
+    *,
+    f0_target: float,
+    spread: float,
+    warp: float,
+    tilt: float,
+    shape: int = 0,
+    shape_db: float = 0.0,
+    frame_period: float = 5.0,
+) -> np.ndarray:
+    """Resynthesize `x` with the WORLD vocoder (pyworld) and a different voice:
+
+    - pitch: the contour is normalized to median `f0_target` Hz and `spread` semitones of
+      variation, so the speaker's own pitch level and range are gone while intonation stays;
+    - timbre: the speaker's long-term average spectral envelope is divided out (it is much of
+      what a speaker encoder recognizes) and replaced by a smooth generic shape with `tilt` dB
+      per octave; then every frame's envelope is warped along frequency by `warp` (formants move
+      as if the vocal tract were shorter or longer);
+    - aperiodicity (breathiness, noise) is kept, so consonants stay intelligible.
+    """
+    pyworld = _pyworld()
+    if x.size < int(0.05 * sample_rate) or not np.any(x):
+        return x.astype(np.float32, copy=True)
+    xd = x.astype(np.float64)
+    f0, t = pyworld.dio(xd, sample_rate, frame_period=frame_period, f0_floor=60.0, f0_ceil=500.0)
+    f0 = pyworld.stonemask(xd, f0, t, sample_rate)
+    sp = pyworld.cheaptrick(xd, f0, t, sample_rate)
+    ap = pyworld.d4c(xd, f0, t, sample_rate)
+
+    voiced = f0 > 0
+    new_f0 = np.zeros_like(f0)
+    if np.any(voiced):
+        lf = np.log(f0[voiced])
+        mid, sd = np.median(lf), np.std(lf)
+        z = (lf - mid) / sd if sd > 1e-6 else np.zeros_like(lf)
+        new_f0[voiced] = np.exp(np.log(f0_target) + np.clip(z, -3, 3) * spread * SEMITONE)
+
+    bins = sp.shape[1]
+    freqs = np.linspace(0.0, sample_rate / 2, bins)
+    log_sp = np.log(np.maximum(sp, 1e-16))
+    frames = voiced if np.count_nonzero(voiced) >= 5 else np.ones_like(voiced)
+    energy = log_sp[frames].mean(axis=1)
+    loud = frames.copy()
+    loud[frames] = energy > np.percentile(energy, 30)  # skip near-silent frames
+    if not np.any(loud):
+        loud = frames
+    average = _smooth(log_sp[loud].mean(axis=0), max(3, bins // 24))
+    octaves = np.log2(np.maximum(freqs, 100.0) / 100.0)
+    generic = average.mean() + (-6.0 + tilt) * octaves * np.log(10) / 20.0
+    generic += average.mean() - generic.mean()
+    log_sp = log_sp - average + generic
+    if shape_db > 0:
+        # A smooth random curve over log frequency (four cosines, seeded by `shape`), peak `shape_db`.
+        g = np.random.default_rng(shape)
+        pos = np.log2(np.maximum(freqs, 50.0) / 50.0) / np.log2(sample_rate / 2 / 50.0)
+        curve = sum(g.normal() * np.cos(np.pi * (k + 1) * pos + g.uniform(0, 2 * np.pi)) for k in range(4))
+        curve = curve / max(np.max(np.abs(curve)), 1e-9) * shape_db
+        log_sp = log_sp + curve * np.log(10) / 20.0
+    # Formant shift: the new envelope at f is the old one at f / warp.
+    src = np.clip(freqs / warp, 0.0, freqs[-1])
+    idx = src / freqs[-1] * (bins - 1)
+    lo = np.floor(idx).astype(int)
+    hi = np.minimum(lo + 1, bins - 1)
+    frac = idx - lo
+    log_sp = log_sp[:, lo] * (1 - frac) + log_sp[:, hi] * frac
+    new_sp = np.exp(log_sp)
+
+    y = pyworld.synthesize(new_f0, np.ascontiguousarray(new_sp), ap, sample_rate, frame_period=frame_period)
+    y = y[: x.size] if y.size >= x.size else np.pad(y, (0, x.size - y.size))
+    rms_in, rms_out = np.sqrt(np.mean(xd**2)), np.sqrt(np.mean(y**2))
+    if rms_out > 0 and np.isfinite(rms_out):
+        y = y * (rms_in / rms_out)
+    y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+class World:
+    """WORLD-vocoder resynthesis with pitch normalization, timbre normalization and a formant
+    shift, parameters drawn per clip from `WorldRange`."""
+
+    name = "world"
+
+    def __init__(self, ranges: WorldRange | None = None, *, frame_period: float = 5.0) -> None:
+        self.ranges = ranges or WorldRange()
+        self.frame_period = frame_period
+
+    def draw(self, rng: np.random.Generator) -> dict[str, Any]:
+        r = self.ranges
+        warp = float(rng.uniform(r.warp_low, r.warp_high))
+        return {
+            "f0": float(np.exp(rng.uniform(np.log(r.f0_low), np.log(r.f0_high)))),
+            "spread": float(rng.uniform(r.spread_low, r.spread_high)),
+            "warp": warp if rng.random() < 0.5 else 1.0 / warp,
+            "tilt": float(rng.uniform(r.tilt_low, r.tilt_high)),
+            "shape": int(rng.integers(0, 2**31)),
+            "shape_db": float(rng.uniform(r.shape_db_low, r.shape_db_high)),
+        }
+
+    def apply(self, x: np.ndarray, sample_rate: int, params: dict[str, Any]) -> np.ndarray:
+        return world(
+            x,
+            sample_rate,
+            f0_target=float(params["f0"]),
+            spread=float(params["spread"]),
+            warp=float(params["warp"]),
+            tilt=float(params.get("tilt", 0.0)),
+            shape=int(params.get("shape", 0)),
+            shape_db=float(params.get("shape_db", 0.0)),
+            frame_period=self.frame_period,
+        )

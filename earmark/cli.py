@@ -764,6 +764,53 @@ def eval_pii(
         print(json.dumps(results, indent=2))
 
 
+@eval_app.command("anonymization")
+def eval_anonymization(
+    folder: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="Audio + manifest.csv (path,speaker_id).")
+    ],
+    anonymizer: Annotated[str, typer.Option(help="world, mcadams or mcadams-wide (alpha 0.5-0.9).")] = "world",
+    seed: Annotated[int, typer.Option(help="Seed of the per-clip parameter draws.")] = 0,
+    limit: Annotated[int | None, typer.Option(help="At most N utterances per speaker.")] = None,
+    no_asr: Annotated[bool, typer.Option("--no-asr", help="Skip the Whisper intelligibility figures.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Speaker linkability (EER against resemblyzer, four attackers) and intelligibility (Whisper)."""
+    from earmark.anon_eval import evaluate
+
+    with out.status("evaluating") as status:
+        report = evaluate(
+            folder,
+            anonymizer_name=anonymizer,
+            seed=seed,
+            limit=limit,
+            transcribe=not no_asr,
+            on_step=lambda msg: status.update(msg),
+        )
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return
+    table = Table(
+        title=f"{report.anonymizer}: {report.utterances} clips, {report.speakers} speakers, {report.seconds} s"
+    )
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for attacker, value in report.eer.items():
+        table.add_row(f"EER {attacker.replace('_', '-')}", f"{value:.1%}")
+    pct = [
+        ("Whisper word disagreement anonymized vs original", report.disagreement),
+        ("WER original vs reference", report.wer_original),
+        ("WER anonymized vs reference", report.wer_anonymized),
+        ("one-word clips recognized, original", report.one_word_original),
+        ("one-word clips recognized, anonymized", report.one_word_anonymized),
+    ]
+    for label, value in pct:
+        if value is not None:
+            table.add_row(label, f"{value:.1%}")
+    table.add_row("anonymizer speed (x real time, CPU)", f"{report.x_real_time}")
+    out.print(table)
+
+
 def main() -> None:
     app()
 

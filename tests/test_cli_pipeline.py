@@ -101,6 +101,31 @@ def test_anonymize_writes_a_clip_of_the_same_length(tmp_path: Path) -> None:
     assert sf.info(out).frames == sf.info(clip).frames
 
 
+def test_anonymize_defaults_to_world_with_drawn_parameters(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    clip, out = _clip(tmp_path), tmp_path / "anon.wav"
+    result = runner.invoke(
+        app, ["--home", str(tmp_path / "none"), "anonymize", str(clip), "-o", str(out), "--seed", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["method"] == "world" and set(report["params"]) == {
+        "f0",
+        "spread",
+        "warp",
+        "tilt",
+        "shape",
+        "shape_db",
+    }
+    assert sf.info(out).frames == sf.info(clip).frames
+
+
+def test_eval_anonymization_names_what_is_wrong_with_the_folder(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", "anonymization", str(tmp_path), "--no-asr"])
+    assert result.exit_code != 0 and "manifest.csv" in result.output
+
+
 def test_stage_tools_refuse_non_audio(tmp_path: Path) -> None:
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio" * 100)

@@ -1,0 +1,150 @@
+"""Voice anonymization methods and the linkability evaluation."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from earmark.anon_eval import build, equal_error_rate, evaluate, normalize, read_manifest, verification_eer
+from earmark.anonymize import McAdams, World, _pyworld
+from earmark.audio import resample
+from earmark.errors import InvalidInput
+from earmark.synth import synthesize
+
+RATE = 16_000
+
+
+def _speech(text: str = "set a timer for ten minutes please", pitch: int = 50, variant: str = "m3") -> np.ndarray:
+    s = synthesize(text, variant=variant, pitch=pitch)
+    return resample(s.samples, s.sample_rate, RATE)
+
+
+def _median_f0(x: np.ndarray) -> float:
+    f0, _ = _pyworld().dio(x.astype(np.float64), RATE, f0_floor=60.0, f0_ceil=500.0)
+    return float(np.median(f0[f0 > 0]))
+
+
+@pytest.mark.parametrize("target", [160.0, 230.0])
+def test_world_moves_the_pitch_to_the_drawn_target_and_keeps_length(target: float) -> None:
+    x = _speech()
+    y = World().apply(x, RATE, {"f0": target, "spread": 1.5, "warp": 1.1, "tilt": 0.0})
+    assert y.dtype == np.float32 and y.shape == x.shape and np.all(np.isfinite(y))
+    assert abs(_median_f0(y) - target) / target < 0.12
+    assert abs(_median_f0(x) - target) / target > 0.15  # the speaker's own pitch was elsewhere
+    assert np.sqrt(np.mean(y**2)) == pytest.approx(np.sqrt(np.mean(x**2)), rel=0.05)  # same loudness
+
+
+def test_world_shifts_formants_up_or_down() -> None:
+    x = _speech()
+
+    def centroid(v: np.ndarray) -> float:
+        spec = np.abs(np.fft.rfft(v))
+        freqs = np.fft.rfftfreq(v.size, 1 / RATE)
+        return float((spec * freqs).sum() / spec.sum())
+
+    up = World().apply(x, RATE, {"f0": 150.0, "spread": 1.5, "warp": 1.15, "tilt": 0.0})
+    down = World().apply(x, RATE, {"f0": 150.0, "spread": 1.5, "warp": 1 / 1.15, "tilt": 0.0})
+    assert centroid(up) > centroid(down) * 1.04
+
+
+def test_parameters_differ_per_clip_and_repeat_per_seed() -> None:
+    w = World()
+    a = w.draw(np.random.default_rng(1))
+    b = w.draw(np.random.default_rng(2))
+    assert a != b and w.draw(np.random.default_rng(1)) == a
+    r = w.ranges
+    for seed in range(50):
+        p = w.draw(np.random.default_rng(seed))
+        assert r.f0_low <= p["f0"] <= r.f0_high
+        assert r.warp_low <= max(p["warp"], 1 / p["warp"]) <= r.warp_high  # never near 1
+
+
+@pytest.mark.parametrize("x", [np.zeros(0, np.float32), np.zeros(400, np.float32), np.zeros(RATE, np.float32)])
+def test_world_passes_empty_short_and_silent_clips_through(x: np.ndarray) -> None:
+    y = World().apply(x, RATE, {"f0": 150.0, "spread": 1.5, "warp": 1.1})
+    assert y.shape == x.shape and not np.any(y)
+
+
+def test_world_survives_a_pure_tone_and_clipping() -> None:
+    t = np.arange(RATE) / RATE
+    for x in (0.5 * np.sin(2 * np.pi * 440 * t), np.clip(3 * np.sin(2 * np.pi * 150 * t), -1, 1)):
+        y = World().apply(x.astype(np.float32), RATE, {"f0": 150.0, "spread": 1.5, "warp": 1.1})
+        assert y.shape == x.shape and np.all(np.isfinite(y)) and np.max(np.abs(y)) <= 1.0
+
+
+def test_equal_error_rate() -> None:
+    assert equal_error_rate(np.array([0.9, 0.8, 0.2, 0.1]), np.array([1, 1, 0, 0])) == 0.0
+    assert equal_error_rate(np.array([0.1, 0.2, 0.8, 0.9]), np.array([1, 1, 0, 0])) == 1.0
+    rng = np.random.default_rng(0)
+    assert abs(equal_error_rate(rng.random(4000), rng.random(4000) < 0.2) - 0.5) < 0.05
+    with pytest.raises(InvalidInput):
+        equal_error_rate(np.array([0.5]), np.array([1]))
+    enrol = {"a": np.array([1.0, 0.0]), "b": np.array([0.0, 1.0])}
+    assert verification_eer(enrol, [("a", np.array([0.9, 0.1])), ("b", np.array([0.2, 0.8]))]) == 0.0
+
+
+def test_reference_text_is_put_in_asr_style() -> None:
+    assert normalize("Set it to 7, please -- now!") == "set it to seven please now"
+
+
+def _dataset(folder: Path, speakers: dict[str, tuple[str, int]], texts: list[str]) -> None:
+    rows = []
+    for spk, (variant, pitch) in speakers.items():
+        for i, text in enumerate(texts):
+            path = f"{spk}_{i}.wav"
+            sf.write(folder / path, _speech(text, pitch=pitch, variant=variant), RATE)
+            rows.append({"path": path, "speaker_id": spk, "transcript": text})
+    with (folder / "manifest.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["path", "speaker_id", "transcript"])
+        w.writeheader()
+        w.writerows(rows)
+
+
+class SpectralEncoder:
+    """A crude but real speaker embedding (long-term log spectrum), standing in for resemblyzer in
+    tests so they need no torch."""
+
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        frames = np.lib.stride_tricks.sliding_window_view(x, 512)[::256] * np.hanning(512)
+        spec = np.log(np.abs(np.fft.rfft(frames, axis=1)) + 1e-6).mean(axis=0)
+        return spec - spec.mean()
+
+
+def test_evaluation_runs_every_attacker(tmp_path: Path) -> None:
+    _dataset(
+        tmp_path,
+        {"low": ("m3", 20), "high": ("f2", 80)},
+        ["turn on the lights", "what time is it", "play jazz", "stop"],
+    )
+    report = evaluate(tmp_path, anonymizer_name="world", transcribe=False, encoder=SpectralEncoder())
+    assert (report.utterances, report.speakers) == (8, 2)
+    assert set(report.eer) == {"baseline", "ignorant", "lazy_informed", "parameter_aware"}
+    assert report.eer["baseline"] == 0.0  # two very different synthetic voices: trivially told apart
+    assert all(0.0 <= v <= 1.0 for v in report.eer.values())
+    assert report.x_real_time is not None and report.x_real_time > 0
+
+
+def test_evaluation_input_errors(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match=r"manifest\.csv"):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.csv").write_text("file,speaker\nx.wav,a\n")
+    with pytest.raises(InvalidInput, match="missing column"):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.csv").write_text("path,speaker_id\nx.wav,a\n")
+    with pytest.raises(InvalidInput, match="line 2"):
+        read_manifest(tmp_path)
+    sf.write(tmp_path / "x.wav", np.zeros(RATE, np.float32), RATE)
+    with pytest.raises(InvalidInput, match="two speakers"):
+        read_manifest(tmp_path)
+    with pytest.raises(InvalidInput, match="unknown anonymizer"):
+        build("nope")
+
+
+def test_mcadams_baseline_still_available() -> None:
+    x = _speech()
+    y = McAdams().apply(x, RATE, {"alpha": 0.8})
+    assert y.shape == x.shape and not np.allclose(x, y)
