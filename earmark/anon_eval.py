@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,8 +183,6 @@ def evaluate(
 ) -> AnonReport:
     """Anonymize every utterance of DIR once (parameters drawn per clip) and measure; `encoder`
     (anything with `embed(x) -> vector`) defaults to resemblyzer's."""
-    import time
-
     step = on_step or (lambda _msg: None)
     utterances = read_manifest(folder)
     if limit:

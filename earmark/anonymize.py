@@ -13,6 +13,8 @@ import numpy as np
 from scipy.linalg import solve_toeplitz
 from scipy.signal import lfilter
 
+from earmark.audio import load_pyworld
+
 
 class Anonymizer(Protocol):
     name: str
@@ -119,17 +121,6 @@ def _smooth(v: np.ndarray, width: int) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
-def _pyworld():  # type: ignore[no-untyped-def]
-    """pyworld 0.3.5 reads its own version through pkg_resources at import (hence the
-    setuptools<81 pin in pyproject.toml); silence that deprecation warning, nothing else."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-        import pyworld
-    return pyworld
-
-
 def world(
     x: np.ndarray,
     sample_rate: int,
@@ -152,7 +143,7 @@ def world(
       as if the vocal tract were shorter or longer);
     - aperiodicity (breathiness, noise) is kept, so consonants stay intelligible.
     """
-    pyworld = _pyworld()
+    pyworld = load_pyworld()
     if x.size < int(0.05 * sample_rate) or not np.any(x):
         return x.astype(np.float32, copy=True)
     xd = x.astype(np.float64)

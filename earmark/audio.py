@@ -152,3 +152,15 @@ def peaks(x: np.ndarray, buckets: int) -> np.ndarray:
         seg = x[edges[i] : max(edges[i + 1], edges[i] + 1)]
         out[i] = float(np.abs(seg).max()) if seg.size else 0.0
     return out
+
+
+def load_pyworld():  # type: ignore[no-untyped-def]
+    """The pyworld module (WORLD vocoder). pyworld 0.3.5 reads its own version through
+    pkg_resources at import (hence the setuptools<81 pin in pyproject.toml); its deprecation
+    warning is silenced here, for every caller, and nothing else."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import pyworld
+    return pyworld

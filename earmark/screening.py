@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from rapidfuzz import fuzz
 
+from earmark.audio import load_pyworld
+
 TEXT_LABELS: dict[str, tuple[str, ...]] = {
     "help_request": (
         "help me",
@@ -171,8 +173,7 @@ def _frames(x: np.ndarray, size: int, hop: int) -> np.ndarray:
 
 def pitch_track(x: np.ndarray, sample_rate: int, *, fmin: float = 70.0, fmax: float = 800.0) -> np.ndarray:
     """F0 per 10 ms frame in Hz (0 where unvoiced), with WORLD's DIO + StoneMask."""
-    import pyworld
-
+    pyworld = load_pyworld()
     if x.size < sample_rate // 20:
         return np.zeros(0)
     xd = x.astype(np.float64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Integer, case, cast, func, select
+from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
 
 from earmark.models import Account, Annotation, Assignment, Clip, QueueItem, User, utcnow
@@ -110,7 +110,7 @@ def reviewer_table(session: Session, *, page: int = 1, per_page: int = 50) -> tu
             select(
                 Annotation.user_id,
                 func.count(),
-                func.sum(case((cast(Annotation.gold_correct, Integer) == 1, 1), else_=0)),
+                func.sum(cast(Annotation.gold_correct, Integer)),
             )
             .where(Annotation.user_id.in_(ids), Annotation.gold_correct.is_not(None))
             .group_by(Annotation.user_id)

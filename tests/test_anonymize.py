@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from earmark.anon_eval import build, equal_error_rate, evaluate, normalize, read_manifest, verification_eer
-from earmark.anonymize import McAdams, World, _pyworld
-from earmark.audio import resample
+from earmark.anonymize import McAdams, World
+from earmark.audio import load_pyworld, resample
 from earmark.errors import InvalidInput
 from earmark.synth import synthesize
 
@@ -24,7 +24,7 @@ def _speech(text: str = "set a timer for ten minutes please", pitch: int = 50, v
 
 
 def _median_f0(x: np.ndarray) -> float:
-    f0, _ = _pyworld().dio(x.astype(np.float64), RATE, f0_floor=60.0, f0_ceil=500.0)
+    f0, _ = load_pyworld().dio(x.astype(np.float64), RATE, f0_floor=60.0, f0_ceil=500.0)
     return float(np.median(f0[f0 > 0]))
 
 

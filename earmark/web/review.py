@@ -34,11 +34,14 @@ def sign(secret: bytes, *parts: object) -> str:
     return hmac.new(secret, ":".join(map(str, parts)).encode(), hashlib.sha256).hexdigest()
 
 
-def audio_url(ws: Workspace, assignment_id: str, user_id: int) -> str:
+def signed_audio_url(ws: Workspace, path: str, kind: str, object_id: str, user_id: int) -> str:
+    """`path` with an expiry and a signature over (kind, object, user, expiry): `_check_signature`."""
     expires = int(time.time()) + ws.settings.audio_url_seconds
-    return (
-        f"/review/{assignment_id}/audio?exp={expires}&sig={sign(ws.secret, 'audio', assignment_id, user_id, expires)}"
-    )
+    return f"{path}?exp={expires}&sig={sign(ws.secret, kind, object_id, user_id, expires)}"
+
+
+def audio_url(ws: Workspace, assignment_id: str, user_id: int) -> str:
+    return signed_audio_url(ws, f"/review/{assignment_id}/audio", "audio", assignment_id, user_id)
 
 
 def _check_signature(ws: Workspace, sig: str, exp: int, *parts: object) -> None:
@@ -377,8 +380,7 @@ def help_page(
 ) -> Response:
     ws = get_ws(request)
     req = help.get_request(session, user=caller.user, help_id=help_id)
-    expires = int(time.time()) + ws.settings.audio_url_seconds
-    url = f"/help/{req.id}/audio?exp={expires}&sig={sign(ws.secret, 'help', req.id, caller.user.id, expires)}"
+    url = signed_audio_url(ws, f"/help/{req.id}/audio", "help", req.id, caller.user.id)
     rate = 16_000
     return render(
         request,
