@@ -5,7 +5,6 @@ by spelling and by sound, so "tailor swift" finds Taylor Swift."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,19 +19,8 @@ from sqlalchemy.orm import Session
 from earmark import audit
 from earmark.errors import InvalidInput
 from earmark.models import Entity, InventoryItem
+from earmark.textnorm import normalize
 from earmark.types import Actor
-
-
-def normalize(text: str) -> str:
-    """Lowercase letters, digits and spaces only.
-
-    >>> normalize("Beyoncé's  Halo!")
-    'beyonces halo'
-    """
-    import unicodedata
-
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return " ".join(re.sub(r"[^a-z0-9 ]+", "", folded.lower()).split())
 
 
 def phonetic(text: str) -> str:

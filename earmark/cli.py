@@ -23,7 +23,6 @@ from earmark.consent import set_consent
 from earmark.errors import EarmarkError, InvalidInput
 from earmark.ingest import ClipMeta, read_manifest
 from earmark.pipeline import ProcessResult, pending_clip_ids
-from earmark.sampling import draw_sample
 from earmark.types import Actor, Consent, Role
 from earmark.workspace import Workspace, init_workspace, open_workspace
 
@@ -271,39 +270,6 @@ def keys_rotate() -> None:
 
         err.print("the workspace key comes from EARMARK_WORKSPACE_KEY: replace it with this value now:")
         print(base64.b64encode(new).decode())
-
-
-@app.command()
-def sample(
-    rate: Annotated[float, typer.Option(help="Share of eligible clips to draw, in (0, 1].")],
-    seed: Annotated[int, typer.Option(help="Seed; the same seed and database draw the same clips.")] = 0,
-    cap: Annotated[int | None, typer.Option(help="Most clips per account per period (default: setting).")] = None,
-    period_days: Annotated[int | None, typer.Option(help="Cap period in days (default: setting).")] = None,
-    dry_run: Annotated[bool, typer.Option(help="Show what would be drawn; change nothing.")] = False,
-) -> None:
-    """Draw a random, per-account-capped sample of consented clips into the review queue."""
-    ws = _open()
-    s = ws.settings
-    try:
-        with ws.transaction() as session:
-            result = draw_sample(
-                session,
-                actor=Actor.cli(),
-                rate=rate,
-                seed=seed,
-                cap=s.sample_cap_per_account if cap is None else cap,
-                period_days=s.sample_cap_days if period_days is None else period_days,
-                default_consent=Consent(s.consent_default),
-                dry_run=dry_run,
-            )
-            if dry_run:
-                session.rollback()
-    finally:
-        ws.close()
-    verb = "would sample" if dry_run else "sampled"
-    out.print(f"{result.eligible} eligible, {verb} {result.drawn}, {result.capped} held back by the per-account cap")
-    if not dry_run and result.drawn:
-        out.print("run `earmark process` (or keep `earmark serve` running) to make them safe to hear and queue them")
 
 
 @app.command()
@@ -809,6 +775,10 @@ def eval_anonymization(
             table.add_row(label, f"{value:.1%}")
     table.add_row("anonymizer speed (x real time, CPU)", f"{report.x_real_time}")
     out.print(table)
+
+
+# The learning loop's commands (sample, sample-stream, export, metrics) live in their own module.
+from earmark import cli_loop  # noqa: E402, F401
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from earmark.errors import ConfigError
@@ -47,6 +47,14 @@ class Settings(BaseSettings):
         5, ge=0, description="Most clips of one account sampled for human review per cap period."
     )
     sample_cap_days: int = Field(30, gt=0, description="Length of the per-account cap period, in days.")
+    sampling_policy: Path | None = Field(
+        None, description="Sampling policy file (TOML or YAML) `earmark sample` uses when given no --policy."
+    )
+    sampling_key: SecretStr | None = Field(
+        None,
+        description="Hex key (64 digits) of the keyed hashes that draw clips; give the upstream stream job the "
+        "same key. Default: derived from HOME/secret.key.",
+    )
     lease_seconds: int = Field(600, gt=0, description="How long a reviewer holds a clip before it returns.")
     audio_url_seconds: int = Field(
         300, gt=0, description="Lifetime of a signed audio URL handed to a reviewer's browser."
@@ -119,6 +127,20 @@ class Settings(BaseSettings):
     )
     bind_host: str = Field("127.0.0.1", description="Address `earmark serve` listens on.")
     bind_port: int = Field(8000, gt=0, lt=65536, description="Port `earmark serve` listens on.")
+
+    @field_validator("sampling_key")
+    @classmethod
+    def _hex_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            try:
+                raw = bytes.fromhex(v.get_secret_value())
+            except ValueError:
+                raw = b""
+            if len(raw) < 16:
+                raise ValueError(
+                    "must be at least 32 hex digits (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+                )
+        return v
 
     @model_validator(mode="after")
     def _production_fails_closed(self) -> Settings:

@@ -8,6 +8,7 @@ demo users.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -30,6 +31,7 @@ from earmark.errors import ConfigError
 from earmark.ingest import read_manifest
 from earmark.pipeline import pending_clip_ids
 from earmark.sampling import draw_sample
+from earmark.sampling_policy import SamplingPolicy, load_policy
 from earmark.synth import VARIANTS, synthesize
 from earmark.types import Actor, Consent, Role
 from earmark.workspace import init_workspace
@@ -83,6 +85,7 @@ CONFUSIONS = {
     "sheeran": "sharon",
     "eggs": "legs",
 }
+DEVICE_TYPES = ["speaker", "phone", "car"]
 INTENTS = ["PlayMusic", "GetWeather", "SetTimer", "SetAlarm", "AddToShoppingList", "MakeCall", "SendMessage"]
 
 
@@ -245,6 +248,8 @@ def write_demo_clips(folder: Path, *, n_clips: int, seed: int, console: Console 
     accounts = [f"acct-{i:04d}" for i in range(n_accounts)]
     devices = {a: [f"dev-{a[5:]}-{j}" for j in range(1 + int(rng.integers(0, 2)))] for a in accounts}
     base = datetime(2026, 11, 1, tzinfo=UTC)
+    # Its own generator, so adding these fields did not change the clips themselves.
+    meta_rng = np.random.default_rng(seed + 1)
     lines = []
     columns = (TextColumn("synthesize"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=console or Console(stderr=True), transient=True) as progress:
@@ -268,8 +273,16 @@ def write_demo_clips(folder: Path, *, n_clips: int, seed: int, console: Console 
                 "locale": "en-US" if rng.random() < 0.8 else "en-GB",
                 "audio": name,
                 "wake_score": round(wake, 3),
+                "device_type": str(meta_rng.choice(DEVICE_TYPES, p=[0.6, 0.25, 0.15])),
             }
+            if meta_rng.random() < 0.03:
+                line["child_profile"] = True
             if asr is not None:
+                if asr["confidence"] < 0.8 and meta_rng.random() < 0.5:
+                    # An uncertain device also reports a runner-up hypothesis.
+                    words = asr["text"].split()
+                    words[int(meta_rng.integers(0, len(words)))] = str(meta_rng.choice(["the", "a", "to", "uh"]))
+                    asr["alternatives"] = [" ".join(words)]
                 line["device_asr"] = asr
             if nlu is not None:
                 line["device_nlu"] = nlu
@@ -288,6 +301,12 @@ DEMO_USERS = [
     ("safety1", Role.safety),
     ("auditor1", Role.auditor),
 ]
+
+
+def demo_policy(settings: Settings) -> SamplingPolicy:
+    """The shipped demo policy, with the workspace's household cap."""
+    policy = load_policy(Path(str(resources.files("earmark") / "data" / "sampling-policy.toml")))
+    return policy.model_copy(update={"cap_per_account": settings.sample_cap_per_account})
 
 
 def build_demo(
@@ -340,10 +359,8 @@ def build_demo(
             draw_sample(
                 session,
                 actor=Actor.cli(),
-                rate=0.6,
-                seed=seed,
-                cap=settings.sample_cap_per_account,
-                period_days=settings.sample_cap_days,
+                policy=demo_policy(settings),
+                key=hashlib.sha256(f"earmark-demo-{seed}".encode()).digest(),
                 default_consent=Consent(settings.consent_default),
             )
             data = resources.files("earmark") / "data"

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
@@ -39,6 +39,7 @@ class _Strict(BaseModel):
 class DeviceASR(_Strict):
     text: str = Field(max_length=2000)
     confidence: Confidence | None = None
+    alternatives: list[Annotated[str, Field(max_length=2000)]] = Field(default_factory=list, max_length=10)
 
 
 class Slot(_Strict):
@@ -50,6 +51,14 @@ class DeviceNLU(_Strict):
     intent: str = Field(min_length=1, max_length=64)
     slots: list[Slot] = Field(default_factory=list, max_length=50)
     confidence: Confidence | None = None
+
+
+class UpstreamDraw(_Strict):
+    """The `sampling` object `earmark sample-stream` adds to a drawn line."""
+
+    probability: float = Field(gt=0.0, le=1.0)
+    reason: Literal["uniform", "priority"]
+    policy: str = Field(max_length=64)
 
 
 class ClipMeta(_Strict):
@@ -64,6 +73,9 @@ class ClipMeta(_Strict):
     device_asr: DeviceASR | None = None
     device_nlu: DeviceNLU | None = None
     wake_score: Confidence | None = None
+    device_type: str | None = Field(None, pattern=r"^[a-z0-9_-]{1,32}$")
+    child_profile: bool = False
+    sampling: UpstreamDraw | None = None
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -77,7 +89,7 @@ def describe_validation_error(exc: ValidationError) -> str:
         elif err["type"] == "extra_forbidden":
             msg = (
                 "unknown field (allowed: clip_id, account_id, device_id, recorded_at, locale, audio, "
-                "device_asr, device_nlu, wake_score)"
+                "device_asr, device_nlu, wake_score, device_type, child_profile, sampling)"
             )
         elif err["type"] == "missing":
             msg = "required field is missing"
@@ -211,6 +223,12 @@ def ingest_clip(
         blob_key=key,
         device_asr_text=meta.device_asr.text if meta.device_asr else None,
         device_asr_confidence=meta.device_asr.confidence if meta.device_asr else None,
+        device_asr_alternatives=meta.device_asr.alternatives if meta.device_asr else None,
+        device_type=meta.device_type,
+        child_profile=meta.child_profile,
+        # Drawn upstream by `earmark sample-stream`: `earmark sample` keeps that decision.
+        inclusion_probability=meta.sampling.probability if meta.sampling else None,
+        sample_reason=meta.sampling.reason if meta.sampling else None,
         device_nlu=meta.device_nlu.model_dump() if meta.device_nlu else None,
         wake_score=meta.wake_score,
         status=ClipStatus.stored,

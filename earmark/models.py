@@ -56,6 +56,7 @@ class Account(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     external_id: Mapped[str] = mapped_column(String(128), unique=True)
     human_review: Mapped[str | None] = mapped_column(String(8))  # Consent, or None: the default
+    training_use: Mapped[str | None] = mapped_column(String(8))  # Consent to original audio in training sets
     consent_updated_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # After erasure `external_id` holds "erased:<keyed hash>", so a repeated request is recognized
@@ -96,6 +97,9 @@ class Clip(Base):
     blob_key: Mapped[str | None] = mapped_column(String(64), unique=True)  # None once purged or erased
     device_asr_text: Mapped[str | None] = mapped_column(Text)
     device_asr_confidence: Mapped[float | None] = mapped_column(Float)
+    device_asr_alternatives: Mapped[list[Any] | None] = mapped_column(JSON)  # the device's n-best after the top
+    device_type: Mapped[str | None] = mapped_column(String(32))
+    child_profile: Mapped[bool] = mapped_column(default=False)
     device_nlu: Mapped[dict[str, Any] | None]
     wake_score: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16), default="stored", index=True)
@@ -270,6 +274,33 @@ class SafetyOutcome(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # false_alarm | handled | escalated
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Export(Base):
+    """One version of a training-data export: where it was written, what it holds, its content hash."""
+
+    __tablename__ = "exports"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)  # versions of one export share a name
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    format: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    audio: Mapped[str | None] = mapped_column(String(16))  # protected | original | None (text only)
+    clips: Mapped[int] = mapped_column(Integer, default=0)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    policy: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16), default="current")  # current | needs_prune | superseded
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    pruned_at: Mapped[datetime | None]
+
+
+class ExportClip(Base):
+    """A clip an export version contains, so erasure can find and prune every export that holds it."""
+
+    __tablename__ = "export_clips"
+    export_id: Mapped[int] = mapped_column(ForeignKey("exports.id"), primary_key=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), primary_key=True, index=True)
 
 
 class User(Base):

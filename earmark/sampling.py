@@ -1,114 +1,196 @@
-"""Sampling: which consented clips a human may hear. Small, capped per account, reproducible.
+"""Sampling: which consented clips a human may hear, by a policy (earmark/sampling_policy.py).
 
-A clip is drawn when a keyed hash of (seed, clip id) falls below the rate, so a draw is the same
-for the same seed and database whatever order rows come back in; then each account keeps at most
-`cap` clips per period, the lowest hashes first.
+The database path decides each never-sampled clip with the same pure `decide` as the upstream
+stream path, in the order a stream would see them (recording time, then clip id), so both draw the
+same clips. The per-household cap also counts clips already sampled in the same period.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections import defaultdict
-from dataclasses import dataclass
-from datetime import timedelta
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.consent import allows_review
-from earmark.errors import InvalidInput
-from earmark.models import Account, Clip, utcnow
-from earmark.queues import GENERAL
+from earmark.models import Account, Clip, Entity, InventoryItem, utcnow
+from earmark.sampling_policy import CapCounter, EntityCheck, SamplingPolicy, decide, entity_check, period_of
+from earmark.textnorm import normalize
 from earmark.types import Actor, ClipStatus, Consent
 
 
-def unit_hash(seed: int, clip_id: str) -> float:
-    """A uniform number in [0, 1) from seed and clip id.
+@dataclass(slots=True)
+class StratumCount:
+    eligible: int = 0
+    drawn: int = 0
+    priority: int = 0
+    capped: int = 0
+    score_sum: float = 0.0
 
-    >>> 0.0 <= unit_hash(1, "clip-a") < 1.0
-    True
-    """
-    digest = hashlib.sha256(f"earmark-sample:{seed}:{clip_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SampleResult:
+    considered: int
     eligible: int
     drawn: int
     capped: int
     clip_ids: list[str]
+    excluded: dict[str, int] = field(default_factory=dict)
+    strata: dict[str, StratumCount] = field(default_factory=dict)
+    mean_score: float = 0.0  # observed in this run; the policy's priority.mean_score should match it
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "considered": self.considered,
+            "eligible": self.eligible,
+            "drawn": self.drawn,
+            "capped": self.capped,
+            "excluded": self.excluded,
+            "mean_score": round(self.mean_score, 4),
+            "strata": {
+                k: {
+                    "eligible": v.eligible,
+                    "drawn": v.drawn,
+                    "priority": v.priority,
+                    "capped": v.capped,
+                    "mean_score": round(v.score_sum / v.eligible, 4) if v.eligible else 0.0,
+                }
+                for k, v in sorted(self.strata.items())
+            },
+        }
+
+
+def clip_record(clip: Clip, account_external_id: str) -> dict[str, Any]:
+    """A stored clip's metadata in the shape `decide` takes (what the upstream stream carries)."""
+    nlu = clip.device_nlu or {}
+    asr: dict[str, Any] | None = None
+    if clip.device_asr_text is not None:
+        asr = {
+            "text": clip.device_asr_text,
+            "confidence": clip.device_asr_confidence,
+            "alternatives": clip.device_asr_alternatives or [],
+        }
+    return {
+        "clip_id": clip.external_id,
+        "account_id": account_external_id,
+        "recorded_at": clip.recorded_at,
+        "locale": clip.locale,
+        "device_type": clip.device_type,
+        "child_profile": bool(clip.child_profile),
+        "wake_score": clip.wake_score,
+        "device_asr": asr,
+        "device_nlu": clip.device_nlu,
+        "intent": nlu.get("intent"),
+    }
+
+
+def catalog_lookup(session: Session) -> EntityCheck | None:
+    """The missing-entity check over the catalog and the inventory's entity-linked slot types;
+    None when the catalog is empty."""
+    by_type: dict[str, set[str]] = {}
+    for name, aliases, etype in session.execute(select(Entity.name, Entity.aliases, Entity.type)):
+        names = by_type.setdefault(etype, set())
+        names.add(normalize(name))
+        names.update(normalize(a) for a in aliases or [])
+    if not by_type:
+        return None
+    slot_types = dict(
+        session.execute(
+            select(InventoryItem.name, InventoryItem.entity_type).where(
+                InventoryItem.kind == "slot", InventoryItem.entity_type.is_not(None)
+            )
+        ).all()
+    )
+    return entity_check(by_type, slot_types)
 
 
 def draw_sample(
     session: Session,
     *,
     actor: Actor,
-    rate: float,
-    seed: int,
-    cap: int,
-    period_days: int,
+    policy: SamplingPolicy,
+    key: bytes,
     default_consent: Consent,
-    queue: str = GENERAL,
     dry_run: bool = False,
 ) -> SampleResult:
-    """Mark a `rate` share of eligible clips (consented, never sampled) for review, at most `cap` per
-    account per `period_days`; they wait for the safe-to-hear pipeline. Audited; caller commits."""
-    if not 0.0 < rate <= 1.0:
-        raise InvalidInput("rate must be in (0, 1]", field="rate")
-    if cap < 0:
-        raise InvalidInput("cap must be zero or more", field="cap")
+    """Mark the clips `policy` draws among never-sampled stored clips; they wait for the
+    safe-to-hear pipeline. Stores each clip's inclusion probability and reason. Audited; caller commits."""
     now = utcnow()
-    rows = session.execute(
-        select(Clip.id, Clip.external_id, Clip.account_id)
-        .join(Account, Account.id == Clip.account_id)
-        .where(Clip.status == ClipStatus.stored, Clip.sampled_at.is_(None), allows_review(default_consent))
-    ).all()
-    since = now - timedelta(days=period_days)
-    recent = dict(
-        session.execute(
-            select(Clip.account_id, func.count())
-            .where(Clip.sampled_at.is_not(None), Clip.sampled_at >= since)
-            .group_by(Clip.account_id)
-        ).all()
+    allowed = set(
+        session.execute(select(Account.id).where(allows_review(default_consent), Account.erased_at.is_(None))).scalars()
     )
-    hits: dict[int, list[tuple[float, int, str]]] = defaultdict(list)
-    for clip_pk, external_id, account_id in rows:
-        u = unit_hash(seed, external_id)
-        if u < rate:
-            hits[account_id].append((u, clip_pk, external_id))
-    chosen: list[tuple[float, int, str]] = []
-    capped = 0
-    for account_id in sorted(hits):
-        room = max(cap - int(recent.get(account_id, 0)), 0)
-        ordered = sorted(hits[account_id])
-        chosen.extend(ordered[:room])
-        capped += max(len(ordered) - room, 0)
-    # Queue in hash order: a reviewer does not hear one household's clips back to back.
-    chosen.sort()
-    if not dry_run:
-        for _, clip_pk, _ in chosen:
-            clip = session.get(Clip, clip_pk)
-            assert clip is not None
-            clip.sampled_at = now
-            clip.inclusion_probability = rate
-            clip.sample_reason = "uniform"
-            # Not queued yet: the safe-to-hear pipeline queues the protected derivative.
-            clip.status = ClipStatus.pending
-        session.flush()
-        audit.record(
-            session,
-            actor=actor,
-            action="sample.draw",
-            details={
-                "rate": rate,
-                "seed": seed,
-                "eligible": len(rows),
-                "drawn": len(chosen),
-                "capped": capped,
-                "cap": cap,
-                "queue": queue,
-            },
+    rows = session.execute(
+        select(Clip, Account.external_id)
+        .join(Account, Account.id == Clip.account_id)
+        .where(Clip.status == ClipStatus.stored, Clip.sampled_at.is_(None))
+        .order_by(Clip.recorded_at, Clip.external_id)
+    ).all()
+    # Clips already sampled count against their household's cap for their period.
+    already = Counter(
+        (acct, period_of(at, policy.period_days))
+        for at, acct in session.execute(
+            select(Clip.recorded_at, Account.external_id)
+            .join(Account, Account.id == Clip.account_id)
+            .where(Clip.sampled_at.is_not(None))
         )
-    return SampleResult(len(rows), len(chosen), capped, [ext for _, _, ext in chosen])
+    )
+    caps = CapCounter(policy.cap_per_account, already)
+    known = catalog_lookup(session) if policy.priority.missing_entities and policy.budget.priority else None
+    result = SampleResult(considered=len(rows), eligible=0, drawn=0, capped=0, clip_ids=[])
+    excluded: Counter[str] = Counter()
+    chosen: list[tuple[Clip, float, str]] = []
+    for clip, account_ext in rows:
+        rec = clip_record(clip, account_ext)
+        d = decide(policy, key, rec, consent=clip.account_id in allowed, known_entity=known)
+        if clip.inclusion_probability is not None and not d.reason.startswith("excluded:"):
+            # Drawn upstream (`earmark sample-stream`): keep that decision; consent, exclusions
+            # and the household cap still apply here.
+            d = replace(d, drawn=True, reason=clip.sample_reason or "uniform", probability=clip.inclusion_probability)
+        if d.reason.startswith("excluded:"):
+            excluded[d.reason.removeprefix("excluded:")] += 1
+            continue
+        result.eligible += 1
+        st = result.strata.setdefault(d.stratum, StratumCount())
+        st.eligible += 1
+        st.score_sum += d.score
+        result.mean_score += d.score
+        if not d.drawn:
+            continue
+        if not caps.admit(account_ext, d.period):
+            st.capped += 1
+            result.capped += 1
+            continue
+        st.drawn += 1
+        st.priority += d.reason == "priority"
+        chosen.append((clip, d.probability, d.reason))
+    result.mean_score = result.mean_score / result.eligible if result.eligible else 0.0
+    result.excluded = dict(sorted(excluded.items()))
+    result.drawn = len(chosen)
+    result.clip_ids = [c.external_id for c, _, _ in chosen]
+    if dry_run:
+        return result
+    for clip, probability, reason in chosen:
+        clip.sampled_at = now
+        clip.inclusion_probability = probability
+        clip.sample_reason = reason
+        # Not queued yet: the safe-to-hear pipeline queues the protected derivative.
+        clip.status = ClipStatus.pending
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="sample.draw",
+        details={
+            "policy": policy.digest(),
+            "considered": result.considered,
+            "eligible": result.eligible,
+            "drawn": result.drawn,
+            "priority": sum(1 for _, _, r in chosen if r == "priority"),
+            "capped": result.capped,
+            "cap": policy.cap_per_account,
+        },
+    )
+    return result

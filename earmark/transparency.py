@@ -26,6 +26,8 @@ TEAMS = {
 }
 REASONS = {
     "uniform": "chosen at random from consenting accounts (probability {p:.1%})",
+    "priority": "chosen because the assistant was unsure what was said or meant, where a person's check helps "
+    "most (probability {p:.1%})",
 }
 
 

@@ -6,6 +6,8 @@ functions it calls never do.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -338,7 +340,15 @@ def _load_secret(settings: Settings) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
-SECRET_SETTINGS = {"workspace_key", "database_url", "home"}
+def sampling_key(settings: Settings) -> bytes:
+    """The key of the keyed hashes that draw clips: the `sampling_key` setting (shared with the
+    upstream stream job), else one derived from the workspace secret."""
+    if settings.sampling_key is not None:
+        return bytes.fromhex(settings.sampling_key.get_secret_value())
+    return hmac.new(_load_secret(settings), b"earmark-sampling-key", hashlib.sha256).digest()
+
+
+SECRET_SETTINGS = {"workspace_key", "database_url", "home", "sampling_key"}
 
 
 def record_settings(session: Session, settings: Settings) -> list[str]:

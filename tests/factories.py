@@ -16,6 +16,7 @@ from earmark.consent import set_consent
 from earmark.ingest import ClipMeta
 from earmark.models import User
 from earmark.sampling import draw_sample
+from earmark.sampling_policy import SamplingPolicy
 from earmark.synth import synthesize
 from earmark.types import Actor, Consent, Role
 from earmark.workspace import Workspace
@@ -104,7 +105,13 @@ def ingest_speech(ws: Workspace, text: str, **fields: Any) -> str:
 
 def sample_all(ws: Workspace, *, seed: int = 0) -> None:
     with ws.transaction() as s:
-        draw_sample(s, actor=Actor.cli(), rate=1.0, seed=seed, cap=10_000, period_days=30, default_consent=Consent.deny)
+        draw_sample(
+            s,
+            actor=Actor.cli(),
+            policy=SamplingPolicy.uniform(1.0, cap=10_000, period_days=30),
+            key=seed.to_bytes(8, "big"),
+            default_consent=Consent.deny,
+        )
 
 
 def queue_clips(

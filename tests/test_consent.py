@@ -9,6 +9,7 @@ from earmark.models import Assignment, Clip, QueueItem
 from earmark.queues import lease_next
 from earmark.review import submit_annotation
 from earmark.sampling import draw_sample
+from earmark.sampling_policy import SamplingPolicy
 from earmark.types import Actor, Consent
 from earmark.workspace import Workspace
 from tests import factories as f
@@ -17,7 +18,11 @@ from tests import factories as f
 def _sample(ws: Workspace, default: Consent = Consent.deny) -> int:
     with ws.transaction() as s:
         return draw_sample(
-            s, actor=Actor.cli(), rate=1.0, seed=1, cap=100, period_days=30, default_consent=default
+            s,
+            actor=Actor.cli(),
+            policy=SamplingPolicy.uniform(1.0, cap=100, period_days=30),
+            key=b"k",
+            default_consent=default,
         ).drawn
 
 

@@ -1,0 +1,195 @@
+"""The learning loop's commands: sample, sample-stream, export, metrics, eval sampling."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from earmark.catalog import CatalogLine, InventoryFile
+from earmark.cli import _open, _settings, app, err, out
+from earmark.errors import InvalidInput
+from earmark.sampling import SampleResult, draw_sample
+from earmark.sampling_policy import (
+    EntityCheck,
+    SamplingPolicy,
+    StreamTotals,
+    draw_stream,
+    entity_check,
+    load_policy,
+)
+from earmark.textnorm import normalize
+from earmark.types import Actor, Consent
+from earmark.workspace import sampling_key
+
+
+def _policy(policy: Path | None, rate: float | None) -> SamplingPolicy:
+    s = _settings()
+    if policy is not None and rate is not None:
+        raise InvalidInput("give either --policy or --rate, not both", field="rate")
+    if rate is not None:
+        if not 0.0 < rate <= 1.0:
+            raise InvalidInput("--rate must be in (0, 1]", field="rate")
+        return SamplingPolicy.uniform(rate, cap=s.sample_cap_per_account, period_days=s.sample_cap_days)
+    path = policy or s.sampling_policy
+    if path is None:
+        raise InvalidInput(
+            "no sampling policy: pass --policy FILE (TOML or YAML, see docs/sampling.md), set "
+            "`sampling_policy` in settings.toml, or draw uniformly with --rate",
+            field="policy",
+        )
+    return load_policy(Path(path))
+
+
+def _print_sample(result: SampleResult, dry_run: bool) -> None:
+    table = Table(title="would be drawn per stratum" if dry_run else "drawn per stratum")
+    table.add_column("stratum", no_wrap=True)
+    for col in ("eligible", "drawn", "priority", "capped", "score"):
+        table.add_column(col, justify="right")
+    for name, st in result.as_dict()["strata"].items():
+        table.add_row(
+            escape(name),
+            str(st["eligible"]),
+            str(st["drawn"]),
+            str(st["priority"]),
+            str(st["capped"]),
+            f"{st['mean_score']:.3f}",
+        )
+    out.print(table)
+    out.print(
+        "priority: drawn for the priority share; capped: held back by the household cap; score: mean priority score"
+    )
+    excluded = ", ".join(f"{k} {v}" for k, v in result.excluded.items()) or "none"
+    verb = "would sample" if dry_run else "sampled"
+    out.print(
+        f"{result.considered} never-sampled clips, {result.eligible} eligible (excluded: {excluded}); "
+        f"{verb} {result.drawn}, {result.capped} held back by the per-account cap"
+    )
+
+
+@app.command()
+def sample(
+    policy: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Sampling policy (TOML or YAML); default: setting."),
+    ] = None,
+    rate: Annotated[float | None, typer.Option(help="Uniform draw of this share, instead of a policy.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Show what would be drawn per stratum; change nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Draw clips for human review by a sampling policy: capped per household, priority where people help most."""
+    pol = _policy(policy, rate)
+    ws = _open()
+    s = ws.settings
+    try:
+        key = sampling_key(s)
+        with ws.transaction() as session:
+            result = draw_sample(
+                session,
+                actor=Actor.cli(),
+                policy=pol,
+                key=key,
+                default_consent=Consent(s.consent_default),
+                dry_run=dry_run,
+            )
+            if dry_run:
+                session.rollback()
+    finally:
+        ws.close()
+    if as_json:
+        print(json.dumps({"dry_run": dry_run, "policy": pol.digest(), **result.as_dict()}, indent=2))
+        return
+    _print_sample(result, dry_run)
+    if (
+        result.eligible
+        and pol.budget.priority
+        and abs(result.mean_score - pol.priority.mean_score) > 0.2 * max(pol.priority.mean_score, 1e-9)
+    ):
+        err.print(
+            f"note: the eligible clips' mean priority score is {result.mean_score:.3f} but the policy assumes "
+            f"priority.mean_score = {pol.priority.mean_score}; set it to the measured value so the draw "
+            "spends the budget the policy states"
+        )
+    if not dry_run and result.drawn:
+        out.print("run `earmark process` (or keep `earmark serve` running) to make them safe to hear and queue them")
+
+
+def _entity_check(catalog: Path, inventory: Path | None) -> EntityCheck | None:
+    names: dict[str, set[str]] = {}
+    for lineno, line in enumerate(catalog.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = CatalogLine.model_validate_json(line)
+        except ValueError as exc:
+            raise InvalidInput(f"{catalog}:{lineno}: not a catalog line ({exc})", field="catalog") from None
+        bucket = names.setdefault(entry.type, set())
+        bucket.add(normalize(entry.name))
+        bucket.update(normalize(a) for a in entry.aliases)
+    slot_types: dict[str, str | None] = {}
+    if inventory is not None:
+        try:
+            inv = InventoryFile.model_validate_json(inventory.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise InvalidInput(f"{inventory}: not an inventory file ({exc})", field="inventory") from None
+        slot_types = {str(slot.get("name")): slot.get("entity_type") for slot in inv.slots}
+    return entity_check(names, slot_types) if names else None
+
+
+@app.command("sample-stream")
+def sample_stream(
+    policy: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Sampling policy (TOML or YAML); default: setting."),
+    ] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", "-i", help="Metadata JSONL (default: stdin).", dir_okay=False)
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Drawn lines (default: stdout).")] = None,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Entity catalog JSONL, for the missing-entity criterion."),
+    ] = None,
+    inventory: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Inventory JSON: which slot types link to the catalog."),
+    ] = None,
+) -> None:
+    """Draw clips from a metadata stream without the database: JSONL in, drawn lines out, one line at a time.
+
+    Each input line needs clip_id, account_id, recorded_at, and may carry locale, device_type, child_profile,
+    wake_score, human_review (allow|deny; default: setting consent_default), device_asr, device_nlu. Drawn lines
+    come out unchanged plus a `sampling` object (probability, reason, policy) that `earmark ingest` keeps.
+    """
+    s = _settings()
+    pol = _policy(policy, None)
+    key = sampling_key(s)
+    known = None
+    if catalog is not None:
+        known = _entity_check(catalog, inventory)
+    totals = StreamTotals()
+
+    def bad(lineno: int, why: str) -> None:
+        err.print(f"line {lineno}: skipped: {escape(why)}", highlight=False)
+
+    src = input_file.open(encoding="utf-8") if input_file else sys.stdin
+    dst = output.open("w", encoding="utf-8") if output else sys.stdout
+    try:
+        for line in draw_stream(
+            src, pol, key, default_consent=s.consent_default, known_entity=known, on_error=bad, totals=totals
+        ):
+            dst.write(line + "\n")
+    finally:
+        if input_file:
+            src.close()
+        if output:
+            dst.close()
+    err.print(
+        f"read {totals.read}, drew {totals.drawn}, {totals.capped} held back by the per-account cap, "
+        f"{totals.bad} bad lines skipped"
+    )

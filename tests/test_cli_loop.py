@@ -1,0 +1,101 @@
+"""The learning loop from the command line: sample with a policy, sample-stream, then ingest what it drew."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests import factories as f
+from tests.test_cli import home, run  # noqa: F401  (fixture)
+
+POLICY = """
+rate = 0.5
+cap_per_account = 3
+[budget]
+uniform = 0.5
+priority = 0.5
+[strata.device_type]
+car = 1.0
+[priority]
+mean_score = 0.2
+"""
+
+
+def _lines(folder: Path, n: int) -> list[dict[str, object]]:
+    lines = []
+    for i in range(n):
+        (folder / f"s{i}.wav").write_bytes(f.audio_bytes(0.3))
+        lines.append(
+            {
+                "clip_id": f"st-{i:03d}",
+                "account_id": f"acct-{i % 4}",
+                "device_id": "d1",
+                "recorded_at": f"2026-11-02T08:{i:02d}:00+00:00",
+                "locale": "en-US",
+                "audio": f"s{i}.wav",
+                "device_type": "car" if i % 2 else "speaker",
+                "device_asr": {"text": "what's the weather", "confidence": 0.3 if i % 3 == 0 else 0.95},
+            }
+        )
+    return lines
+
+
+def test_sample_with_a_policy_dry_run_then_real(home: Path, tmp_path: Path) -> None:  # noqa: F811
+    folder = tmp_path / "in"
+    folder.mkdir()
+    manifest = folder / "m.jsonl"
+    manifest.write_text("".join(json.dumps(x) + "\n" for x in _lines(folder, 24)))
+    assert run(home, "ingest", str(manifest)).exit_code == 0
+    for a in range(4):
+        assert run(home, "consent", "set", f"acct-{a}", "--human-review", "allow").exit_code == 0
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    dry = run(home, "sample", "--policy", str(policy), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    report = json.loads(dry.stdout)
+    assert report["strata"]["device_type=car"]["eligible"] == 12
+    assert report["drawn"] <= 12  # cap 3 x 4 households
+    real = run(home, "sample", "--policy", str(policy))
+    assert real.exit_code == 0
+    assert f"sampled {report['drawn']}" in real.output and "device_type=car" in real.output
+    stats = json.loads(run(home, "stats", "--json").stdout)
+    assert stats["clips"]["by_status"]["pending"] == report["drawn"]
+
+
+def test_sample_refuses_a_bad_policy_naming_the_key(home: Path, tmp_path: Path) -> None:  # noqa: F811
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("rate: 0.5\nbudget: {uniform: 0.5, priority: 0.2}\nstrata: {region: {eu: 0.1}}\n")
+    result = run(home, "sample", "--policy", str(policy))
+    assert result.exit_code == 1
+    assert "budget: uniform (0.5) + priority (0.2) must sum to 1" in result.output
+    assert "strata.region: unknown stratum" in result.output
+    assert "no sampling policy" in run(home, "sample").output
+
+
+def test_sample_stream_then_ingest_keeps_the_upstream_draw(home: Path, tmp_path: Path) -> None:  # noqa: F811
+    folder = tmp_path / "in"
+    folder.mkdir()
+    lines = _lines(folder, 20)
+    for line in lines:
+        line["human_review"] = "allow"
+    stream = folder / "stream.jsonl"
+    stream.write_text("".join(json.dumps(x) + "\n" for x in lines) + "{broken\n")
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    drawn_file = folder / "drawn.jsonl"
+    result = run(home, "sample-stream", "--policy", str(policy), "-i", str(stream), "-o", str(drawn_file))
+    assert result.exit_code == 0, result.output
+    assert "line 21: skipped" in result.output
+    drawn = [json.loads(x) for x in drawn_file.read_text().splitlines()]
+    assert 0 < len(drawn) <= 12
+    assert f"read 21, drew {len(drawn)}" in result.output
+    # Only drawn clips reach earmark; `human_review` is the stream's field, not a clip's.
+    for x in drawn:
+        del x["human_review"]
+    manifest = folder / "ingest.jsonl"
+    manifest.write_text("".join(json.dumps(x) + "\n" for x in drawn))
+    assert run(home, "ingest", str(manifest)).exit_code == 0
+    for a in range(4):
+        run(home, "consent", "set", f"acct-{a}", "--human-review", "allow", "--create")
+    out = json.loads(run(home, "sample", "--rate", "0.001", "--json").stdout)
+    assert out["drawn"] == len(drawn)  # the stream's decision stands, whatever this run's rate

@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from earmark.errors import InvalidInput
+from earmark.sampling_policy import (
+    CapCounter,
+    SamplingPolicy,
+    StreamTotals,
+    decide,
+    draw_stream,
+    entity_check,
+    keyed_unit,
+    load_policy,
+    parse_policy,
+    priority_score,
+)
+
+KEY = b"k" * 32
+AT = datetime(2026, 11, 2, 8, tzinfo=UTC)
+
+
+def rec(i: int, **fields: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "clip_id": f"c-{i}",
+        "account_id": f"a-{i % 50}",
+        "recorded_at": AT + timedelta(minutes=i),
+        "locale": "en-US",
+        "device_asr": {"text": "what is the weather", "confidence": 0.95},
+        "device_nlu": {"intent": "GetWeather", "slots": [], "confidence": 0.9},
+    }
+    base.update(fields)
+    return base
+
+
+@pytest.mark.parametrize(
+    ("raw", "names"),
+    [
+        ({"rate": 0.1, "budget": {"uniform": 0.5, "priority": 0.4}}, "budget: uniform (0.5) + priority (0.4) must sum"),
+        ({"rate": 0.1, "strata": {"region": {"eu": 0.2}}}, "strata.region: unknown stratum"),
+        ({"rate": 0.1, "strata": {"locale": {"en-GB": 1.5}}}, "locale.en-GB: rate must be a number in (0, 1]"),
+        ({"rate": 0.1, "cap": 5}, "cap: unknown key"),
+        ({"rate": 0}, "rate: Input should be greater than 0"),
+        ({}, "rate: Field required"),
+        ({"rate": 0.1, "budget": {"uniform": 0.0, "priority": 1.0}}, "without a uniform share"),
+        ({"rate": 0.1, "priority": {"rare_intent": ["X"]}}, "priority.rare_intent: unknown key"),
+    ],
+)
+def test_bad_policies_name_the_key(raw: dict[str, object], names: str) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        parse_policy(raw, source="p.toml")
+    assert names in str(exc.value)
+    assert str(exc.value).startswith("p.toml: ")
+
+
+def test_policy_files_toml_yaml_and_bad_syntax(tmp_path: Path) -> None:
+    toml = tmp_path / "p.toml"
+    toml.write_text('rate = 0.2\n[strata.locale]\n"en-GB" = 0.5\n[budget]\nuniform = 0.7\npriority = 0.3\n')
+    yml = tmp_path / "p.yaml"
+    yml.write_text("rate: 0.2\nstrata:\n  locale:\n    en-GB: 0.5\nbudget:\n  uniform: 0.7\n  priority: 0.3\n")
+    assert load_policy(toml) == load_policy(yml)
+    assert load_policy(toml).digest() == load_policy(yml).digest()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("rate = \n")
+    with pytest.raises(InvalidInput, match="not valid TOML"):
+        load_policy(bad)
+    with pytest.raises(InvalidInput, match="cannot read the policy file"):
+        load_policy(tmp_path / "p.json")
+    (tmp_path / "p.json").write_text("{}")
+    with pytest.raises(InvalidInput, match=r"\.toml, \.yaml or \.yml"):
+        load_policy(tmp_path / "p.json")
+
+
+def test_stratum_precedence_intent_then_device_then_locale() -> None:
+    p = parse_policy(
+        {"rate": 0.1, "strata": {"locale": {"en-GB": 0.2}, "device_type": {"car": 0.3}, "intent": {"MakeCall": 0.4}}}
+    )
+    assert p.base_rate({"locale": "en-GB", "device_type": "car", "intent": "MakeCall"}) == 0.4
+    assert p.base_rate({"locale": "en-GB", "device_type": "car"}) == 0.3
+    assert p.stratum({"locale": "en-GB"}) == "locale=en-GB"
+    assert p.base_rate({"locale": "de-DE"}) == 0.1
+
+
+def test_keyed_unit_depends_on_the_key_and_is_uniform() -> None:
+    assert keyed_unit(b"a", "clip", "x") != keyed_unit(b"b", "clip", "x")
+    values = [keyed_unit(KEY, "clip", f"c-{i}") for i in range(20000)]
+    assert 0.09 < sum(v < 0.1 for v in values) / len(values) < 0.11
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rate=st.floats(0.001, 1.0),
+    uniform=st.floats(0.05, 1.0),
+    panel=st.floats(0.01, 1.0),
+    asr_conf=st.one_of(st.none(), st.floats(0.0, 1.0)),
+    alt=st.one_of(st.none(), st.text(max_size=20)),
+)
+def test_every_eligible_clip_keeps_its_uniform_floor(
+    rate: float, uniform: float, panel: float, asr_conf: float | None, alt: str | None
+) -> None:
+    p = SamplingPolicy(
+        rate=rate,
+        panel_rate=panel,
+        budget={"uniform": uniform, "priority": 1.0 - uniform},  # type: ignore[arg-type]
+    )
+    asr = {"text": "call mom", "confidence": asr_conf, "alternatives": [alt] if alt else []}
+    d = decide(p, KEY, rec(1, device_asr=asr), consent=True)
+    assert panel * rate * uniform - 1e-12 <= d.probability <= panel
+    assert 0.0 <= d.score <= 1.0
+
+
+def test_inverse_probability_weights_give_unbiased_estimates() -> None:
+    """A priority draw over-samples low-confidence clips; weighting by 1/p recovers the true error rate."""
+    p = parse_policy(
+        {
+            "rate": 0.1,
+            "budget": {"uniform": 0.3, "priority": 0.7},
+            "priority": {"mean_score": 0.3},
+            "cap_per_account": 10**6,
+        }
+    )
+    population, drawn = [], []
+    for i in range(40000):
+        conf = (i % 100) / 100
+        wrong = conf < 0.3  # the device is wrong exactly when unsure
+        d = decide(p, KEY, rec(i, device_asr={"text": "x", "confidence": conf}), consent=True)
+        population.append(wrong)
+        if d.drawn:
+            drawn.append((wrong, d.weight))
+    true_rate = sum(population) / len(population)
+    naive = sum(w for w, _ in drawn) / len(drawn)
+    weighted = sum(wt for w, wt in drawn if w) / sum(wt for _, wt in drawn)
+    assert naive > true_rate + 0.15  # the priority share makes the unweighted figure far too high
+    assert abs(weighted - true_rate) < 0.03
+
+
+def test_exclusions_come_before_everything() -> None:
+    p = SamplingPolicy(rate=1.0)
+    assert decide(p, KEY, rec(1), consent=False).reason == "excluded:consent"
+    assert decide(p, KEY, rec(1, child_profile=True), consent=True).reason == "excluded:child_profile"
+    assert decide(p, KEY, rec(1, wake_score=0.1), consent=True).reason == "excluded:accidental_activation"
+    assert decide(p, KEY, rec(1, wake_score=0.9), consent=True).drawn
+
+
+def test_panel_bounds_what_households_contribute() -> None:
+    p = parse_policy({"rate": 1.0, "panel_rate": 0.2, "cap_per_account": 10**6})
+    everyone: dict[tuple[object, int], int] = {}
+    drawn: dict[tuple[object, int], int] = {}
+    for i in range(5000):
+        d = decide(p, KEY, rec(i), consent=True)
+        key = (rec(i)["account_id"], d.period)
+        everyone[key] = everyone.get(key, 0) + 1
+        if d.drawn:
+            drawn[key] = drawn.get(key, 0) + 1
+    assert 0.1 < len(drawn) / len(everyone) < 0.3  # about a fifth of households each period
+    assert all(everyone[k] == n for k, n in drawn.items())  # a panel household's clips all (rate 1)
+
+
+def test_priority_criteria() -> None:
+    p = parse_policy({"rate": 0.1, "priority": {"rare_intents": ["MakeCall"]}}).priority
+    assert priority_score(rec(1), p) == 0.0
+    assert priority_score(rec(1, device_asr={"text": "x", "confidence": 0.35}), p) == pytest.approx(0.5)
+    nbest = {"text": "call tulsa", "confidence": 0.95, "alternatives": ["call tulsi"]}
+    assert priority_score(rec(1, device_asr=nbest), p) == pytest.approx(0.5)
+    assert priority_score(rec(1, device_nlu={"intent": "MakeCall", "slots": []}), p) == 1.0
+    known = entity_check({"MusicArtist": {"taylor swift"}}, {"artist": "MusicArtist", "date": None})
+    nlu = {
+        "intent": "PlayMusic",
+        "slots": [{"type": "artist", "value": "Taylor Swift"}, {"type": "date", "value": "x"}],
+    }
+    assert priority_score(rec(1, device_nlu=nlu), p, known) == 0.0
+    nlu["slots"][0]["value"] = "the zorblaxes"  # type: ignore[index]
+    assert priority_score(rec(1, device_nlu=nlu), p, known) == 1.0
+
+
+def test_cap_counter_forgets_old_periods() -> None:
+    caps = CapCounter(2)
+    assert [caps.admit("a", 0) for _ in range(3)] == [True, True, False]
+    for period in range(1, 100):
+        for h in range(10):
+            caps.admit(f"h{h}", period)
+    assert len(caps.counts) <= 20  # this period and the one before, not all 100
+    assert caps.capped == 1
+
+
+def test_stream_skips_bad_lines_and_tags_drawn_ones() -> None:
+    p = SamplingPolicy(rate=1.0)
+    good = json.dumps({**rec(1), "recorded_at": AT.isoformat(), "human_review": "allow", "extra": {"kept": 1}})
+    errors: list[tuple[int, str]] = []
+    lines = [
+        "not json",
+        "[1]",
+        json.dumps({"clip_id": "x", "account_id": "a", "recorded_at": "2026-11-02T08:00:00"}),
+        "",
+        good,
+        json.dumps({**rec(2), "recorded_at": AT.isoformat()}),  # no consent: default deny
+    ]
+    totals = StreamTotals()
+    out = list(draw_stream(iter(lines), p, KEY, on_error=lambda n, why: errors.append((n, why)), totals=totals))
+    assert [n for n, _ in errors] == [1, 2, 3]
+    assert "time zone" in errors[2][1]
+    assert len(out) == 1
+    drawn = json.loads(out[0])
+    assert drawn["extra"] == {"kept": 1}  # upstream fields pass through
+    assert drawn["sampling"] == {"probability": 1.0, "reason": "uniform", "policy": p.digest()}
+    assert (totals.read, totals.drawn, totals.bad) == (5, 1, 3)
