@@ -234,15 +234,24 @@ def token_revoke(token_id: int) -> None:
 @consent_app.command("set")
 def consent_set(
     account: str,
-    human_review: Annotated[Consent, typer.Option("--human-review", help="allow or deny")],
+    human_review: Annotated[Consent | None, typer.Option("--human-review", help="allow or deny")] = None,
+    training_use: Annotated[
+        Consent | None, typer.Option("--training-use", help="Original audio in training exports: allow or deny.")
+    ] = None,
     create: Annotated[bool, typer.Option(help="Record consent for an account with no clips yet.")] = False,
 ) -> None:
-    """Record an account's consent to human review. `deny` withdraws its queued clips at once."""
+    """Record an account's consent to human review and to training use of its original audio.
+    `--human-review deny` withdraws its queued clips at once."""
     ws = _open()
     try:
         with ws.transaction() as session:
             result = set_consent(
-                session, actor=Actor.cli(), account_id=account, human_review=human_review, create=create
+                session,
+                actor=Actor.cli(),
+                account_id=account,
+                human_review=human_review,
+                training_use=training_use,
+                create=create,
             )
     finally:
         ws.close()

@@ -9,10 +9,11 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from earmark.catalog import CatalogLine, InventoryFile
-from earmark.cli import _open, _settings, app, err, out
+from earmark.cli import _open, _settings, app, err, eval_app, out
 from earmark.errors import InvalidInput
 from earmark.sampling import SampleResult, draw_sample
 from earmark.sampling_policy import (
@@ -193,3 +194,126 @@ def sample_stream(
         f"read {totals.read}, drew {totals.drawn}, {totals.capped} held back by the per-account cap, "
         f"{totals.bad} bad lines skipped"
     )
+
+
+export_app = typer.Typer(
+    no_args_is_help=True, help="Training-data exports (ASR and NLU formats), versioned and prunable."
+)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("create")
+def export_create(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="lhotse, nemo, hf (ASR); rasa, massive (NLU).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write (must be empty unless --force).")],
+    audio: Annotated[
+        str, typer.Option(help="protected (default) or original: only accounts whose training-use consent allows.")
+    ] = "protected",
+    name: Annotated[str | None, typer.Option(help="Name of the export (default: the folder's name).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace a non-empty folder (a new version of its export).")] = False,
+) -> None:
+    """Export reviewed clips as training data, with a manifest (item ids, sampling, counts, content hash)."""
+    from earmark.export import run_export
+
+    ws = _open()
+    try:
+        columns = (TextColumn("export"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, console=err, transient=True) as progress:
+            task = progress.add_task("export", total=None)
+            result = run_export(
+                ws,
+                actor=Actor.cli(),
+                fmt=fmt,
+                out=output,
+                audio=audio,
+                name=name,
+                force=force,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+    finally:
+        ws.close()
+    skipped = ", ".join(f"{k} {v}" for k, v in result.skipped.items()) or "none"
+    out.print(
+        f"export {escape(result.name)} v{result.version} ({result.format}): {result.items} item(s) in "
+        f"{escape(str(result.path))}; skipped: {skipped}; content hash {result.content_hash[:16]}"
+    )
+
+
+@export_app.command("prune")
+def export_prune() -> None:
+    """Rewrite every export that holds erased or withdrawn clips without them (a new version each)."""
+    from earmark.export import prune_exports
+
+    ws = _open()
+    try:
+        result = prune_exports(ws, actor=Actor.cli())
+    finally:
+        ws.close()
+    out.print(f"pruned {result.exports} export(s), {result.items_removed} item(s) removed")
+    for path in result.missing:
+        err.print(f"[red]missing:[/] {escape(path)} is gone or moved; it stays marked until pruned", highlight=False)
+    if result.missing:
+        raise typer.Exit(1)
+
+
+@export_app.command("list")
+def export_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every export with its version, state (current, needs_prune, superseded) and item count."""
+    from earmark.export import list_exports
+
+    ws = _open()
+    try:
+        with ws.sessions() as session:
+            rows = [
+                {
+                    "id": r.id,
+                    "name": r.name,
+                    "version": r.version,
+                    "format": r.format,
+                    "state": r.state,
+                    "items": r.clips,
+                    "audio": r.audio,
+                    "created_at": r.created_at.isoformat(timespec="seconds"),
+                    "path": r.path,
+                    "content_hash": r.content_hash,
+                }
+                for r in list_exports(session)
+            ]
+    finally:
+        ws.close()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="exports")
+    for col in ("id", "name", "version", "format", "state", "items", "path"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(escape(str(r[c])) for c in ("id", "name", "version", "format", "state", "items", "path")))
+    out.print(table)
+
+
+@eval_app.command("sampling")
+def eval_sampling(
+    data: Annotated[Path, typer.Argument(help="Snips NLU benchmark folder (2017-06-custom-intent-engines).")],
+    seeds: Annotated[int, typer.Option(help="Runs per policy.")] = 5,
+    rounds: Annotated[int, typer.Option(help="Review rounds per run.")] = 30,
+    budget: Annotated[int, typer.Option(help="Utterances heard per round.")] = 100,
+    priority_share: Annotated[float, typer.Option(help="Priority share of a round.")] = 0.7,
+    svg: Annotated[Path | None, typer.Option(help="Write the accuracy-vs-heard chart here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Does priority sampling pay? Simulate uniform vs priority review rounds and retrain an intent model."""
+    try:
+        from earmark.sampling_eval import Params, format_table, render_svg, run
+    except ImportError as exc:
+        raise InvalidInput(f"this evaluation needs scikit-learn: pip install 'earmark[eval]' ({exc})") from None
+
+    params = Params(seeds=seeds, rounds=rounds, budget=budget, priority_share=priority_share)
+    with err.status("simulating review rounds"):
+        result = run(data, params)
+    if svg is not None:
+        svg.write_text(render_svg(result), encoding="utf-8")
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        out.print(format_table(result), markup=False, highlight=False)

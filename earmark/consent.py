@@ -8,7 +8,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from earmark import audit
-from earmark.errors import NotFound
+from earmark.errors import InvalidInput, NotFound
 from earmark.ingest import get_or_create_account
 from earmark.models import Account, Clip, utcnow
 from earmark.queues import withdraw_clips
@@ -30,9 +30,17 @@ def allows_review(default: Consent | str) -> ColumnElement[bool]:
 
 
 def set_consent(
-    session: Session, *, actor: Actor, account_id: str, human_review: Consent, create: bool = False
+    session: Session,
+    *,
+    actor: Actor,
+    account_id: str,
+    human_review: Consent | None = None,
+    create: bool = False,
+    training_use: Consent | None = None,
 ) -> ConsentResult:
-    """Record the account's choice. `deny` pulls its not-yet-reviewed clips from every queue at once.
+    """Record the account's choices: human review (`deny` pulls its not-yet-reviewed clips from
+    every queue at once and marks exports holding its clips for pruning) and training use of its
+    original audio (`deny` marks exports too). A choice left None stays as it was.
 
     Audited; caller commits. An unknown account is an error unless `create` (consent may arrive
     before the account's first recording).
@@ -43,9 +51,21 @@ def set_consent(
         account = session.execute(select(Account).where(Account.external_id == account_id)).scalar_one_or_none()
         if account is None:
             raise NotFound(f"unknown account {account_id!r} (use --create to record consent ahead of clips)")
-    account.human_review = human_review
+    if human_review is None and training_use is None:
+        raise InvalidInput("give human_review, training_use or both", field="human_review")
+    if human_review is not None:
+        account.human_review = human_review
+    if training_use is not None:
+        account.training_use = training_use
     account.consent_updated_at = utcnow()
     withdrawn = 0
+    marked = 0
+    if Consent.deny in (human_review, training_use):
+        # Imported here: export reads consent (allows_review) at import time.
+        from earmark.export import mark_exports
+
+        every = list(session.execute(select(Clip.id).where(Clip.account_id == account.id)).scalars())
+        marked = mark_exports(session, every)
     if human_review == Consent.deny:
         clip_ids = list(
             session.execute(
@@ -62,6 +82,11 @@ def set_consent(
         action="consent.set",
         object_type="account",
         object_id=account.id,
-        details={"human_review": str(human_review), "withdrawn": withdrawn},
+        details={
+            "human_review": str(human_review) if human_review else None,
+            "training_use": str(training_use) if training_use else None,
+            "withdrawn": withdrawn,
+            "exports_to_prune": marked,
+        },
     )
-    return ConsentResult(account_id, human_review, withdrawn)
+    return ConsentResult(account_id, Consent(account.human_review or "deny"), withdrawn)

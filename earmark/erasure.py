@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.errors import NotFound
+from earmark.export import mark_exports
 from earmark.models import Account, AccountKey, Annotation, Clip, ClipProtection, utcnow
 from earmark.queues import withdraw_clips
 from earmark.types import Actor, ClipStatus
@@ -39,6 +40,7 @@ class ErasureResult:
     clips: int = 0
     withdrawn: int = 0
     annotations: int = 0
+    exports: int = 0  # exports holding its clips, now marked for `earmark export prune`
     blob_keys: list[str] = field(default_factory=list)
 
 
@@ -90,6 +92,9 @@ def erase_account(session: Session, *, actor: Actor, account_id: str, secret: by
         )
         .execution_options(synchronize_session=False)
     )
+    # After the clips' update: an export registering these clips concurrently holds their row
+    # locks, so by now it has committed and is found here.
+    result.exports = mark_exports(session, clip_ids)
     # Crypto-shredding: without this key no copy of the account's audio can be decrypted.
     session.execute(delete(AccountKey).where(AccountKey.account_id == account.id))
     account.external_id = erased_id(secret, account_id)
@@ -107,6 +112,7 @@ def erase_account(session: Session, *, actor: Actor, account_id: str, secret: by
             "withdrawn": result.withdrawn,
             "annotations": result.annotations,
             "blobs": len(result.blob_keys),
+            "exports_to_prune": result.exports,
         },
     )
     return result

@@ -229,6 +229,7 @@ def ingest_clip(
         # Drawn upstream by `earmark sample-stream`: `earmark sample` keeps that decision.
         inclusion_probability=meta.sampling.probability if meta.sampling else None,
         sample_reason=meta.sampling.reason if meta.sampling else None,
+        sample_policy=meta.sampling.policy if meta.sampling else None,
         device_nlu=meta.device_nlu.model_dump() if meta.device_nlu else None,
         wake_score=meta.wake_score,
         status=ClipStatus.stored,

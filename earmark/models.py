@@ -107,6 +107,7 @@ class Clip(Base):
     sampled_at: Mapped[datetime | None]
     inclusion_probability: Mapped[float | None] = mapped_column(Float)
     sample_reason: Mapped[str | None] = mapped_column(String(32))
+    sample_policy: Mapped[str | None] = mapped_column(String(64))  # digest of the policy that drew it
     # Set by the safe-to-hear pipeline. Reviewers only ever get the protected derivative.
     protected_blob_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     protected_sample_rate: Mapped[int | None]

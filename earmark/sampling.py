@@ -176,6 +176,7 @@ def draw_sample(
         clip.sampled_at = now
         clip.inclusion_probability = probability
         clip.sample_reason = reason
+        clip.sample_policy = clip.sample_policy or policy.digest()
         # Not queued yet: the safe-to-hear pipeline queues the protected derivative.
         clip.status = ClipStatus.pending
     session.flush()

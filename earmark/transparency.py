@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.erasure import find_account
-from earmark.models import Annotation, Assignment, AuditEvent, Clip, User, utcnow
+from earmark.models import Annotation, Assignment, AuditEvent, Clip, Export, ExportClip, User, utcnow
 from earmark.types import Actor
 
 TEAMS = {
@@ -103,6 +103,25 @@ def build_report(session: Session, *, actor: Actor, account_id: str, secret: byt
             select(func.count()).select_from(Annotation).where(Annotation.clip_id.in_(list(clip_by_id)))
         ).scalar_one()
         report["annotations_kept"] = {"count": kept, "fields": ["transcript", "intent"] if kept else []}
+    if clip_by_id:
+        # The training datasets that hold its recordings now; a prune removes them (and the rows).
+        held = session.execute(
+            select(Export.name, Export.format, Export.created_at, Export.state, func.count())
+            .join(ExportClip, ExportClip.export_id == Export.id)
+            .where(ExportClip.clip_id.in_(list(clip_by_id)), Export.state != "superseded")
+            .group_by(Export.id, Export.name, Export.format, Export.created_at, Export.state)
+            .order_by(Export.created_at)
+        ).all()
+        report["exports"] = [
+            {
+                "name": name,
+                "format": fmt,
+                "created_on": _day(created),
+                "recordings": n,
+                "to_be_removed": state == "needs_prune",
+            }
+            for name, fmt, created, state, n in held
+        ]
     report["deleted"] = {
         "erased_recordings": sum(1 for c in clips if c.erased_at),
         "original_audio_deleted_by_retention": sum(1 for c in clips if c.original_purged_at),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests import factories as f
 from tests.test_cli import home, run  # noqa: F401  (fixture)
 
@@ -99,3 +101,21 @@ def test_sample_stream_then_ingest_keeps_the_upstream_draw(home: Path, tmp_path:
         run(home, "consent", "set", f"acct-{a}", "--human-review", "allow", "--create")
     out = json.loads(run(home, "sample", "--rate", "0.001", "--json").stdout)
     assert out["drawn"] == len(drawn)  # the stream's decision stands, whatever this run's rate
+
+
+def test_eval_sampling_prints_both_policies_and_writes_the_chart(tmp_path: Path) -> None:
+    from tests.conftest import SHARED_DATA
+
+    data = SHARED_DATA / "snips-nlu-benchmark" / "2017-06-custom-intent-engines"
+    if not data.is_dir():
+        pytest.skip(f"Snips benchmark not found at {data} (set EARMARK_SHARED_DATA)")
+    svg = tmp_path / "chart.svg"
+    args = ["eval", "sampling", str(data), "--seeds", "1", "--rounds", "3", "--budget", "40", "--svg", str(svg)]
+    result = run(tmp_path / "unused", *args)
+    assert result.exit_code == 0, result.output
+    assert (
+        "uniform" in result.output and "priority" in result.output and "heard_priority / heard_uniform" in result.output
+    )
+    assert svg.read_text().startswith("<svg")
+    bad = run(tmp_path / "unused", "eval", "sampling", str(tmp_path), "--seeds", "1")
+    assert bad.exit_code == 1 and "error:" in bad.output

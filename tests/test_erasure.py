@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from earmark import audit
 from earmark.erasure import erase_account
 from earmark.errors import NotFound, Withdrawn
+from earmark.export import prune_exports, run_export
 from earmark.models import AccountKey, Annotation, Clip, ClipProtection
 from earmark.queues import lease_next
 from earmark.review import submit_annotation
@@ -107,11 +108,17 @@ def test_proof_nothing_of_the_account_is_left_anywhere(sqlite_ws: Workspace) -> 
             )
     with ws.sessions() as s:
         assert s.execute(select(func.count()).select_from(Annotation)).scalar_one() >= 1
+    # Training data went out, inside the workspace folder, in an ASR and an NLU format.
+    exports = ws.settings.home / "exports"
+    assert run_export(ws, actor=Actor.cli(), fmt="lhotse", out=exports / "asr").items >= 1
+    assert run_export(ws, actor=Actor.cli(), fmt="rasa", out=exports / "nlu").items >= 1
     audio = sf.read(io.BytesIO(f.speech_bytes(SECRET_WORDS)), dtype="int16")[0].tobytes()
     needles = [b"zebediah", VICTIM.encode(), b"kitchen-xq9", audio[8000:8064]]
     before = _scan(ws)
     assert b"zebediah" in before and VICTIM.encode() in before  # the scan does see them beforehand
+    assert b"zebediah" in (exports / "nlu" / "nlu.yml").read_bytes()
     ws.erase(actor=Actor.cli(), account_id=VICTIM)
+    assert prune_exports(ws, actor=Actor.cli()).exports == 2
     after = _scan(ws)
     for needle in needles:
         assert needle not in after, needle[:20]

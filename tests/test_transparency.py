@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+from earmark.consent import set_consent
 from earmark.queues import lease_next
 from earmark.review import assignment_audio, submit_annotation
 from earmark.transparency import build_report, render_html
-from earmark.types import Actor, Role
+from earmark.types import Actor, Consent, Role
 from earmark.workspace import Workspace
 from tests import factories as f
 
@@ -46,3 +49,28 @@ def test_report_after_erasure_says_what_was_deleted(ws: Workspace) -> None:
     report = _report(ws, "acct-q0")
     assert report["known"] and report["erased_on"] and report["deleted"]["erased_recordings"] == 2
     assert report["recordings"]["stored"] == 0
+
+
+def test_report_lists_the_exports_that_hold_the_accounts_recordings(ws: Workspace, tmp_path: Path) -> None:
+    from earmark.export import run_export
+    from tests.test_export import _reviewed
+
+    _reviewed(ws, 2, accounts=2)
+    run_export(ws, actor=Actor.cli(), fmt="massive", out=tmp_path / "nlu-2026-11")
+    with ws.transaction() as s:
+        report = build_report(s, actor=Actor.cli(), account_id="acct-q0", secret=ws.secret)
+    assert report["exports"] == [
+        {
+            "name": "nlu-2026-11",
+            "format": "massive",
+            "created_on": report["exports"][0]["created_on"],
+            "recordings": 1,
+            "to_be_removed": False,
+        }
+    ]
+    with ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id="acct-q0", human_review=Consent.deny)
+    with ws.transaction() as s:
+        report = build_report(s, actor=Actor.cli(), account_id="acct-q0", secret=ws.secret)
+    assert report["exports"][0]["to_be_removed"] is True
+    assert "being removed from it" in render_html(report)

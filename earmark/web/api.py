@@ -50,14 +50,22 @@ async def create_clip(
 
 class ConsentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    human_review: Consent
+    human_review: Consent | None = None
+    training_use: Consent | None = None
 
 
 @router.put("/accounts/{account_id}/consent", name="api.consent.set")
 def put_consent(
     account_id: str, body: ConsentBody, actor: Actor = Depends(api_actor), session: Session = Depends(get_db)
 ) -> dict[str, object]:
-    result = set_consent(session, actor=actor, account_id=account_id, human_review=body.human_review, create=True)
+    result = set_consent(
+        session,
+        actor=actor,
+        account_id=account_id,
+        human_review=body.human_review,
+        training_use=body.training_use,
+        create=True,
+    )
     session.commit()
     return {"account_id": account_id, "human_review": str(result.human_review), "withdrawn": result.withdrawn}
 

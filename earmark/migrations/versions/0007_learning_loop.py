@@ -22,6 +22,7 @@ def upgrade() -> None:
     with op.batch_alter_table("clips", schema=None) as batch_op:
         batch_op.add_column(sa.Column("device_asr_alternatives", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("device_type", sa.String(length=32), nullable=True))
+        batch_op.add_column(sa.Column("sample_policy", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("child_profile", sa.Boolean(), nullable=False, server_default=sa.false()))
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("training_use", sa.String(length=8), nullable=True))
@@ -63,5 +64,6 @@ def downgrade() -> None:
         batch_op.drop_column("training_use")
     with op.batch_alter_table("clips", schema=None) as batch_op:
         batch_op.drop_column("child_profile")
+        batch_op.drop_column("sample_policy")
         batch_op.drop_column("device_type")
         batch_op.drop_column("device_asr_alternatives")

@@ -1,0 +1,434 @@
+"""Training-data exports: reviewed clips out, in the formats speech teams use, versioned and prunable.
+
+An export is a folder: the format's files (earmark/export_formats.py), `items.jsonl` (what they are
+rendered from), `audio/` for the ASR formats, and `earmark-manifest.json` (name, version, format,
+item ids, the sampling behind them, counts and a content hash). The database keeps one `exports`
+row per folder and which clips each holds, so erasure can mark every export holding an erased
+clip and `earmark export prune` can render it again without them.
+
+Only reviewed clips of accounts that still allow review go out. Audio is the protected derivative
+(voice anonymized, personal data bleeped) unless an admin asks for originals, and then only for
+accounts whose `training_use` consent is `allow`. Item ids are keyed pseudonyms, never clip ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import soundfile as sf
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from earmark import audit
+from earmark.audio import decode_mono, encode_wav, resample
+from earmark.consent import allows_review
+from earmark.crypto import decrypt_blob
+from earmark.errors import InvalidInput, NotFound
+from earmark.export_formats import ASR_FORMATS, FORMATS, Item, render
+from earmark.keys import data_key
+from earmark.models import Account, Annotation, Clip, Export, ExportClip, utcnow
+from earmark.types import Actor, ClipStatus, Consent
+
+if TYPE_CHECKING:
+    from earmark.workspace import Workspace
+
+MANIFEST = "earmark-manifest.json"
+ITEMS = "items.jsonl"
+CHUNK = 100
+
+
+@dataclass(slots=True)
+class ExportResult:
+    name: str
+    version: int
+    path: Path
+    format: str
+    items: int
+    content_hash: str
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def item_id(secret: bytes, clip_external_id: str) -> str:
+    """The clip's pseudonym in exports: stable across exports, meaningless without the workspace secret."""
+    return "utt-" + hmac.new(secret, f"export-item|{clip_external_id}".encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def final_labels(session: Session, *, consent_default: Consent) -> list[tuple[Clip, Annotation]]:
+    """Each exportable clip with its final label: the newest label (an adjudication comes last)."""
+    newest = (
+        select(Annotation.clip_id, func.max(Annotation.id).label("ann_id"))
+        .where(Annotation.kind.in_(["label", "adjudication"]))
+        .group_by(Annotation.clip_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Clip, Annotation)
+        .join(newest, newest.c.clip_id == Clip.id)
+        .join(Annotation, Annotation.id == newest.c.ann_id)
+        .join(Account, Account.id == Clip.account_id)
+        .where(Clip.status == ClipStatus.reviewed, Clip.erased_at.is_(None), allows_review(consent_default))
+        .order_by(Clip.id)
+    ).all()
+    return [(c, a) for c, a in rows]
+
+
+def _check_folder(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise InvalidInput(f"{out} is a file; give a folder for the export", field="output")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise InvalidInput(f"{out} is not empty; choose a new folder or pass --force to replace it", field="output")
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def content_hash(folder: Path) -> str:
+    """SHA-256 over every file's relative path and SHA-256, the manifest itself left out."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != MANIFEST:
+            h.update(f"{p.relative_to(folder).as_posix()}\0{hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
+    return h.hexdigest()
+
+
+def _render_folder(folder: Path, fmt: str, items: list[Item]) -> None:
+    _write(folder / ITEMS, "".join(it.to_json() + "\n" for it in items))
+    for name, text in render(fmt, items).items():
+        _write(folder / name, text)
+
+
+def _manifest(row: Export, items: list[Item], sampling: dict[str, Any], skipped: dict[str, int]) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "version": row.version,
+        "format": row.format,
+        "created_at": row.created_at.isoformat(timespec="seconds"),
+        "pruned_at": row.pruned_at.isoformat(timespec="seconds") if row.pruned_at else None,
+        "audio": row.audio,
+        "policy": row.policy,
+        "sampling": sampling,
+        "counts": {
+            "items": len(items),
+            "intents": len({it.intent for it in items if it.intent}),
+            "slots": sum(len(it.slots) for it in items),
+            "audio_seconds": round(sum(it.duration for it in items if it.audio), 3),
+            "skipped": skipped,
+        },
+        "item_ids": [it.id for it in items],
+        "content_hash": row.content_hash,
+    }
+
+
+def _audio(ws: Workspace, session: Session, clip: Clip, kind: str, keys: dict[int, bytes]) -> bytes:
+    if clip.account_id not in keys:
+        keys[clip.account_id] = data_key(session, ws.keyring, clip.account_id)
+    blob = clip.protected_blob_key if kind == "protected" else clip.blob_key
+    assert blob is not None
+    data = decrypt_blob(keys[clip.account_id], ws.blobs.get(blob), blob_key=blob)
+    if kind == "protected":
+        return data
+    x, rate = decode_mono(data)  # originals come in many formats and rates: one WAV layout out
+    return encode_wav(resample(x, rate, 16_000), 16_000)
+
+
+def run_export(
+    ws: Workspace,
+    *,
+    actor: Actor,
+    fmt: str,
+    out: Path,
+    audio: str = "protected",
+    name: str | None = None,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExportResult:
+    """Write an export of every exportable reviewed clip to `out` and register it (one transaction).
+
+    Clips erased while the export is written are left out: each chunk re-reads the clips it writes,
+    and the registering transaction locks them and drops any that were erased since."""
+    if fmt not in FORMATS:
+        raise InvalidInput(f"unknown format {fmt!r} (one of: {', '.join(FORMATS)})", field="format")
+    if audio not in ("protected", "original"):
+        raise InvalidInput("audio must be 'protected' or 'original'", field="audio")
+    _check_folder(out, force)
+    asr = fmt in ASR_FORMATS
+    consent = Consent(ws.settings.consent_default)
+    with ws.sessions() as session:
+        todo = [(c.id, a.id) for c, a in final_labels(session, consent_default=consent)]
+    skipped: Counter[str] = Counter()
+    items: dict[int, Item] = {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Written next to `out`, so the finished folder moves into place with one rename.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for start in range(0, len(todo), CHUNK):
+            chunk = dict(todo[start : start + CHUNK])
+            with ws.sessions() as session:
+                rows = session.execute(
+                    select(Clip, Annotation, Account.training_use)
+                    .join(Annotation, Annotation.clip_id == Clip.id)
+                    .join(Account, Account.id == Clip.account_id)
+                    .where(Clip.id.in_(list(chunk)), Annotation.id.in_(list(chunk.values())))
+                ).all()
+                keys: dict[int, bytes] = {}
+                for clip, ann, training_use in rows:
+                    if clip.erased_at is not None:
+                        skipped["erased"] += 1
+                        continue
+                    it = Item(
+                        id=item_id(ws.secret, clip.external_id),
+                        text=ann.transcript,
+                        locale=clip.locale,
+                        intent=ann.intent,
+                        slots=[dict(s) for s in ann.slots or []],
+                    )
+                    if asr:
+                        if audio == "original" and training_use != Consent.allow:
+                            skipped["no_training_consent"] += 1
+                            continue
+                        if not (clip.protected_blob_key if audio == "protected" else clip.blob_key):
+                            skipped["audio_deleted"] += 1
+                            continue
+                        wav = _audio(ws, session, clip, audio, keys)
+                        rel = f"audio/{it.id}.wav"
+                        (tmp / "audio").mkdir(exist_ok=True)
+                        (tmp / rel).write_bytes(wav)
+                        info = sf.info(io.BytesIO(wav))
+                        it = replace(it, audio=rel, sample_rate=info.samplerate, num_samples=info.frames)
+                    items[clip.id] = it
+            if progress is not None:
+                progress(min(start + CHUNK, len(todo)), len(todo))
+        return _register(
+            ws,
+            actor=actor,
+            fmt=fmt,
+            out=out,
+            tmp=tmp,
+            items=items,
+            audio=audio if asr else None,
+            name=name or out.name,
+            skipped=skipped,
+        )
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sampling_summary(session: Session, clip_ids: list[int]) -> dict[str, Any]:
+    reasons: Counter[str] = Counter()
+    policies: Counter[str] = Counter()
+    probs: list[float] = []
+    for i in range(0, len(clip_ids), 500):
+        for reason, policy, p in session.execute(
+            select(Clip.sample_reason, Clip.sample_policy, Clip.inclusion_probability).where(
+                Clip.id.in_(clip_ids[i : i + 500])
+            )
+        ):
+            reasons[reason or "unknown"] += 1
+            policies[policy or "unknown"] += 1
+            if p:
+                probs.append(p)
+    return {
+        "reasons": dict(sorted(reasons.items())),
+        "policies": dict(sorted(policies.items())),
+        "inclusion_probability": {"min": min(probs), "max": max(probs)} if probs else None,
+    }
+
+
+def _register(
+    ws: Workspace,
+    *,
+    actor: Actor,
+    fmt: str,
+    out: Path,
+    tmp: Path,
+    items: dict[int, Item],
+    audio: str | None,
+    name: str,
+    skipped: Counter[str],
+) -> ExportResult:
+    with ws.transaction() as session:
+        ids = list(items)
+        # Lock the clips: an erasure that has not committed yet waits for this export to be
+        # registered and then finds it; one that committed is seen here.
+        gone = set()
+        for i in range(0, len(ids), 500):
+            for clip_id, erased_at in session.execute(
+                select(Clip.id, Clip.erased_at).where(Clip.id.in_(ids[i : i + 500])).with_for_update()
+            ):
+                if erased_at is not None:
+                    gone.add(clip_id)
+        for clip_id in gone:
+            it = items.pop(clip_id)
+            if it.audio:
+                (tmp / it.audio).unlink(missing_ok=True)
+            skipped["erased"] += 1
+        ordered = [items[k] for k in sorted(items)]
+        _render_folder(tmp, fmt, ordered)
+        previous = session.execute(
+            select(Export).where(Export.path == str(out.resolve()), Export.state != "superseded")
+        ).scalar_one_or_none()
+        row = Export(
+            name=previous.name if previous else name,
+            version=previous.version + 1 if previous else 1,
+            format=fmt,
+            path=str(out.resolve()),
+            audio=audio,
+            clips=len(ordered),
+            content_hash=content_hash(tmp),
+            policy={"audio": audio, "clips": "reviewed, consent allows review, not erased"},
+            state="current",
+            created_by=actor.label,
+            created_at=utcnow(),
+        )
+        session.add(row)
+        if previous is not None:
+            previous.state = "superseded"
+        session.flush()
+        session.add_all(ExportClip(export_id=row.id, clip_id=k) for k in sorted(items))
+        summary = dict(sorted(skipped.items()))
+        _write(
+            tmp / MANIFEST,
+            json.dumps(_manifest(row, ordered, _sampling_summary(session, sorted(items)), summary), indent=2),
+        )
+        audit.record(
+            session,
+            actor=actor,
+            action="export.create",
+            object_type="export",
+            object_id=row.id,
+            details={
+                "format": fmt,
+                "version": row.version,
+                "items": len(ordered),
+                "audio": audio,
+                **{f"skipped_{k}": v for k, v in summary.items()},
+            },
+        )
+        _swap_in(tmp, out)
+        return ExportResult(row.name, row.version, out, fmt, len(ordered), row.content_hash, summary)
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Put the finished folder in place of `out` (the old one goes only once the new is there)."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def mark_exports(session: Session, clip_ids: list[int]) -> int:
+    """Mark current exports that hold any of `clip_ids` as needing a prune. Returns how many."""
+    n = 0
+    for i in range(0, len(clip_ids), 500):
+        holding = select(ExportClip.export_id).where(ExportClip.clip_id.in_(clip_ids[i : i + 500]))
+        n += (
+            session.execute(
+                update(Export)
+                .where(Export.id.in_(holding), Export.state == "current")
+                .values(state="needs_prune")
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            or 0
+        )
+    return n
+
+
+@dataclass(slots=True)
+class PruneResult:
+    exports: int = 0
+    items_removed: int = 0
+    missing: list[str] = field(default_factory=list)
+
+
+def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
+    """Render every export marked by erasure or consent withdrawal again without the clips that
+    may no longer be used, bump its version and record the new content hash. Audited."""
+    result = PruneResult()
+    consent = Consent(ws.settings.consent_default)
+    with ws.transaction() as session:
+        rows = list(session.execute(select(Export).where(Export.state == "needs_prune")).scalars())
+        for row in rows:
+            folder = Path(row.path)
+            if not (folder / ITEMS).exists():
+                result.missing.append(row.path)
+                continue
+            held = session.execute(
+                select(Clip.id, Clip.external_id, Clip.erased_at, Clip.status, Account.human_review)
+                .join(ExportClip, ExportClip.clip_id == Clip.id)
+                .join(Account, Account.id == Clip.account_id)
+                .where(ExportClip.export_id == row.id)
+            ).all()
+            usable = set(
+                session.execute(
+                    select(Clip.id)
+                    .join(ExportClip, ExportClip.clip_id == Clip.id)
+                    .join(Account, Account.id == Clip.account_id)
+                    .where(ExportClip.export_id == row.id, Clip.erased_at.is_(None), allows_review(consent))
+                ).scalars()
+            )
+            drop = {item_id(ws.secret, ext): cid for cid, ext, *_ in held if cid not in usable}
+            items = [Item.from_json(x) for x in (folder / ITEMS).read_text(encoding="utf-8").splitlines() if x]
+            keep = [it for it in items if it.id not in drop]
+            for it in items:
+                if it.id in drop and it.audio:
+                    (folder / it.audio).unlink(missing_ok=True)
+            _render_folder(folder, row.format, keep)
+            row.version += 1
+            row.clips = len(keep)
+            row.pruned_at = utcnow()
+            row.state = "current"
+            row.content_hash = content_hash(folder)
+            if drop:
+                session.execute(
+                    delete(ExportClip).where(
+                        ExportClip.export_id == row.id, ExportClip.clip_id.in_(list(drop.values()))
+                    )
+                )
+            manifest = (
+                json.loads((folder / MANIFEST).read_text(encoding="utf-8")) if (folder / MANIFEST).exists() else {}
+            )
+            skipped = {**manifest.get("counts", {}).get("skipped", {}), "pruned": len(items) - len(keep)}
+            sampling = _sampling_summary(session, sorted(usable))
+            _write(folder / MANIFEST, json.dumps(_manifest(row, keep, sampling, skipped), indent=2))
+            audit.record(
+                session,
+                actor=actor,
+                action="export.prune",
+                object_type="export",
+                object_id=row.id,
+                details={"version": row.version, "removed": len(items) - len(keep), "items": len(keep)},
+            )
+            result.exports += 1
+            result.items_removed += len(items) - len(keep)
+    return result
+
+
+def list_exports(session: Session) -> list[Export]:
+    return list(session.execute(select(Export).order_by(Export.id.desc())).scalars())
+
+
+def get_export(session: Session, export_id: int) -> Export:
+    row = session.get(Export, export_id)
+    if row is None:
+        raise NotFound(f"no export {export_id}")
+    return row

@@ -1,0 +1,220 @@
+"""Exports load in the ecosystem's own libraries, never hold erased clips, and prune after erasure."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import yaml
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from earmark import audit
+from earmark.catalog import import_catalog
+from earmark.cli import app
+from earmark.consent import set_consent
+from earmark.errors import InvalidInput
+from earmark.export import ITEMS, MANIFEST, content_hash, run_export
+from earmark.models import Clip, Export
+from earmark.queues import lease_next
+from earmark.review import SlotIn, submit_annotation
+from earmark.types import Actor, Consent
+from earmark.workspace import Workspace
+from tests import factories as f
+
+TEXT = "play shake it off by taylor swift"
+CATALOG = [
+    {"id": "artist:taylor-swift", "name": "Taylor Swift", "type": "MusicArtist", "aliases": []},
+    {"id": "song:shake-it-off", "name": "Shake It Off", "type": "MusicRecording", "aliases": []},
+]
+
+
+def _reviewed(ws: Workspace, n: int, accounts: int = 2) -> list[str]:
+    """`n` clips over `accounts` households, each reviewed once with intent, slots and entity links."""
+    with ws.transaction() as s:
+        import_catalog(s, actor=Actor.cli(), lines=[json.dumps(x) for x in CATALOG])
+    ids = f.queue_clips(ws, n, accounts=accounts, text=TEXT)
+    reviewer = f.user(ws, "exp-reviewer")
+    slots = [
+        SlotIn(type="song", start=5, end=17, entity_id="song:shake-it-off"),
+        SlotIn(type="artist", start=21, end=33, entity_id="artist:taylor-swift"),
+    ]
+    while True:
+        with ws.transaction() as s:
+            a = lease_next(s, actor=reviewer)
+            if a is None:
+                break
+            submit_annotation(s, actor=reviewer, assignment_id=a.id, transcript=TEXT, intent="PlayMusic", slots=slots)
+    return ids
+
+
+def _export(ws: Workspace, fmt: str, out: Path, **kw: object):  # type: ignore[no-untyped-def]
+    return run_export(ws, actor=Actor.cli(), fmt=fmt, out=out, **kw)  # type: ignore[arg-type]
+
+
+def _no_customer_ids(ws: Workspace, folder: Path) -> None:
+    with ws.sessions() as s:
+        clip_ids = list(s.execute(select(Clip.external_id)).scalars())
+    blob = b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+    assert not any(c.encode() in blob for c in clip_ids)
+    assert b"acct-q" not in blob
+
+
+def test_lhotse_export_loads_in_lhotse(sqlite_ws: Workspace, tmp_path: Path) -> None:
+    lhotse = pytest.importorskip("lhotse")
+    _reviewed(sqlite_ws, 3)
+    out = tmp_path / "lhotse"
+    result = _export(sqlite_ws, "lhotse", out)
+    assert result.items == 3 and result.version == 1
+    recordings = lhotse.RecordingSet.from_file(out / "recordings.jsonl").with_path_prefix(out)
+    supervisions = lhotse.SupervisionSet.from_file(out / "supervisions.jsonl")
+    cuts = lhotse.CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
+    cut = next(iter(cuts))
+    samples = cut.load_audio()
+    assert samples.shape[0] == 1 and abs(samples.shape[1] / cut.sampling_rate - cut.duration) < 0.01
+    assert cut.sampling_rate == 16_000 and cut.duration > 0.5
+    assert cut.supervisions[0].text == TEXT
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["content_hash"] == content_hash(out) == result.content_hash
+    assert sorted(manifest["item_ids"]) == sorted(r.id for r in recordings)
+    assert manifest["counts"]["items"] == 3 and manifest["sampling"]["reasons"] == {"uniform": 3}
+    _no_customer_ids(sqlite_ws, out)
+
+
+def test_nemo_and_hf_audiofolder_exports(sqlite_ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _reviewed(sqlite_ws, 2)
+    nemo = tmp_path / "nemo"
+    _export(sqlite_ws, "nemo", nemo)
+    rows = [json.loads(x) for x in (nemo / "nemo_manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and {r["text"] for r in rows} == {TEXT}
+    for r in rows:
+        info = sf.info(nemo / r["audio_filepath"])
+        assert abs(info.frames / info.samplerate - r["duration"]) < 1e-3
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    datasets = pytest.importorskip("datasets")
+    hf = tmp_path / "hf"
+    _export(sqlite_ws, "hf", hf)
+    ds = datasets.load_dataset("audiofolder", data_dir=str(hf), cache_dir=str(tmp_path / "hf-cache"))["train"]
+    assert ds.num_rows == 2 and set(ds["transcription"]) == {TEXT} and set(ds["intent"]) == {"PlayMusic"}
+    ds = ds.cast_column("audio", datasets.Audio(decode=False))
+    for row in ds:
+        audio = row["audio"]
+        assert audio["path"].endswith(".wav") and (audio["bytes"] or Path(audio["path"]).exists())
+
+
+def test_nlu_exports_rasa_and_massive_carry_catalog_ids(sqlite_ws: Workspace, tmp_path: Path) -> None:
+    _reviewed(sqlite_ws, 2)
+    rasa, massive = tmp_path / "rasa", tmp_path / "massive"
+    _export(sqlite_ws, "rasa", rasa)
+    data = yaml.safe_load((rasa / "nlu.yml").read_text())
+    assert data["version"] == "3.1"
+    [block] = data["nlu"]
+    assert block["intent"] == "PlayMusic"
+    examples = [x.removeprefix("- ") for x in block["examples"].splitlines()]
+    assert examples == [
+        'play [shake it off]{"entity": "song", "value": "song:shake-it-off"} by '
+        '[taylor swift]{"entity": "artist", "value": "artist:taylor-swift"}'
+    ]  # the same utterance twice is one training example
+    # Rasa's own entity markup: text outside the brackets plus the entities gives back the utterance.
+    plain = re.sub(r"\[([^\]]+)\]\{[^}]+\}", r"\1", examples[0])
+    assert plain == TEXT
+    assert not (rasa / "audio").exists()  # NLU exports carry no audio
+    _export(sqlite_ws, "massive", massive)
+    rows = [json.loads(x) for x in (massive / "massive.jsonl").read_text().splitlines()]
+    assert rows[0]["annot_utt"] == "play [song : shake it off] by [artist : taylor swift]"
+    assert rows[0]["utt"] == TEXT and rows[0]["intent"] == "PlayMusic"
+    assert [s["entity_id"] for s in rows[0]["slots"]] == ["song:shake-it-off", "artist:taylor-swift"]
+
+
+def test_non_empty_folder_is_refused_unless_forced_and_force_makes_a_new_version(
+    sqlite_ws: Workspace, tmp_path: Path
+) -> None:
+    _reviewed(sqlite_ws, 1, accounts=1)
+    out = tmp_path / "x"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(InvalidInput, match="not empty; choose a new folder or pass --force"):
+        _export(sqlite_ws, "nemo", out)
+    assert (out / "keep.txt").read_text() == "mine"  # nothing lost
+    with pytest.raises(InvalidInput, match="unknown format 'kaldi'"):
+        _export(sqlite_ws, "kaldi", tmp_path / "y")
+    first = _export(sqlite_ws, "nemo", out, force=True)
+    second = _export(sqlite_ws, "nemo", out, force=True)
+    assert (first.version, second.version) == (1, 2)
+    with sqlite_ws.sessions() as s:
+        states = [r.state for r in s.execute(select(Export).order_by(Export.id)).scalars()]
+    assert states == ["superseded", "current"]
+    assert not list(tmp_path.glob(".x.*"))  # no temporary folders left behind
+
+
+def test_original_audio_only_for_accounts_that_allow_training_use(sqlite_ws: Workspace, tmp_path: Path) -> None:
+    _reviewed(sqlite_ws, 4, accounts=2)
+    with sqlite_ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id="acct-q0", training_use=Consent.allow)
+    result = _export(sqlite_ws, "nemo", tmp_path / "orig", audio="original")
+    assert result.items == 2 and result.skipped == {"no_training_consent": 2}
+    protected = _export(sqlite_ws, "nemo", tmp_path / "prot")
+    assert protected.items == 4
+    orig = sorted((tmp_path / "orig" / "audio").iterdir())[0].read_bytes()
+    prot = (tmp_path / "prot" / "audio" / sorted((tmp_path / "orig" / "audio").iterdir())[0].name).read_bytes()
+    assert orig != prot  # the same item, once original and once anonymized
+
+
+def test_a_clip_erased_while_the_export_runs_is_never_in_it(ws: Workspace, tmp_path: Path) -> None:
+    _reviewed(ws, 4, accounts=2)
+    erased: list[bool] = []
+
+    def erase_midway(done: int, total: int) -> None:
+        if not erased:
+            erased.append(True)
+            ws.erase(actor=Actor.cli(), account_id="acct-q1")
+
+    result = run_export(ws, actor=Actor.cli(), fmt="lhotse", out=tmp_path / "e", progress=erase_midway)
+    assert erased and result.items == 2 and result.skipped == {"erased": 2}
+    items = (tmp_path / "e" / ITEMS).read_text().splitlines()
+    assert len(items) == 2 and len(list((tmp_path / "e" / "audio").iterdir())) == 2
+    with ws.sessions() as s:
+        assert s.execute(select(Export.state)).scalar_one() == "current"  # nothing to prune: never held
+
+
+def test_erasure_marks_exports_and_prune_rewrites_them(ws: Workspace, tmp_path: Path) -> None:
+    _reviewed(ws, 4, accounts=2)
+    out = tmp_path / "asr"
+    first = _export(ws, "lhotse", out)
+    nlu = _export(ws, "massive", tmp_path / "nlu")
+    ws.erase(actor=Actor.cli(), account_id="acct-q1")
+    with ws.sessions() as s:
+        assert {r.state for r in s.execute(select(Export)).scalars()} == {"needs_prune"}
+    if not ws.settings.database_url or ws.settings.database_url.startswith("sqlite"):
+        # The CLI shows the same (it reaches a SQLite workspace by --home).
+        listed = CliRunner().invoke(app, ["--home", str(ws.settings.home), "export", "list", "--json"])
+        assert {r["state"] for r in json.loads(listed.stdout)} == {"needs_prune"}
+    from earmark.export import prune_exports
+
+    result = prune_exports(ws, actor=Actor.cli())
+    assert (result.exports, result.items_removed) == (2, 4)
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["version"] == 2 and manifest["counts"]["items"] == 2 and manifest["pruned_at"]
+    assert manifest["content_hash"] == content_hash(out) != first.content_hash
+    assert len(list((out / "audio").iterdir())) == 2
+    assert len((out / "supervisions.jsonl").read_text().splitlines()) == 2
+    assert len((tmp_path / "nlu" / "massive.jsonl").read_text().splitlines()) == nlu.items - 2
+    assert prune_exports(ws, actor=Actor.cli()).exports == 0  # nothing left to do
+    with ws.sessions() as s:
+        assert {r.state for r in s.execute(select(Export)).scalars()} == {"current"}
+        assert audit.verify_chain(s).ok
+
+
+def test_consent_withdrawal_marks_exports_too(ws: Workspace, tmp_path: Path) -> None:
+    _reviewed(ws, 2, accounts=2)
+    _export(ws, "rasa", tmp_path / "r")
+    with ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id="acct-q0", human_review=Consent.deny)
+    from earmark.export import prune_exports
+
+    assert prune_exports(ws, actor=Actor.cli()).items_removed == 1
+    assert _export(ws, "rasa", tmp_path / "r2").items == 1  # and new exports leave the account out
