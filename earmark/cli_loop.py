@@ -317,3 +317,57 @@ def eval_sampling(
         print(json.dumps(result.to_dict(), indent=2))
     else:
         out.print(format_table(result), markup=False, highlight=False)
+
+
+@app.command()
+def metrics(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    since_days: Annotated[int | None, typer.Option(help="Only labels of the last N days.")] = None,
+) -> None:
+    """Device ASR WER and NLU accuracy against reviewed labels (inverse-probability weighted), by locale,
+    intent and device type; intent confusions; worst examples (masked); review cost; privacy figures."""
+    from datetime import timedelta
+
+    from earmark.metrics import compute_metrics
+    from earmark.models import utcnow
+
+    ws = _open()
+    try:
+        since = utcnow() - timedelta(days=since_days) if since_days else None
+        with ws.transaction() as session:
+            result = compute_metrics(session, actor=Actor.cli(), since=since, period_days=ws.settings.sample_cap_days)
+    finally:
+        ws.close()
+    data = result.as_dict()
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+
+    def pct(v: float | None) -> str:
+        return "–" if v is None else f"{v:.1%}"
+
+    for group, rows in [("overall", {"all": data["overall"]}), *data["by"].items()]:
+        table = Table(title=f"device errors by {group}" if group != "overall" else "device errors")
+        for col in (group, "clips", "ASR WER", "(unweighted)", "intent acc.", "slot F1"):
+            table.add_column(col, justify="left" if col == group else "right")
+        for name, r in rows.items():
+            table.add_row(
+                escape(name),
+                str(r["clips"]),
+                pct(r["asr_wer"]),
+                pct(r["asr_wer_unweighted"]),
+                pct(r["intent_accuracy"]),
+                "–" if r["slot_f1"] is None else f"{r['slot_f1']:.2f}",
+            )
+        out.print(table)
+    c, p = data["cost"], data["privacy"]
+    out.print(
+        f"cost: {c['review_hours']} review hours over {c['passes']} passes; {c['useful_labels']} of "
+        f"{c['reviewed_clips']} reviewed clips corrected the device; {c['seconds_per_useful_label']} s per useful label"
+    )
+    out.print(
+        f"privacy: {p['heard_by_a_person']} of {p['recordings']} recordings heard by a person "
+        f"({pct(p['share_heard'])}); at most {p['most_clips_heard_per_account_per_period']} per account per "
+        f"{p['period_days']} days; PII found in {pct(p['share_of_processed_with_pii'])} of processed clips; "
+        f"{p['clips_routed_to_safety']} to safety"
+    )

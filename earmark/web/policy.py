@@ -37,6 +37,7 @@ POLICY: dict[str, frozenset[Role]] = {
     "safety.outcome": frozenset({R.safety}),
     "dashboard.me": frozenset({R.reviewer, R.senior, R.safety, R.admin}),
     "admin.overview": frozenset({R.admin}),
+    "admin.metrics": frozenset({R.admin}),
     "api.clips.create": frozenset({R.service, R.admin}),
     "api.consent.set": frozenset({R.service, R.admin}),
     "api.stats": frozenset({R.service, R.admin, R.auditor}),

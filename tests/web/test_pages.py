@@ -199,3 +199,26 @@ def test_login_attempts_from_one_address_are_throttled(ws: Workspace) -> None:
             c.post("/login", data={"username": "x", "password": "wrong-password", "csrf_token": token}).status_code
         )
     assert statuses[:20] == [401] * 20 and statuses[-1] == 429
+
+
+def test_metrics_page_draws_charts_and_masks_personal_data(ws: Workspace) -> None:
+    f.queue_clips(ws, 2, text="call [PHONE] now please")
+    f.user(ws, "rev1")
+    rev = client(ws)
+    csrf = login(rev, "rev1", "reviewer-password")
+    _submit_next(rev, csrf, "call [PHONE] right now please", "MakeCall")
+    _submit_next(rev, csrf, "call [PHONE] now please", "PlayMusic")
+    assert rev.get("/admin/metrics").status_code in (403, 404)  # reviewers do not see program metrics
+    admin = client(ws)
+    login(admin, "admin", ADMIN_PASSWORD)
+    page = admin.get("/admin/metrics")
+    assert page.status_code == 200
+    text = page.text
+    assert 'data-testid="chart-asr_wer"' in text and "<rect" in text  # server-drawn bars, no script
+    assert not re.search(r"<script(?![^>]*\bsrc=)", text)  # no inline script: the CSP forbids it
+    worst = text[text.index('data-testid="worst"') :]
+    assert "call [PHONE] right now please" in worst  # masked on both sides
+    confusion = text[text.index('data-testid="confusion"') :]
+    assert "<td>PlayMusic</td><td>MakeCall</td><td>1</td>" in confusion
+    assert admin.get("/admin/metrics?days=7").status_code == 200
+    assert admin.get("/admin/metrics?days=0").status_code == 422

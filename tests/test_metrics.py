@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, update
+
+from earmark.metrics import compute_metrics
+from earmark.models import AuditEvent, Clip
+from earmark.queues import lease_next
+from earmark.review import SlotIn, submit_annotation
+from earmark.types import Actor
+from earmark.workspace import Workspace
+from tests import factories as f
+
+DEVICE = "play shake it off by taylor swift"  # what the device heard (7 words)
+
+
+def _review(ws: Workspace, answers: list[tuple[str, str, list[SlotIn]]]) -> list[int]:
+    """Review queued clips in order with the given (transcript, intent, slots); returns clip ids."""
+    reviewer = f.user(ws, "m-reviewer")
+    done = []
+    for text, intent, slots in answers:
+        with ws.transaction() as s:
+            a = lease_next(s, actor=reviewer)
+            assert a is not None
+            submit_annotation(
+                s, actor=reviewer, assignment_id=a.id, transcript=text, intent=intent, slots=slots, ms=30_000
+            )
+            done.append(a.clip_id)
+    return done
+
+
+ARTIST = [SlotIn(type="artist", start=21, end=33)]
+
+
+def test_errors_are_inverse_probability_weighted(ws: Workspace) -> None:
+    f.queue_clips(ws, 2, accounts=2, text=DEVICE)
+    right, wrong = _review(
+        ws,
+        [
+            (DEVICE, "PlayMusic", ARTIST),
+            ("play shake it up by taylor swift", "AddToPlaylist", []),  # one word of seven wrong
+        ],
+    )
+    with ws.transaction() as s:
+        # The correct clip was drawn uniformly (p 0.5); the wrong one by priority (p 0.1): weight 10.
+        s.execute(update(Clip).where(Clip.id == right).values(inclusion_probability=0.5))
+        s.execute(update(Clip).where(Clip.id == wrong).values(inclusion_probability=0.1))
+    with ws.transaction() as s:
+        m = compute_metrics(s, actor=Actor.cli()).as_dict()
+    o = m["overall"]
+    assert o["clips"] == 2
+    assert o["asr_wer_unweighted"] == pytest.approx(1 / 14, abs=1e-4)  # 1 error in 14 reference words
+    assert o["asr_wer"] == pytest.approx(10 / (2 * 7 + 10 * 7), abs=1e-4)  # weights 2 and 10
+    assert o["intent_accuracy_unweighted"] == 0.5
+    assert o["intent_accuracy"] == pytest.approx(2 / 12, abs=1e-4)
+    assert m["intent_confusion"] == [{"device": "PlayMusic", "reviewed": "AddToPlaylist", "clips": 1}]
+    assert set(m["by"]["intent"]) == {"PlayMusic", "AddToPlaylist"}
+    assert m["by"]["intent"]["PlayMusic"]["asr_wer"] == 0.0
+    assert m["by"]["locale"]["en-US"]["clips"] == 2
+    assert m["worst_examples"][0]["reviewed"] == "play shake it up by taylor swift"
+    assert m["cost"]["useful_labels"] == 1 and m["cost"]["seconds_per_useful_label"] == 60.0
+    p = m["privacy"]
+    assert p["heard_by_a_person"] == 2 and p["recordings"] == 2 and p["share_heard"] == 1.0
+    assert p["most_clips_heard_per_account_per_period"] == 1
+    with ws.sessions() as s:
+        assert s.execute(select(AuditEvent.action).order_by(AuditEvent.seq.desc()).limit(1)).scalar_one() == (
+            "metrics.view"
+        )
+
+
+def test_slot_f1_and_placeholders_count_as_one_word(ws: Workspace) -> None:
+    f.queue_clips(ws, 1, text="call [PHONE] now")  # what a redacted device transcript looks like
+    _review(ws, [("call [PHONE] now", "PlayMusic", [])])
+    with ws.transaction() as s:
+        m = compute_metrics(s).as_dict()
+    assert m["overall"]["asr_wer"] == 0.0
+    # The device tagged an artist the reviewer did not: precision 0, recall undefined -> F1 0.
+    assert m["overall"]["slot_f1"] == 0.0
+
+
+def test_no_reviews_gives_empty_figures_not_errors(ws: Workspace) -> None:
+    with ws.transaction() as s:
+        m = compute_metrics(s).as_dict()
+    assert m["overall"]["clips"] == 0 and m["overall"]["asr_wer"] is None
+    assert m["privacy"]["share_heard"] is None and m["cost"]["seconds_per_useful_label"] is None
