@@ -11,7 +11,15 @@ from earmark.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "earmark"
-PURE = ["audio.py", "crypto.py", "synth.py"]
+PURE = [
+    "audio.py",
+    "crypto.py",
+    "synth.py",
+    "sampling_policy.py",
+    "export_formats.py",
+    "textnorm.py",
+    "sampling_eval.py",
+]
 # Boundaries own transactions; everything else is domain code and never commits.
 BOUNDARIES = {"cli.py", "workspace.py", "db.py", "demo.py"}
 
