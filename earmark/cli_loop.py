@@ -363,7 +363,8 @@ def metrics(
     c, p = data["cost"], data["privacy"]
     out.print(
         f"cost: {c['review_hours']} review hours over {c['passes']} passes; {c['useful_labels']} of "
-        f"{c['reviewed_clips']} reviewed clips corrected the device; {c['seconds_per_useful_label']} s per useful label"
+        f"{c['reviewed_clips']} reviewed clips corrected the device; "
+        f"{c['seconds_per_useful_label'] if c['seconds_per_useful_label'] is not None else '–'} s per useful label"
     )
     out.print(
         f"privacy: {p['heard_by_a_person']} of {p['recordings']} recordings heard by a person "

@@ -279,6 +279,9 @@ def _register(
                 (tmp / it.audio).unlink(missing_ok=True)
             skipped["erased"] += 1
         ordered = [items[k] for k in sorted(items)]
+        if not ordered:
+            why = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "no reviewed clips yet"
+            raise InvalidInput(f"nothing to export: no reviewed clip can go out ({why})", field="format")
         _render_folder(tmp, fmt, ordered)
         previous = session.execute(
             select(Export).where(Export.path == str(out.resolve()), Export.state != "superseded")

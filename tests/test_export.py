@@ -218,3 +218,12 @@ def test_consent_withdrawal_marks_exports_too(ws: Workspace, tmp_path: Path) -> 
 
     assert prune_exports(ws, actor=Actor.cli()).items_removed == 1
     assert _export(ws, "rasa", tmp_path / "r2").items == 1  # and new exports leave the account out
+
+
+def test_nothing_to_export_is_an_error_that_writes_nothing(sqlite_ws: Workspace, tmp_path: Path) -> None:
+    f.queue_clips(sqlite_ws, 1)  # queued, never reviewed
+    with pytest.raises(InvalidInput, match="nothing to export: no reviewed clip can go out"):
+        _export(sqlite_ws, "massive", tmp_path / "empty")
+    assert not (tmp_path / "empty").exists() and not list(tmp_path.glob(".empty.*"))
+    with sqlite_ws.sessions() as s:
+        assert s.execute(select(Export)).first() is None
