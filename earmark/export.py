@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import soundfile as sf
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Subquery
 
 from earmark import audit
 from earmark.audio import decode_mono, encode_wav, resample
@@ -37,7 +38,8 @@ from earmark.crypto import decrypt_blob
 from earmark.errors import InvalidInput, NotFound
 from earmark.export_formats import ASR_FORMATS, FORMATS, Item, render
 from earmark.keys import data_key
-from earmark.models import Account, Annotation, Clip, Export, ExportClip, utcnow
+from earmark.models import Account, Annotation, Assignment, Clip, Export, ExportClip, QueueItem, utcnow
+from earmark.quality import GOLD
 from earmark.types import Actor, ClipStatus, Consent
 
 if TYPE_CHECKING:
@@ -64,14 +66,23 @@ def item_id(secret: bytes, clip_external_id: str) -> str:
     return "utt-" + hmac.new(secret, f"export-item|{clip_external_id}".encode(), hashlib.sha256).hexdigest()[:20]
 
 
-def final_labels(session: Session, *, consent_default: Consent) -> list[tuple[Clip, Annotation]]:
-    """Each exportable clip with its final label: the newest label (an adjudication comes last)."""
-    newest = (
+def final_label_ids() -> Subquery:
+    """(clip_id, ann_id) of each clip's final label: its newest label or adjudication (an
+    adjudication comes after the passes it settles). Gold-queue passes are tests of the reviewer,
+    not labels of the clip."""
+    return (
         select(Annotation.clip_id, func.max(Annotation.id).label("ann_id"))
-        .where(Annotation.kind.in_(["label", "adjudication"]))
+        .join(Assignment, Assignment.id == Annotation.assignment_id)
+        .join(QueueItem, QueueItem.id == Assignment.queue_item_id)
+        .where(Annotation.kind.in_(["label", "adjudication"]), QueueItem.queue != GOLD)
         .group_by(Annotation.clip_id)
         .subquery()
     )
+
+
+def final_labels(session: Session, *, consent_default: Consent) -> list[tuple[Clip, Annotation]]:
+    """Each exportable clip with its final label."""
+    newest = final_label_ids()
     rows = session.execute(
         select(Clip, Annotation)
         .join(newest, newest.c.clip_id == Clip.id)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.escalation import SAFETY
+from earmark.export import final_label_ids
 from earmark.models import Account, Annotation, Assignment, Clip, ClipProtection, QueueItem
 from earmark.sampling_policy import period_of
 from earmark.textnorm import normalize
@@ -104,12 +105,7 @@ class Metrics:
 
 
 def _final_labels(session: Session, since: datetime | None) -> list[Any]:
-    newest = (
-        select(Annotation.clip_id, func.max(Annotation.id).label("ann_id"))
-        .where(Annotation.kind.in_(["label", "adjudication"]))
-        .group_by(Annotation.clip_id)
-        .subquery()
-    )
+    newest = final_label_ids()
     q = (
         select(
             Clip.id,

@@ -227,3 +227,22 @@ def test_nothing_to_export_is_an_error_that_writes_nothing(sqlite_ws: Workspace,
     assert not (tmp_path / "empty").exists() and not list(tmp_path.glob(".empty.*"))
     with sqlite_ws.sessions() as s:
         assert s.execute(select(Export)).first() is None
+
+
+def test_gold_passes_are_not_the_clips_label(sqlite_ws: Workspace, tmp_path: Path) -> None:
+    from earmark.quality import add_gold, serve_gold
+
+    ids = _reviewed(sqlite_ws, 1, accounts=1)
+    with sqlite_ws.transaction() as s:
+        clip = s.execute(select(Clip).where(Clip.external_id == ids[0])).scalar_one()
+        add_gold(s, actor=Actor.cli(), clip=clip, transcript=TEXT, intent="PlayMusic")
+    newbie = f.user(sqlite_ws, "gold-taker")
+    with sqlite_ws.transaction() as s:
+        assert serve_gold(s, user=newbie) is not None
+    with sqlite_ws.transaction() as s:
+        a = lease_next(s, actor=newbie, queue="gold")
+        assert a is not None
+        submit_annotation(s, actor=newbie, assignment_id=a.id, transcript="play bake it of", intent="RateBook")
+    _export(sqlite_ws, "massive", tmp_path / "g")
+    [row] = [json.loads(x) for x in (tmp_path / "g" / "massive.jsonl").read_text().splitlines()]
+    assert (row["utt"], row["intent"]) == (TEXT, "PlayMusic")  # the reviewed label, not the gold test pass
