@@ -28,21 +28,18 @@ from earmark.workspace import open_workspace
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.web.browser import chromium, live_server
 
-# Stamps the submit keystroke (kept across the navigation) and the moment the new clip can play.
+# Stamps the submit keystroke (kept across a navigation) and the moment the new clip can play.
 PROBE = """
 document.addEventListener('keydown', (ev) => {
   if (ev.key === 'Enter' && !ev.altKey && !ev.ctrlKey) {
+    window.__playable = null;
     sessionStorage.setItem('submitAt', String(performance.timeOrigin + performance.now()));
   }
 }, true);
 window.__playable = null;
-document.addEventListener('DOMContentLoaded', () => {
-  const a = document.getElementById('clip-audio');
-  if (!a) return;
-  const mark = () => {
-    if (window.__playable === null) window.__playable = performance.timeOrigin + performance.now();
-  };
-  if (a.readyState >= 3) mark(); else a.addEventListener('canplay', mark);
+// review.js announces each clip (after a navigation or an in-page swap) once its audio can play.
+document.addEventListener('earmark:playable', () => {
+  if (window.__playable === null) window.__playable = performance.timeOrigin + performance.now();
 });
 """
 REVIEW_URL = re.compile(r"/review/[A-Za-z0-9_-]{16,}$")
@@ -82,7 +79,7 @@ def main() -> None:
             while reviewed < args.clips:
                 if not REVIEW_URL.search(page.url):
                     break  # queue empty
-                page.wait_for_function("window.__playable !== null")
+                page.wait_for_function("() => window.__playable !== null")
                 current = page.url
                 if reviewed % 5 == 4:  # an edit: go to the end, add a word
                     page.keyboard.press("End")
@@ -94,7 +91,7 @@ def main() -> None:
                 page.wait_for_url(lambda url, current=current: url != current)
                 if not REVIEW_URL.search(page.url):
                     break
-                page.wait_for_function("window.__playable !== null")
+                page.wait_for_function("() => window.__playable !== null")
                 latency = page.evaluate("window.__playable - Number(sessionStorage.getItem('submitAt'))")
                 latencies.append(float(latency))
         ws.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from typing import Any
 
@@ -70,9 +71,9 @@ async def _payload(request: Request) -> dict[str, Any]:
     return {k: v for k, v in (await request.form()).items() if k != "csrf_token"}
 
 
-def _answer(request: Request, target: str) -> Response:
+def _answer(request: Request, target: str, page: str | None = None) -> Response:
     if request.headers.get("content-type", "").startswith("application/json"):
-        return JSONResponse({"next": target})
+        return JSONResponse({"next": target, "html": page} if page else {"next": target})
     return RedirectResponse(target, status_code=303)
 
 
@@ -228,11 +229,14 @@ class SubmitBody(BaseModel):
 
 
 @router.post("/review/{assignment_id}/submit", name="review.submit")
-async def review_submit(
-    request: Request, assignment_id: str, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+def review_submit(
+    request: Request,
+    assignment_id: str,
+    caller: Caller = Depends(csrf_checked),
+    session: Session = Depends(get_db),
+    raw: dict[str, Any] = Depends(_payload),
 ) -> Response:
     ws = get_ws(request)
-    raw = await _payload(request)
     if isinstance(raw.get("slots"), str):
         raw["slots"] = json.loads(raw["slots"] or "[]")
     try:
@@ -262,14 +266,30 @@ async def review_submit(
         session.rollback()
         return _closed(request, exc)
     session.commit()
-    return _answer(request, _next_after_submit(request, session, caller.user, item))
+    target = _next_after_submit(request, session, caller.user, item)
+    return _answer(request, target, page=_next_page(request, target, caller, session))
+
+
+def _next_page(request: Request, target: str, caller: Caller, session: Session) -> str | None:
+    """The next clip's page, rendered now, so the workbench swaps it in without a navigation."""
+    match = re.fullmatch(r"/review/([A-Za-z0-9_-]{16,64})", target)
+    if match is None:
+        return None
+    try:
+        resp = review_page(request, match.group(1), caller, session)
+    except EarmarkError:
+        return None
+    return resp.body.decode() if resp.status_code == 200 else None  # type: ignore[union-attr]
 
 
 @router.post("/review/{assignment_id}/skip", name="review.skip")
-async def review_skip(
-    request: Request, assignment_id: str, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+def review_skip(
+    request: Request,
+    assignment_id: str,
+    caller: Caller = Depends(csrf_checked),
+    session: Session = Depends(get_db),
+    raw: dict[str, Any] = Depends(_payload),
 ) -> Response:
-    raw = await _payload(request)
     try:
         review.skip_assignment(
             session, actor=caller.user, assignment_id=assignment_id, reason=str(raw.get("reason", ""))
@@ -290,18 +310,22 @@ def _span(raw: dict[str, Any]) -> tuple[float, float]:
 
 
 @router.post("/review/{assignment_id}/pii", name="review.pii")
-async def review_pii_missed(
-    request: Request, assignment_id: str, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+def review_pii_missed(
+    request: Request,
+    assignment_id: str,
+    caller: Caller = Depends(csrf_checked),
+    session: Session = Depends(get_db),
+    raw: dict[str, Any] = Depends(_payload),
 ) -> Response:
     """Personal data was still audible: withdraw, re-protect, re-queue."""
-    start, end = _span(await _payload(request))
+    start, end = _span(raw)
     review.report_missed_pii(session, actor=caller.user, assignment_id=assignment_id, start=start, end=end)
     session.commit()
     return _answer(request, "/review")
 
 
 @router.post("/review/{assignment_id}/sensitive", name="review.sensitive")
-async def review_sensitive(
+def review_sensitive(
     request: Request, assignment_id: str, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
 ) -> Response:
     """Distressing content: off the reviewer's screen now, into the safety queue; offer a break."""
@@ -334,10 +358,13 @@ def review_link(
 
 
 @router.post("/review/{assignment_id}/help", name="review.help")
-async def review_help(
-    request: Request, assignment_id: str, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+def review_help(
+    request: Request,
+    assignment_id: str,
+    caller: Caller = Depends(csrf_checked),
+    session: Session = Depends(get_db),
+    raw: dict[str, Any] = Depends(_payload),
 ) -> JSONResponse:
-    raw = await _payload(request)
     start, end = _span(raw)
     req = help.ask_help(
         session,
@@ -411,10 +438,13 @@ def help_audio(
 
 
 @router.post("/help/{help_id}/answer", name="help.answer")
-async def help_answer(
-    request: Request, help_id: str, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+def help_answer(
+    request: Request,
+    help_id: str,
+    caller: Caller = Depends(csrf_checked),
+    session: Session = Depends(get_db),
+    raw: dict[str, Any] = Depends(_payload),
 ) -> Response:
-    raw = await _payload(request)
     help.answer_help(session, actor=caller.user, help_id=help_id, answer=str(raw.get("answer", "")))
     session.commit()
     return _answer(request, "/help")
@@ -447,10 +477,13 @@ def safety_next(
 
 
 @router.post("/safety/{assignment_id}/outcome", name="safety.outcome")
-async def safety_outcome(
-    request: Request, assignment_id: str, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+def safety_outcome(
+    request: Request,
+    assignment_id: str,
+    caller: Caller = Depends(csrf_checked),
+    session: Session = Depends(get_db),
+    raw: dict[str, Any] = Depends(_payload),
 ) -> Response:
-    raw = await _payload(request)
     escalation.record_outcome(
         session,
         actor=caller.user,
