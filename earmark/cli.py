@@ -19,7 +19,6 @@ from typer.core import TyperGroup
 
 from earmark import audit, auth, db, keys
 from earmark.config import Settings, load_settings
-from earmark.consent import set_consent
 from earmark.errors import EarmarkError, InvalidInput
 from earmark.ingest import ClipMeta, read_manifest
 from earmark.pipeline import ProcessResult, pending_clip_ids
@@ -244,18 +243,17 @@ def consent_set(
     `--human-review deny` withdraws its queued clips at once."""
     ws = _open()
     try:
-        with ws.transaction() as session:
-            result = set_consent(
-                session,
-                actor=Actor.cli(),
-                account_id=account,
-                human_review=human_review,
-                training_use=training_use,
-                create=create,
-            )
+        result = ws.set_consent(
+            actor=Actor.cli(), account_id=account, human_review=human_review, training_use=training_use, create=create
+        )
     finally:
         ws.close()
     out.print(f"account {account}: human review {result.human_review}; {result.withdrawn} clip(s) withdrawn")
+    if result.derivatives_deleted or result.annotations_deleted:
+        out.print(
+            f"deleted {result.derivatives_deleted} protected clip(s) and {result.annotations_deleted} annotation(s); "
+            "run `earmark export prune` if exports held them"
+        )
 
 
 @keys_app.command("rotate")

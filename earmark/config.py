@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         5, ge=0, description="Most clips of one account sampled for human review per cap period."
     )
     sample_cap_days: int = Field(30, gt=0, description="Length of the per-account cap period, in days.")
+    keep_reviewed_after_withdrawal: bool = Field(
+        False,
+        description="When an account withdraws consent to human review, keep the annotations of its clips "
+        "already reviewed (training use of reviewed data). Default: delete them.",
+    )
     sampling_policy: Path | None = Field(
         None, description="Sampling policy file (TOML or YAML) `earmark sample` uses when given no --policy."
     )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from earmark import audit
@@ -20,6 +20,9 @@ class ConsentResult:
     account_id: str
     human_review: Consent
     withdrawn: int
+    derivatives_deleted: int = 0
+    annotations_deleted: int = 0
+    blob_keys: list[str] = field(default_factory=list)  # the boundary deletes them after the commit
 
 
 def allows_review(default: Consent | str) -> ColumnElement[bool]:
@@ -37,10 +40,16 @@ def set_consent(
     human_review: Consent | None = None,
     create: bool = False,
     training_use: Consent | None = None,
+    keep_reviewed: bool = False,
 ) -> ConsentResult:
     """Record the account's choices: human review (`deny` pulls its not-yet-reviewed clips from
     every queue at once and marks exports holding its clips for pruning) and training use of its
     original audio (`deny` marks exports too). A choice left None stays as it was.
+
+    Withdrawing human-review consent also deletes what was made for reviewers: the protected audio
+    (its blob keys come back in the result), the pipeline's transcript and redacted text, and, unless
+    `keep_reviewed` (the `keep_reviewed_after_withdrawal` setting), the annotations of clips already
+    reviewed, which then leave every export and metric.
 
     Audited; caller commits. An unknown account is an error unless `create` (consent may arrive
     before the account's first recording).
@@ -60,6 +69,8 @@ def set_consent(
     account.consent_updated_at = utcnow()
     withdrawn = 0
     marked = 0
+    derivatives = annotations = 0
+    keys: list[str] = []
     if Consent.deny in (human_review, training_use):
         # Imported here: export reads consent (allows_review) at import time.
         from earmark.export import mark_exports
@@ -75,6 +86,7 @@ def set_consent(
             ).scalars()
         )
         withdrawn = withdraw_clips(session, actor=actor, clip_ids=clip_ids, reason="consent_withdrawn")
+        derivatives, annotations, keys = _purge_review_data(session, account.id, keep_reviewed=keep_reviewed)
     session.flush()
     audit.record(
         session,
@@ -87,6 +99,36 @@ def set_consent(
             "training_use": str(training_use) if training_use else None,
             "withdrawn": withdrawn,
             "exports_to_prune": marked,
+            "derivatives_deleted": derivatives,
+            "annotations_deleted": annotations,
         },
     )
-    return ConsentResult(account_id, Consent(account.human_review or "deny"), withdrawn)
+    return ConsentResult(account_id, Consent(account.human_review or "deny"), withdrawn, derivatives, annotations, keys)
+
+
+def _purge_review_data(session: Session, account_id: int, *, keep_reviewed: bool) -> tuple[int, int, list[str]]:
+    """Delete what was made for human review of the account's clips; returns counts and blob keys."""
+    now = utcnow()
+    clips = list(
+        session.execute(
+            select(Clip).where(Clip.account_id == account_id, Clip.protected_blob_key.is_not(None))
+        ).scalars()
+    )
+    keys = [c.protected_blob_key for c in clips if c.protected_blob_key]
+    for clip in clips:
+        clip.protected_blob_key = None
+        clip.redacted_text = None
+        clip.derivative_purged_at = now
+    from earmark.erasure import delete_review_text  # erasure -> export -> consent at import time
+
+    ids = list(session.execute(select(Clip.id).where(Clip.account_id == account_id)).scalars())
+    annotations = delete_review_text(session, ids, annotations=not keep_reviewed)
+    if not keep_reviewed:
+        for start in range(0, len(ids), 500):
+            session.execute(
+                update(Clip)
+                .where(Clip.id.in_(ids[start : start + 500]), Clip.status == ClipStatus.reviewed)
+                .values(status=ClipStatus.withdrawn)
+                .execution_options(synchronize_session=False)
+            )
+    return len(keys), annotations, keys

@@ -23,7 +23,17 @@ from sqlalchemy.orm import Session
 from earmark import audit
 from earmark.errors import NotFound
 from earmark.export import mark_exports
-from earmark.models import Account, AccountKey, Annotation, Clip, ClipProtection, utcnow
+from earmark.models import (
+    Account,
+    AccountKey,
+    Annotation,
+    Clip,
+    ClipProtection,
+    GoldAnswer,
+    HelpRequest,
+    SafetyOutcome,
+    utcnow,
+)
 from earmark.queues import withdraw_clips
 from earmark.types import Actor, ClipStatus
 
@@ -42,6 +52,27 @@ class ErasureResult:
     annotations: int = 0
     exports: int = 0  # exports holding its clips, now marked for `earmark export prune`
     blob_keys: list[str] = field(default_factory=list)
+
+
+def delete_review_text(session: Session, clip_ids: list[int], *, annotations: bool) -> int:
+    """Delete the text that human review of these clips produced: the pipeline's transcripts,
+    help questions and answers, gold answers, safety notes and (if `annotations`) the annotations.
+    Returns how many annotations went. Caller audits and commits."""
+    deleted = 0
+    for start in range(0, len(clip_ids), 500):
+        ids = clip_ids[start : start + 500]
+        session.execute(delete(ClipProtection).where(ClipProtection.clip_id.in_(ids)))
+        session.execute(delete(HelpRequest).where(HelpRequest.clip_id.in_(ids)))
+        session.execute(delete(GoldAnswer).where(GoldAnswer.clip_id.in_(ids)))
+        session.execute(
+            update(SafetyOutcome)
+            .where(SafetyOutcome.clip_id.in_(ids), SafetyOutcome.note.is_not(None))
+            .values(note=None)
+            .execution_options(synchronize_session=False)
+        )
+        if annotations:
+            deleted += session.execute(delete(Annotation).where(Annotation.clip_id.in_(ids))).rowcount or 0
+    return deleted
 
 
 def find_account(session: Session, *, secret: bytes, account_id: str) -> tuple[Account | None, bool]:
@@ -69,10 +100,7 @@ def erase_account(session: Session, *, actor: Actor, account_id: str, secret: by
     clip_ids = [c.id for c in clips]
     withdrawn = withdraw_clips(session, actor=actor, clip_ids=clip_ids, reason="erased")
     result = ErasureResult(account_id, already_erased=False, clips=len(clips), withdrawn=withdrawn)
-    for chunk in range(0, len(clip_ids), 500):
-        ids = clip_ids[chunk : chunk + 500]
-        result.annotations += session.execute(delete(Annotation).where(Annotation.clip_id.in_(ids))).rowcount or 0
-        session.execute(delete(ClipProtection).where(ClipProtection.clip_id.in_(ids)))
+    result.annotations = delete_review_text(session, clip_ids, annotations=True)
     for clip in clips:
         result.blob_keys += [k for k in (clip.blob_key, clip.protected_blob_key) if k]
     session.execute(

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from earmark import audit, auth, db
 from earmark.audio import AudioLimits
 from earmark.config import SETTINGS_FILE, Settings
+from earmark.consent import ConsentResult, set_consent
 from earmark.crypto import Keyring, new_key, parse_env_key, read_keyring, write_keyring
 from earmark.erasure import ErasureResult, erase_account
 from earmark.errors import ConfigError, EarmarkError
@@ -44,7 +45,7 @@ from earmark.pipeline import (
 from earmark.retention import RetentionPolicy, RetentionResult, run_retention
 from earmark.stats import workspace_stats
 from earmark.storage import InflightJournal, LocalBlobStore, collect_orphans
-from earmark.types import Actor, Role
+from earmark.types import Actor, Consent, Role
 
 log = logging.getLogger("earmark.workspace")
 
@@ -294,6 +295,32 @@ class Workspace:
         for key in result.blob_keys:
             self.blobs.delete(key)
         db.checkpoint(self.engine)
+        return result
+
+    def set_consent(
+        self,
+        *,
+        actor: Actor,
+        account_id: str,
+        human_review: Consent | None = None,
+        training_use: Consent | None = None,
+        create: bool = False,
+    ) -> ConsentResult:
+        """Record consent (see earmark.consent); protected audio of a withdrawal goes after the commit."""
+        with self.transaction() as session:
+            result = set_consent(
+                session,
+                actor=actor,
+                account_id=account_id,
+                human_review=human_review,
+                training_use=training_use,
+                create=create,
+                keep_reviewed=self.settings.keep_reviewed_after_withdrawal,
+            )
+        for key in result.blob_keys:
+            self.blobs.delete(key)
+        if result.blob_keys or result.annotations_deleted:
+            db.checkpoint(self.engine)
         return result
 
     def erase(self, *, actor: Actor, account_id: str) -> ErasureResult:

@@ -86,3 +86,55 @@ def test_unknown_account_is_an_error_unless_created(ws: Workspace) -> None:
             set_consent(s, actor=Actor.cli(), account_id="nobody", human_review=Consent.allow, create=True).withdrawn
             == 0
         )
+
+
+def _reviewed_with_help(ws: Workspace) -> tuple[str, list[str]]:
+    """Two clips of one account reviewed, one with a help question and one made a gold clip."""
+    from earmark.help import ask_help
+    from earmark.quality import add_gold
+
+    ids = f.queue_clips(ws, 2, text="call zebediah now")
+    reviewer = f.user(ws, "rev-w")
+    for i in range(2):
+        with ws.transaction() as s:
+            a = lease_next(s, actor=reviewer)
+            assert a is not None
+            if i == 0:
+                ask_help(s, actor=reviewer, assignment_id=a.id, start=0.1, end=0.5, question="zebediah or zebedee?")
+            submit_annotation(s, actor=reviewer, assignment_id=a.id, transcript="call zebediah now", intent="MakeCall")
+    with ws.transaction() as s:
+        clip = s.execute(select(Clip).where(Clip.external_id == ids[1])).scalar_one()
+        add_gold(s, actor=Actor.cli(), clip=clip, transcript="call zebediah now", intent="MakeCall")
+    return "acct-q0", ids
+
+
+def test_withdrawal_after_review_deletes_what_review_made(ws: Workspace) -> None:
+    from earmark.models import Annotation, ClipProtection, GoldAnswer, HelpRequest
+
+    account, ids = _reviewed_with_help(ws)
+    with ws.sessions() as s:
+        keys = [c.protected_blob_key for c in s.execute(select(Clip).where(Clip.external_id.in_(ids))).scalars()]
+    assert all(keys) and all(ws.blobs.exists(k) for k in keys)  # type: ignore[arg-type]
+    result = ws.set_consent(actor=Actor.cli(), account_id=account, human_review=Consent.deny)
+    assert (result.derivatives_deleted, result.annotations_deleted) == (2, 2)
+    assert not any(ws.blobs.exists(k) for k in keys)  # type: ignore[arg-type]
+    with ws.sessions() as s:
+        clips = list(s.execute(select(Clip).where(Clip.external_id.in_(ids))).scalars())
+        assert {c.status for c in clips} == {"withdrawn"}
+        assert all(c.redacted_text is None and c.derivative_purged_at for c in clips)
+        assert all(c.blob_key for c in clips)  # the assistant's own recording is not review data
+        for model in (Annotation, ClipProtection, HelpRequest, GoldAnswer):
+            assert s.execute(select(model)).first() is None, model.__name__
+
+
+def test_keeping_reviewed_data_is_a_setting(ws: Workspace) -> None:
+    from earmark.models import Annotation, HelpRequest
+
+    account, ids = _reviewed_with_help(ws)
+    ws.settings.keep_reviewed_after_withdrawal = True
+    result = ws.set_consent(actor=Actor.cli(), account_id=account, human_review=Consent.deny)
+    assert (result.derivatives_deleted, result.annotations_deleted) == (2, 0)
+    with ws.sessions() as s:
+        assert len(s.execute(select(Annotation)).all()) == 2
+        assert {c.status for c in s.execute(select(Clip).where(Clip.external_id.in_(ids))).scalars()} == {"reviewed"}
+        assert s.execute(select(HelpRequest)).first() is None  # questions are not training data

@@ -12,7 +12,9 @@ from earmark import audit
 from earmark.erasure import erase_account
 from earmark.errors import NotFound, Withdrawn
 from earmark.export import prune_exports, run_export
+from earmark.help import ask_help
 from earmark.models import AccountKey, Annotation, Clip, ClipProtection
+from earmark.quality import add_gold
 from earmark.queues import lease_next
 from earmark.review import submit_annotation
 from earmark.types import Actor
@@ -99,6 +101,9 @@ def test_proof_nothing_of_the_account_is_left_anywhere(sqlite_ws: Workspace) -> 
             assert clip is not None
             # Placeholders must stay; a reviewer's own words about the victim's clip are kept too.
             note = " zebediah" if clip.external_id in ids else ""
+            if note:  # and asks a senior about the name, and the clip becomes a gold clip
+                ask_help(s, actor=reviewer, assignment_id=a.id, start=0.1, end=0.6, question="zebediah or zebedee?")
+                add_gold(s, actor=Actor.cli(), clip=clip, transcript="call zebediah", intent="MakeCall")
             submit_annotation(
                 s,
                 actor=reviewer,

@@ -7,14 +7,12 @@ import json
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from earmark.consent import set_consent
 from earmark.errors import InvalidInput, TooLarge
 from earmark.ingest import parse_meta
 from earmark.types import Actor, Consent
-from earmark.web.deps import api_actor, get_db, get_ws
+from earmark.web.deps import api_actor, get_ws
 
 router = APIRouter(prefix="/api/v1")
 
@@ -56,18 +54,22 @@ class ConsentBody(BaseModel):
 
 @router.put("/accounts/{account_id}/consent", name="api.consent.set")
 def put_consent(
-    account_id: str, body: ConsentBody, actor: Actor = Depends(api_actor), session: Session = Depends(get_db)
+    account_id: str, body: ConsentBody, request: Request, actor: Actor = Depends(api_actor)
 ) -> dict[str, object]:
-    result = set_consent(
-        session,
+    result = get_ws(request).set_consent(
         actor=actor,
         account_id=account_id,
         human_review=body.human_review,
         training_use=body.training_use,
         create=True,
     )
-    session.commit()
-    return {"account_id": account_id, "human_review": str(result.human_review), "withdrawn": result.withdrawn}
+    return {
+        "account_id": account_id,
+        "human_review": str(result.human_review),
+        "withdrawn": result.withdrawn,
+        "derivatives_deleted": result.derivatives_deleted,
+        "annotations_deleted": result.annotations_deleted,
+    }
 
 
 @router.get("/stats", name="api.stats")
