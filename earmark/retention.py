@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.errors import InvalidInput
-from earmark.models import Annotation, Clip, ClipProtection, utcnow
+from earmark.models import Annotation, Clip, ClipProtection, HelpRequest, utcnow
 from earmark.queues import withdraw_clips
 from earmark.types import Actor, ClipStatus
 
@@ -151,6 +151,8 @@ def run_retention(
     cutoff = _before(policy.annotation_days, now)
     if cutoff is not None:
         result.annotations = session.execute(delete(Annotation).where(Annotation.created_at < cutoff)).rowcount or 0
+        # Help questions and answers are reviewers' words about a clip: they go with the annotations.
+        result.annotations += session.execute(delete(HelpRequest).where(HelpRequest.created_at < cutoff)).rowcount or 0
 
     audit.record(session, actor=actor, action="retention.run", details=result.counts())
     return result

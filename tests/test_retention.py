@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from earmark import audit
 from earmark.errors import InvalidInput
-from earmark.models import Annotation, Clip, QueueItem, utcnow
+from earmark.models import Annotation, Clip, HelpRequest, QueueItem, utcnow
 from earmark.queues import lease_next
 from earmark.retention import RetentionPolicy, run_retention
 from earmark.review import submit_annotation
@@ -17,10 +17,13 @@ from tests import factories as f
 
 
 def _review_one(ws: Workspace) -> None:
+    from earmark.help import ask_help
+
     reviewer = f.user(ws, "rev1")
     with ws.transaction() as s:
         a = lease_next(s, actor=reviewer)
         assert a is not None
+        ask_help(s, actor=reviewer, assignment_id=a.id, start=0.1, end=0.5, question="is it music?")
         submit_annotation(s, actor=reviewer, assignment_id=a.id, transcript="play music", intent="PlayMusic")
 
 
@@ -44,8 +47,9 @@ def test_each_class_goes_after_its_own_period(ws: Workspace) -> None:
     assert not any(ws.blobs.exists(k) for k in derivatives if k)
     assert all(ws.blobs.exists(k) for k in originals if k)
     result = ws.run_retention(actor=Actor.cli(), now=utcnow() + timedelta(days=400))
-    assert result.originals == 3 and result.transcripts == 3 and result.annotations == 1
+    assert result.originals == 3 and result.transcripts == 3 and result.annotations == 2  # a label, a question
     with ws.sessions() as s:
+        assert s.execute(select(HelpRequest)).first() is None
         rows = s.execute(select(Clip)).scalars().all()
         assert all(c.blob_key is None and c.device_asr_text is None and c.text_purged_at for c in rows)
         assert s.execute(select(func.count()).select_from(Annotation)).scalar_one() == 0
