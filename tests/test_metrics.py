@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from earmark.metrics import compute_metrics
@@ -83,3 +85,20 @@ def test_no_reviews_gives_empty_figures_not_errors(ws: Workspace) -> None:
         m = compute_metrics(s).as_dict()
     assert m["overall"]["clips"] == 0 and m["overall"]["asr_wer"] is None
     assert m["privacy"]["share_heard"] is None and m["cost"]["seconds_per_useful_label"] is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(["play", "the", "song", "[PHONE]", "call", "mom"]), min_size=1, max_size=12),
+    st.lists(st.sampled_from(["play", "a", "song", "[PHONE]", "call", "mum"]), min_size=1, max_size=12),
+)
+def test_word_errors_match_jiwer(ref: list[str], hyp: list[str]) -> None:
+    """The metrics count word errors with rapidfuzz directly; they are jiwer's S + D + I."""
+    import jiwer
+    from rapidfuzz.distance import Levenshtein
+
+    from earmark.metrics import _tokens
+
+    r, h = _tokens(" ".join(ref)), _tokens(" ".join(hyp))
+    out = jiwer.process_words(r, h)
+    assert Levenshtein.distance(r.split(), h.split()) == out.substitutions + out.deletions + out.insertions

@@ -106,7 +106,8 @@ def test_priority_draws_low_confidence_clips_more_often(ws: Workspace) -> None:
         ).all()
     lo = [r for r in rows if r[0] == "lo"]
     hi = [r for r in rows if r[0] == "hi"]
-    assert len(lo) > 2 * len(hi)
+    # Drawn with probability 0.314 against 0.1 (below): 19 against 6 expected, 3 sd apart.
+    assert len(lo) > len(hi)
     assert {r[1] for r in hi} == {"uniform"}  # nothing about these clips calls for a person
     assert "priority" in {r[1] for r in lo}
     assert {round(r[2], 6) for r in hi} == {0.1}  # 0.2 * uniform share 0.5
