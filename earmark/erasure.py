@@ -28,6 +28,7 @@ from earmark.models import (
     AccountKey,
     Annotation,
     Clip,
+    ClipError,
     ClipProtection,
     GoldAnswer,
     HelpRequest,
@@ -64,6 +65,7 @@ def delete_review_text(session: Session, clip_ids: list[int], *, annotations: bo
         session.execute(delete(ClipProtection).where(ClipProtection.clip_id.in_(ids)))
         session.execute(delete(HelpRequest).where(HelpRequest.clip_id.in_(ids)))
         session.execute(delete(GoldAnswer).where(GoldAnswer.clip_id.in_(ids)))
+        session.execute(delete(ClipError).where(ClipError.clip_id.in_(ids)))
         session.execute(
             update(SafetyOutcome)
             .where(SafetyOutcome.clip_id.in_(ids), SafetyOutcome.note.is_not(None))

@@ -8,20 +8,18 @@ is compared in its redacted form, so personal data is a placeholder on both side
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from rapidfuzz.distance import Levenshtein
-from sqlalchemy import Text, cast, distinct, func, select
+from sqlalchemy import Float, Integer, Text, case, cast, delete, distinct, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.escalation import SAFETY
 from earmark.export import final_label_ids
-from earmark.models import Account, Annotation, Assignment, Clip, ClipProtection, QueueItem
-from earmark.sampling_policy import period_of
+from earmark.models import Account, Annotation, Assignment, Clip, ClipError, ClipProtection, QueueItem
 from earmark.textnorm import normalize
 from earmark.types import Actor, ClipStatus
 
@@ -39,45 +37,15 @@ def _tokens(text: str) -> str:
     return " ".join(w for w in words if w)
 
 
-@dataclass(slots=True)
-class _Acc:
-    """Weighted and unweighted sums for one group."""
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(float(a) / float(b), 4) if a is not None and b else None
 
-    clips: int = 0
-    weight: float = 0.0
-    errors: float = 0.0
-    words: float = 0.0
-    raw_errors: int = 0
-    raw_words: int = 0
-    intent_n: int = 0
-    intent_w: float = 0.0
-    intent_right_w: float = 0.0
-    intent_right: int = 0
-    slot_tp: float = 0.0
-    slot_fp: float = 0.0
-    slot_fn: float = 0.0
 
-    def _f1(self, p: float | None, r: float | None) -> float | None:
-        if p and r:
-            return round(2 * p * r / (p + r), 4)
-        return 0.0 if self.slot_tp + self.slot_fp + self.slot_fn else None  # slots, none right: 0
-
-    def row(self) -> dict[str, Any]:
-        def ratio(a: float, b: float) -> float | None:
-            return round(a / b, 4) if b else None
-
-        p = ratio(self.slot_tp, self.slot_tp + self.slot_fp)
-        r = ratio(self.slot_tp, self.slot_tp + self.slot_fn)
-        return {
-            "clips": self.clips,
-            "asr_wer": ratio(self.errors, self.words),
-            "asr_wer_unweighted": ratio(self.raw_errors, self.raw_words),
-            "intent_accuracy": ratio(self.intent_right_w, self.intent_w),
-            "intent_accuracy_unweighted": ratio(self.intent_right, self.intent_n),
-            "slot_f1": round(2 * p * r / (p + r), 4)
-            if p and r
-            else (0.0 if self.slot_tp + self.slot_fp + self.slot_fn else None),
-        }
+def _f1(tp: float | None, fp: float | None, fn: float | None) -> float | None:
+    tp, fp, fn = float(tp or 0), float(fp or 0), float(fn or 0)
+    if tp + fp + fn == 0:
+        return None  # no slot on either side
+    return round(2 * tp / (2 * tp + fp + fn), 4)  # = 2PR / (P + R); 0 when nothing matched
 
 
 def _slots(slots: list[dict[str, Any]] | None) -> set[tuple[str, str]]:
@@ -104,111 +72,203 @@ class Metrics:
         }
 
 
-def _final_labels(session: Session, since: datetime | None) -> list[Any]:
-    newest = final_label_ids()
-    q = (
-        select(
-            Clip.id,
-            Clip.locale,
-            Clip.device_type,
-            Clip.inclusion_probability,
-            Clip.redacted_text,
-            Clip.device_nlu,
-            Clip.device_asr_text.is_not(None).label("has_device_asr"),
-            ClipProtection.transcript_source,
-            Annotation.transcript,
-            Annotation.intent,
-            Annotation.slots,
-        )
-        .join(newest, newest.c.clip_id == Clip.id)
-        .join(Annotation, Annotation.id == newest.c.ann_id)
-        .outerjoin(ClipProtection, ClipProtection.clip_id == Clip.id)
-        .where(Clip.status == ClipStatus.reviewed, Clip.erased_at.is_(None))
+def _errors_of(row: Any) -> dict[str, Any]:
+    """The clip_errors row of one reviewed clip (numbers and enums, no text)."""
+    out: dict[str, Any] = {
+        "clip_id": row.id,
+        "annotation_id": row.ann_id,
+        "labelled_at": row.created_at,
+        "locale": row.locale,
+        "intent": row.intent or "(none)",
+        "device_type": row.device_type or "(unknown)",
+        "device_intent": None,
+        "weight": 1.0 / row.inclusion_probability if row.inclusion_probability else 1.0,
+        "asr_errors": None,
+        "asr_words": None,
+        "intent_right": None,
+        "slot_tp": 0,
+        "slot_fp": 0,
+        "slot_fn": 0,
+        "corrected": 0,
+    }
+    if row.transcript_source == "device" and row.redacted_text is not None:
+        ref, hyp = _tokens(row.transcript).split(), _tokens(row.redacted_text).split()
+        if ref:
+            # Word-level edit distance = substitutions + deletions + insertions, as jiwer counts
+            # them (jiwer runs on rapidfuzz too); called directly, it is fast enough for 100k clips.
+            out["asr_errors"] = Levenshtein.distance(ref, hyp)
+            out["asr_words"] = len(ref)
+            out["corrected"] = int(out["asr_errors"] > 0)
+    nlu = row.device_nlu or {}
+    out["device_intent"] = (nlu.get("intent") or None) and str(nlu["intent"])[:64]
+    if nlu.get("intent") and row.intent:
+        gold, pred = _slots(row.slots), _slots(nlu.get("slots"))
+        out["intent_right"] = int(nlu["intent"] == row.intent)
+        out["slot_tp"], out["slot_fp"], out["slot_fn"] = len(gold & pred), len(pred - gold), len(gold - pred)
+        out["corrected"] = int(out["corrected"] or not out["intent_right"] or gold != pred)
+    return out
+
+
+def refresh_errors(session: Session, *, chunk: int = 2000) -> int:
+    """Compute clip_errors rows for reviewed clips that have none or whose final label changed.
+    Returns how many were (re)computed. Caller commits."""
+    final = final_label_ids()
+    stale = list(
+        session.execute(
+            select(final.c.clip_id)
+            .join(Clip, Clip.id == final.c.clip_id)
+            .outerjoin(ClipError, ClipError.clip_id == final.c.clip_id)
+            .where(
+                Clip.status == ClipStatus.reviewed,
+                Clip.erased_at.is_(None),
+                or_(ClipError.clip_id.is_(None), ClipError.annotation_id != final.c.ann_id),
+            )
+        ).scalars()
     )
+    for start in range(0, len(stale), chunk):
+        ids = stale[start : start + chunk]
+        rows = session.execute(
+            select(
+                Clip.id,
+                Clip.locale,
+                Clip.device_type,
+                Clip.inclusion_probability,
+                Clip.redacted_text,
+                Clip.device_nlu,
+                ClipProtection.transcript_source,
+                Annotation.id.label("ann_id"),
+                Annotation.created_at,
+                Annotation.transcript,
+                Annotation.intent,
+                Annotation.slots,
+            )
+            .join(final, final.c.clip_id == Clip.id)
+            .join(Annotation, Annotation.id == final.c.ann_id)
+            .outerjoin(ClipProtection, ClipProtection.clip_id == Clip.id)
+            .where(Clip.id.in_(ids))
+        ).all()
+        session.execute(delete(ClipError).where(ClipError.clip_id.in_(ids)))
+        if rows:
+            session.execute(insert(ClipError), [_errors_of(r) for r in rows])
+    return len(stale)
+
+
+def _current(since: datetime | None) -> list[Any]:
+    """Conditions for clip_errors rows of clips that are reviewed now. refresh_errors keeps each
+    row on its clip's final label; erasure and consent withdrawal delete the rows; annotation
+    retention leaves them (numbers only), so the figures outlive the text they came from."""
+    conds: list[Any] = [Clip.status == ClipStatus.reviewed, Clip.erased_at.is_(None)]
     if since is not None:
-        q = q.where(Annotation.created_at >= since)
-    return list(session.execute(q))
+        conds.append(ClipError.labelled_at >= since)
+    return conds
+
+
+def _aggregate(session: Session, conds: list[Any], dim: Any | None) -> dict[str, dict[str, Any]]:
+    e = ClipError
+    known = e.intent_right.is_not(None)
+    cols = [
+        func.count(),
+        func.sum(e.weight * e.asr_errors),
+        func.sum(e.weight * e.asr_words),
+        func.sum(e.asr_errors),
+        func.sum(e.asr_words),
+        func.sum(case((known, e.weight))),
+        func.sum(e.weight * e.intent_right),
+        func.count(e.intent_right),
+        func.sum(e.intent_right),
+        func.sum(e.weight * e.slot_tp),
+        func.sum(e.weight * e.slot_fp),
+        func.sum(e.weight * e.slot_fn),
+    ]
+    q = select(dim if dim is not None else literal("all"), *cols).join(Clip, Clip.id == e.clip_id).where(*conds)
+    if dim is not None:
+        q = q.group_by(dim)
+    out = {}
+    for key, n, we, ww, re_, rw, iw, iwr, inn, ir, tp, fp, fn in session.execute(q):
+        out[str(key)] = {
+            "clips": int(n),
+            "asr_wer": _ratio(we, ww),
+            "asr_wer_unweighted": _ratio(re_, rw),
+            "intent_accuracy": _ratio(iwr, iw),
+            "intent_accuracy_unweighted": _ratio(ir, inn),
+            "slot_f1": _f1(tp, fp, fn),
+        }
+    return out
 
 
 def compute_metrics(
     session: Session, *, actor: Actor | None = None, since: datetime | None = None, period_days: int = 30
 ) -> Metrics:
-    """Every figure of the metrics dashboard and `earmark metrics`. Audited when `actor` is given."""
+    """Every figure of the metrics dashboard and `earmark metrics`, aggregated in SQL over
+    clip_errors (refreshed first for new or changed labels). Audited when `actor` is given."""
+    refreshed = refresh_errors(session)
+    conds = _current(since)
     m = Metrics()
-    total = _Acc()
-    groups: dict[str, dict[str, _Acc]] = {
-        "locale": defaultdict(_Acc),
-        "intent": defaultdict(_Acc),
-        "device_type": defaultdict(_Acc),
+    m.overall = _aggregate(session, conds, None).get("all") or _aggregate_empty()
+    m.by = {
+        "locale": _aggregate(session, conds, ClipError.locale),
+        "intent": _aggregate(session, conds, ClipError.intent),
+        "device_type": _aggregate(session, conds, ClipError.device_type),
     }
-    confusion: Counter[tuple[str, str]] = Counter()
-    worst: list[tuple[float, dict[str, Any]]] = []
-    useful = 0
-    rows = _final_labels(session, since)
-    for row in rows:
-        w = 1.0 / row.inclusion_probability if row.inclusion_probability else 1.0
-        keys = {"locale": row.locale, "intent": row.intent or "(none)", "device_type": row.device_type or "(unknown)"}
-        accs = [total, *(groups[g][k] for g, k in keys.items())]
-        corrected = False
-        wer = None
-        if row.transcript_source == "device" and row.redacted_text is not None:
-            ref, hyp = _tokens(row.transcript).split(), _tokens(row.redacted_text).split()
-            if ref:
-                # Word-level edit distance = substitutions + deletions + insertions, as jiwer counts
-                # them (jiwer runs on rapidfuzz too); called directly, it is fast enough for 100k clips.
-                errs = Levenshtein.distance(ref, hyp)
-                n = len(ref)
-                wer = errs / n
-                corrected = corrected or errs > 0
-                for a in accs:
-                    a.errors += w * errs
-                    a.words += w * n
-                    a.raw_errors += errs
-                    a.raw_words += n
-        nlu = row.device_nlu or {}
-        if nlu.get("intent") and row.intent:
-            right = nlu["intent"] == row.intent
-            corrected = corrected or not right
-            confusion[(nlu["intent"], row.intent)] += 1
-            gold, pred = _slots(row.slots), _slots(nlu.get("slots"))
-            corrected = corrected or gold != pred
-            for a in accs:
-                a.intent_n += 1
-                a.intent_w += w
-                a.intent_right_w += w * right
-                a.intent_right += right
-                a.slot_tp += w * len(gold & pred)
-                a.slot_fp += w * len(pred - gold)
-                a.slot_fn += w * len(gold - pred)
-        for a in accs:
-            a.clips += 1
-            a.weight += w
-        useful += corrected
-        if wer is not None and wer > 0:
-            worst.append(
-                (
-                    wer,
-                    {
-                        "wer": round(wer, 3),
-                        "device": row.redacted_text,
-                        "reviewed": row.transcript,
-                        "device_intent": nlu.get("intent"),
-                        "reviewed_intent": row.intent,
-                    },
-                )
-            )
-    m.overall = total.row()
-    m.by = {g: {k: acc.row() for k, acc in sorted(v.items())} for g, v in groups.items()}
-    m.intent_confusion = [{"device": d, "reviewed": r, "clips": n} for (d, r), n in confusion.most_common() if d != r][
-        :20
+    m.intent_confusion = [
+        {"device": d, "reviewed": r, "clips": int(n)}
+        for d, r, n in session.execute(
+            select(ClipError.device_intent, ClipError.intent, func.count())
+            .join(Clip, Clip.id == ClipError.clip_id)
+            .where(*conds, ClipError.intent_right == 0)
+            .group_by(ClipError.device_intent, ClipError.intent)
+            .order_by(func.count().desc(), ClipError.device_intent)
+            .limit(20)
+        )
     ]
-    worst.sort(key=lambda x: -x[0])
-    m.worst = [x for _, x in worst[:WORST]]
-    m.cost = _cost(session, reviewed=len(rows), useful=useful, since=since)
+    m.worst = _worst(session, conds)
+    reviewed, useful = session.execute(
+        select(func.count(), func.sum(ClipError.corrected)).join(Clip, Clip.id == ClipError.clip_id).where(*conds)
+    ).one()
+    m.cost = _cost(session, reviewed=int(reviewed), useful=int(useful or 0), since=since)
     m.privacy = _privacy(session, period_days=period_days)
     if actor is not None:
-        audit.record(session, actor=actor, action="metrics.view", details={"clips": len(rows)})
+        audit.record(
+            session, actor=actor, action="metrics.view", details={"clips": int(reviewed), "refreshed": refreshed}
+        )
     return m
+
+
+def _aggregate_empty() -> dict[str, Any]:
+    return {
+        "clips": 0,
+        "asr_wer": None,
+        "asr_wer_unweighted": None,
+        "intent_accuracy": None,
+        "intent_accuracy_unweighted": None,
+        "slot_f1": None,
+    }
+
+
+def _worst(session: Session, conds: list[Any]) -> list[dict[str, Any]]:
+    """The clips whose device transcript was furthest off, shown masked (redacted on both sides)."""
+    wer = cast(ClipError.asr_errors, Float) / ClipError.asr_words
+    rows = session.execute(
+        select(ClipError.clip_id, ClipError.annotation_id, wer, ClipError.device_intent, ClipError.intent)
+        .join(Clip, Clip.id == ClipError.clip_id)
+        .where(*conds, ClipError.asr_words > 0, ClipError.asr_errors > 0)
+        .order_by(wer.desc(), ClipError.clip_id)
+        .limit(WORST)
+    ).all()
+    out = []
+    for clip_id, ann_id, w, device_intent, intent in rows:
+        device = session.execute(select(Clip.redacted_text).where(Clip.id == clip_id)).scalar_one()
+        reviewed = session.execute(select(Annotation.transcript).where(Annotation.id == ann_id)).scalar_one_or_none()
+        out.append(
+            {
+                "wer": round(float(w), 3),
+                "device": device,
+                "reviewed": reviewed,
+                "device_intent": device_intent,
+                "reviewed_intent": None if intent == "(none)" else intent,
+            }
+        )
+    return out
 
 
 def _cost(session: Session, *, reviewed: int, useful: int, since: datetime | None) -> dict[str, Any]:
@@ -239,11 +299,16 @@ def _privacy(session: Session, *, period_days: int) -> dict[str, Any]:
     safety = session.execute(
         select(func.count(distinct(QueueItem.clip_id))).where(QueueItem.queue == SAFETY)
     ).scalar_one()
-    per_account: Counter[tuple[int, int]] = Counter()
-    for account_id, recorded_at in session.execute(
-        select(Clip.account_id, Clip.recorded_at).where(Clip.id.in_(heard_ids))
-    ):
-        per_account[(account_id, period_of(recorded_at, period_days))] += 1
+    # The same periods as the sampling cap (earmark.sampling_policy.period_of), counted in SQL.
+    period = _period_sql(session, period_days)
+    most = session.execute(
+        select(func.count())
+        .select_from(Clip)
+        .where(Clip.id.in_(heard_ids))
+        .group_by(Clip.account_id, period)
+        .order_by(func.count().desc())
+        .limit(1)
+    ).scalar_one_or_none()
     accounts = session.execute(select(func.count()).select_from(Account)).scalar_one()
     return {
         "recordings": int(total),
@@ -251,8 +316,18 @@ def _privacy(session: Session, *, period_days: int) -> dict[str, Any]:
         "heard_by_a_person": int(heard),
         "share_heard": round(heard / total, 6) if total else None,
         "accounts": int(accounts),
-        "most_clips_heard_per_account_per_period": max(per_account.values(), default=0),
+        "most_clips_heard_per_account_per_period": int(most or 0),
         "period_days": period_days,
         "share_of_processed_with_pii": round(with_pii / processed, 4) if processed else None,
         "clips_routed_to_safety": int(safety),
     }
+
+
+def _period_sql(session: Session, period_days: int) -> Any:
+    """SQL for period_of(Clip.recorded_at, period_days): whole days since 1970-01-01 UTC, divided
+    by period_days and rounded down (recording times are stored as naive UTC on both backends)."""
+    if session.get_bind().dialect.name == "sqlite":
+        days = cast(func.julianday(Clip.recorded_at) - 2440587.5, Integer)
+        return days / period_days  # integer division of non-negative integers: floor
+    days = func.floor(func.extract("epoch", Clip.recorded_at) / 86400)
+    return func.floor(days / period_days)

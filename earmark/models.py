@@ -277,6 +277,28 @@ class SafetyOutcome(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ClipError(Base):
+    """How the device did on one reviewed clip, against its final label: numbers only, no text.
+    Filled by the metrics on first use and when the final label changes; aggregated in SQL."""
+
+    __tablename__ = "clip_errors"
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), primary_key=True)
+    annotation_id: Mapped[int] = mapped_column(Integer)  # the final label these figures come from
+    labelled_at: Mapped[datetime]
+    locale: Mapped[str] = mapped_column(String(16))
+    intent: Mapped[str] = mapped_column(String(64))  # reviewed intent, "(none)" if none
+    device_type: Mapped[str] = mapped_column(String(32))
+    device_intent: Mapped[str | None] = mapped_column(String(64))
+    weight: Mapped[float] = mapped_column(Float)  # 1 / inclusion probability
+    asr_errors: Mapped[int | None]
+    asr_words: Mapped[int | None]
+    intent_right: Mapped[int | None]  # 1 right, 0 wrong, None not comparable
+    slot_tp: Mapped[int] = mapped_column(Integer, default=0)
+    slot_fp: Mapped[int] = mapped_column(Integer, default=0)
+    slot_fn: Mapped[int] = mapped_column(Integer, default=0)
+    corrected: Mapped[int] = mapped_column(Integer, default=0)  # 1: the label changed something
+
+
 class Export(Base):
     """One version of a training-data export: where it was written, what it holds, its content hash."""
 

@@ -8,6 +8,7 @@ import threading
 import time
 
 from earmark.errors import EarmarkError
+from earmark.metrics import refresh_errors
 from earmark.types import Actor
 from earmark.workspace import Workspace
 
@@ -25,6 +26,7 @@ class BackgroundWorker:
         self._thread: threading.Thread | None = None
         self.processed = 0
         self._next_retention = time.monotonic()  # the first round runs it, then every interval
+        self._next_metrics = time.monotonic()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="earmark-worker", daemon=True)
@@ -47,6 +49,13 @@ class BackgroundWorker:
         self.processed += len(results)
         if results:
             log.info("pipeline: %d clip(s) processed", len(results))
+        if time.monotonic() >= self._next_metrics:
+            # Keep the per-clip figures current, so the metrics page does not pay for new labels.
+            self._next_metrics = time.monotonic() + 60
+            with self.ws.transaction() as session:
+                refreshed = refresh_errors(session)
+            if refreshed:
+                log.info("metrics: %d clip(s) refreshed", refreshed)
         return len(results)
 
     def _run(self) -> None:

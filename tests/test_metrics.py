@@ -102,3 +102,42 @@ def test_word_errors_match_jiwer(ref: list[str], hyp: list[str]) -> None:
     r, h = _tokens(" ".join(ref)), _tokens(" ".join(hyp))
     out = jiwer.process_words(r, h)
     assert Levenshtein.distance(r.split(), h.split()) == out.substitutions + out.deletions + out.insertions
+
+
+def test_figures_are_kept_per_clip_and_follow_withdrawal(ws: Workspace) -> None:
+    from earmark.models import ClipError
+    from earmark.types import Consent
+
+    f.queue_clips(ws, 2, accounts=2, text=DEVICE)
+    up = [SlotIn(type="artist", start=20, end=32)]
+    _review(ws, [(DEVICE, "PlayMusic", ARTIST), ("play shake it up by taylor swift", "PlayMusic", up)])
+    with ws.transaction() as s:
+        assert compute_metrics(s).overall["clips"] == 2
+    with ws.sessions() as s:
+        rows = s.execute(select(ClipError.asr_errors, ClipError.asr_words)).all()
+    assert sorted(rows) == [(0, 7), (1, 7)]  # numbers only: no text is kept in this table
+    with ws.transaction() as s:
+        again = compute_metrics(s, actor=Actor.cli())
+    assert again.overall["clips"] == 2
+    with ws.sessions() as s:
+        details = s.execute(select(AuditEvent.details).order_by(AuditEvent.seq.desc()).limit(1)).scalar_one()
+    assert details == {"clips": 2, "refreshed": 0}  # the second view reuses the stored figures
+    ws.set_consent(actor=Actor.cli(), account_id="acct-q1", human_review=Consent.deny)
+    with ws.transaction() as s:
+        m = compute_metrics(s).as_dict()
+    assert m["overall"]["clips"] == 1
+
+
+def test_periods_in_sql_are_the_sampling_cap_periods(ws: Workspace) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from earmark.metrics import _period_sql
+    from earmark.sampling_policy import period_of
+
+    base = datetime(2026, 12, 7, 23, 59, tzinfo=UTC)  # a 30-day period ends at 2026-12-08 00:00 UTC
+    for minutes in (0, 2, 60 * 24 * 29, -60 * 24 * 400):
+        f.ingest(ws, 1, account_id="p", recorded_at=base + timedelta(minutes=minutes))
+    with ws.sessions() as s:
+        for days in (1, 7, 30):
+            rows = s.execute(select(Clip.recorded_at, _period_sql(s, days))).all()
+            assert [int(p) for _, p in rows] == [period_of(at, days) for at, _ in rows], days

@@ -27,6 +27,26 @@ def upgrade() -> None:
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("training_use", sa.String(length=8), nullable=True))
     op.create_table(
+        "clip_errors",
+        sa.Column("clip_id", sa.Integer(), nullable=False),
+        sa.Column("annotation_id", sa.Integer(), nullable=False),
+        sa.Column("labelled_at", earmark.models.UTCDateTime(), nullable=False),
+        sa.Column("locale", sa.String(length=16), nullable=False),
+        sa.Column("intent", sa.String(length=64), nullable=False),
+        sa.Column("device_type", sa.String(length=32), nullable=False),
+        sa.Column("device_intent", sa.String(length=64), nullable=True),
+        sa.Column("weight", sa.Float(), nullable=False),
+        sa.Column("asr_errors", sa.Integer(), nullable=True),
+        sa.Column("asr_words", sa.Integer(), nullable=True),
+        sa.Column("intent_right", sa.Integer(), nullable=True),
+        sa.Column("slot_tp", sa.Integer(), nullable=False),
+        sa.Column("slot_fp", sa.Integer(), nullable=False),
+        sa.Column("slot_fn", sa.Integer(), nullable=False),
+        sa.Column("corrected", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["clip_id"], ["clips.id"]),
+        sa.PrimaryKeyConstraint("clip_id"),
+    )
+    op.create_table(
         "exports",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
@@ -60,6 +80,7 @@ def downgrade() -> None:
     op.drop_table("export_clips")
     op.drop_index(op.f("ix_exports_name"), table_name="exports")
     op.drop_table("exports")
+    op.drop_table("clip_errors")
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.drop_column("training_use")
     with op.batch_alter_table("clips", schema=None) as batch_op:

@@ -1,0 +1,33 @@
+"""The server's background worker: pipeline, retention and metrics rounds."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from earmark.models import Clip, ClipError
+from earmark.queues import lease_next
+from earmark.review import submit_annotation
+from earmark.worker import BackgroundWorker
+from earmark.workspace import Workspace
+from tests import factories as f
+
+
+def test_a_round_processes_sampled_clips_and_keeps_metrics_current(ws: Workspace) -> None:
+    f.ingest_speech(ws, "play shake it off by taylor swift", account_id="w1")
+    f.allow(ws, "w1")
+    f.sample_all(ws)
+    worker = BackgroundWorker(ws, interval=0.1)
+    assert worker.run_once() == 1
+    with ws.sessions() as s:
+        assert s.execute(select(Clip.status)).scalar_one() == "queued"
+    reviewer = f.user(ws, "w-rev")
+    with ws.transaction() as s:
+        a = lease_next(s, actor=reviewer)
+        assert a is not None
+        submit_annotation(
+            s, actor=reviewer, assignment_id=a.id, transcript="play shake it off by taylor swift", intent="PlayMusic"
+        )
+    worker._next_metrics = 0.0  # the next round is due
+    worker.run_once()
+    with ws.sessions() as s:
+        assert s.execute(select(ClipError.asr_errors, ClipError.asr_words)).one() == (0, 7)
