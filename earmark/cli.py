@@ -434,6 +434,8 @@ def erase(account: str) -> None:
         f"account {account} erased: {result.clips} clip(s), {result.withdrawn} withdrawn from queues, "
         f"{result.annotations} annotation(s), {len(result.blob_keys)} blob(s) deleted; its key is destroyed"
     )
+    if result.exports:
+        out.print(f"{result.exports} export(s) held its clips: run `earmark export prune` to rewrite them")
 
 
 catalog_app = typer.Typer(no_args_is_help=True, help="The entity catalog slot values link to.")

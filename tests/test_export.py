@@ -246,3 +246,20 @@ def test_gold_passes_are_not_the_clips_label(sqlite_ws: Workspace, tmp_path: Pat
     _export(sqlite_ws, "massive", tmp_path / "g")
     [row] = [json.loads(x) for x in (tmp_path / "g" / "massive.jsonl").read_text().splitlines()]
     assert (row["utt"], row["intent"]) == (TEXT, "PlayMusic")  # the reviewed label, not the gold test pass
+
+
+def test_export_erase_prune_from_the_command_line(sqlite_ws: Workspace, tmp_path: Path) -> None:
+    _reviewed(sqlite_ws, 2, accounts=2)
+    home = str(sqlite_ws.settings.home)
+    runner = CliRunner()
+    out = tmp_path / "cli-export"
+    made = runner.invoke(app, ["--home", home, "export", "create", "--format", "nemo", "-o", str(out)])
+    assert made.exit_code == 0, made.output
+    assert "export cli-export v1 (nemo): 2 item(s)" in made.output
+    again = runner.invoke(app, ["--home", home, "export", "create", "--format", "nemo", "-o", str(out)])
+    assert again.exit_code == 1 and "pass --force" in again.output
+    erased = runner.invoke(app, ["--home", home, "erase", "acct-q1"])
+    assert "1 export(s) held its clips: run `earmark export prune`" in erased.output
+    pruned = runner.invoke(app, ["--home", home, "export", "prune"])
+    assert "pruned 1 export(s), 1 item(s) removed" in pruned.output
+    assert len((out / "nemo_manifest.jsonl").read_text().splitlines()) == 1
