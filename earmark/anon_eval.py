@@ -135,13 +135,13 @@ def parameter_grid(anonymizer: Anonymizer) -> list[dict[str, Any]]:
 
 
 def build(name: str) -> Anonymizer:
-    if name == "world":
-        return World()
+    if name in ("world", "world-gentle"):
+        return World(gentle=name == "world-gentle")
     if name == "mcadams":
         return McAdams()
     if name == "mcadams-wide":
         return McAdams(0.5, 0.9)
-    raise InvalidInput(f"unknown anonymizer {name!r} (world, mcadams, mcadams-wide)")
+    raise InvalidInput(f"unknown anonymizer {name!r} (world, world-gentle, mcadams, mcadams-wide)")
 
 
 class Encoder:

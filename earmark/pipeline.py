@@ -425,6 +425,6 @@ def build_components(settings: Any) -> Components:
 def build_anonymizer(name: str) -> Anonymizer:
     from earmark import anonymize
 
-    if name == "world":
-        return anonymize.World()
+    if name in ("world", "world-gentle"):
+        return anonymize.World(gentle=name == "world-gentle")
     return anonymize.McAdams()

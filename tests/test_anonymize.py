@@ -148,3 +148,23 @@ def test_mcadams_baseline_still_available() -> None:
     x = _speech()
     y = McAdams().apply(x, RATE, {"alpha": 0.8})
     assert y.shape == x.shape and not np.allclose(x, y)
+
+
+def test_gentle_world_keeps_a_short_words_low_band_and_still_changes_the_voice() -> None:
+    from scipy.signal import welch
+
+    x = _speech("seven", pitch=40)
+    params = {"f0": 200.0, "spread": 1.5, "warp": 1.18, "tilt": 2.0, "shape": 3, "shape_db": 8.0}
+    default, gentle = World().apply(x, RATE, params), World(gentle=True).apply(x, RATE, params)
+
+    def band_db(v: np.ndarray, low: float, high: float) -> np.ndarray:
+        freqs, power = welch(v, RATE, nperseg=512)
+        keep = (freqs >= low) & (freqs < high)
+        return 10 * np.log10(power[keep] + 1e-12)
+
+    def distance(v: np.ndarray) -> float:
+        return float(np.mean(np.abs(band_db(v, 200, 1000) - band_db(x, 200, 1000))))
+
+    assert distance(gentle) < distance(default)  # the first formant region (the vowel) stays closer
+    assert abs(_median_f0(gentle) - 200.0) / 200.0 < 0.12  # the pitch is still the drawn one
+    assert World(gentle=True).name == "world-gentle"
