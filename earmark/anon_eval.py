@@ -135,13 +135,13 @@ def parameter_grid(anonymizer: Anonymizer) -> list[dict[str, Any]]:
 
 
 def build(name: str) -> Anonymizer:
-    if name in ("world", "world-gentle"):
-        return World(gentle=name == "world-gentle")
+    if name in ("world", "world-gentle", "world-auto"):
+        return World(mode={"world": "full", "world-gentle": "gentle", "world-auto": "auto"}[name])
     if name == "mcadams":
         return McAdams()
     if name == "mcadams-wide":
         return McAdams(0.5, 0.9)
-    raise InvalidInput(f"unknown anonymizer {name!r} (world, world-gentle, mcadams, mcadams-wide)")
+    raise InvalidInput(f"unknown anonymizer {name!r} (world, world-gentle, world-auto, mcadams, mcadams-wide)")
 
 
 class Encoder:

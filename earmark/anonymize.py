@@ -113,6 +113,11 @@ class WorldRange:
     shape_db_high: float = 10.0
 
 
+GENTLE_KNEE = 1000.0  # Hz: below it formants are not warped
+GENTLE_PRIOR = 0.5  # s of loud speech that halve the timbre normalization
+AUTO_SHORT = 1.0  # s of loud voiced speech: shorter clips get the gentle steps in `world-auto`
+
+
 def _smooth(v: np.ndarray, width: int) -> np.ndarray:
     if width <= 1:
         return v
@@ -134,6 +139,7 @@ def world(
     frame_period: float = 5.0,
     warp_knee: float = 0.0,
     prior_seconds: float = 0.0,
+    gentle_below_seconds: float = 0.0,
 ) -> np.ndarray:
     """Resynthesize `x` with the WORLD vocoder (pyworld) and a different voice:
 
@@ -146,6 +152,8 @@ def world(
       loud speech halve it); then every frame's envelope above `warp_knee` Hz (0: all of it) is
       warped along frequency by `warp` (formants move as if the vocal tract were shorter or
       longer; a knee near 1 kHz keeps the first formant, which carries most of the vowel);
+      a clip with less loud voiced speech than `gentle_below_seconds` gets both gentler steps
+      (knee 1 kHz, prior 0.5 s): short commands are where the words suffer;
     - aperiodicity (breathiness, noise) is kept, so consonants stay intelligible.
     """
     pyworld = load_pyworld()
@@ -175,6 +183,8 @@ def world(
     if not np.any(loud):
         loud = frames
     average = _smooth(log_sp[loud].mean(axis=0), max(3, bins // 24))
+    if np.count_nonzero(loud) * frame_period / 1000.0 < gentle_below_seconds:
+        warp_knee, prior_seconds = max(warp_knee, GENTLE_KNEE), max(prior_seconds, GENTLE_PRIOR)
     octaves = np.log2(np.maximum(freqs, 100.0) / 100.0)
     generic = average.mean() + (-6.0 + tilt) * octaves * np.log(10) / 20.0
     generic += average.mean() - generic.mean()
@@ -214,18 +224,18 @@ class World:
     """WORLD-vocoder resynthesis with pitch normalization, timbre normalization and a formant
     shift, parameters drawn per clip from `WorldRange`.
 
-    `gentle=True` (`anonymizer = "world-gentle"`) keeps more of short commands intelligible and
-    leaves speakers more linkable: the timbre normalization is scaled down on little speech and
-    the first formant is not warped (measured in docs/privacy.md)."""
+    `mode`: "full" (`anonymizer = "world"`), "gentle" (`world-gentle`: the timbre normalization is
+    scaled down on little speech and the first formant is not warped; short commands stay more
+    intelligible, speakers more linkable) or "auto" (`world-auto`: the gentle steps only for clips
+    with less than AUTO_SHORT seconds of loud voiced speech). Figures in docs/privacy.md."""
 
-    name = "world"
-
-    def __init__(self, ranges: WorldRange | None = None, *, frame_period: float = 5.0, gentle: bool = False) -> None:
+    def __init__(self, ranges: WorldRange | None = None, *, frame_period: float = 5.0, mode: str = "full") -> None:
+        if mode not in ("full", "gentle", "auto"):
+            raise ValueError(f"unknown WORLD mode {mode!r}")
         self.ranges = ranges or WorldRange()
         self.frame_period = frame_period
-        self.gentle = gentle
-        if gentle:
-            self.name = "world-gentle"
+        self.mode = mode
+        self.name = {"full": "world", "gentle": "world-gentle", "auto": "world-auto"}[mode]
 
     def draw(self, rng: np.random.Generator) -> dict[str, Any]:
         r = self.ranges
@@ -250,6 +260,7 @@ class World:
             shape=int(params.get("shape", 0)),
             shape_db=float(params.get("shape_db", 0.0)),
             frame_period=self.frame_period,
-            warp_knee=1000.0 if self.gentle else 0.0,
-            prior_seconds=0.5 if self.gentle else 0.0,
+            warp_knee=GENTLE_KNEE if self.mode == "gentle" else 0.0,
+            prior_seconds=GENTLE_PRIOR if self.mode == "gentle" else 0.0,
+            gentle_below_seconds=AUTO_SHORT if self.mode == "auto" else 0.0,
         )

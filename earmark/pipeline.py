@@ -425,6 +425,6 @@ def build_components(settings: Any) -> Components:
 def build_anonymizer(name: str) -> Anonymizer:
     from earmark import anonymize
 
-    if name in ("world", "world-gentle"):
-        return anonymize.World(gentle=name == "world-gentle")
+    if name.startswith("world"):
+        return anonymize.World(mode={"world": "full", "world-gentle": "gentle", "world-auto": "auto"}[name])
     return anonymize.McAdams()

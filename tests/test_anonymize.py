@@ -155,7 +155,7 @@ def test_gentle_world_keeps_a_short_words_low_band_and_still_changes_the_voice()
 
     x = _speech("seven", pitch=40)
     params = {"f0": 200.0, "spread": 1.5, "warp": 1.18, "tilt": 2.0, "shape": 3, "shape_db": 8.0}
-    default, gentle = World().apply(x, RATE, params), World(gentle=True).apply(x, RATE, params)
+    default, gentle = World().apply(x, RATE, params), World(mode="gentle").apply(x, RATE, params)
 
     def band_db(v: np.ndarray, low: float, high: float) -> np.ndarray:
         freqs, power = welch(v, RATE, nperseg=512)
@@ -167,4 +167,16 @@ def test_gentle_world_keeps_a_short_words_low_band_and_still_changes_the_voice()
 
     assert distance(gentle) < distance(default)  # the first formant region (the vowel) stays closer
     assert abs(_median_f0(gentle) - 200.0) / 200.0 < 0.12  # the pitch is still the drawn one
-    assert World(gentle=True).name == "world-gentle"
+    assert World(mode="gentle").name == "world-gentle"
+
+
+def test_auto_world_is_gentle_on_a_word_and_full_on_long_speech() -> None:
+    params = {"f0": 200.0, "spread": 1.5, "warp": 1.18, "tilt": 2.0, "shape": 3, "shape_db": 8.0}
+    word = _speech("seven", pitch=40)
+    long = _speech("set a timer for ten minutes and then play some music in the kitchen please", pitch=40)
+    auto = World(mode="auto")
+    assert auto.name == "world-auto"
+    assert np.array_equal(auto.apply(word, RATE, params), World(mode="gentle").apply(word, RATE, params))
+    assert np.array_equal(auto.apply(long, RATE, params), World().apply(long, RATE, params))
+    with pytest.raises(ValueError, match="unknown WORLD mode"):
+        World(mode="soft")
