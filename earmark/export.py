@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import soundfile as sf
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
@@ -35,7 +35,7 @@ from earmark import audit
 from earmark.audio import decode_mono, encode_wav, resample
 from earmark.consent import allows_review
 from earmark.crypto import decrypt_blob
-from earmark.errors import InvalidInput, NotFound
+from earmark.errors import InvalidInput
 from earmark.export_formats import ASR_FORMATS, FORMATS, Item, render
 from earmark.keys import data_key
 from earmark.models import Account, Annotation, Assignment, Clip, Export, ExportClip, QueueItem, utcnow
@@ -387,20 +387,13 @@ def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
                 result.missing.append(row.path)
                 continue
             held = session.execute(
-                select(Clip.id, Clip.external_id, Clip.erased_at, Clip.status, Account.human_review)
+                select(Clip.id, Clip.external_id, and_(Clip.erased_at.is_(None), allows_review(consent)))
                 .join(ExportClip, ExportClip.clip_id == Clip.id)
                 .join(Account, Account.id == Clip.account_id)
                 .where(ExportClip.export_id == row.id)
             ).all()
-            usable = set(
-                session.execute(
-                    select(Clip.id)
-                    .join(ExportClip, ExportClip.clip_id == Clip.id)
-                    .join(Account, Account.id == Clip.account_id)
-                    .where(ExportClip.export_id == row.id, Clip.erased_at.is_(None), allows_review(consent))
-                ).scalars()
-            )
-            drop = {item_id(ws.secret, ext): cid for cid, ext, *_ in held if cid not in usable}
+            usable = {cid for cid, _, ok in held if ok}  # NULL (no consent given) is not ok: fail closed
+            drop = {item_id(ws.secret, ext): cid for cid, ext, ok in held if not ok}
             items = [Item.from_json(x) for x in (folder / ITEMS).read_text(encoding="utf-8").splitlines() if x]
             keep = [it for it in items if it.id not in drop]
             for it in items:
@@ -439,10 +432,3 @@ def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
 
 def list_exports(session: Session) -> list[Export]:
     return list(session.execute(select(Export).order_by(Export.id.desc())).scalars())
-
-
-def get_export(session: Session, export_id: int) -> Export:
-    row = session.get(Export, export_id)
-    if row is None:
-        raise NotFound(f"no export {export_id}")
-    return row

@@ -204,7 +204,7 @@ def compute_metrics(
     refreshed = refresh_errors(session)
     conds = _current(since)
     m = Metrics()
-    m.overall = _aggregate(session, conds, None).get("all") or _aggregate_empty()
+    m.overall = _aggregate(session, conds, None)["all"]  # no GROUP BY: always one row, zeros on no data
     m.by = {
         "locale": _aggregate(session, conds, ClipError.locale),
         "intent": _aggregate(session, conds, ClipError.intent),
@@ -234,41 +234,27 @@ def compute_metrics(
     return m
 
 
-def _aggregate_empty() -> dict[str, Any]:
-    return {
-        "clips": 0,
-        "asr_wer": None,
-        "asr_wer_unweighted": None,
-        "intent_accuracy": None,
-        "intent_accuracy_unweighted": None,
-        "slot_f1": None,
-    }
-
-
 def _worst(session: Session, conds: list[Any]) -> list[dict[str, Any]]:
     """The clips whose device transcript was furthest off, shown masked (redacted on both sides)."""
     wer = cast(ClipError.asr_errors, Float) / ClipError.asr_words
     rows = session.execute(
-        select(ClipError.clip_id, ClipError.annotation_id, wer, ClipError.device_intent, ClipError.intent)
+        select(wer, Clip.redacted_text, Annotation.transcript, ClipError.device_intent, ClipError.intent)
         .join(Clip, Clip.id == ClipError.clip_id)
+        .outerjoin(Annotation, Annotation.id == ClipError.annotation_id)  # gone after annotation retention
         .where(*conds, ClipError.asr_words > 0, ClipError.asr_errors > 0)
         .order_by(wer.desc(), ClipError.clip_id)
         .limit(WORST)
     ).all()
-    out = []
-    for clip_id, ann_id, w, device_intent, intent in rows:
-        device = session.execute(select(Clip.redacted_text).where(Clip.id == clip_id)).scalar_one()
-        reviewed = session.execute(select(Annotation.transcript).where(Annotation.id == ann_id)).scalar_one_or_none()
-        out.append(
-            {
-                "wer": round(float(w), 3),
-                "device": device,
-                "reviewed": reviewed,
-                "device_intent": device_intent,
-                "reviewed_intent": None if intent == "(none)" else intent,
-            }
-        )
-    return out
+    return [
+        {
+            "wer": round(float(w), 3),
+            "device": device,
+            "reviewed": reviewed,
+            "device_intent": device_intent,
+            "reviewed_intent": None if intent == "(none)" else intent,
+        }
+        for w, device, reviewed, device_intent, intent in rows
+    ]
 
 
 def _cost(session: Session, *, reviewed: int, useful: int, since: datetime | None) -> dict[str, Any]:

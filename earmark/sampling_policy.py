@@ -106,19 +106,21 @@ class SamplingPolicy(_Strict):
     def uniform(cls, rate: float, *, cap: int, period_days: int) -> SamplingPolicy:
         return cls(rate=rate, cap_per_account=cap, period_days=period_days)
 
-    def base_rate(self, rec: Mapping[str, Any]) -> float:
+    def _match(self, rec: Mapping[str, Any]) -> tuple[str, Any] | None:
+        """The first stratum (in STRATA order) that lists the clip's value, as (dimension, value)."""
         for dim in STRATA:
             value = rec.get(dim)
-            if value is not None and value in self.strata.get(dim, {}):
-                return float(self.strata[dim][value])  # type: ignore[index]
-        return self.rate
+            if value is not None and value in self.strata.get(dim, {}):  # type: ignore[call-overload]
+                return dim, value
+        return None
+
+    def base_rate(self, rec: Mapping[str, Any]) -> float:
+        found = self._match(rec)
+        return float(self.strata[found[0]][found[1]]) if found else self.rate  # type: ignore[index]
 
     def stratum(self, rec: Mapping[str, Any]) -> str:
-        for dim in STRATA:
-            value = rec.get(dim)
-            if value is not None and value in self.strata.get(dim, {}):  # type: ignore[operator]
-                return f"{dim}={value}"
-        return "default"
+        found = self._match(rec)
+        return f"{found[0]}={found[1]}" if found else "default"
 
     def digest(self) -> str:
         """Short content hash naming this policy in audit rows and export manifests."""
