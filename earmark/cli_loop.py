@@ -17,6 +17,7 @@ from earmark.cli import _open, _settings, app, err, eval_app, out
 from earmark.errors import InvalidInput
 from earmark.sampling import SampleResult, draw_sample
 from earmark.sampling_policy import (
+    CapCounter,
     EntityCheck,
     SamplingPolicy,
     StreamTotals,
@@ -160,6 +161,14 @@ def sample_stream(
         Path | None,
         typer.Option(exists=True, dir_okay=False, help="Inventory JSON: which slot types link to the catalog."),
     ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False,
+            help="Cap state carried between runs of a stream split into batches (read if present, "
+            "replaced after a complete run; households as keyed pseudonyms).",
+        ),
+    ] = None,
 ) -> None:
     """Draw clips from a metadata stream without the database: JSONL in, drawn lines out, one line at a time.
 
@@ -174,6 +183,7 @@ def sample_stream(
     if catalog is not None:
         known = _entity_check(catalog, inventory)
     totals = StreamTotals()
+    caps = _read_cap_state(state, pol.cap_per_account)
 
     def bad(lineno: int, why: str) -> None:
         err.print(f"line {lineno}: skipped: {escape(why)}", highlight=False)
@@ -182,7 +192,14 @@ def sample_stream(
     dst = output.open("w", encoding="utf-8") if output else sys.stdout
     try:
         for line in draw_stream(
-            src, pol, key, default_consent=s.consent_default, known_entity=known, on_error=bad, totals=totals
+            src,
+            pol,
+            key,
+            default_consent=s.consent_default,
+            known_entity=known,
+            on_error=bad,
+            totals=totals,
+            caps=caps,
         ):
             dst.write(line + "\n")
     finally:
@@ -190,10 +207,25 @@ def sample_stream(
             src.close()
         if output:
             dst.close()
+    if state is not None:
+        # Only a complete run moves the state on; a failed one leaves the previous state whole.
+        tmp = state.with_name(state.name + ".tmp")
+        tmp.write_text(json.dumps(caps.state(), separators=(",", ":")) + "\n", encoding="utf-8")
+        tmp.replace(state)
     err.print(
         f"read {totals.read}, drew {totals.drawn}, {totals.capped} held back by the per-account cap, "
         f"{totals.bad} bad lines skipped"
     )
+
+
+def _read_cap_state(path: Path | None, cap: int) -> CapCounter:
+    if path is None or not path.exists():
+        return CapCounter(cap)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInput(f"{path}: cannot read the cap state ({exc})", field="state") from exc
+    return CapCounter.from_state(cap, raw)
 
 
 export_app = typer.Typer(

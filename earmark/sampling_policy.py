@@ -271,12 +271,24 @@ def decide(
     return Decision(True, reason, probability, stratum, period, score)
 
 
+def household_tag(key: bytes, account_id: str) -> str:
+    """A keyed pseudonym of a household, for cap state kept outside the database (no account ids).
+
+    >>> household_tag(b"k", "acct-1") == household_tag(b"k", "acct-1") != household_tag(b"k", "acct-2")
+    True
+    """
+    return hmac.new(key, b"cap\x1f" + account_id.encode(), hashlib.sha256).hexdigest()[:24]
+
+
 class CapCounter:
     """Clips kept per (household, period): first come, first kept, up to the cap.
 
     Holds only households that had a draw, and forgets periods older than the newest seen minus
     one, so a time-ordered stream runs in memory bounded by one period's drawn households.
+    `state()` / `from_state()` carry the counts from one run of a split stream to the next.
     """
+
+    STATE_VERSION = 1
 
     def __init__(self, cap: int, initial: Mapping[tuple[str, int], int] | None = None) -> None:
         self.cap = cap
@@ -294,6 +306,31 @@ class CapCounter:
             return False
         self.counts[(account, period)] = n + 1
         return True
+
+    def state(self) -> dict[str, Any]:
+        """JSON-ready counts: {"version", "periods": {period: {household: n}}}."""
+        periods: dict[str, dict[str, int]] = {}
+        for (account, period), n in sorted(self.counts.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            periods.setdefault(str(period), {})[account] = n
+        return {"version": self.STATE_VERSION, "periods": periods}
+
+    @classmethod
+    def from_state(cls, cap: int, state: Any) -> CapCounter:
+        """The counter `state()` saved; anything malformed is refused, never half-read."""
+        if not isinstance(state, dict) or state.get("version") != cls.STATE_VERSION:
+            raise InvalidInput(f"cap state: expected an object with version {cls.STATE_VERSION}", field="state")
+        periods = state.get("periods")
+        if not isinstance(periods, dict):
+            raise InvalidInput("cap state: `periods` must be an object", field="state")
+        counts: dict[tuple[str, int], int] = {}
+        for period, households in periods.items():
+            if not (isinstance(period, str) and period.lstrip("-").isdigit() and isinstance(households, dict)):
+                raise InvalidInput(f"cap state: bad period {period!r}", field="state")
+            for tag, n in households.items():
+                if not isinstance(tag, str) or isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                    raise InvalidInput(f"cap state: bad count for a household in period {period}", field="state")
+                counts[(tag, int(period))] = n
+        return cls(cap, counts)
 
 
 class StreamRecord(BaseModel):
@@ -342,13 +379,15 @@ def draw_stream(
     known_entity: EntityCheck | None = None,
     on_error: Callable[[int, str], None] | None = None,
     totals: StreamTotals | None = None,
+    caps: CapCounter | None = None,
 ) -> Any:
     """Yield the drawn lines of a JSONL metadata stream, each with a `sampling` object added.
 
     Reads one line at a time; a bad line is reported through `on_error` and skipped, never drawn.
+    `caps` (keyed by `household_tag`) carries the cap counts of earlier runs of a split stream.
     """
     totals = totals if totals is not None else StreamTotals()
-    caps = CapCounter(policy.cap_per_account)
+    caps = caps if caps is not None else CapCounter(policy.cap_per_account)
     tag = policy.digest()
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
@@ -368,7 +407,7 @@ def draw_stream(
         d = decide(policy, key, record.as_record(), consent=consent, known_entity=known_entity)
         if not d.drawn:
             continue
-        if not caps.admit(record.account_id, d.period):
+        if not caps.admit(household_tag(key, record.account_id), d.period):
             totals.capped += 1
             continue
         totals.drawn += 1

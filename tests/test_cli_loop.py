@@ -119,3 +119,52 @@ def test_eval_sampling_prints_both_policies_and_writes_the_chart(tmp_path: Path)
     assert svg.read_text().startswith("<svg")
     bad = run(tmp_path / "unused", "eval", "sampling", str(tmp_path), "--seeds", "1")
     assert bad.exit_code == 1 and "error:" in bad.output
+
+
+def test_sample_stream_in_batches_keeps_the_cap_across_runs_with_a_state_file(
+    home: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    lines = _lines(folder, 20)
+    for line in lines:
+        line["human_review"] = "allow"
+    policy = tmp_path / "policy.toml"
+    policy.write_text("rate = 1.0\ncap_per_account = 2\n")
+    whole, first, second = folder / "whole.jsonl", folder / "a.jsonl", folder / "b.jsonl"
+    whole.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    first.write_text("".join(json.dumps(x) + "\n" for x in lines[:6]))
+    second.write_text("".join(json.dumps(x) + "\n" for x in lines[6:]))
+    one = run(home, "sample-stream", "--policy", str(policy), "-i", str(whole), "-o", str(folder / "one.jsonl"))
+    assert one.exit_code == 0 and "drew 8, 12 held back by the per-account cap" in one.output
+    state = tmp_path / "caps.json"
+    for part in (first, second):
+        result = run(
+            home,
+            "sample-stream",
+            "--policy",
+            str(policy),
+            "-i",
+            str(part),
+            "-o",
+            str(part) + ".out",
+            "--state",
+            str(state),
+        )
+        assert result.exit_code == 0, result.output
+    batched = [
+        json.loads(x)["clip_id"] for p in (first, second) for x in Path(str(p) + ".out").read_text().splitlines()
+    ]
+    assert batched == [json.loads(x)["clip_id"] for x in (folder / "one.jsonl").read_text().splitlines()]
+    # Without the state the second batch would draw up to the cap again.
+    again = run(home, "sample-stream", "--policy", str(policy), "-i", str(second), "-o", str(folder / "x.jsonl"))
+    assert "drew 8" in again.output
+    saved = state.read_text()
+    assert "acct-" not in saved  # households are keyed pseudonyms in the state file
+    assert sum(n for p in json.loads(saved)["periods"].values() for n in p.values()) == 8
+    # A damaged state file is refused with the reason, and left as it was.
+    state.write_text('{"version": 1, "periods": {"x": {}}}')
+    bad = run(home, "sample-stream", "--policy", str(policy), "-i", str(second), "--state", str(state))
+    assert bad.exit_code == 1 and "cap state: bad period 'x'" in bad.output
+    assert state.read_text() == '{"version": 1, "periods": {"x": {}}}'

@@ -189,6 +189,32 @@ def test_cap_counter_forgets_old_periods() -> None:
     assert caps.capped == 1
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    events=st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 4)), max_size=40),
+    split=st.integers(0, 40),
+)
+def test_cap_counter_state_resumes_exactly_where_it_stopped(events: list[tuple[str, int]], split: int) -> None:
+    events = sorted(events, key=lambda e: e[1])  # a time-ordered stream
+    whole = CapCounter(2)
+    expected = [whole.admit(h, p) for h, p in events]
+    first = CapCounter(2)
+    got = [first.admit(h, p) for h, p in events[:split]]
+    saved = json.loads(json.dumps(first.state()))
+    second = CapCounter.from_state(2, saved)
+    got += [second.admit(h, p) for h, p in events[split:]]
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    "state",
+    [None, [], {"version": 2, "periods": {}}, {"version": 1}, {"version": 1, "periods": {"1": {"h": -1}}}],
+)
+def test_cap_counter_refuses_a_malformed_state(state: object) -> None:
+    with pytest.raises(InvalidInput, match="cap state"):
+        CapCounter.from_state(2, state)
+
+
 def test_stream_skips_bad_lines_and_tags_drawn_ones() -> None:
     p = SamplingPolicy(rate=1.0)
     good = json.dumps({**rec(1), "recorded_at": AT.isoformat(), "human_review": "allow", "extra": {"kept": 1}})

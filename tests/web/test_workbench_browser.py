@@ -98,6 +98,7 @@ def test_twenty_clips_with_the_keyboard_only(sqlite_ws: Workspace) -> None:
         page.keyboard.press("Escape")
         page.keyboard.press("Backspace")  # undo the typed '?'
         page.evaluate("window.__same_document = true")
+        history_length = page.evaluate("history.length")
         for i in range(20):
             if i % 4 == 1:  # edit mode: fix a word
                 page.keyboard.press("End")
@@ -110,6 +111,8 @@ def test_twenty_clips_with_the_keyboard_only(sqlite_ws: Workspace) -> None:
                 url = _wait_review_page(page, url)
                 # The next clip came with the submit answer and was swapped in: no page load.
                 assert page.evaluate("window.__same_document === true")
+                # Submitted clips leave no history entries: Back leaves the session.
+                assert page.evaluate("history.length") == history_length
         page.wait_for_url(lambda u: u.endswith("/review"))
         page.get_by_test_id("queue-empty").wait_for()
         assert page.evaluate("window.__pointer") == 0

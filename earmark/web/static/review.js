@@ -14,10 +14,11 @@
     if (teardown) teardown();
     here.replaceWith(document.adoptNode(fresh));
     document.title = doc.title;
-    history.pushState(null, "", url);
+    // Replace, not push: a submitted clip's page is closed, so Back leaves the review session
+    // instead of walking through clips that can no longer be opened.
+    history.replaceState(null, "", url);
     mount();
   }
-  window.addEventListener("popstate", function () { location.reload(); });
 
   function mount() {
     const root = document.getElementById("review");
