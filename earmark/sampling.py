@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from earmark import audit
@@ -63,8 +63,30 @@ class SampleResult:
         }
 
 
-def clip_record(clip: Clip, account_external_id: str) -> dict[str, Any]:
-    """A stored clip's metadata in the shape `decide` takes (what the upstream stream carries)."""
+# The columns a draw reads: selected as plain rows, not ORM objects, so a big backlog costs
+# tuples, not identity-mapped instances (bench/sampling.py).
+_DRAW_COLUMNS = (
+    Clip.id,
+    Clip.account_id,
+    Clip.external_id,
+    Clip.recorded_at,
+    Clip.locale,
+    Clip.device_type,
+    Clip.child_profile,
+    Clip.wake_score,
+    Clip.device_asr_text,
+    Clip.device_asr_confidence,
+    Clip.device_asr_alternatives,
+    Clip.device_nlu,
+    Clip.inclusion_probability,
+    Clip.sample_reason,
+    Clip.sample_policy,
+)
+
+
+def clip_record(clip: Any, account_external_id: str) -> dict[str, Any]:
+    """A stored clip's metadata (a Clip or a row of its columns) in the shape `decide` takes
+    (what the upstream stream carries)."""
     nlu = clip.device_nlu or {}
     asr: dict[str, Any] | None = None
     if clip.device_asr_text is not None:
@@ -123,7 +145,7 @@ def draw_sample(
         session.execute(select(Account.id).where(allows_review(default_consent), Account.erased_at.is_(None))).scalars()
     )
     rows = session.execute(
-        select(Clip, Account.external_id)
+        select(*_DRAW_COLUMNS, Account.external_id.label("account_external_id"))
         .join(Account, Account.id == Clip.account_id)
         .where(Clip.status == ClipStatus.stored, Clip.sampled_at.is_(None))
         .order_by(Clip.recorded_at, Clip.external_id)
@@ -141,8 +163,9 @@ def draw_sample(
     known = catalog_lookup(session) if policy.priority.missing_entities and policy.budget.priority else None
     result = SampleResult(considered=len(rows), eligible=0, drawn=0, capped=0, clip_ids=[])
     excluded: Counter[str] = Counter()
-    chosen: list[tuple[Clip, float, str]] = []
-    for clip, account_ext in rows:
+    chosen: list[tuple[Any, float, str]] = []
+    for clip in rows:
+        account_ext = clip.account_external_id
         rec = clip_record(clip, account_ext)
         d = decide(policy, key, rec, consent=clip.account_id in allowed, known_entity=known)
         if clip.inclusion_probability is not None and not d.reason.startswith("excluded:"):
@@ -172,14 +195,25 @@ def draw_sample(
     result.clip_ids = [c.external_id for c, _, _ in chosen]
     if dry_run:
         return result
-    for clip, probability, reason in chosen:
-        clip.sampled_at = now
-        clip.inclusion_probability = probability
-        clip.sample_reason = reason
-        clip.sample_policy = clip.sample_policy or policy.digest()
-        # Not queued yet: the safe-to-hear pipeline queues the protected derivative.
-        clip.status = ClipStatus.pending
-    session.flush()
+    if chosen:
+        # Not queued yet: the safe-to-hear pipeline queues the protected derivative. The status
+        # condition makes a clip that changed meanwhile (erased, say) stay as it is.
+        t = Clip.__table__
+        session.connection().execute(
+            update(t)
+            .where(t.c.id == bindparam("b_id"), t.c.status == ClipStatus.stored, t.c.sampled_at.is_(None))
+            .values(
+                sampled_at=now,
+                inclusion_probability=bindparam("b_p"),
+                sample_reason=bindparam("b_reason"),
+                sample_policy=bindparam("b_policy"),
+                status=ClipStatus.pending,
+            ),
+            [
+                {"b_id": c.id, "b_p": p, "b_reason": r, "b_policy": c.sample_policy or policy.digest()}
+                for c, p, r in chosen
+            ],
+        )
     audit.record(
         session,
         actor=actor,
