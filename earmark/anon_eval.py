@@ -9,7 +9,11 @@ rate (EER) is where false accepts equal false rejects. 50% is chance. Attackers:
 - ignorant: enrol on originals, test anonymized clips;
 - lazy-informed: enrol on clips anonymized by the same method (fresh parameters), test anonymized;
 - parameter-aware: enrol on every enrolment clip anonymized over a grid spanning the method's
-  parameter range (the attacker knows the range, not the draw), test anonymized.
+  parameter range (the attacker knows the range, not the draw), test anonymized;
+- equalizing: the three attackers again, but every clip (enrolment and test) is first equalized
+  to a fixed speech-like long-term spectrum (`equalize`). A cheap step any attacker can take; it
+  undoes a fixed coloration (tilt, a random spectral shape), so figures that do not survive it
+  came from coloration, not from a changed voice.
 
 Intelligibility is measured with Whisper tiny.en: word disagreement between its transcripts of the
 anonymized and the original audio, WER against the reference where the manifest has `transcript`,
@@ -30,6 +34,8 @@ from typing import Any
 
 import jiwer
 import numpy as np
+from scipy.ndimage import uniform_filter1d
+from scipy.signal import istft, stft
 
 from earmark.anonymize import Anonymizer, McAdams, World
 from earmark.audio import decode_mono, resample
@@ -166,6 +172,32 @@ class Encoder:
         return np.asarray(self._encoder.embed_utterance(wav), dtype=np.float64)
 
 
+EQ_SLOPE_DB = -9.0  # dB per octave above 500 Hz: roughly the long-term spectrum of speech
+
+
+def equalize(x: np.ndarray, sample_rate: int = RATE) -> np.ndarray:
+    """`x` filtered so its own long-term average spectrum (loud frames, smoothed) becomes a fixed
+    speech-like slope: the equalizing attacker's preprocessing. Same length and loudness."""
+    nperseg, noverlap, nfft = 512, 384, 1024
+    if x.size < nperseg or not np.any(x):
+        return x.astype(np.float32, copy=True)
+    xd = x.astype(np.float64)
+    freqs, _, z = stft(xd, fs=sample_rate, nperseg=nperseg, noverlap=noverlap, nfft=nfft)
+    log_power = np.log(np.abs(z) ** 2 + 1e-12)
+    energy = log_power.mean(axis=0)
+    loud = energy > np.percentile(energy, 30)
+    average = uniform_filter1d(log_power[:, loud if np.any(loud) else slice(None)].mean(axis=1), 21, mode="nearest")
+    target = EQ_SLOPE_DB * np.log2(np.maximum(freqs, 500.0) / 500.0) * np.log(10) / 10
+    gain = 0.5 * (target - average)  # log power -> log amplitude
+    gain -= gain.mean()
+    _, y = istft(z * np.exp(gain)[:, None], fs=sample_rate, nperseg=nperseg, noverlap=noverlap, nfft=nfft)
+    y = y[: xd.size] if y.size >= xd.size else np.pad(y, (0, xd.size - y.size))
+    rms_in, rms_out = np.sqrt(np.mean(xd**2)), np.sqrt(np.mean(y**2))
+    if rms_out > 0:
+        y = y * (rms_in / rms_out)
+    return np.nan_to_num(y).astype(np.float32)
+
+
 def _load(u: Utterance) -> np.ndarray:
     x, sr = decode_mono(u.path.read_bytes())
     return resample(x, sr, RATE) if sr != RATE else x
@@ -178,6 +210,7 @@ def evaluate(
     seed: int = 0,
     limit: int | None = None,
     transcribe: bool = True,
+    equalizing: bool = True,
     on_step: Callable[[str], None] | None = None,
     encoder: Any = None,
 ) -> AnonReport:
@@ -229,18 +262,31 @@ def evaluate(
     anon_tests = [(s, emb_anon[i]) for s, i in test_idx]
     report.eer["ignorant"] = verification_eer(orig_models, anon_tests)
     step("lazy-informed attacker")
-    lazy_models = {
-        s: enrol_mean(encoder.embed(anonymizer.apply(originals[i], RATE, anonymizer.draw(rng))) for i in idx)
-        for s, idx in enrol_idx.items()
+    lazy_audio = {
+        s: [anonymizer.apply(originals[i], RATE, anonymizer.draw(rng)) for i in idx] for s, idx in enrol_idx.items()
     }
+    lazy_models = {s: enrol_mean(encoder.embed(y) for y in ys) for s, ys in lazy_audio.items()}
     report.eer["lazy_informed"] = verification_eer(lazy_models, anon_tests)
     step("parameter-aware attacker")
     grid = parameter_grid(anonymizer)
-    aware_models = {
-        s: enrol_mean(encoder.embed(anonymizer.apply(originals[i], RATE, p)) for i in idx for p in grid)
-        for s, idx in enrol_idx.items()
+    aware_audio = {
+        s: [anonymizer.apply(originals[i], RATE, p) for i in idx for p in grid] for s, idx in enrol_idx.items()
     }
+    aware_models = {s: enrol_mean(encoder.embed(y) for y in ys) for s, ys in aware_audio.items()}
     report.eer["parameter_aware"] = verification_eer(aware_models, anon_tests)
+    if equalizing:
+        step("equalizing attackers")
+
+        def eq_embed(x: np.ndarray) -> np.ndarray:
+            return np.asarray(encoder.embed(equalize(x)))
+
+        eq_orig = {i: eq_embed(originals[i]) for idx in enrol_idx.values() for i in idx}
+        eq_tests = [(s, eq_embed(anonymized[i])) for s, i in test_idx]
+        eq_models = {s: enrol_mean(eq_orig[i] for i in idx) for s, idx in enrol_idx.items()}
+        report.eer["equalizing_ignorant"] = verification_eer(eq_models, eq_tests)
+        for name, audio in (("lazy_informed", lazy_audio), ("parameter_aware", aware_audio)):
+            models = {s: enrol_mean(eq_embed(y) for y in ys) for s, ys in audio.items()}
+            report.eer[f"equalizing_{name}"] = verification_eer(models, eq_tests)
     report.eer = {k: round(v, 4) for k, v in report.eer.items()}
 
     if transcribe:

@@ -750,9 +750,13 @@ def eval_anonymization(
     seed: Annotated[int, typer.Option(help="Seed of the per-clip parameter draws.")] = 0,
     limit: Annotated[int | None, typer.Option(help="At most N utterances per speaker.")] = None,
     no_asr: Annotated[bool, typer.Option("--no-asr", help="Skip the Whisper intelligibility figures.")] = False,
+    equalizing: Annotated[
+        bool, typer.Option(help="Also the equalizing attackers (each clip equalized before embedding).")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Speaker linkability (EER against resemblyzer, four attackers) and intelligibility (Whisper)."""
+    """Speaker linkability (EER against resemblyzer: four attackers, and three of them again
+    equalizing every clip first) and intelligibility (Whisper)."""
     from earmark.anon_eval import evaluate
 
     with out.status("evaluating") as status:
@@ -762,6 +766,7 @@ def eval_anonymization(
             seed=seed,
             limit=limit,
             transcribe=not no_asr,
+            equalizing=equalizing,
             on_step=lambda msg: status.update(msg),
         )
     if as_json:

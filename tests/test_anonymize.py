@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from earmark.anon_eval import build, equal_error_rate, evaluate, normalize, read_manifest, verification_eer
+from earmark.anon_eval import build, equal_error_rate, equalize, evaluate, normalize, read_manifest, verification_eer
 from earmark.anonymize import McAdams, World
 from earmark.audio import load_pyworld, resample
 from earmark.errors import InvalidInput
@@ -122,10 +122,44 @@ def test_evaluation_runs_every_attacker(tmp_path: Path) -> None:
     )
     report = evaluate(tmp_path, anonymizer_name="world", transcribe=False, encoder=SpectralEncoder())
     assert (report.utterances, report.speakers) == (8, 2)
-    assert set(report.eer) == {"baseline", "ignorant", "lazy_informed", "parameter_aware"}
+    assert set(report.eer) == {
+        "baseline",
+        "ignorant",
+        "lazy_informed",
+        "parameter_aware",
+        "equalizing_ignorant",
+        "equalizing_lazy_informed",
+        "equalizing_parameter_aware",
+    }
     assert report.eer["baseline"] == 0.0  # two very different synthetic voices: trivially told apart
     assert all(0.0 <= v <= 1.0 for v in report.eer.values())
     assert report.x_real_time is not None and report.x_real_time > 0
+
+
+def test_equalizing_undoes_a_fixed_coloration() -> None:
+    """Two copies of one noise, each through a different fixed filter, differ by many dB in their
+    long-term spectrum; after `equalize` they nearly match (what the equalizing attacker relies on)."""
+    from scipy.signal import butter, sosfilt
+
+    x = np.random.default_rng(3).standard_normal(2 * RATE).astype(np.float32) * 0.1
+    bright = sosfilt(butter(2, 3000, "highpass", fs=RATE, output="sos"), x) + 0.2 * x
+    dark = sosfilt(butter(2, 800, "lowpass", fs=RATE, output="sos"), x) + 0.05 * x
+
+    def spectrum(y: np.ndarray) -> np.ndarray:
+        frames = np.lib.stride_tricks.sliding_window_view(y, 512)[::256] * np.hanning(512)
+        return 10 * np.log10(np.mean(np.abs(np.fft.rfft(frames, axis=1)) ** 2, axis=0) + 1e-12)[10:240]
+
+    def shape_difference(a: np.ndarray, b: np.ndarray) -> float:  # dB, loudness aside
+        d = spectrum(a) - spectrum(b)
+        return float(np.mean(np.abs(d - d.mean())))
+
+    before = shape_difference(bright, dark)
+    eq_bright, eq_dark = equalize(bright.astype(np.float32)), equalize(dark.astype(np.float32))
+    after = shape_difference(eq_bright, eq_dark)
+    assert before > 10.0 and after < 1.0, (before, after)
+    assert eq_bright.shape == bright.shape and eq_bright.dtype == np.float32
+    assert np.sqrt(np.mean(eq_bright**2)) == pytest.approx(np.sqrt(np.mean(bright**2)), rel=1e-3)
+    assert equalize(np.zeros(100, np.float32)).tolist() == [0.0] * 100
 
 
 def test_evaluation_input_errors(tmp_path: Path) -> None:
