@@ -283,6 +283,10 @@ def evaluate(
         eq_orig = {i: eq_embed(originals[i]) for idx in enrol_idx.values() for i in idx}
         eq_tests = [(s, eq_embed(anonymized[i])) for s, i in test_idx]
         eq_models = {s: enrol_mean(eq_orig[i] for i in idx) for s, idx in enrol_idx.items()}
+        # Equalizing must not blind the encoder itself: originals against originals, both equalized.
+        report.eer["equalizing_baseline"] = verification_eer(
+            eq_models, [(s, eq_embed(originals[i])) for s, i in test_idx]
+        )
         report.eer["equalizing_ignorant"] = verification_eer(eq_models, eq_tests)
         for name, audio in (("lazy_informed", lazy_audio), ("parameter_aware", aware_audio)):
             models = {s: enrol_mean(eq_embed(y) for y in ys) for s, ys in audio.items()}

@@ -186,6 +186,12 @@ def world(
     if np.count_nonzero(loud) * frame_period / 1000.0 < gentle_below_seconds:
         warp_knee, prior_seconds = max(warp_knee, GENTLE_KNEE), max(prior_seconds, GENTLE_PRIOR)
     octaves = np.log2(np.maximum(freqs, 100.0) / 100.0)
+    # The generic curve, as measured and tuned: (-6 + tilt) "dB" per octave in amplitude units on a
+    # log-power envelope, i.e. -3 dB/octave of power (plus tilt / 2), much flatter than speech
+    # (about -6 to -9), levelled at the mean over all bins (linear in frequency, so mostly above
+    # 4 kHz). In the long-term spectrum this lifts 4-8 kHz by about 16 dB and lowers the band under
+    # 500 Hz by about 12 dB: a bright voice, and part of the measured protection comes from that
+    # coloration (the equalizing attacker in docs/privacy.md). Changing it moves every figure there.
     generic = average.mean() + (-6.0 + tilt) * octaves * np.log(10) / 20.0
     generic += average.mean() - generic.mean()
     # Shrink the speaker estimate toward the generic curve by how much speech it averages: a long

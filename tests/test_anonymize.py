@@ -127,11 +127,13 @@ def test_evaluation_runs_every_attacker(tmp_path: Path) -> None:
         "ignorant",
         "lazy_informed",
         "parameter_aware",
+        "equalizing_baseline",
         "equalizing_ignorant",
         "equalizing_lazy_informed",
         "equalizing_parameter_aware",
     }
     assert report.eer["baseline"] == 0.0  # two very different synthetic voices: trivially told apart
+    assert report.eer["equalizing_baseline"] == 0.0  # equalizing does not blind the encoder
     assert all(0.0 <= v <= 1.0 for v in report.eer.values())
     assert report.x_real_time is not None and report.x_real_time > 0
 
