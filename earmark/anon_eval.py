@@ -141,13 +141,16 @@ def parameter_grid(anonymizer: Anonymizer) -> list[dict[str, Any]]:
 
 
 def build(name: str) -> Anonymizer:
-    if name in ("world", "world-gentle", "world-auto"):
-        return World(mode={"world": "full", "world-gentle": "gentle", "world-auto": "auto"}[name])
+    modes = {v: k for k, v in World.MODES.items()}
+    if name in modes:
+        return World(mode=modes[name])
     if name == "mcadams":
         return McAdams()
     if name == "mcadams-wide":
         return McAdams(0.5, 0.9)
-    raise InvalidInput(f"unknown anonymizer {name!r} (world, world-gentle, world-auto, mcadams, mcadams-wide)")
+    raise InvalidInput(
+        f"unknown anonymizer {name!r} (world, world-gentle, world-auto, world-natural, mcadams, mcadams-wide)"
+    )
 
 
 class Encoder:

@@ -6,8 +6,9 @@ speaker do not share a voice. Pure: float32 mono in, float32 mono of the same le
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from scipy.linalg import solve_toeplitz
@@ -116,6 +117,7 @@ class WorldRange:
 GENTLE_KNEE = 1000.0  # Hz: below it formants are not warped
 GENTLE_PRIOR = 0.5  # s of loud speech that halve the timbre normalization
 AUTO_SHORT = 1.0  # s of loud voiced speech: shorter clips get the gentle steps in `world-auto`
+NATURAL_HIGH_BAND = 4000.0  # Hz: in `world-natural`, above it only each frame's level is kept
 
 
 def _smooth(v: np.ndarray, width: int) -> np.ndarray:
@@ -140,6 +142,7 @@ def world(
     warp_knee: float = 0.0,
     prior_seconds: float = 0.0,
     gentle_below_seconds: float = 0.0,
+    natural: bool = False,
 ) -> np.ndarray:
     """Resynthesize `x` with the WORLD vocoder (pyworld) and a different voice:
 
@@ -154,6 +157,9 @@ def world(
       longer; a knee near 1 kHz keeps the first formant, which carries most of the vowel);
       a clip with less loud voiced speech than `gentle_below_seconds` gets both gentler steps
       (knee 1 kHz, prior 0.5 s): short commands are where the words suffer;
+    - `natural`: the generic curve falls at -6 dB/octave of power and is levelled at 0.1-4 kHz
+      (a speech-like tilt, not the bright default), and above NATURAL_HIGH_BAND each frame keeps
+      only its level while the speaker's spectral detail there is replaced by the generic curve;
     - aperiodicity (breathiness, noise) is kept, so consonants stay intelligible.
     """
     pyworld = load_pyworld()
@@ -192,8 +198,13 @@ def world(
     # 4 kHz). In the long-term spectrum this lifts 4-8 kHz by about 16 dB and lowers the band under
     # 500 Hz by about 12 dB: a bright voice, and part of the measured protection comes from that
     # coloration (the equalizing attacker in docs/privacy.md). Changing it moves every figure there.
-    generic = average.mean() + (-6.0 + tilt) * octaves * np.log(10) / 20.0
-    generic += average.mean() - generic.mean()
+    if natural:
+        generic = (-6.0 + tilt) * octaves * np.log(10) / 10.0
+        speech_band = (freqs >= 100.0) & (freqs <= NATURAL_HIGH_BAND)
+        generic += average[speech_band].mean() - generic[speech_band].mean()
+    else:
+        generic = average.mean() + (-6.0 + tilt) * octaves * np.log(10) / 20.0
+        generic += average.mean() - generic.mean()
     # Shrink the speaker estimate toward the generic curve by how much speech it averages: a long
     # clip's average is the speaker, a single word's is mostly its own phones (measured: dividing
     # it out fully cost ~8 points of one-word accuracy).
@@ -215,6 +226,10 @@ def world(
     hi = np.minimum(lo + 1, bins - 1)
     frac = idx - lo
     log_sp = log_sp[:, lo] * (1 - frac) + log_sp[:, hi] * frac
+    high = freqs > NATURAL_HIGH_BAND
+    if natural and np.any(high):
+        level = log_sp[:, high].mean(axis=1, keepdims=True)
+        log_sp[:, high] = generic[high] - generic[high].mean() + level
     new_sp = np.exp(log_sp)
 
     y = pyworld.synthesize(new_f0, np.ascontiguousarray(new_sp), ap, sample_rate, frame_period=frame_period)
@@ -232,16 +247,25 @@ class World:
 
     `mode`: "full" (`anonymizer = "world"`), "gentle" (`world-gentle`: the timbre normalization is
     scaled down on little speech and the first formant is not warped; short commands stay more
-    intelligible, speakers more linkable) or "auto" (`world-auto`: the gentle steps only for clips
-    with less than AUTO_SHORT seconds of loud voiced speech). Figures in docs/privacy.md."""
+    intelligible, speakers more linkable), "auto" (`world-auto`: the gentle steps only for clips
+    with less than AUTO_SHORT seconds of loud voiced speech) or "natural" (`world-natural`: a
+    speech-like tilt instead of the bright default, the high band's detail replaced; as robust
+    against an equalizing attacker, a little costlier in words). Figures in docs/privacy.md."""
+
+    MODES: ClassVar[Mapping[str, str]] = {
+        "full": "world",
+        "gentle": "world-gentle",
+        "auto": "world-auto",
+        "natural": "world-natural",
+    }
 
     def __init__(self, ranges: WorldRange | None = None, *, frame_period: float = 5.0, mode: str = "full") -> None:
-        if mode not in ("full", "gentle", "auto"):
+        if mode not in self.MODES:
             raise ValueError(f"unknown WORLD mode {mode!r}")
         self.ranges = ranges or WorldRange()
         self.frame_period = frame_period
         self.mode = mode
-        self.name = {"full": "world", "gentle": "world-gentle", "auto": "world-auto"}[mode]
+        self.name = self.MODES[mode]
 
     def draw(self, rng: np.random.Generator) -> dict[str, Any]:
         r = self.ranges
@@ -269,4 +293,5 @@ class World:
             warp_knee=GENTLE_KNEE if self.mode == "gentle" else 0.0,
             prior_seconds=GENTLE_PRIOR if self.mode == "gentle" else 0.0,
             gentle_below_seconds=AUTO_SHORT if self.mode == "auto" else 0.0,
+            natural=self.mode == "natural",
         )

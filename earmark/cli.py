@@ -745,7 +745,8 @@ def eval_anonymization(
         Path, typer.Argument(exists=True, file_okay=False, help="Audio + manifest.csv (path,speaker_id).")
     ],
     anonymizer: Annotated[
-        str, typer.Option(help="world, world-gentle, world-auto, mcadams or mcadams-wide (alpha 0.5-0.9).")
+        str,
+        typer.Option(help="world, world-gentle, world-auto, world-natural, mcadams or mcadams-wide (alpha 0.5-0.9)."),
     ] = "world",
     seed: Annotated[int, typer.Option(help="Seed of the per-clip parameter draws.")] = 0,
     limit: Annotated[int | None, typer.Option(help="At most N utterances per speaker.")] = None,

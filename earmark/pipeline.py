@@ -426,5 +426,5 @@ def build_anonymizer(name: str) -> Anonymizer:
     from earmark import anonymize
 
     if name.startswith("world"):
-        return anonymize.World(mode={"world": "full", "world-gentle": "gentle", "world-auto": "auto"}[name])
+        return anonymize.World(mode={v: k for k, v in anonymize.World.MODES.items()}[name])
     return anonymize.McAdams()

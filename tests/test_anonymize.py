@@ -51,6 +51,26 @@ def test_world_shifts_formants_up_or_down() -> None:
     assert centroid(up) > centroid(down) * 1.04
 
 
+def _band_share_db(y: np.ndarray, lo: float, hi: float) -> float:
+    spec = np.abs(np.fft.rfft(y)) ** 2
+    freqs = np.fft.rfftfreq(y.size, 1 / RATE)
+    return float(10 * np.log10(spec[(freqs >= lo) & (freqs < hi)].sum() / spec.sum()))
+
+
+def test_world_natural_keeps_a_speech_like_tone_where_world_is_bright() -> None:
+    x = _speech("set a timer for ten minutes and call my sister please")
+    params = {"f0": 150.0, "spread": 1.5, "warp": 1.15, "tilt": 0.0, "shape": 7, "shape_db": 8.0}
+    bright = World(mode="full").apply(x, RATE, params)
+    natural = World(mode="natural").apply(x, RATE, params)
+    assert natural.shape == x.shape and natural.dtype == np.float32 and np.all(np.isfinite(natural))
+    # Measured on LibriSpeech (docs/privacy.md): `world` lifts 6-8 kHz by ~16 dB, `world-natural` ~5 dB.
+    assert _band_share_db(bright, 6000, 8000) > _band_share_db(x, 6000, 8000) + 8
+    assert _band_share_db(natural, 6000, 8000) < _band_share_db(bright, 6000, 8000) - 6
+    assert _band_share_db(natural, 0, 1000) > _band_share_db(bright, 0, 1000) + 3
+    assert abs(_median_f0(natural) - 150.0) / 150.0 < 0.12  # the voice change itself is the same
+    assert build("world-natural").name == "world-natural"
+
+
 def test_parameters_differ_per_clip_and_repeat_per_seed() -> None:
     w = World()
     a = w.draw(np.random.default_rng(1))
@@ -216,3 +236,14 @@ def test_auto_world_is_gentle_on_a_word_and_full_on_long_speech() -> None:
     assert np.array_equal(auto.apply(long, RATE, params), World().apply(long, RATE, params))
     with pytest.raises(ValueError, match="unknown WORLD mode"):
         World(mode="soft")
+
+
+def test_every_anonymizer_setting_builds_the_method_it_names() -> None:
+    from typing import get_args
+
+    from earmark.config import Settings
+    from earmark.pipeline import build_anonymizer
+
+    names = get_args(Settings.model_fields["anonymizer"].annotation)
+    assert "world-natural" in names
+    assert [build_anonymizer(n).name for n in names] == list(names)
