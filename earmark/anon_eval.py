@@ -141,16 +141,14 @@ def parameter_grid(anonymizer: Anonymizer) -> list[dict[str, Any]]:
 
 
 def build(name: str) -> Anonymizer:
-    modes = {v: k for k, v in World.MODES.items()}
-    if name in modes:
-        return World(mode=modes[name])
+    if name in World.MODES.values():
+        return World.named(name)
     if name == "mcadams":
         return McAdams()
     if name == "mcadams-wide":
         return McAdams(0.5, 0.9)
-    raise InvalidInput(
-        f"unknown anonymizer {name!r} (world, world-gentle, world-auto, world-natural, mcadams, mcadams-wide)"
-    )
+    known = ", ".join([*World.MODES.values(), "mcadams", "mcadams-wide"])
+    raise InvalidInput(f"unknown anonymizer {name!r} ({known})")
 
 
 class Encoder:

@@ -192,7 +192,7 @@ def world(
     if np.count_nonzero(loud) * frame_period / 1000.0 < gentle_below_seconds:
         warp_knee, prior_seconds = max(warp_knee, GENTLE_KNEE), max(prior_seconds, GENTLE_PRIOR)
     octaves = np.log2(np.maximum(freqs, 100.0) / 100.0)
-    # The generic curve, as measured and tuned: (-6 + tilt) "dB" per octave in amplitude units on a
+    # The default generic curve, as measured and tuned: (-6 + tilt) "dB" per octave in amplitude units on a
     # log-power envelope, i.e. -3 dB/octave of power (plus tilt / 2), much flatter than speech
     # (about -6 to -9), levelled at the mean over all bins (linear in frequency, so mostly above
     # 4 kHz). In the long-term spectrum this lifts 4-8 kHz by about 16 dB and lowers the band under
@@ -258,6 +258,14 @@ class World:
         "auto": "world-auto",
         "natural": "world-natural",
     }
+
+    @classmethod
+    def named(cls, name: str) -> World:
+        """The WORLD variant an `anonymizer` setting names ("world", "world-gentle", ...)."""
+        modes = {setting: mode for mode, setting in cls.MODES.items()}
+        if name not in modes:
+            raise ValueError(f"unknown WORLD anonymizer {name!r}")
+        return cls(mode=modes[name])
 
     def __init__(self, ranges: WorldRange | None = None, *, frame_period: float = 5.0, mode: str = "full") -> None:
         if mode not in self.MODES:

@@ -426,5 +426,5 @@ def build_anonymizer(name: str) -> Anonymizer:
     from earmark import anonymize
 
     if name.startswith("world"):
-        return anonymize.World(mode={v: k for k, v in anonymize.World.MODES.items()}[name])
+        return anonymize.World.named(name)
     return anonymize.McAdams()

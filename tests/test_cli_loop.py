@@ -42,6 +42,20 @@ def _lines(folder: Path, n: int) -> list[dict[str, object]]:
     return lines
 
 
+def _allowed_lines(tmp_path: Path, n: int) -> tuple[Path, list[dict[str, object]]]:
+    """A folder with `n` clips' metadata lines whose households allow review (the stream's field)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    lines = _lines(folder, n)
+    for line in lines:
+        line["human_review"] = "allow"
+    return folder, lines
+
+
+def _jsonl(lines: list[dict[str, object]]) -> str:
+    return "".join(json.dumps(x) + "\n" for x in lines)
+
+
 def test_sample_with_a_policy_dry_run_then_real(home: Path, tmp_path: Path) -> None:  # noqa: F811
     folder = tmp_path / "in"
     folder.mkdir()
@@ -75,13 +89,9 @@ def test_sample_refuses_a_bad_policy_naming_the_key(home: Path, tmp_path: Path) 
 
 
 def test_sample_stream_then_ingest_keeps_the_upstream_draw(home: Path, tmp_path: Path) -> None:  # noqa: F811
-    folder = tmp_path / "in"
-    folder.mkdir()
-    lines = _lines(folder, 20)
-    for line in lines:
-        line["human_review"] = "allow"
+    folder, lines = _allowed_lines(tmp_path, 20)
     stream = folder / "stream.jsonl"
-    stream.write_text("".join(json.dumps(x) + "\n" for x in lines) + "{broken\n")
+    stream.write_text(_jsonl(lines) + "{broken\n")
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY)
     drawn_file = folder / "drawn.jsonl"
@@ -125,17 +135,13 @@ def test_sample_stream_in_batches_keeps_the_cap_across_runs_with_a_state_file(
     home: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    folder = tmp_path / "in"
-    folder.mkdir()
-    lines = _lines(folder, 20)
-    for line in lines:
-        line["human_review"] = "allow"
+    folder, lines = _allowed_lines(tmp_path, 20)
     policy = tmp_path / "policy.toml"
     policy.write_text("rate = 1.0\ncap_per_account = 2\n")
     whole, first, second = folder / "whole.jsonl", folder / "a.jsonl", folder / "b.jsonl"
-    whole.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    first.write_text("".join(json.dumps(x) + "\n" for x in lines[:6]))
-    second.write_text("".join(json.dumps(x) + "\n" for x in lines[6:]))
+    whole.write_text(_jsonl(lines))
+    first.write_text(_jsonl(lines[:6]))
+    second.write_text(_jsonl(lines[6:]))
     one = run(home, "sample-stream", "--policy", str(policy), "-i", str(whole), "-o", str(folder / "one.jsonl"))
     assert one.exit_code == 0 and "drew 8, 12 held back by the per-account cap" in one.output
     state = tmp_path / "caps.json"
