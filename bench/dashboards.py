@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+from _rows import WAV_2S  # bench/ is on sys.path when a bench runs as a script
 from sqlalchemy import insert
 
 from earmark import auth
@@ -56,12 +57,7 @@ def fill(ws, n_clips: int, n_reviewers: int = 60) -> None:  # type: ignore[no-un
                         "device_id": "d",
                         "recorded_at": now,
                         "locale": "en-US",
-                        "audio_format": "WAV",
-                        "audio_subtype": "PCM_16",
-                        "sample_rate": 16000,
-                        "channels": 1,
-                        "num_samples": 32000,
-                        "size_bytes": 64044,
+                        **WAV_2S,
                         "status": "reviewed" if i % 3 else "queued",
                         "device_asr_text": "play something" if i % 7 else "play some thing",
                         "device_nlu": {"intent": "PlayMusic" if i % 11 else "GetWeather", "slots": []},

@@ -14,6 +14,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from _rows import WAV_2S  # bench/ is on sys.path when a bench runs as a script
 from sqlalchemy import insert
 
 from earmark.config import load_settings
@@ -49,12 +50,7 @@ def fill(ws, n_clips: int) -> None:  # type: ignore[no-untyped-def]
                         "recorded_at": now - timedelta(minutes=i),
                         "locale": "en-US",
                         "device_type": "car" if i % 10 == 0 else "speaker",
-                        "audio_format": "WAV",
-                        "audio_subtype": "PCM_16",
-                        "sample_rate": 16000,
-                        "channels": 1,
-                        "num_samples": 32000,
-                        "size_bytes": 64044,
+                        **WAV_2S,
                         "status": "stored",
                         "device_asr_text": "play something",
                         "device_asr_confidence": 0.4 if i % 9 == 0 else 0.95,
