@@ -37,7 +37,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import istft, stft
 
-from earmark.anonymize import Anonymizer, McAdams, World
+from earmark.anonymize import Anonymizer, McAdams, World, by_name
 from earmark.audio import decode_mono, resample
 from earmark.errors import InvalidInput
 from earmark.transcribe import number_words
@@ -145,14 +145,10 @@ def parameter_grid(anonymizer: Anonymizer) -> list[dict[str, Any]]:
 
 
 def build(name: str) -> Anonymizer:
-    if name in World.MODES.values():
-        return World.named(name)
-    if name == "mcadams":
-        return McAdams()
-    if name == "mcadams-wide":
-        return McAdams(0.5, 0.9)
-    known = ", ".join([*World.MODES.values(), "mcadams", "mcadams-wide"])
-    raise InvalidInput(f"unknown anonymizer {name!r} ({known})")
+    try:
+        return by_name(name)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
 
 
 class Encoder:

@@ -303,3 +303,18 @@ class World:
             gentle_below_seconds=AUTO_SHORT if self.mode == "auto" else 0.0,
             natural=self.mode == "natural",
         )
+
+
+NAMES = (*World.MODES.values(), "mcadams", "mcadams-wide")
+
+
+def by_name(name: str) -> Anonymizer:
+    """The method a name stands for: an `anonymizer` setting, or `mcadams-wide` (alpha 0.5-0.9,
+    for evaluations)."""
+    if name in World.MODES.values():
+        return World.named(name)
+    if name == "mcadams":
+        return McAdams()
+    if name == "mcadams-wide":
+        return McAdams(0.5, 0.9)
+    raise ValueError(f"unknown anonymizer {name!r} ({', '.join(NAMES)})")

@@ -694,8 +694,8 @@ def anonymize(
     """Anonymize the voice of one clip; prints the method and parameters used as JSON."""
     import numpy as np
 
+    from earmark.anonymize import by_name
     from earmark.audio import encode_wav
-    from earmark.pipeline import build_anonymizer
 
     x, sr = _read_clip(audio)
     chosen = "mcadams" if alpha is not None else (method or _stage_settings().anonymizer)
@@ -703,7 +703,7 @@ def anonymize(
         raise InvalidInput("method must be world or mcadams", field="method")
     if alpha is not None and not 0.5 <= alpha <= 1.0:
         raise InvalidInput("alpha must be in [0.5, 1.0]", field="alpha")
-    anonymizer = build_anonymizer(chosen)
+    anonymizer = by_name(chosen)
     params = {"alpha": alpha} if alpha is not None else anonymizer.draw(np.random.default_rng(seed))
     y = anonymizer.apply(x, sr, params)
     output.write_bytes(encode_wav(y, sr))

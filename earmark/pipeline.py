@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from earmark import audit
-from earmark.anonymize import Anonymizer
+from earmark.anonymize import Anonymizer, by_name
 from earmark.audio import decode_mono, encode_wav, resample
 from earmark.crypto import Keyring, decrypt_blob, encrypt_blob
 from earmark.keys import data_key
@@ -412,19 +412,10 @@ def build_components(settings: Any) -> Components:
         transcriber = transcribe.WhisperTranscriber(model_dir=None if bundled else Path(settings.whisper_model))
     else:
         transcriber = transcribe.PocketsphinxTranscriber()
-    anonymizer = build_anonymizer(settings.anonymizer)
     return Components(
         vad=detector,
         transcriber=transcriber,
         aligner=align.PocketsphinxAligner(),
         pii=pii.SpokenPiiDetector(),
-        anonymizer=anonymizer,
+        anonymizer=by_name(settings.anonymizer),
     )
-
-
-def build_anonymizer(name: str) -> Anonymizer:
-    from earmark import anonymize
-
-    if name.startswith("world"):
-        return anonymize.World.named(name)
-    return anonymize.McAdams()

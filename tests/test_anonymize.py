@@ -271,9 +271,9 @@ def test_auto_world_is_gentle_on_a_word_and_full_on_long_speech() -> None:
 def test_every_anonymizer_setting_builds_the_method_it_names() -> None:
     from typing import get_args
 
+    from earmark.anonymize import by_name
     from earmark.config import Settings
-    from earmark.pipeline import build_anonymizer
 
     names = get_args(Settings.model_fields["anonymizer"].annotation)
     assert "world-natural" in names
-    assert [build_anonymizer(n).name for n in names] == list(names)
+    assert [by_name(n).name for n in names] == list(names)
