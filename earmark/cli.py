@@ -689,18 +689,24 @@ def anonymize(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the anonymized 16 kHz WAV.")],
     seed: Annotated[int, typer.Option(help="Seed for the per-clip parameters.")] = 0,
     alpha: Annotated[float | None, typer.Option(help="McAdams coefficient (selects the McAdams method).")] = None,
-    method: Annotated[str | None, typer.Option(help="world or mcadams (default: setting `anonymizer`).")] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="world, world-gentle, world-auto, world-natural, mcadams or mcadams-wide "
+            "(default: setting `anonymizer`)."
+        ),
+    ] = None,
 ) -> None:
     """Anonymize the voice of one clip; prints the method and parameters used as JSON."""
     import numpy as np
 
-    from earmark.anonymize import by_name
+    from earmark.anonymize import NAMES, by_name
     from earmark.audio import encode_wav
 
     x, sr = _read_clip(audio)
     chosen = "mcadams" if alpha is not None else (method or _stage_settings().anonymizer)
-    if chosen not in ("world", "mcadams"):
-        raise InvalidInput("method must be world or mcadams", field="method")
+    if chosen not in NAMES:
+        raise InvalidInput(f"method must be one of {', '.join(NAMES)}", field="method")
     if alpha is not None and not 0.5 <= alpha <= 1.0:
         raise InvalidInput("alpha must be in [0.5, 1.0]", field="alpha")
     anonymizer = by_name(chosen)

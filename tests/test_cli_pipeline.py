@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from earmark.cli import app
@@ -119,6 +120,25 @@ def test_anonymize_defaults_to_world_with_drawn_parameters(tmp_path: Path) -> No
         "shape_db",
     }
     assert sf.info(out).frames == sf.info(clip).frames
+
+
+@pytest.mark.parametrize("setting", ["world-natural", "world-auto"])
+def test_anonymize_follows_every_anonymizer_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    """Without --method the setting decides, whichever WORLD variant it names."""
+    clip, out = _clip(tmp_path), tmp_path / "anon.wav"
+    monkeypatch.setenv("EARMARK_ANONYMIZER", setting)
+    result = runner.invoke(app, ["--home", str(tmp_path / "none"), "anonymize", str(clip), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["method"] == setting
+
+
+def test_anonymize_refuses_an_unknown_method(tmp_path: Path) -> None:
+    clip, out = _clip(tmp_path), tmp_path / "anon.wav"
+    result = runner.invoke(app, ["anonymize", str(clip), "-o", str(out), "--method", "pitchshift"])
+    assert result.exit_code != 0 and "method must be one of world" in result.output
+    assert not out.exists()
 
 
 def test_eval_anonymization_names_what_is_wrong_with_the_folder(tmp_path: Path) -> None:
