@@ -195,6 +195,7 @@ def draw_sample(
     result.clip_ids = [c.external_id for c, _, _ in chosen]
     if dry_run:
         return result
+    digest = policy.digest()
     if chosen:
         # Not queued yet: the safe-to-hear pipeline queues the protected derivative. The status
         # condition makes a clip that changed meanwhile (erased, say) stay as it is.
@@ -209,17 +210,14 @@ def draw_sample(
                 sample_policy=bindparam("b_policy"),
                 status=ClipStatus.pending,
             ),
-            [
-                {"b_id": c.id, "b_p": p, "b_reason": r, "b_policy": c.sample_policy or policy.digest()}
-                for c, p, r in chosen
-            ],
+            [{"b_id": c.id, "b_p": p, "b_reason": r, "b_policy": c.sample_policy or digest} for c, p, r in chosen],
         )
     audit.record(
         session,
         actor=actor,
         action="sample.draw",
         details={
-            "policy": policy.digest(),
+            "policy": digest,
             "considered": result.considered,
             "eligible": result.eligible,
             "drawn": result.drawn,
