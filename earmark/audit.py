@@ -52,6 +52,8 @@ EVENTS: dict[str, str] = {
     "review.audio": "A reviewer's browser fetched a clip's audio (details: bytes).",
     "review.submit": "A reviewer submitted an annotation (details: words, intent_changed).",
     "review.expire": "A lease ran out and its clip returned to the queue.",
+    "review.release": "A reviewer opened another queue; the clip they held returned to its queue unsaved "
+    "(details: queue, opened).",
     "pipeline.process": "The safe-to-hear pipeline finished a clip (details: outcome, reason, pii_spans, labels).",
     "pipeline.hold": "A clip's processing failed; it is held, never queued unprotected (details: reason).",
     "account.erase": "An account was erased: key shredded, text deleted (details: clips, annotations, blobs, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,8 +66,14 @@ def lease_next(
     queue: str = GENERAL,
     lease_seconds: int = 600,
     max_sensitivity: float | None = None,
+    resume: Collection[str] | None = None,
 ) -> Assignment | None:
     """Give `actor` the oldest clip of `queue` that nobody holds, or None. Audited; caller commits.
+
+    A person holds one clip at a time. A held clip of `queue` (or of a queue in `resume`) is
+    returned as it is; one of another queue is given back first (`release`): opening a queue
+    means working on it, so a senior holding a review clip who opens adjudication gets
+    adjudication, not the review clip again.
 
     The conditional UPDATE is the lock: it only matches a row that is still free, so two concurrent
     callers can never both win the same item (PostgreSQL re-checks the WHERE after a row lock wait;
@@ -75,9 +82,15 @@ def lease_next(
     now = utcnow()
     held = active_assignment(session, user=actor, now=now)
     if held is not None:
-        return held
-    # One person never reviews the same clip twice: K passes need K different people.
-    seen_before = select(Assignment.clip_id).where(Assignment.user_id == actor.id)
+        item = session.get(QueueItem, held.queue_item_id)
+        if item is None or item.queue in (resume or (queue,)):
+            return held
+        release(session, actor=actor, assignment=held, item=item, opened=queue)
+    # One person never reviews the same clip twice: K passes need K different people. A clip
+    # given back by `release` does not count: nothing was said about it.
+    seen_before = select(Assignment.clip_id).where(
+        Assignment.user_id == actor.id, Assignment.state != AssignmentState.released
+    )
     while True:
         candidates = (
             session.execute(
@@ -139,6 +152,22 @@ def lease_next(
                 details={"queue": queue, "queue_item": item_id, "expires_s": lease_seconds},
             )
             return assignment
+
+
+def release(session: Session, *, actor: User, assignment: Assignment, item: QueueItem, opened: str) -> None:
+    """Give back a held clip unsaved: it returns to its queue, for anyone (its holder included,
+    later), because its holder opened the queue `opened`. Audited with both queues; caller commits."""
+    now = utcnow()
+    assignment.state = AssignmentState.released
+    assignment.closed_at = now
+    if item.assignment_id == assignment.id:
+        item.state = QueueState.queued
+        item.lease_expires_at = None
+        item.assignment_id = None
+    audit.record(
+        session, actor=user_actor(actor), action="review.release", object_type="assignment", object_id=assignment.id,
+        details={"queue": item.queue, "opened": opened},
+    )  # fmt: skip
 
 
 def _sensitivity_filter(max_sensitivity: float | None) -> list[Any]:

@@ -89,6 +89,8 @@ def require_active(assignment: Assignment) -> None:
         assignment.state == AssignmentState.active and assignment.expires_at <= now
     ):
         raise LeaseExpired("your lease on this clip expired and it went back to the queue; nothing was saved")
+    if assignment.state == AssignmentState.released:
+        raise LeaseExpired("you opened another queue, so this clip went back to its queue; nothing was saved")
     if assignment.state != AssignmentState.active:
         raise LeaseExpired("this assignment is closed")
 

@@ -44,6 +44,7 @@ class AssignmentState(enum.StrEnum):
     expired = "expired"
     withdrawn = "withdrawn"
     skipped = "skipped"
+    released = "released"  # given back unheard-to-the-end when its holder opened another queue
 
 
 @dataclass(frozen=True, slots=True)

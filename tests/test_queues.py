@@ -3,10 +3,15 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
-from earmark.models import Assignment, QueueItem
-from earmark.queues import lease_next, queue_depths
+from earmark.errors import LeaseExpired
+from earmark.models import Assignment, AuditEvent, Clip, QueueItem
+from earmark.quality import ADJUDICATION, GOLD
+from earmark.queues import GENERAL, enqueue, lease_next, queue_depths
+from earmark.review import submit_annotation
+from earmark.types import Role
 from earmark.workspace import Workspace
 from tests import factories as f
 
@@ -73,3 +78,54 @@ def test_expired_lease_returns_the_clip_to_the_queue(ws: Workspace) -> None:
     with ws.sessions() as s:
         assert s.get(Assignment, a1.id).state == "expired"  # type: ignore[union-attr]
         assert queue_depths(s)["general"]["leased"] == 1
+
+
+def test_opening_another_queue_gives_back_the_held_clip(ws: Workspace) -> None:
+    f.queue_clips(ws, 2)
+    senior, other = f.user(ws, "sen1", Role.senior), f.user(ws, "r2")
+    with ws.transaction() as s:
+        held = lease_next(s, actor=senior)
+        assert held is not None
+        disputed = s.execute(select(Clip).where(Clip.id != held.clip_id)).scalars().first()
+        enqueue(s, clip=disputed, queue=ADJUDICATION)  # type: ignore[arg-type]
+    with ws.transaction() as s:
+        adj = lease_next(s, actor=senior, queue=ADJUDICATION)
+        assert adj is not None and adj.id != held.id
+        assert s.get(QueueItem, adj.queue_item_id).queue == ADJUDICATION  # type: ignore[union-attr]
+        assert s.get(Assignment, held.id).state == "released"  # type: ignore[union-attr]
+        assert lease_next(s, actor=senior, queue=ADJUDICATION).id == adj.id  # type: ignore[union-attr]
+    with ws.sessions() as s:
+        release = s.execute(select(AuditEvent).where(AuditEvent.action == "review.release")).scalar_one()
+        assert release.object_id == held.id and release.details["queue"] == "general"
+    # The given-back clip is free for anyone at once, and nothing can be saved on it any more.
+    with ws.transaction() as s:
+        again = lease_next(s, actor=other)
+        assert again is not None and again.clip_id == held.clip_id
+    with ws.transaction() as s, pytest.raises(LeaseExpired, match="opened another queue"):
+        submit_annotation(s, actor=senior, assignment_id=held.id, transcript="play", intent="PlayMusic")
+
+
+def test_a_given_back_clip_may_come_back_to_its_holder(ws: Workspace) -> None:
+    f.queue_clips(ws, 1)
+    senior = f.user(ws, "sen1", Role.senior)
+    with ws.transaction() as s:
+        held = lease_next(s, actor=senior)
+        assert held is not None
+    with ws.transaction() as s:
+        assert lease_next(s, actor=senior, queue=ADJUDICATION) is None  # nothing there; the clip went back
+    with ws.transaction() as s:
+        back = lease_next(s, actor=senior)
+        assert back is not None and back.clip_id == held.clip_id and back.id != held.id
+
+
+def test_resume_keeps_a_held_clip_of_a_sibling_queue(ws: Workspace) -> None:
+    f.queue_clips(ws, 2)
+    r1 = f.user(ws, "r1")
+    with ws.transaction() as s:
+        clip = s.execute(select(Clip).order_by(Clip.id)).scalars().first()
+        enqueue(s, clip=clip, queue=GOLD)  # type: ignore[arg-type]
+    with ws.transaction() as s:
+        gold = lease_next(s, actor=r1, queue=GOLD)
+        assert gold is not None
+    with ws.transaction() as s:
+        assert lease_next(s, actor=r1, queue=GENERAL, resume=(GENERAL, GOLD)).id == gold.id  # type: ignore[union-attr]

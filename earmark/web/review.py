@@ -99,15 +99,19 @@ def _lease_general(request: Request, session: Session, user: User) -> Assignment
         if is_gold_lease(user.id, leases, ws.settings.gold_rate) and serve_gold(session, user=user) is not None:
             queue = GOLD
     blocked = user.sensitive_blocked_on == utcnow().date().isoformat()
+    review_queues = (GENERAL, GOLD)  # a gold clip looks like any other to the reviewer
     assignment = lease_next(
         session,
         actor=user,
         queue=queue,
         lease_seconds=ws.settings.lease_seconds,
         max_sensitivity=0.3 if blocked else None,
+        resume=review_queues,
     )
     if assignment is None and queue == GOLD:
-        assignment = lease_next(session, actor=user, queue=GENERAL, lease_seconds=ws.settings.lease_seconds)
+        assignment = lease_next(
+            session, actor=user, queue=GENERAL, lease_seconds=ws.settings.lease_seconds, resume=review_queues
+        )
     session.commit()
     return assignment
 

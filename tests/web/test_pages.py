@@ -6,6 +6,7 @@ import time
 from sqlalchemy import select, update
 
 from earmark.models import Annotation, Assignment, Clip, QueueItem
+from earmark.types import Role
 from earmark.workspace import Workspace
 from tests import factories as f
 from tests.conftest import ADMIN_PASSWORD
@@ -141,6 +142,30 @@ def _submit_next(c, csrf: str, transcript: str | None = None, intent: str = "Pla
     body = {"transcript": transcript or "play shake it off by taylor swift", "intent": intent, "ms": 3000}
     resp = c.post(f"{url}/submit", json=body, headers={"X-CSRF-Token": csrf})
     assert resp.status_code == 200, resp.text
+
+
+def test_a_senior_holding_a_review_clip_reaches_adjudication(ws: Workspace) -> None:
+    ws.settings.review_passes = 2
+    f.queue_clips(ws, 3)
+    f.user(ws, "rev1")
+    f.user(ws, "rev2")
+    f.user(ws, "sen1", Role.senior)
+    one, two = client(ws), client(ws)
+    csrf1, csrf2 = login(one, "rev1", "reviewer-password"), login(two, "rev2", "reviewer-password")
+    _submit_next(one, csrf1)
+    _submit_next(two, csrf2, "play bake it off by tailor swiss", "AddToPlaylist")  # disagrees
+    senior = client(ws)
+    login(senior, "sen1", "reviewer-password")
+    review = senior.get("/review", follow_redirects=True)  # where a senior lands: a review clip
+    assert review.status_code == 200 and 'data-testid="passes"' not in review.text
+    adjudicate = senior.get("/adjudicate", follow_redirects=True)
+    assert adjudicate.url.path != review.url.path
+    assert 'data-testid="passes"' in adjudicate.text and "tailor swiss" in adjudicate.text
+    stale = senior.get(review.url.path)  # the review clip went back to its queue, unsaved
+    assert stale.status_code == 409 and "opened another queue" in stale.text
+    with ws.sessions() as s:
+        states = s.execute(select(QueueItem.queue, QueueItem.state).order_by(QueueItem.id)).all()
+    assert ("adjudication", "leased") in states and states.count(("general", "leased")) == 2  # rev1, rev2
 
 
 def test_admin_dashboard_shows_throughput_agreement_and_reviewers(ws: Workspace) -> None:
