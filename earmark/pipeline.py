@@ -37,6 +37,7 @@ from earmark.redaction import (
     mask_text,
     merge_spans,
     pii_audio_spans,
+    reported_text_spans,
     speech_regions_holding,
 )
 from earmark.screening import Screening, ScreeningThresholds, screen
@@ -202,13 +203,12 @@ def protect(
     if wholesale:
         # We cannot tell where (some of) the PII is spoken: silence every speech region instead.
         spans = speech_regions_holding(speech, pad=pad, num_samples=y.size)
-    if extra_spans:
-        # Spans a reviewer reported as missed personal data, padded like the detected ones.
-        spans = merge_spans(
-            [*spans, *(Span(max(0, e.start - pad), min(y.size, e.end + pad)) for e in extra_spans if e.start < y.size)]
-        )
+    # Spans a reviewer reported as missed personal data, padded like the detected ones: bleeped
+    # in the audio and masked in the transcript (the words spoken there).
+    reported = [Span(max(0, e.start - pad), min(y.size, e.end + pad)) for e in extra_spans or [] if e.start < y.size]
+    spans = merge_spans([*spans, *reported]) if reported else spans
     redacted = bleep(y, TARGET_RATE, spans, mode=config.redaction_mode)
-    redacted_text = mask_text(text, pii)
+    redacted_text = mask_text(text, [*pii, *reported_text_spans(text, words if aligned else [], reported)])
     done(
         "wholesale" if wholesale else ("bleeped" if spans else "none"), {"spans": len(spans), "unplaced": len(unplaced)}
     )

@@ -60,6 +60,36 @@ def mask_text(text: str, spans: Sequence[TextSpan]) -> str:
     return "".join(out)
 
 
+REPORTED = "REDACTED"
+
+
+def reported_text_spans(text: str, words: Sequence[Word], reported: Sequence[Span]) -> list[TextSpan]:
+    """The transcript ranges spoken inside sample spans a reviewer reported as personal data left
+    audible: the timed words there, adjacent ones joined. Without word timing we cannot tell which
+    words they are, so the whole transcript is masked (fail closed).
+
+    >>> w = [Word("call", 0, 4, Span(0, 100)), Word("anna", 5, 9, Span(100, 200))]
+    >>> reported_text_spans("call anna", w, [Span(150, 160)])
+    [TextSpan(start=5, end=9, type='REDACTED')]
+    >>> reported_text_spans("call anna", [], [Span(150, 160)])
+    [TextSpan(start=0, end=9, type='REDACTED')]
+    """
+    if not reported or not text.strip():
+        return []
+    if not words:
+        return [TextSpan(0, len(text), REPORTED)]
+    hit = sorted(
+        {(w.char_start, w.char_end) for w in words for r in reported if w.span.start < r.end and w.span.end > r.start}
+    )
+    out: list[TextSpan] = []
+    for start, end in hit:
+        if out and not text[out[-1].end : start].strip():
+            out[-1] = TextSpan(out[-1].start, max(end, out[-1].end), REPORTED)
+        else:
+            out.append(TextSpan(start, end, REPORTED))
+    return out
+
+
 def merge_spans(spans: Sequence[Span], *, gap: int = 0) -> list[Span]:
     """Union of spans, joining those closer than `gap` samples."""
     merged: list[Span] = []

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from earmark.redaction import TextSpan, Word, bleep, mask_text, merge_spans, pii_audio_spans
+from earmark.redaction import TextSpan, Word, bleep, mask_text, merge_spans, pii_audio_spans, reported_text_spans
 from earmark.types import Span
 
 SR = 16_000
@@ -14,6 +14,17 @@ def test_mask_text_uses_typed_placeholders() -> None:
     text = "call jennifer on five five five one two"
     spans = [TextSpan(5, 13, "PERSON"), TextSpan(17, 39, "PHONE")]
     assert mask_text(text, spans) == "call [PERSON] on [PHONE]"
+
+
+def test_reported_audio_spans_mask_the_words_spoken_there() -> None:
+    text = "text anna at five five five"
+    words = [Word(w, text.index(w), text.index(w) + len(w), Span(i * 1000, i * 1000 + 900)) for i, w in
+             enumerate(["text", "anna", "at"])]  # fmt: skip
+    spans = reported_text_spans(text, words, [Span(1500, 1800)])
+    assert mask_text(text, spans) == "text [REDACTED] at five five five"
+    assert reported_text_spans(text, words, [Span(950, 990)]) == []  # between words: nothing was said
+    # Untimed words: we cannot tell which were reported, so none is shown.
+    assert mask_text(text, reported_text_spans(text, [], [Span(1500, 2100)])) == "[REDACTED]"
 
 
 def test_bleep_removes_the_original_inside_the_span_and_fades_at_the_edges() -> None:

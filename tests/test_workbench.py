@@ -155,6 +155,13 @@ def test_missed_pii_withdraws_reprotects_and_requeues(ws: Workspace) -> None:
         assert clip is not None and prot is not None and clip.status == "queued"
         assert clip.protected_blob_key != before and not ws.blobs.exists(before)  # the old version is gone
         assert any(st <= 16000 and en >= 25600 for st, en in prot.audio_spans)
+        # The words spoken in the reported span are masked in the transcript too, not only bleeped.
+        pad = ws.settings.redaction_pad_ms * 16
+        said = [w[0] for w in prot.words if w[3] < 25600 + pad and w[4] > 16000 - pad]
+        assert said and "[REDACTED]" in (clip.redacted_text or "")
+        assert clip.redacted_text.split().count("[REDACTED]") == 1  # adjacent words: one placeholder
+        kept = clip.redacted_text.replace("[REDACTED]", " ").split()
+        assert kept == [w for w in TEXT.split() if w not in said]
     r2 = f.user(ws, "r2")
     assert _lease(ws, r2).clip_id == a.clip_id
 
