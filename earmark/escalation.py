@@ -16,11 +16,10 @@ from sqlalchemy.orm import Session
 from earmark import audit
 from earmark.errors import InvalidInput, NotFound
 from earmark.models import Assignment, Clip, ClipProtection, QueueItem, SafetyOutcome, User, utcnow
-from earmark.queues import GENERAL, enqueue, lease_next, user_actor
+from earmark.queues import GENERAL, SAFETY, enqueue, lease_next, user_actor
 from earmark.review import get_assignment, require_active
 from earmark.types import AssignmentState, ClipStatus, QueueState
 
-SAFETY = "safety"
 OUTCOMES = ("false_alarm", "handled", "escalated")
 
 

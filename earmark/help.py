@@ -18,7 +18,7 @@ from earmark.models import Clip, HelpRequest, User, utcnow
 from earmark.queues import user_actor
 from earmark.review import get_assignment, require_active
 from earmark.storage import LocalBlobStore
-from earmark.types import Role
+from earmark.types import ClipStatus, Role
 
 MAX_QUESTION = 500
 
@@ -80,7 +80,8 @@ def help_audio(session: Session, *, user: User, help_id: str, blobs: LocalBlobSt
     if Role(user.role) not in (Role.senior, Role.admin) or req.state != "open":
         raise NotFound("no audio for this request")
     clip = session.get(Clip, req.clip_id)
-    if clip is None or not clip.protected_blob_key:
+    # Fail closed: only a clip still in review (withdrawal also closes its requests).
+    if clip is None or not clip.protected_blob_key or clip.status not in (ClipStatus.queued, ClipStatus.reviewed):
         raise NotFound("the clip was withdrawn")
     dk = data_key(session, keyring, clip.account_id)
     wav = decrypt_blob(dk, blobs.get(clip.protected_blob_key), blob_key=clip.protected_blob_key)

@@ -15,8 +15,8 @@ from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
 
 from earmark import audit
-from earmark.models import Annotation, Assignment, Clip, GoldAnswer, QueueItem, User
-from earmark.queues import GENERAL, enqueue
+from earmark.models import Annotation, Assignment, Clip, ClipProtection, GoldAnswer, QueueItem, User
+from earmark.queues import GENERAL, enqueue, restricted_clips
 from earmark.types import Actor, ClipStatus, QueueState
 
 ADJUDICATION = "adjudication"
@@ -70,15 +70,27 @@ def add_gold(session: Session, *, actor: Actor, clip: Clip, transcript: str, int
     return gold
 
 
-def serve_gold(session: Session, *, user: User) -> QueueItem | None:
-    """A fresh queue item for a gold clip `user` has not seen, or None."""
+def serve_gold(session: Session, *, user: User, max_sensitivity: float | None = None) -> QueueItem | None:
+    """A fresh queue item for a gold clip `user` has not seen, or None.
+
+    Only a clip any reviewer may hear right now: protected, in review or reviewed (not withdrawn,
+    erased or back in the pipeline after a missed-PII report), not the safety team's, and no more
+    sensitive than `max_sensitivity` (a reviewer who met distressing content today).
+    """
     seen = select(Assignment.clip_id).where(Assignment.user_id == user.id)
+    hearable = [
+        Clip.id.not_in(seen),
+        Clip.status.in_([ClipStatus.queued, ClipStatus.reviewed]),
+        Clip.protected_blob_key.is_not(None),
+        Clip.redacted_text.is_not(None),
+        Clip.id.not_in(restricted_clips()),
+    ]
+    if max_sensitivity is not None:
+        hearable.append(
+            Clip.id.not_in(select(ClipProtection.clip_id).where(ClipProtection.sensitivity > max_sensitivity))
+        )
     gold_clip = session.execute(
-        select(Clip)
-        .join(GoldAnswer, GoldAnswer.clip_id == Clip.id)
-        .where(Clip.id.not_in(seen), Clip.protected_blob_key.is_not(None))
-        .order_by(func.random())
-        .limit(1)
+        select(Clip).join(GoldAnswer, GoldAnswer.clip_id == Clip.id).where(*hearable).order_by(func.random()).limit(1)
     ).scalar_one_or_none()
     if gold_clip is None:
         return None

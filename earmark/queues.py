@@ -7,14 +7,15 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import CompoundSelect, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from earmark import audit
-from earmark.models import Assignment, Clip, ClipProtection, QueueItem, User, utcnow
+from earmark.models import Assignment, Clip, ClipProtection, HelpRequest, QueueItem, SafetyOutcome, User, utcnow
 from earmark.types import Actor, AssignmentState, ClipStatus, QueueState
 
 GENERAL = "general"
+SAFETY = "safety"
 LEASE_CANDIDATES = 8
 
 
@@ -170,6 +171,15 @@ def release(session: Session, *, actor: User, assignment: Assignment, item: Queu
     )  # fmt: skip
 
 
+def restricted_clips() -> CompoundSelect:
+    """Ids of clips that belong to the safety team: flagged and waiting there, or judged there to
+    be more than a false alarm. No general path (gold, help) may serve them."""
+    waiting = select(QueueItem.clip_id).where(
+        QueueItem.queue == SAFETY, QueueItem.state.in_([QueueState.queued, QueueState.leased])
+    )
+    return waiting.union(select(SafetyOutcome.clip_id).where(SafetyOutcome.outcome != "false_alarm"))
+
+
 def _sensitivity_filter(max_sensitivity: float | None) -> list[Any]:
     if max_sensitivity is None:
         return []
@@ -211,7 +221,12 @@ def withdraw_clips(session: Session, *, actor: Actor, clip_ids: list[int], reaso
             update(Assignment)
             .where(Assignment.clip_id.in_(chunk), Assignment.state == AssignmentState.active)
             .values(state=AssignmentState.withdrawn, closed_at=now)
-            .execution_options(synchronize_session=False)
+        )
+        # An open help request would let a senior hear a clip that left every queue.
+        session.execute(
+            update(HelpRequest)
+            .where(HelpRequest.clip_id.in_(chunk), HelpRequest.state == "open")
+            .values(state="closed")
         )
         pending = list(
             session.execute(select(Clip.id).where(Clip.id.in_(chunk), Clip.status == ClipStatus.pending)).scalars()
@@ -225,18 +240,10 @@ def withdraw_clips(session: Session, *, actor: Actor, clip_ids: list[int], reaso
                 object_id=clip_id,
                 details={"reason": reason, "stage": "pending"},
             )
-        session.execute(
-            update(Clip)
-            .where(Clip.id.in_(pending))
-            .values(status=ClipStatus.withdrawn)
-            .execution_options(synchronize_session=False)
-        )
+        session.execute(update(Clip).where(Clip.id.in_(pending)).values(status=ClipStatus.withdrawn))
         n += len(pending)
         session.execute(
-            update(Clip)
-            .where(Clip.id.in_(chunk), Clip.status == ClipStatus.queued)
-            .values(status=ClipStatus.withdrawn)
-            .execution_options(synchronize_session=False)
+            update(Clip).where(Clip.id.in_(chunk), Clip.status == ClipStatus.queued).values(status=ClipStatus.withdrawn)
         )
     return n
 

@@ -18,7 +18,7 @@ from earmark.errors import InvalidInput, LeaseExpired, NotFound, Withdrawn
 from earmark.keys import data_key
 from earmark.models import Annotation, Assignment, Clip, ClipProtection, Entity, QueueItem, User, utcnow
 from earmark.quality import after_submit
-from earmark.queues import enqueue, user_actor, withdraw_clips
+from earmark.queues import SAFETY, enqueue, user_actor, withdraw_clips
 from earmark.storage import LocalBlobStore
 from earmark.types import AssignmentState, ClipStatus, QueueState
 
@@ -369,6 +369,6 @@ def flag_sensitive(session: Session, *, actor: User, assignment_id: str) -> None
         raise InvalidInput("this clip was already submitted", field="assignment")
     _assignment, clip, _item = opened
     withdraw_clips(session, actor=user_actor(actor), clip_ids=[clip.id], reason="sensitive")
-    enqueue(session, clip=clip, queue="safety")
+    enqueue(session, clip=clip, queue=SAFETY)
     actor.sensitive_blocked_on = utcnow().date().isoformat()
     audit.record(session, actor=user_actor(actor), action="review.sensitive", object_type="clip", object_id=clip.id)

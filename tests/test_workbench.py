@@ -284,6 +284,83 @@ def test_help_request_round_trip(ws: Workspace) -> None:
         assert help.apply_answer(s, actor=r, help_id=req.id).state == "applied"
 
 
+def _gold(ws: Workspace, n: int) -> list[int]:
+    ids = f.queue_clips(ws, n)
+    with ws.transaction() as s:
+        clips = [s.execute(select(Clip).where(Clip.external_id == i)).scalar_one() for i in ids]
+        for clip in clips:
+            add_gold(s, actor=Actor.cli(), clip=clip, transcript=TEXT, intent="PlayMusic")
+        return [c.id for c in clips]
+
+
+def test_gold_is_served_only_while_any_reviewer_may_hear_the_clip(ws: Workspace) -> None:
+    pii_clip, sensitive_clip, near_clip, fine_clip = _gold(ws, 4)
+    r, other = f.user(ws, "r1"), f.user(ws, "r2")
+    for clip_id, report in ((pii_clip, "pii"), (sensitive_clip, "sensitive")):
+        with ws.transaction() as s:
+            a = s.merge(lease_next(s, actor=other))
+            while a.clip_id != clip_id:  # give back the others until this one comes up
+                skip_assignment(s, actor=other, assignment_id=a.id, reason="too_hard")
+                a = lease_next(s, actor=other)
+            if report == "pii":
+                report_missed_pii(s, actor=other, assignment_id=a.id, start=0.5, end=1.0)
+            else:
+                flag_sensitive(s, actor=other, assignment_id=a.id)
+    with ws.transaction() as s:
+        s.get(ClipProtection, near_clip).sensitivity = 0.5  # type: ignore[union-attr]
+    served = set()
+    with ws.transaction() as s:
+        while (item := serve_gold(s, user=r, max_sensitivity=0.3)) is not None:
+            served.add(item.clip_id)
+            a = lease_next(s, actor=r, queue="gold")
+            assert a is not None
+            submit_annotation(s, actor=r, assignment_id=a.id, transcript=TEXT, intent="PlayMusic")
+    # Back in the pipeline after a missed-PII report, in the safety queue, or too sensitive today:
+    # never served as gold.
+    assert served == {fine_clip}
+    with ws.transaction() as s:
+        assert serve_gold(s, user=f.user(ws, "r3"), max_sensitivity=None).clip_id in {near_clip, fine_clip}  # type: ignore[union-attr]
+
+
+def test_a_flagged_clip_stays_in_safety_and_a_later_consent_withdrawal_reaches_it(ws: Workspace) -> None:
+    from earmark.consent import set_consent
+    from earmark.types import Consent
+
+    f.queue_clips(ws, 1)
+    r = f.user(ws, "r1")
+    a = _lease(ws, r)
+    with ws.transaction() as s:
+        flag_sensitive(s, actor=r, assignment_id=a.id)
+    with ws.sessions() as s:
+        assert s.get(Clip, a.clip_id).status == "queued"  # type: ignore[union-attr]  # waiting in safety
+    with ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id="acct-q0", human_review=Consent.deny)
+    with ws.sessions() as s:
+        rows = s.execute(select(QueueItem.queue, QueueItem.state).where(QueueItem.clip_id == a.clip_id))
+        states = {queue: state for queue, state in rows}
+        assert states == {"general": "withdrawn", "safety": "withdrawn"}
+        assert s.get(Clip, a.clip_id).status == "withdrawn"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("report", ["pii", "sensitive"])
+def test_a_withdrawn_clip_closes_its_help_requests(ws: Workspace, report: str) -> None:
+    f.queue_clips(ws, 1)
+    r, senior = f.user(ws, "r1"), f.user(ws, "sen1", Role.senior)
+    a = _lease(ws, r)
+    with ws.transaction() as s:
+        req = help.ask_help(s, actor=r, assignment_id=a.id, start=0.5, end=1.5, question="what is this word?")
+    with ws.transaction() as s:
+        if report == "pii":
+            report_missed_pii(s, actor=r, assignment_id=a.id, start=0.5, end=1.0)
+        else:
+            flag_sensitive(s, actor=r, assignment_id=a.id)
+    with pytest.raises(NotFound), ws.transaction() as s:
+        help.help_audio(s, user=senior, help_id=req.id, blobs=ws.blobs, keyring=ws.keyring)
+    with ws.sessions() as s:
+        assert help.open_requests(s) == []
+        assert s.get(type(req), req.id).state == "closed"  # type: ignore[union-attr]
+
+
 def test_agreement_figures() -> None:
     assert cohen_kappa([("a", "a"), ("b", "b")]) == 1.0
     assert cohen_kappa([]) is None

@@ -8,6 +8,7 @@ import hmac
 import json
 import re
 import time
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -92,26 +93,29 @@ def _lease_general(request: Request, session: Session, user: User) -> Assignment
     """Lease the reviewer's next clip (or the one held); now and then a gold clip. Commits."""
     ws = get_ws(request)
     queue = GENERAL
+    # A reviewer who met distressing content today gets no near-sensitive clip, gold included.
+    blocked = user.sensitive_blocked_on == utcnow().date().isoformat()
+    max_sensitivity = 0.3 if blocked else None
     if active_assignment(session, user=user) is None:
         leases = session.execute(
             select(func.count()).select_from(Assignment).where(Assignment.user_id == user.id)
         ).scalar_one()
-        if is_gold_lease(user.id, leases, ws.settings.gold_rate) and serve_gold(session, user=user) is not None:
+        if is_gold_lease(user.id, leases, ws.settings.gold_rate) and (
+            serve_gold(session, user=user, max_sensitivity=max_sensitivity) is not None
+        ):
             queue = GOLD
-    blocked = user.sensitive_blocked_on == utcnow().date().isoformat()
     review_queues = (GENERAL, GOLD)  # a gold clip looks like any other to the reviewer
-    assignment = lease_next(
+    lease = partial(
+        lease_next,
         session,
         actor=user,
-        queue=queue,
         lease_seconds=ws.settings.lease_seconds,
-        max_sensitivity=0.3 if blocked else None,
+        max_sensitivity=max_sensitivity,
         resume=review_queues,
     )
+    assignment = lease(queue=queue)
     if assignment is None and queue == GOLD:
-        assignment = lease_next(
-            session, actor=user, queue=GENERAL, lease_seconds=ws.settings.lease_seconds, resume=review_queues
-        )
+        assignment = lease(queue=GENERAL)
     session.commit()
     return assignment
 

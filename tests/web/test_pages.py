@@ -5,8 +5,9 @@ import time
 
 from sqlalchemy import select, update
 
-from earmark.models import Annotation, Assignment, Clip, QueueItem
-from earmark.types import Role
+from earmark.models import Annotation, Assignment, Clip, ClipProtection, QueueItem, User, utcnow
+from earmark.quality import add_gold
+from earmark.types import Actor, Role
 from earmark.workspace import Workspace
 from tests import factories as f
 from tests.conftest import ADMIN_PASSWORD
@@ -166,6 +167,26 @@ def test_a_senior_holding_a_review_clip_reaches_adjudication(ws: Workspace) -> N
     with ws.sessions() as s:
         states = s.execute(select(QueueItem.queue, QueueItem.state).order_by(QueueItem.id)).all()
     assert ("adjudication", "leased") in states and states.count(("general", "leased")) == 2  # rev1, rev2
+
+
+def test_a_reviewer_blocked_for_the_day_gets_no_near_sensitive_clip_gold_included(ws: Workspace) -> None:
+    ws.settings.gold_rate = 1.0  # every lease tries gold first
+    ids = f.queue_clips(ws, 3)
+    with ws.transaction() as s:
+        clips = [s.execute(select(Clip).where(Clip.external_id == i)).scalar_one() for i in ids]
+        add_gold(s, actor=Actor.cli(), clip=clips[0], transcript="play shake it off", intent="PlayMusic")
+        for near in clips[:2]:  # the gold clip and the oldest general one are near-sensitive
+            s.get(ClipProtection, near.id).sensitivity = 0.5  # type: ignore[union-attr]
+        fine = clips[2].id
+    rev = f.user(ws, "rev1")
+    with ws.transaction() as s:
+        s.get(User, rev.id).sensitive_blocked_on = utcnow().date().isoformat()  # type: ignore[union-attr]
+    c = client(ws)
+    login(c, "rev1", "reviewer-password")
+    assert c.get("/review", follow_redirects=True).status_code == 200
+    with ws.sessions() as s:
+        leased = s.execute(select(QueueItem.clip_id).where(QueueItem.state == "leased")).scalars().all()
+    assert leased == [fine]
 
 
 def test_admin_dashboard_shows_throughput_agreement_and_reviewers(ws: Workspace) -> None:
