@@ -47,6 +47,16 @@ class ImportReport:
     errors: list[tuple[int, str]]
 
 
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file (catalog JSONL); a file that is not UTF-8 is refused by name."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot be read ({exc.strerror})") from None
+
+
 def import_catalog(session: Session, *, actor: Actor, lines: Iterable[str]) -> ImportReport:
     """Add or update entities from JSONL lines {"id", "name", "type", "aliases"}. Bad lines are
     reported by number and skipped; good ones are kept. Audited; caller commits."""
@@ -133,7 +143,7 @@ def import_inventory(session: Session, *, actor: Actor, path: Path) -> tuple[int
     [{"name", "entity_type"?}]}. Audited; caller commits."""
     try:
         data = InventoryFile.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError, ValidationError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
         raise InvalidInput(f"{path}: not a valid inventory file ({exc})") from exc
     session.execute(delete(InventoryItem))
     for name in dict.fromkeys(data.intents):

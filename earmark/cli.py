@@ -449,12 +449,13 @@ def catalog_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL: id, name, type, aliases.")],
 ) -> None:
     """Add or update catalog entities; bad lines are reported by number, good ones kept."""
-    from earmark.catalog import import_catalog
+    from earmark.catalog import import_catalog, read_lines
 
+    lines = read_lines(file)
     ws = _open()
     try:
         with ws.transaction() as session:
-            report = import_catalog(session, actor=Actor.cli(), lines=file.read_text(encoding="utf-8").splitlines())
+            report = import_catalog(session, actor=Actor.cli(), lines=lines)
     finally:
         ws.close()
     out.print(f"catalog: {report.added} added, {report.updated} updated, {len(report.errors)} rejected")

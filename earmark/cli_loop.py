@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from earmark.catalog import CatalogLine, InventoryFile
+from earmark.catalog import CatalogLine, InventoryFile, read_lines
 from earmark.cli import _open, _settings, app, err, eval_app, out
 from earmark.errors import InvalidInput
 from earmark.sampling import SampleResult, draw_sample
@@ -123,7 +123,7 @@ def sample(
 
 def _entity_check(catalog: Path, inventory: Path | None) -> EntityCheck | None:
     names: dict[str, set[str]] = {}
-    for lineno, line in enumerate(catalog.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_lines(catalog), 1):
         if not line.strip():
             continue
         try:

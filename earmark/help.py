@@ -5,6 +5,7 @@ request's audio link is dead."""
 
 from __future__ import annotations
 
+import math
 import secrets
 
 from sqlalchemy import select
@@ -33,7 +34,7 @@ def ask_help(
     assert clip is not None
     rate = clip.protected_sample_rate or 16_000
     total = clip.protected_num_samples or 0
-    if not 0 <= start < end or int(start * rate) >= total:
+    if not (math.isfinite(start) and math.isfinite(end)) or not 0 <= start < end or int(start * rate) >= total:
         raise InvalidInput(f"the range must lie inside the clip (0 to {total / rate:.2f} s)", field="range")
     text = " ".join(question.split())
     if not text:

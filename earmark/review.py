@@ -63,9 +63,13 @@ def prefill_slots(text: str, device_slots: list[dict[str, Any]]) -> list[dict[st
     return out
 
 
-def get_assignment(session: Session, *, user: User, assignment_id: str) -> Assignment:
-    """The assignment, if it belongs to `user`. Someone else's id is reported as not found."""
-    assignment = session.get(Assignment, assignment_id)
+def get_assignment(session: Session, *, user: User, assignment_id: str, lock: bool = False) -> Assignment:
+    """The assignment, if it belongs to `user`. Someone else's id is reported as not found.
+
+    `lock` takes its row lock (PostgreSQL; SQLite transactions are serialized anyway) and reads it
+    afresh: a concurrent change to the same pass waits, then sees what the first one stored.
+    """
+    assignment = session.get(Assignment, assignment_id, with_for_update=lock or None, populate_existing=lock)
     if assignment is None or assignment.user_id != user.id:
         raise NotFound("no such assignment")
     return assignment
@@ -224,7 +228,9 @@ def _placeholders(text: str) -> list[str]:
 
 
 def _open_pass(session: Session, actor: User, assignment_id: str) -> tuple[Assignment, Clip, QueueItem] | Annotation:
-    assignment = get_assignment(session, user=actor, assignment_id=assignment_id)
+    # Locked: two submits of one pass at once (a double click, a retried request) must not both
+    # store an annotation; the second waits and then returns the first's.
+    assignment = get_assignment(session, user=actor, assignment_id=assignment_id, lock=True)
     if assignment.state == AssignmentState.submitted:
         return session.execute(select(Annotation).where(Annotation.assignment_id == assignment.id)).scalar_one()
     require_active(assignment)

@@ -179,3 +179,11 @@ def test_catalog_and_inventory_import(home: Path, tmp_path: Path) -> None:
     inventory.write_text('{"intents": "PlayMusic"}')
     result = run(home, "inventory", "import", str(inventory))
     assert result.exit_code != 0
+    # Files that are not UTF-8 get a clear error, not a traceback, and change nothing.
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes('{"id": "artist:bjork", "name": "Björk", "type": "MusicArtist"}\n'.encode("latin-1"))
+    for command in ("catalog", "inventory"):
+        result = run(home, command, "import", str(latin1))
+        assert result.exit_code == 1, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        assert "utf-8" in result.stderr.lower(), result.output

@@ -361,6 +361,35 @@ def test_a_withdrawn_clip_closes_its_help_requests(ws: Workspace, report: str) -
         assert s.get(type(req), req.id).state == "closed"  # type: ignore[union-attr]
 
 
+def test_two_submits_of_one_pass_at_once_store_one_annotation(ws: Workspace) -> None:
+    """A double click that reaches two workers: the second submit waits for the first and returns
+    its annotation (on PostgreSQL it used to fail on the unique assignment constraint)."""
+    import threading
+    import time
+
+    from earmark.models import Annotation
+
+    f.queue_clips(ws, 1)
+    r = f.user(ws, "r1")
+    a = _lease(ws, r)
+    first_stored, results = threading.Event(), {}
+
+    def second() -> None:
+        first_stored.wait()
+        results["second"] = _submit(ws, r, a).id
+
+    t = threading.Thread(target=second)
+    t.start()
+    with ws.transaction() as s:
+        results["first"] = submit_annotation(s, actor=r, assignment_id=a.id, transcript=TEXT, intent="PlayMusic").id
+        first_stored.set()
+        time.sleep(0.3)  # lets the second submit reach the row lock before this one commits (ordering only)
+    t.join(timeout=30)
+    assert results["second"] == results["first"]
+    with ws.sessions() as s:
+        assert len(s.execute(select(Annotation.id)).scalars().all()) == 1
+
+
 def test_agreement_figures() -> None:
     assert cohen_kappa([("a", "a"), ("b", "b")]) == 1.0
     assert cohen_kappa([]) is None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
@@ -12,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from earmark.errors import InvalidInput, TooLarge
 from earmark.ingest import parse_meta
 from earmark.types import Actor, Consent
-from earmark.web.deps import api_actor, get_ws
+from earmark.web.deps import api_actor, get_ws, load_json
 
 router = APIRouter(prefix="/api/v1")
 
@@ -25,10 +23,7 @@ async def create_clip(
     actor: Actor = Depends(api_actor),
 ) -> JSONResponse:
     ws = get_ws(request)
-    try:
-        raw = json.loads(metadata)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"not valid JSON: {exc.msg} at column {exc.colno}", field="metadata") from exc
+    raw = load_json(metadata, field="metadata")
     if isinstance(raw, dict) and "audio" in raw:
         raise InvalidInput("send the audio as the 'audio' file part, not in metadata", field="metadata.audio")
     meta = parse_meta(raw)

@@ -7,6 +7,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from earmark import audit
+from earmark.errors import InvalidInput
 from earmark.web.deps import Caller, get_db, page_caller
 from earmark.web.pages import render
 
@@ -25,6 +26,8 @@ def audit_view(
     caller: Caller = Depends(page_caller),
     session: Session = Depends(get_db),
 ) -> Response:
+    if before is not None and not 0 < before < 2**63:
+        raise InvalidInput("before must be an event number", field="before")
     events = audit.search(
         session,
         action=action.strip() or None,

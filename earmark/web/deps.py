@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from earmark import auth
-from earmark.errors import AuthenticationFailed, PermissionDenied
+from earmark.errors import AuthenticationFailed, InvalidInput, PermissionDenied
 from earmark.models import User, WebSession
 from earmark.types import Actor, Role
 from earmark.web.policy import allowed
@@ -23,6 +25,25 @@ CSRF_HEADER = "x-csrf-token"
 
 class LoginRequired(Exception):
     """Raised for a page that needs a login; the app redirects to /login."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def load_json(raw: str | bytes, *, field: str | None = None) -> Any:
+    """Parse a JSON body or field; malformed JSON, and text that is not valid Unicode (a lone
+    surrogate escape such as "\\ud800", which no database can store), are the caller's error."""
+    try:
+        data = json.loads(raw, parse_constant=_no_constant)
+    except ValueError as exc:  # JSONDecodeError, bytes that are not UTF-8, NaN and Infinity
+        where = f": {exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise InvalidInput(f"not valid JSON{where}", field=field) from exc
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput("the text holds an invalid character (a lone surrogate)", field=field) from exc
+    return data
 
 
 def get_ws(request: Request) -> Workspace:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import re
 import time
 from functools import partial
@@ -25,7 +26,7 @@ from earmark.quality import ADJUDICATION, GOLD, is_gold_lease, serve_gold
 from earmark.queues import GENERAL, active_assignment, lease_next
 from earmark.stats import reviewer_stats
 from earmark.types import ClipStatus, Role
-from earmark.web.deps import Caller, csrf_checked, get_db, get_ws, page_caller
+from earmark.web.deps import Caller, csrf_checked, get_db, get_ws, load_json, page_caller
 from earmark.web.pages import render
 from earmark.workspace import Workspace
 
@@ -62,10 +63,7 @@ def _wav(data: bytes) -> Response:
 async def _payload(request: Request) -> dict[str, Any]:
     """The body of a state change: JSON from the page's script, or a plain form without it."""
     if request.headers.get("content-type", "").startswith("application/json"):
-        try:
-            data = json.loads(await request.body())
-        except ValueError as exc:
-            raise InvalidInput("the request body is not valid JSON") from exc
+        data = load_json(await request.body())
         if not isinstance(data, dict):
             raise InvalidInput("the request body must be a JSON object")
         return data
@@ -246,7 +244,7 @@ def review_submit(
 ) -> Response:
     ws = get_ws(request)
     if isinstance(raw.get("slots"), str):
-        raw["slots"] = json.loads(raw["slots"] or "[]")
+        raw["slots"] = load_json(raw["slots"] or "[]", field="slots")
     try:
         body = SubmitBody.model_validate(raw)
     except ValidationError as exc:
@@ -312,9 +310,12 @@ def review_skip(
 
 def _span(raw: dict[str, Any]) -> tuple[float, float]:
     try:
-        return float(raw["start"]), float(raw["end"])
+        start, end = float(raw["start"]), float(raw["end"])
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInput("give start and end in seconds", field="range") from exc
+    if not (math.isfinite(start) and math.isfinite(end)):
+        raise InvalidInput("give start and end in seconds", field="range")
+    return start, end
 
 
 @router.post("/review/{assignment_id}/pii", name="review.pii")

@@ -72,6 +72,7 @@ def test_upload_created_duplicate_conflict(ws: Workspace) -> None:
         (b"not audio at all" * 10, _meta(), 422, "not a readable audio file"),
         (b"", _meta(), 422, "empty"),
         (None, "{bad json", 422, "not valid JSON"),
+        (None, '{"clip_id": "x\\ud800", "account_id": "a"}', 422, "lone surrogate"),
         (None, _meta(recorded_at="2026-11-25T18:00:00"), 422, "time zone"),
         (None, _meta(colour="blue"), 422, "unknown field"),
         (None, json.dumps({"clip_id": "x"}), 422, "account_id: required field is missing"),

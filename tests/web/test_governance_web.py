@@ -37,6 +37,9 @@ def test_auditor_searches_the_log_and_verifies_the_chain(ws: Workspace) -> None:
     assert page.status_code == 200
     rows = page.text.split('data-testid="audit-rows"')[1]
     assert "<td>pipeline.process</td>" in rows and "<td>sample.draw</td>" not in rows
+    for before in ("10" * 16, "-1", "0"):  # beyond any event number: a clear error, not a crash
+        bad = c.get(f"/audit?before={before}")
+        assert bad.status_code == 422 and "event number" in bad.text
     checked = c.get("/audit?verify=true")
     assert "Chain intact" in checked.text
     reviewer = client(ws)

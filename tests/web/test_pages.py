@@ -145,6 +145,33 @@ def _submit_next(c, csrf: str, transcript: str | None = None, intent: str = "Pla
     assert resp.status_code == 200, resp.text
 
 
+def test_malformed_review_input_is_refused_and_the_clip_stays_open(ws: Workspace) -> None:
+    f.queue_clips(ws, 1)
+    c, csrf, page = _open_review(ws)
+    url, json_headers = page.url.path, {"X-CSRF-Token": csrf}
+    bad = [
+        ("/submit", {"data": {"transcript": "x", "intent": "", "slots": "[{broken", "csrf_token": csrf}}, "slots"),
+        ("/submit", {"content": b'{"transcript": "x", "intent": "Play\\ud800"}'}, "lone surrogate"),
+        ("/help", {"json": {"start": 0.1, "end": "inf", "question": "what?"}}, "seconds"),
+        ("/help", {"content": b'{"start": 0.1, "end": Infinity, "question": "?"}'}, "not valid JSON"),
+        ("/help", {"content": b'{"start": 0.1, "end": 0.5, "question": "\\udc00"}'}, "lone surrogate"),
+        ("/pii", {"json": {"start": 0.1, "end": "nan"}}, "seconds"),
+    ]
+    for action, body, message in bad:
+        headers = json_headers if "data" not in body else {}
+        if "content" in body:
+            headers = {**headers, "content-type": "application/json"}
+        resp = c.post(url + action, headers=headers, **body)
+        assert resp.status_code == 422, (action, resp.status_code, resp.text[:300])
+        assert message in resp.text, (action, resp.text[:300])
+    with ws.sessions() as s:
+        assert s.execute(select(Annotation)).first() is None
+        assert s.execute(select(QueueItem.state)).scalar_one() == "leased"  # nothing lost, nothing changed
+    ok = c.post(url + "/submit", json={"transcript": "play shake it off by taylor swift", "intent": "PlayMusic"},
+                headers=json_headers)  # fmt: skip
+    assert ok.status_code == 200, ok.text
+
+
 def test_a_senior_holding_a_review_clip_reaches_adjudication(ws: Workspace) -> None:
     ws.settings.review_passes = 2
     f.queue_clips(ws, 3)
