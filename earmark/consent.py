@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
@@ -9,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.errors import InvalidInput, NotFound
-from earmark.ingest import get_or_create_account
+from earmark.ingest import ID_PATTERN, get_or_create_account
 from earmark.models import Account, Clip, utcnow
 from earmark.queues import withdraw_clips
 from earmark.types import Actor, ClipStatus, Consent
@@ -55,6 +56,8 @@ def set_consent(
     before the account's first recording).
     """
     if create:
+        if not re.fullmatch(ID_PATTERN, account_id):
+            raise InvalidInput(f"{account_id!r} is not an account id clips could carry", field="account_id")
         account = get_or_create_account(session, account_id)
     else:
         account = session.execute(select(Account).where(Account.external_id == account_id)).scalar_one_or_none()

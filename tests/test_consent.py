@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import select
 
 from earmark.consent import set_consent
-from earmark.errors import NotFound, Withdrawn
+from earmark.errors import InvalidInput, NotFound, Withdrawn
 from earmark.models import Assignment, Clip, QueueItem
 from earmark.queues import lease_next
 from earmark.review import submit_annotation
@@ -86,6 +86,8 @@ def test_unknown_account_is_an_error_unless_created(ws: Workspace) -> None:
             set_consent(s, actor=Actor.cli(), account_id="nobody", human_review=Consent.allow, create=True).withdrawn
             == 0
         )
+    with pytest.raises(InvalidInput, match="not an account id"), ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id=" no body", human_review=Consent.allow, create=True)
 
 
 def _reviewed_with_help(ws: Workspace) -> tuple[str, list[str]]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from earmark.errors import InvalidInput, TooLarge
-from earmark.ingest import parse_meta
+from earmark.ingest import ID_PATTERN, parse_meta
 from earmark.types import Actor, Consent
 from earmark.web.deps import api_actor, get_ws, load_json
 
@@ -49,7 +51,10 @@ class ConsentBody(BaseModel):
 
 @router.put("/accounts/{account_id}/consent", name="api.consent.set")
 def put_consent(
-    account_id: str, body: ConsentBody, request: Request, actor: Actor = Depends(api_actor)
+    request: Request,
+    body: ConsentBody,
+    account_id: Annotated[str, Path(pattern=ID_PATTERN, description="The account's id, as in clip metadata.")],
+    actor: Actor = Depends(api_actor),
 ) -> dict[str, object]:
     result = get_ws(request).set_consent(
         actor=actor,

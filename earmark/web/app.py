@@ -45,21 +45,34 @@ class BodyLimit:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
                 await _too_large(self.limit, scope, receive, send)
                 return
-        seen = 0
+        seen, over, answered = 0, False, False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    over = True
                     raise _BodyTooLarge()
             return message
 
+        async def guarded(message: Message) -> None:
+            # A body without Content-Length (chunked) that runs over: a parser that catches the
+            # error would answer 400; the client gets the 413 that says why instead.
+            nonlocal answered
+            if not over:
+                await send(message)
+            elif not answered:
+                answered = True
+                await _too_large(self.limit, scope, receive, send)
+
         try:
-            await self.app(scope, limited, send)
+            await self.app(scope, limited, guarded)
         except _BodyTooLarge:
-            await _too_large(self.limit, scope, receive, send)
+            if not answered:
+                answered = True
+                await _too_large(self.limit, scope, receive, send)
 
 
 class _BodyTooLarge(Exception):

@@ -100,6 +100,31 @@ def test_oversized_upload_is_refused_before_it_is_read(ws: Workspace) -> None:
     assert _clips(ws) == 0
 
 
+def test_oversized_chunked_upload_gets_413_too(ws: Workspace) -> None:
+    """No Content-Length (chunked transfer): the limit is counted as the body arrives."""
+    ws.settings.max_upload_bytes = 50_000
+    c, token = client(ws), _token(ws)
+    boundary = "earmark-test-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n{_meta()}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="audio"; filename="clip.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n"
+        ).encode()
+        + f.audio_bytes(5.0)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+    def chunks():  # type: ignore[no-untyped-def]
+        for i in range(0, len(body), 8192):
+            yield body[i : i + 8192]
+
+    headers = {"Authorization": f"Bearer {token}", "content-type": f"multipart/form-data; boundary={boundary}"}
+    resp = c.post("/api/v1/clips", headers=headers, content=chunks())
+    assert resp.status_code == 413 and "limit of 50000 bytes" in resp.json()["error"]["message"]
+    assert _clips(ws) == 0
+
+
 def test_tokens_are_required_and_role_checked(ws: Workspace) -> None:
     c = client(ws)
     assert _post(c, None, f.audio_bytes(), _meta()).status_code == 401
@@ -114,5 +139,8 @@ def test_consent_route(ws: Workspace) -> None:
     assert ok.status_code == 200 and ok.json()["human_review"] == "allow"
     bad = c.put("/api/v1/accounts/acct-new/consent", headers=headers, json={"human_review": "maybe"})
     assert bad.status_code == 422 and "human_review" in bad.json()["error"]["message"]
+    # An id no clip could carry is refused, not recorded as a new account.
+    odd = c.put("/api/v1/accounts/%20acct%20x/consent", headers=headers, json={"human_review": "allow"})
+    assert odd.status_code == 422 and "account_id" in odd.json()["error"]["message"]
     stats = c.get("/api/v1/stats", headers=headers).json()
     assert stats["accounts"]["by_consent"]["allow"] == 1
