@@ -91,6 +91,11 @@ def record_outcome(session: Session, *, actor: User, assignment_id: str, outcome
         enqueue(session, clip=clip, queue=GENERAL)
     else:
         clip.status = ClipStatus.reviewed
+        # Kept by the safety team: never training data; an export that already holds it (its
+        # earlier passes were labelled) is marked for `earmark export prune`.
+        from earmark.export import mark_exports  # export -> quality -> queues; imported late
+
+        mark_exports(session, [clip.id])
     audit.record(
         session, actor=user_actor(actor), action="safety.outcome", object_type="clip", object_id=clip.id,
         details={"outcome": outcome},

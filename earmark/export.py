@@ -40,6 +40,7 @@ from earmark.export_formats import ASR_FORMATS, FORMATS, Item, render
 from earmark.keys import data_key
 from earmark.models import Account, Annotation, Assignment, Clip, Export, ExportClip, QueueItem, utcnow
 from earmark.quality import GOLD
+from earmark.queues import restricted_clips
 from earmark.types import Actor, ClipStatus, Consent
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ def final_labels(session: Session, *, consent_default: Consent) -> list[tuple[Cl
         .join(Annotation, Annotation.id == newest.c.ann_id)
         .join(Account, Account.id == Clip.account_id)
         .where(Clip.status == ClipStatus.reviewed, Clip.erased_at.is_(None), allows_review(consent_default))
+        .where(Clip.id.not_in(restricted_clips()))  # the safety team's clips are not training data
         .order_by(Clip.id)
     ).all()
     return [(c, a) for c, a in rows]
@@ -375,8 +377,8 @@ class PruneResult:
 
 
 def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
-    """Render every export marked by erasure or consent withdrawal again without the clips that
-    may no longer be used, bump its version and record the new content hash. Audited."""
+    """Render every export marked by erasure, consent withdrawal or a safety outcome again without
+    the clips that may no longer be used, bump its version and record the new content hash. Audited."""
     result = PruneResult()
     consent = Consent(ws.settings.consent_default)
     with ws.transaction() as session:
@@ -387,7 +389,11 @@ def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
                 result.missing.append(row.path)
                 continue
             held = session.execute(
-                select(Clip.id, Clip.external_id, and_(Clip.erased_at.is_(None), allows_review(consent)))
+                select(
+                    Clip.id,
+                    Clip.external_id,
+                    and_(Clip.erased_at.is_(None), allows_review(consent), Clip.id.not_in(restricted_clips())),
+                )
                 .join(ExportClip, ExportClip.clip_id == Clip.id)
                 .join(Account, Account.id == Clip.account_id)
                 .where(ExportClip.export_id == row.id)

@@ -248,6 +248,42 @@ def test_gold_passes_are_not_the_clips_label(sqlite_ws: Workspace, tmp_path: Pat
     assert (row["utt"], row["intent"]) == (TEXT, "PlayMusic")  # the reviewed label, not the gold test pass
 
 
+def test_a_clip_the_safety_team_kept_is_never_exported(ws: Workspace, tmp_path: Path) -> None:
+    """Two passes: the first labels the clip, the second reviewer flags it as distressing and the
+    safety team escalates it. The first pass's label must not make it training data."""
+    from earmark import escalation
+    from earmark.review import flag_sensitive
+    from earmark.types import Role
+
+    ws.settings.review_passes = 2
+    ids = f.queue_clips(ws, 2, text=TEXT)
+    r1, r2 = f.user(ws, "r1"), f.user(ws, "r2")
+    for reviewer in (r1, r2):
+        for _ in ids:
+            with ws.transaction() as s:
+                a = lease_next(s, actor=reviewer)
+                clip = s.get(Clip, a.clip_id)  # type: ignore[union-attr]
+                if reviewer is r2 and clip.external_id == ids[0]:  # type: ignore[union-attr]
+                    flag_sensitive(s, actor=r2, assignment_id=a.id)  # type: ignore[union-attr]
+                else:
+                    submit_annotation(s, actor=reviewer, assignment_id=a.id, transcript=TEXT, intent="PlayMusic")  # type: ignore[union-attr]
+    safety = f.user(ws, "saf1", Role.safety)
+    with ws.transaction() as s:
+        lease = escalation.lease_safety(s, actor=safety, max_clips=5, window_minutes=60, lease_seconds=600)
+        assert lease.assignment is not None
+        escalation.record_outcome(
+            s, actor=safety, assignment_id=lease.assignment.id, outcome="escalated", note="protocol step 3"
+        )
+    result = _export(ws, "massive", tmp_path / "s")
+    assert result.items == 1
+    with ws.sessions() as s:
+        kept = s.execute(select(Clip).where(Clip.external_id == ids[0])).scalar_one()
+        assert kept.status == "reviewed"  # judged by the safety team, and still not exported
+        from earmark.models import ExportClip
+
+        assert kept.id not in s.execute(select(ExportClip.clip_id)).scalars().all()
+
+
 def test_export_erase_prune_from_the_command_line(sqlite_ws: Workspace, tmp_path: Path) -> None:
     _reviewed(sqlite_ws, 2, accounts=2)
     home = str(sqlite_ws.settings.home)
