@@ -66,7 +66,10 @@ EVENTS: dict[str, str] = {
     "inventory.import": "The intent and slot inventory was replaced (details: intents, slots).",
     "review.skip": "A reviewer skipped a clip (details: reason); it returns to the queue for others.",
     "review.flag": "A reviewer flagged a clip (details: flag).",
-    "review.pii_missed": "A reviewer reported personal data left audible; the clip is re-protected (details: spans).",
+    "review.pii_missed": (
+        "A reviewer reported personal data left audible; the clip is re-protected and earlier passes "
+        "lose their text (details: spans, passes_superseded)."
+    ),
     "review.sensitive": "A reviewer flagged distressing content; the clip moved to the safety queue.",
     "review.adjudicate": "A senior settled a clip whose passes disagreed.",
     "quality.disagreement": "Passes of a clip disagreed; it went to adjudication (details: wer, intent_differs).",

@@ -207,7 +207,7 @@ class Annotation(Base):
     transcript: Mapped[str] = mapped_column(Text)
     intent: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    kind: Mapped[str] = mapped_column(String(16), default="label")  # label | skip | flag | adjudication
+    kind: Mapped[str] = mapped_column(String(16), default="label")  # label | flag | adjudication | superseded
     slots: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{"type","value","start","end","entity_id"}]
     flags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     reason: Mapped[str | None] = mapped_column(String(64))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from earmark import audit
@@ -23,6 +23,7 @@ from earmark.storage import LocalBlobStore
 from earmark.types import AssignmentState, ClipStatus, QueueState
 
 INTENT_MAX = 64
+SUPERSEDED = "superseded"  # an annotation kind: a pass made before a missed-PII report, its text gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +276,8 @@ def submit_annotation(
         raise InvalidInput(f"unknown flag {flag!r}; one of {', '.join(FLAGS)}", field="flag")
     if mode not in (None, "verify", "edit"):
         raise InvalidInput("mode must be verify or edit", field="mode")
-    if item.queue != "adjudication" and sorted(_placeholders(text)) != sorted(_placeholders(clip.redacted_text or "")):
+    # Adjudication too: a senior cannot type personal data back in either.
+    if sorted(_placeholders(text)) != sorted(_placeholders(clip.redacted_text or "")):
         raise InvalidInput("the redacted placeholders ([PERSON], [PHONE]...) must stay as they are", field="transcript")
     stored_slots = _check_nlu(session, text, intent, slots or []) if flag is None else []
     now = utcnow()
@@ -358,11 +360,18 @@ def report_missed_pii(session: Session, *, actor: User, assignment_id: str, star
         raise InvalidInput(f"the span must lie inside the clip (0 to {total / rate:.2f} s)", field="span")
     span = [int(start * rate), min(total, int(end * rate))]
     withdraw_clips(session, actor=user_actor(actor), clip_ids=[clip.id], reason="pii_missed")
+    # Earlier passes were typed while the personal data was audible: their text goes, and they no
+    # longer count as labels (the re-protected clip gets fresh passes, compared among themselves).
+    superseded = session.execute(
+        update(Annotation)
+        .where(Annotation.clip_id == clip.id, Annotation.kind != SUPERSEDED)
+        .values(kind=SUPERSEDED, transcript="", slots=[])
+    ).rowcount
     clip.extra_redactions = [*(clip.extra_redactions or []), span]
     clip.status = ClipStatus.pending  # back through the pipeline before anyone hears it again
     audit.record(
         session, actor=user_actor(actor), action="review.pii_missed", object_type="clip", object_id=clip.id,
-        details={"spans": len(clip.extra_redactions)},
+        details={"spans": len(clip.extra_redactions), "passes_superseded": superseded},
     )  # fmt: skip
 
 

@@ -166,6 +166,44 @@ def test_missed_pii_withdraws_reprotects_and_requeues(ws: Workspace) -> None:
     assert _lease(ws, r2).clip_id == a.clip_id
 
 
+def test_passes_typed_before_a_missed_pii_report_lose_their_text_and_their_vote(ws: Workspace) -> None:
+    from earmark.models import Annotation
+
+    ws.settings.review_passes = 2
+    f.queue_clips(ws, 1)
+    r1, r2, r3, r4 = (f.user(ws, f"r{i}") for i in range(1, 5))
+    first = _submit(ws, r1, _lease(ws, r1))  # typed while the name was audible
+    b = _lease(ws, r2)
+    with ws.transaction() as s:
+        report_missed_pii(s, actor=r2, assignment_id=b.id, start=1.0, end=1.6)
+    ws.process_pending()
+    with ws.sessions() as s:
+        masked = s.get(Clip, b.clip_id).redacted_text  # type: ignore[union-attr]
+        old = s.get(Annotation, first.id)
+        assert old is not None and old.kind == "superseded" and old.transcript == "" and old.slots == []
+    assert masked is not None and "[REDACTED]" in masked
+    for r in (r3, r4):  # the fresh passes agree with each other: no adjudication against the old text
+        _submit(ws, r, _lease(ws, r), transcript=masked)
+    with ws.sessions() as s:
+        assert s.get(Clip, b.clip_id).status == "reviewed"  # type: ignore[union-attr]
+        assert s.execute(select(QueueItem).where(QueueItem.queue == "adjudication")).first() is None
+
+
+def test_adjudication_keeps_the_placeholders_too(ws: Workspace) -> None:
+    ws.settings.review_passes = 2
+    f.queue_clips(ws, 1, text="call jennifer now")
+    r1, r2, senior = f.user(ws, "r1"), f.user(ws, "r2"), f.user(ws, "sen1", Role.senior)
+    with ws.sessions() as s:
+        masked = s.execute(select(Clip.redacted_text)).scalar_one()
+    assert masked == "call [PERSON] now"
+    _submit(ws, r1, _lease(ws, r1), transcript=masked, intent="MakeCall")
+    _submit(ws, r2, _lease(ws, r2), transcript=masked, intent="SendMessage")  # disagrees
+    adj = _lease(ws, senior, "adjudication")
+    with pytest.raises(InvalidInput, match="placeholders"):
+        _submit(ws, senior, adj, transcript="call jennifer now", intent="MakeCall")
+    assert _submit(ws, senior, adj, transcript=masked, intent="MakeCall").kind == "adjudication"
+
+
 def test_sensitive_flag_moves_the_clip_to_safety_and_blocks_near_sensitive_clips(ws: Workspace) -> None:
     f.queue_clips(ws, 2)
     r = f.user(ws, "r1")
