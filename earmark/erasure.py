@@ -24,6 +24,7 @@ from earmark import audit
 from earmark.errors import NotFound
 from earmark.export import mark_exports
 from earmark.models import (
+    CLIP_TEXT,
     Account,
     AccountKey,
     Annotation,
@@ -114,10 +115,8 @@ def erase_account(session: Session, *, actor: Actor, account_id: str, secret: by
             protected_blob_key=None,
             content_mac=None,
             device_id="erased",
-            device_asr_text=None,
             device_asr_confidence=None,
-            device_nlu=None,
-            redacted_text=None,
+            **CLIP_TEXT,
             erased_at=now,
         )
         .execution_options(synchronize_session=False)

@@ -123,6 +123,16 @@ class Clip(Base):
     extra_redactions: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
+# Every column of `clips` that holds what the customer said: erasure and transcript retention null
+# them all (a new text column belongs here).
+CLIP_TEXT: dict[str, None] = {
+    "device_asr_text": None,
+    "device_asr_alternatives": None,
+    "device_nlu": None,
+    "redacted_text": None,
+}
+
+
 class ClipProtection(Base):
     """What the pipeline found and did for one clip: transcript with word timing, PII spans,
     redacted audio spans, anonymizer parameters, screening decision."""

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.errors import InvalidInput
-from earmark.models import Annotation, Clip, ClipProtection, HelpRequest, utcnow
+from earmark.models import CLIP_TEXT, Annotation, Clip, ClipProtection, GoldAnswer, HelpRequest, SafetyOutcome, utcnow
 from earmark.queues import withdraw_clips
 from earmark.types import Actor, ClipStatus
 
@@ -143,16 +143,28 @@ def run_retention(
             session.execute(
                 update(Clip)
                 .where(Clip.id.in_(chunk))
-                .values(device_asr_text=None, device_nlu=None, redacted_text=None, text_purged_at=now)
+                .values(**CLIP_TEXT, text_purged_at=now)
                 .execution_options(synchronize_session=False)
             )
             session.execute(delete(ClipProtection).where(ClipProtection.clip_id.in_(chunk)))
+            # A gold answer is the clip's transcript, typed by an admin: it goes with the transcript.
+            session.execute(delete(GoldAnswer).where(GoldAnswer.clip_id.in_(chunk)))
 
     cutoff = _before(policy.annotation_days, now)
     if cutoff is not None:
         result.annotations = session.execute(delete(Annotation).where(Annotation.created_at < cutoff)).rowcount or 0
         # Help questions and answers are reviewers' words about a clip: they go with the annotations.
         result.annotations += session.execute(delete(HelpRequest).where(HelpRequest.created_at < cutoff)).rowcount or 0
+        # So are the safety team's notes; the outcome itself (an enum) stays for the exposure figures.
+        result.annotations += (
+            session.execute(
+                update(SafetyOutcome)
+                .where(SafetyOutcome.created_at < cutoff, SafetyOutcome.note.is_not(None))
+                .values(note=None)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            or 0
+        )
 
     audit.record(session, actor=actor, action="retention.run", details=result.counts())
     return result

@@ -34,6 +34,9 @@ def _setup(ws: Workspace) -> tuple[list[str], str]:
     return ids, other
 
 
+NBEST = {"text": "call jane", "confidence": 0.5, "alternatives": ["call jane doe"]}
+
+
 def test_erasure_withdraws_shreds_and_deletes(ws: Workspace) -> None:
     ids, other = _setup(ws)
     reviewer = f.user(ws, "rev1")
@@ -137,3 +140,24 @@ def _scan(ws: Workspace) -> bytes:
         if path.is_file():
             chunks.append(path.read_bytes())
     return b"\n".join(chunks)
+
+
+def test_erasure_nulls_every_text_column_of_the_clips(ws: Workspace) -> None:
+    from earmark.models import CLIP_TEXT, Clip
+    from earmark.types import Actor
+
+    # Every free-text or JSON column of `clips` is either customer text (in CLIP_TEXT) or known
+    # not to be: a new column must be placed on one side.
+    not_text = {"extra_redactions"}  # sample spans of the derivative, no words
+    text_like = {c.name for c in Clip.__table__.columns if type(c.type).__name__ in ("Text", "JSON")}
+    assert text_like == set(CLIP_TEXT) | not_text
+    [cid] = f.ingest(
+        ws,
+        1,
+        account_id="acct-x",
+        device_asr=NBEST,
+    )
+    ws.erase(actor=Actor.cli(), account_id="acct-x")
+    with ws.sessions() as s:
+        clip = s.execute(select(Clip).where(Clip.external_id == cid)).scalar_one()
+        assert {name: getattr(clip, name) for name in CLIP_TEXT} == CLIP_TEXT

@@ -27,6 +27,9 @@ def _review_one(ws: Workspace) -> None:
         submit_annotation(s, actor=reviewer, assignment_id=a.id, transcript="play music", intent="PlayMusic")
 
 
+NBEST = {"text": "call jane", "confidence": 0.5, "alternatives": ["call jane doe"]}
+
+
 def test_nothing_is_purged_before_its_time(ws: Workspace) -> None:
     f.queue_clips(ws, 2)
     result = ws.run_retention(actor=Actor.cli())
@@ -67,3 +70,40 @@ def test_a_policy_that_would_delete_audit_rows_is_refused(ws: Workspace) -> None
     ws.settings.retention_audit_days = 30
     with pytest.raises(InvalidInput, match="retention_audit_days"):
         ws.run_retention(actor=Actor.cli())
+
+
+def test_transcript_and_annotation_retention_reach_every_copy_of_the_words(ws: Workspace) -> None:
+    """The device's n-best, a gold answer (the clip's transcript typed by an admin) and a safety
+    note (the safety team's words about the clip) go with the class they belong to."""
+    from earmark import escalation
+    from earmark.models import GoldAnswer, SafetyOutcome
+    from earmark.quality import add_gold
+    from earmark.review import flag_sensitive
+    from earmark.types import Role
+
+    [nbest] = f.ingest(
+        ws,
+        1,
+        account_id="acct-n",
+        device_asr=NBEST,
+    )
+    ids = f.queue_clips(ws, 2)
+    with ws.transaction() as s:
+        clip = s.execute(select(Clip).where(Clip.external_id == ids[0])).scalar_one()
+        add_gold(s, actor=Actor.cli(), clip=clip, transcript="call jane doe on five five five", intent="MakeCall")
+    r, safety = f.user(ws, "r1"), f.user(ws, "saf1", Role.safety)
+    with ws.transaction() as s:
+        a = lease_next(s, actor=r)
+        assert a is not None
+        flag_sensitive(s, actor=r, assignment_id=a.id)
+    with ws.transaction() as s:
+        lease = escalation.lease_safety(s, actor=safety, max_clips=5, window_minutes=60, lease_seconds=600)
+        assert lease.assignment is not None
+        escalation.record_outcome(
+            s, actor=safety, assignment_id=lease.assignment.id, outcome="handled", note="caller named jane doe"
+        )
+    ws.run_retention(actor=Actor.cli(), now=utcnow() + timedelta(days=1000))
+    with ws.sessions() as s:
+        assert s.execute(select(Clip.device_asr_alternatives).where(Clip.external_id == nbest)).scalar_one() is None
+        assert s.execute(select(GoldAnswer)).first() is None
+        assert [(o.outcome, o.note) for o in s.execute(select(SafetyOutcome)).scalars()] == [("handled", None)]
