@@ -87,8 +87,10 @@ def help_audio(session: Session, *, user: User, help_id: str, blobs: LocalBlobSt
     dk = data_key(session, keyring, clip.account_id)
     wav = decrypt_blob(dk, blobs.get(clip.protected_blob_key), blob_key=clip.protected_blob_key)
     audit.record(
-        session, actor=user_actor(user), action="help.audio", object_type="help", object_id=req.id,
-        details={"bytes": len(wav)},
+        # The clip is the object (as the customer's report counts listens per clip; help requests
+        # are deleted with annotations, the log is not); the request is in the details.
+        session, actor=user_actor(user), action="help.audio", object_type="clip", object_id=clip.id,
+        details={"help": req.id, "bytes": len(wav)},
     )  # fmt: skip
     return wav
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.erasure import find_account
-from earmark.models import Annotation, Assignment, AuditEvent, Clip, Export, ExportClip, User, utcnow
+from earmark.models import Annotation, Assignment, AuditEvent, Clip, Export, ExportClip, HelpRequest, User, utcnow
 from earmark.types import Actor
 
 TEAMS = {
@@ -83,16 +83,34 @@ def build_report(session: Session, *, actor: Actor, account_id: str, secret: byt
     clip_by_id = {c.id: c for c in clips}
     if clip_by_id:
         listens = session.execute(
-            select(AuditEvent.at, Assignment.clip_id, User.role)
+            select(AuditEvent.at, Assignment.clip_id, User.role, AuditEvent.seq)
             .join(Assignment, Assignment.id == AuditEvent.object_id)
             .join(User, User.id == Assignment.user_id)
             .where(AuditEvent.action == "review.audio", Assignment.clip_id.in_(list(clip_by_id)))
             .order_by(AuditEvent.seq)
         ).all()
-        for at, clip_id, role in listens:
+        # A senior answering a help request hears the clip too. Older events name the request, not
+        # the clip: found through it while the request exists.
+        helped = session.execute(
+            select(AuditEvent.at, AuditEvent.object_id, AuditEvent.actor_role, AuditEvent.seq).where(
+                AuditEvent.action == "help.audio",
+                AuditEvent.object_type == "clip",
+                AuditEvent.object_id.in_([str(i) for i in clip_by_id]),
+            )
+        ).all()
+        helped_before = session.execute(
+            select(AuditEvent.at, HelpRequest.clip_id, AuditEvent.actor_role, AuditEvent.seq)
+            .join(HelpRequest, HelpRequest.id == AuditEvent.object_id)
+            .where(
+                AuditEvent.action == "help.audio",
+                AuditEvent.object_type == "help",
+                HelpRequest.clip_id.in_(list(clip_by_id)),
+            )
+        ).all()
+        for at, clip_id, role, _seq in sorted([*listens, *helped, *helped_before], key=lambda row: row[3]):
             report["human_listens"].append(
                 {
-                    "clip_id": clip_by_id[clip_id].external_id,
+                    "clip_id": clip_by_id[int(clip_id)].external_id,
                     "date": _day(at),
                     "role": role,
                     "team": TEAMS.get(role, role),

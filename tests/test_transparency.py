@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from earmark.consent import set_consent
@@ -35,6 +36,29 @@ def test_report_lists_recordings_samples_and_every_listen_by_role(ws: Workspace)
     assert report["annotations_kept"]["count"] == 1
     html = render_html(report)
     assert "general review team" in html and "<script" not in html
+
+
+def test_a_seniors_listen_through_a_help_request_is_reported_and_outlives_the_request(ws: Workspace) -> None:
+    from earmark import help
+    from earmark.models import HelpRequest, utcnow
+
+    [clip_id] = f.queue_clips(ws, 1)
+    reviewer, senior = f.user(ws, "r1"), f.user(ws, "sen1", Role.senior)
+    with ws.transaction() as s:
+        a = lease_next(s, actor=reviewer)
+        assert a is not None
+        assignment_audio(s, user=reviewer, assignment_id=a.id, blobs=ws.blobs, keyring=ws.keyring)
+        req = help.ask_help(s, actor=reviewer, assignment_id=a.id, start=0.1, end=0.5, question="tulsa or tulsi?")
+    with ws.transaction() as s:
+        help.help_audio(s, user=senior, help_id=req.id, blobs=ws.blobs, keyring=ws.keyring)
+    listens = [(x["clip_id"], x["role"]) for x in _report(ws, "acct-q0")["human_listens"]]
+    assert listens == [(clip_id, "reviewer"), (clip_id, "senior")]
+    # Annotation retention deletes the help request; the listen stays in the report.
+    ws.settings.retention_annotation_days = 0
+    ws.run_retention(actor=Actor.cli(), now=utcnow() + timedelta(days=1))
+    with ws.sessions() as s:
+        assert s.get(HelpRequest, req.id) is None
+    assert [(x["clip_id"], x["role"]) for x in _report(ws, "acct-q0")["human_listens"]] == listens
 
 
 def test_unknown_account_gets_an_empty_report(ws: Workspace) -> None:
