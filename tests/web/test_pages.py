@@ -216,6 +216,19 @@ def test_a_reviewer_blocked_for_the_day_gets_no_near_sensitive_clip_gold_include
     assert leased == [fine]
 
 
+def test_a_gold_clip_looks_like_any_other_to_the_reviewer(ws: Workspace) -> None:
+    ids = f.queue_clips(ws, 2)
+    with ws.transaction() as s:
+        clip = s.execute(select(Clip).where(Clip.external_id == ids[0])).scalar_one()
+        add_gold(s, actor=Actor.cli(), clip=clip, transcript="play shake it off by taylor swift", intent="PlayMusic")
+    ws.settings.gold_rate = 1.0
+    _client, _csrf, page = _open_review(ws)
+    with ws.sessions() as s:
+        queue = s.execute(select(QueueItem.queue).where(QueueItem.state == "leased")).scalar_one()
+    assert queue == "gold"  # served as a gold clip...
+    assert "gold" not in page.text.lower()  # ...and nothing on the page says so
+
+
 def test_admin_dashboard_shows_throughput_agreement_and_reviewers(ws: Workspace) -> None:
     ws.settings.review_passes = 2
     f.queue_clips(ws, 2)
