@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 from earmark import audit
 from earmark.errors import InvalidInput, NotFound
 from earmark.ingest import ID_PATTERN, get_or_create_account
-from earmark.models import Account, Clip, utcnow
+from earmark.models import Account, Clip, QueueItem, utcnow
 from earmark.queues import withdraw_clips
-from earmark.types import Actor, ClipStatus, Consent
+from earmark.types import Actor, ClipStatus, Consent, QueueState
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +81,14 @@ def set_consent(
         every = list(session.execute(select(Clip.id).where(Clip.account_id == account.id)).scalars())
         marked = mark_exports(session, every)
     if human_review == Consent.deny:
+        # Queued and pending clips, and any other with a queue item still open (a reviewed gold
+        # clip waits in the gold queue).
+        open_items = select(QueueItem.clip_id).where(QueueItem.state.in_([QueueState.queued, QueueState.leased]))
         clip_ids = list(
             session.execute(
                 select(Clip.id).where(
-                    Clip.account_id == account.id, Clip.status.in_([ClipStatus.queued, ClipStatus.pending])
+                    Clip.account_id == account.id,
+                    or_(Clip.status.in_([ClipStatus.queued, ClipStatus.pending]), Clip.id.in_(open_items)),
                 )
             ).scalars()
         )

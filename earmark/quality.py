@@ -94,6 +94,13 @@ def serve_gold(session: Session, *, user: User, max_sensitivity: float | None = 
     ).scalar_one_or_none()
     if gold_clip is None:
         return None
+    waiting = session.execute(
+        select(QueueItem)
+        .where(QueueItem.clip_id == gold_clip.id, QueueItem.queue == GOLD, QueueItem.state == QueueState.queued)
+        .limit(1)
+    ).scalar_one_or_none()
+    if waiting is not None:  # one served earlier and never leased: no pile of gold items
+        return waiting
     status = gold_clip.status
     [item] = enqueue(session, clip=gold_clip, queue=GOLD)
     gold_clip.status = status  # a gold clip is a reference clip: serving it changes nothing about it

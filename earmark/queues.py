@@ -68,13 +68,15 @@ def lease_next(
     lease_seconds: int = 600,
     max_sensitivity: float | None = None,
     resume: Collection[str] | None = None,
+    only_item: int | None = None,
 ) -> Assignment | None:
     """Give `actor` the oldest clip of `queue` that nobody holds, or None. Audited; caller commits.
 
     A person holds one clip at a time. A held clip of `queue` (or of a queue in `resume`) is
     returned as it is; one of another queue is given back first (`release`): opening a queue
     means working on it, so a senior holding a review clip who opens adjudication gets
-    adjudication, not the review clip again.
+    adjudication, not the review clip again. `only_item` restricts the lease to that queue item
+    (a gold clip chosen for this person).
 
     The conditional UPDATE is the lock: it only matches a row that is still free, so two concurrent
     callers can never both win the same item (PostgreSQL re-checks the WHERE after a row lock wait;
@@ -98,6 +100,7 @@ def lease_next(
                 select(QueueItem.id)
                 .where(QueueItem.queue == queue, _available(now), QueueItem.clip_id.not_in(seen_before))
                 .where(*_sensitivity_filter(max_sensitivity))
+                .where(*([QueueItem.id == only_item] if only_item is not None else []))
                 .order_by(QueueItem.enqueued_at, QueueItem.id)
                 .limit(LEASE_CANDIDATES)
             )

@@ -90,7 +90,7 @@ def _closed(request: Request, exc: EarmarkError) -> Response:
 def _lease_general(request: Request, session: Session, user: User) -> Assignment | None:
     """Lease the reviewer's next clip (or the one held); now and then a gold clip. Commits."""
     ws = get_ws(request)
-    queue = GENERAL
+    queue, gold_item = GENERAL, None
     # A reviewer who met distressing content today gets no near-sensitive clip, gold included.
     blocked = user.sensitive_blocked_on == utcnow().date().isoformat()
     max_sensitivity = 0.3 if blocked else None
@@ -98,10 +98,13 @@ def _lease_general(request: Request, session: Session, user: User) -> Assignment
         leases = session.execute(
             select(func.count()).select_from(Assignment).where(Assignment.user_id == user.id)
         ).scalar_one()
-        if is_gold_lease(user.id, leases, ws.settings.gold_rate) and (
-            serve_gold(session, user=user, max_sensitivity=max_sensitivity) is not None
-        ):
-            queue = GOLD
+        gold = (
+            serve_gold(session, user=user, max_sensitivity=max_sensitivity)
+            if is_gold_lease(user.id, leases, ws.settings.gold_rate)
+            else None
+        )
+        if gold is not None:
+            queue, gold_item = GOLD, gold.id
     review_queues = (GENERAL, GOLD)  # a gold clip looks like any other to the reviewer
     lease = partial(
         lease_next,
@@ -111,7 +114,7 @@ def _lease_general(request: Request, session: Session, user: User) -> Assignment
         max_sensitivity=max_sensitivity,
         resume=review_queues,
     )
-    assignment = lease(queue=queue)
+    assignment = lease(queue=queue, only_item=gold_item)  # the gold clip just checked, not the queue head
     if assignment is None and queue == GOLD:
         assignment = lease(queue=GENERAL)
     session.commit()

@@ -6,7 +6,7 @@ import time
 from sqlalchemy import select, update
 
 from earmark.models import Annotation, Assignment, Clip, ClipProtection, QueueItem, User, utcnow
-from earmark.quality import add_gold
+from earmark.quality import add_gold, serve_gold
 from earmark.types import Actor, Role
 from earmark.workspace import Workspace
 from tests import factories as f
@@ -227,6 +227,42 @@ def test_a_gold_clip_looks_like_any_other_to_the_reviewer(ws: Workspace) -> None
         queue = s.execute(select(QueueItem.queue).where(QueueItem.state == "leased")).scalar_one()
     assert queue == "gold"  # served as a gold clip...
     assert "gold" not in page.text.lower()  # ...and nothing on the page says so
+
+
+def test_a_withdrawn_gold_clip_leaves_the_gold_queue_and_reviewers_get_the_gold_clip_checked(ws: Workspace) -> None:
+    from earmark.consent import set_consent
+    from earmark.queues import lease_next
+    from earmark.review import skip_assignment, submit_annotation
+    from earmark.types import Consent
+
+    text = "play shake it off by taylor swift"
+    ids = f.queue_clips(ws, 2, accounts=2)  # one clip in acct-q0, one in acct-q1
+    first = f.user(ws, "rev0")
+    for _ in ids:
+        with ws.transaction() as s:
+            a = lease_next(s, actor=first)
+            submit_annotation(s, actor=first, assignment_id=a.id, transcript=text, intent="PlayMusic")  # type: ignore[union-attr]
+    with ws.transaction() as s:
+        gone, kept = (s.execute(select(Clip).where(Clip.external_id == i)).scalar_one() for i in ids)
+        add_gold(s, actor=Actor.cli(), clip=gone, transcript=text, intent="PlayMusic")
+        gone_id = gone.id
+    taker = f.user(ws, "rev1")
+    with ws.transaction() as s:
+        item = serve_gold(s, user=taker)
+        g = lease_next(s, actor=taker, queue="gold", only_item=item.id)  # type: ignore[union-attr]
+        skip_assignment(s, actor=taker, assignment_id=g.id, reason="too_hard")  # type: ignore[union-attr]  # waits again
+    with ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id="acct-q0", human_review=Consent.deny)
+    with ws.sessions() as s:
+        states = s.execute(select(QueueItem.state).where(QueueItem.clip_id == gone_id, QueueItem.queue == "gold"))
+        assert set(states.scalars()) == {"withdrawn"}
+    with ws.transaction() as s:
+        add_gold(s, actor=Actor.cli(), clip=s.merge(kept), transcript=text, intent="PlayMusic")
+    ws.settings.gold_rate = 1.0
+    _client, _csrf, _page = _open_review(ws, "rev2")  # gets the gold clip that was checked, no 404
+    with ws.sessions() as s:
+        leased = s.execute(select(QueueItem.clip_id).where(QueueItem.state == "leased")).scalars().all()
+    assert leased == [kept.id]
 
 
 def test_admin_dashboard_shows_throughput_agreement_and_reviewers(ws: Workspace) -> None:
