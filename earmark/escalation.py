@@ -71,7 +71,17 @@ def record_outcome(session: Session, *, actor: User, assignment_id: str, outcome
         raise InvalidInput("say what was done (the protocol asks for a note)", field="note")
     if len(text) > 2000:
         raise InvalidInput("the note is longer than 2000 characters", field="note")
-    assignment = get_assignment(session, user=actor, assignment_id=assignment_id)
+    # Locked: a second submit of the same outcome (a double click) waits, then returns the first's.
+    assignment = get_assignment(session, user=actor, assignment_id=assignment_id, lock=True)
+    if assignment.state == AssignmentState.submitted:
+        done = session.execute(
+            select(SafetyOutcome)
+            .where(SafetyOutcome.clip_id == assignment.clip_id, SafetyOutcome.user_id == actor.id)
+            .order_by(SafetyOutcome.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if done is not None:
+            return done
     require_active(assignment)
     item = session.get(QueueItem, assignment.queue_item_id)
     clip = session.get(Clip, assignment.clip_id)

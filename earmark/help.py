@@ -99,7 +99,10 @@ def answer_help(session: Session, *, actor: User, help_id: str, answer: str) -> 
     """A senior's answer goes to the asker's inbox. Audited; caller commits."""
     if Role(actor.role) not in (Role.senior, Role.admin):
         raise NotFound("no such help request")
-    req = get_request(session, user=actor, help_id=help_id)
+    get_request(session, user=actor, help_id=help_id)
+    # Locked and read afresh: two seniors answering at once cannot both win.
+    req = session.get(HelpRequest, help_id, with_for_update=True, populate_existing=True)
+    assert req is not None
     if req.state != "open":
         raise InvalidInput("this request was already answered", field="help")
     text = " ".join(answer.split())

@@ -428,6 +428,50 @@ def test_two_submits_of_one_pass_at_once_store_one_annotation(ws: Workspace) -> 
         assert len(s.execute(select(Annotation.id)).scalars().all()) == 1
 
 
+def test_two_safety_outcomes_of_one_clip_at_once_store_one(ws: Workspace) -> None:
+    """A double click on "false alarm": one outcome, one return to general review."""
+    import threading
+    import time
+
+    from sqlalchemy import func
+
+    from earmark.models import SafetyOutcome
+
+    f.queue_clips(ws, 1)
+    r, safety = f.user(ws, "r1"), f.user(ws, "saf1", Role.safety)
+    with ws.transaction() as s:
+        flag_sensitive(s, actor=r, assignment_id=lease_next(s, actor=r).id)  # type: ignore[union-attr]
+    with ws.transaction() as s:
+        lease = escalation.lease_safety(s, actor=safety, max_clips=5, window_minutes=60, lease_seconds=600)
+    assert lease.assignment is not None
+    aid, first_stored, results = lease.assignment.id, threading.Event(), {}
+
+    def outcome(key: str) -> None:
+        with ws.transaction() as s:
+            results[key] = escalation.record_outcome(
+                s, actor=safety, assignment_id=aid, outcome="false_alarm", note=""
+            ).id
+            if key == "first":
+                first_stored.set()
+                time.sleep(0.3)  # lets the second reach the row lock before this commits (ordering only)
+
+    def second() -> None:
+        first_stored.wait()
+        outcome("second")
+
+    t = threading.Thread(target=second)
+    t.start()
+    outcome("first")
+    t.join(timeout=30)
+    assert results["second"] == results["first"]
+    with ws.sessions() as s:
+        assert s.execute(select(func.count()).select_from(SafetyOutcome)).scalar_one() == 1
+        general = (
+            select(func.count()).select_from(QueueItem).where(QueueItem.queue == "general", QueueItem.state == "queued")
+        )
+        assert s.execute(general).scalar_one() == 1
+
+
 def test_agreement_figures() -> None:
     assert cohen_kappa([("a", "a"), ("b", "b")]) == 1.0
     assert cohen_kappa([]) is None
