@@ -10,10 +10,11 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -76,6 +77,19 @@ class ClipMeta(_Strict):
     device_type: str | None = Field(None, pattern=r"^[a-z0-9_-]{1,32}$")
     child_profile: bool = False
     sampling: UpstreamDraw | None = None
+
+    @field_validator("recorded_at")
+    @classmethod
+    def _plausible_time(cls, value: datetime) -> datetime:
+        # Year 1 with a positive offset cannot even be converted to UTC; a recording from before
+        # 1970 or more than a day ahead is a device clock error, not a time to store.
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range; give the recording time in UTC") from None
+        if not datetime(1970, 1, 1, tzinfo=UTC) <= utc <= datetime.now(UTC) + timedelta(days=1):
+            raise ValueError("must lie between 1970 and now (check the device's clock)")
+        return value  # as given: the derived clip id uses it
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -137,12 +137,14 @@ def test_manifest_reports_bad_lines_by_number(tmp_path: Path) -> None:
         "{not json",
         _line(tmp_path, "m3", recorded_at="2026-11-20T10:00:00"),
         _line(tmp_path, "m4"),
+        _line(tmp_path, "m5", recorded_at="0001-01-01T00:00:00+01:00"),  # cannot even become UTC
     ]
     parsed = list(read_manifest(_write_manifest(tmp_path, lines)))
-    assert [p.lineno for p in parsed] == [1, 2, 3, 4]
+    assert [p.lineno for p in parsed] == [1, 2, 3, 4, 5]
     assert parsed[0].meta is not None and parsed[3].meta is not None
     assert parsed[1].error is not None and "not valid JSON" in parsed[1].error
     assert parsed[2].error is not None and "time zone" in parsed[2].error
+    assert parsed[4].error is not None and "recorded_at: " in parsed[4].error and "out of range" in parsed[4].error
 
 
 def test_ingest_killed_half_way_then_rerun_leaves_a_consistent_store(ws: Workspace, tmp_path: Path) -> None:
