@@ -8,10 +8,10 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
 import jellyfish
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from rapidfuzz import fuzz
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -132,10 +132,22 @@ def link(session: Session, value: str, *, entity_type: str | None = None, limit:
 # -- NLU inventory -------------------------------------------------------------------------------
 
 
-class InventoryFile(BaseModel):
+InventoryName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class SlotSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    intents: list[str] = Field(min_length=1)
-    slots: list[dict[str, Any]] = Field(default_factory=list)
+    name: InventoryName
+    entity_type: InventoryName | None = None  # the catalog type its values link to
+
+
+class InventoryFile(BaseModel):
+    """{"intents": [...], "slots": [{"name", "entity_type"?}]}; names of 1 to 64 characters (what
+    a reviewer can submit)."""
+
+    model_config = ConfigDict(extra="forbid")
+    intents: list[InventoryName] = Field(min_length=1)
+    slots: list[SlotSpec] = Field(default_factory=list)
 
 
 def import_inventory(session: Session, *, actor: Actor, path: Path) -> tuple[int, int]:
@@ -150,13 +162,10 @@ def import_inventory(session: Session, *, actor: Actor, path: Path) -> tuple[int
         session.add(InventoryItem(kind="intent", name=name))
     slot_names = []
     for slot in data.slots:
-        name = str(slot.get("name", "")).strip()
-        if not name or set(slot) - {"name", "entity_type"}:
-            raise InvalidInput(f"{path}: each slot needs a 'name' (and optionally 'entity_type')")
-        if name in slot_names:
+        if slot.name in slot_names:
             continue
-        slot_names.append(name)
-        session.add(InventoryItem(kind="slot", name=name, entity_type=slot.get("entity_type")))
+        slot_names.append(slot.name)
+        session.add(InventoryItem(kind="slot", name=slot.name, entity_type=slot.entity_type))
     session.flush()
     audit.record(
         session,

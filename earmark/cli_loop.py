@@ -139,7 +139,7 @@ def _entity_check(catalog: Path, inventory: Path | None) -> EntityCheck | None:
             inv = InventoryFile.model_validate_json(inventory.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise InvalidInput(f"{inventory}: not an inventory file ({exc})", field="inventory") from None
-        slot_types = {str(slot.get("name")): slot.get("entity_type") for slot in inv.slots}
+        slot_types = {slot.name: slot.entity_type for slot in inv.slots}
     return entity_check(names, slot_types) if names else None
 
 

@@ -177,9 +177,17 @@ def test_catalog_and_inventory_import(home: Path, tmp_path: Path) -> None:
     result = run(home, "inventory", "import", str(inventory))
     assert result.exit_code == 0, result.output
     assert "2 intents, 1 slot types" in result.stdout
-    inventory.write_text('{"intents": "PlayMusic"}')
-    result = run(home, "inventory", "import", str(inventory))
-    assert result.exit_code != 0
+    bad_files = [
+        '{"intents": "PlayMusic"}',
+        '{"intents": ["PlayMusic"], "slots": [{"name": "artist", "entity_type": {"x": 1}}]}',
+        '{"intents": ["' + "X" * 65 + '"]}',  # longer than a reviewer can submit
+        '{"intents": ["PlayMusic"], "slots": [{"name": " "}]}',
+    ]
+    for bad in bad_files:
+        inventory.write_text(bad)
+        result = run(home, "inventory", "import", str(inventory))
+        assert result.exit_code == 1 and "not a valid inventory file" in result.stderr, (bad, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     # Files that are not UTF-8 get a clear error, not a traceback, and change nothing.
     latin1 = tmp_path / "latin1.jsonl"
     latin1.write_bytes('{"id": "artist:bjork", "name": "Björk", "type": "MusicArtist"}\n'.encode("latin-1"))
