@@ -188,7 +188,8 @@ def sample_stream(
     def bad(lineno: int, why: str) -> None:
         err.print(f"line {lineno}: skipped: {escape(why)}", highlight=False)
 
-    src = input_file.open(encoding="utf-8") if input_file else sys.stdin
+    # Bytes: a line that is not UTF-8 is a bad line like any other, not the end of the stream.
+    src = input_file.open("rb") if input_file else sys.stdin.buffer
     dst = output.open("w", encoding="utf-8") if output else sys.stdout
     try:
         for line in draw_stream(

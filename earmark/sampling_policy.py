@@ -381,7 +381,8 @@ def draw_stream(
     totals: StreamTotals | None = None,
     caps: CapCounter | None = None,
 ) -> Any:
-    """Yield the drawn lines of a JSONL metadata stream, each with a `sampling` object added.
+    """Yield the drawn lines of a JSONL metadata stream (lines as str or bytes), each with a
+    `sampling` object added.
 
     Reads one line at a time; a bad line is reported through `on_error` and skipped, never drawn.
     `caps` (keyed by `household_tag`) carries the cap counts of earlier runs of a split stream.
@@ -394,9 +395,10 @@ def draw_stream(
             continue
         totals.read += 1
         try:
-            raw = json.loads(line)
+            raw = json.loads(line)  # bytes that are not UTF-8: UnicodeDecodeError, a ValueError
             if not isinstance(raw, dict):
                 raise ValueError("expected a JSON object")
+            json.dumps(raw, ensure_ascii=False).encode("utf-8")  # a lone surrogate escape cannot be written
             record = StreamRecord.model_validate(raw)
         except (ValueError, ValidationError) as exc:
             totals.bad += 1

@@ -91,16 +91,22 @@ def test_sample_refuses_a_bad_policy_naming_the_key(home: Path, tmp_path: Path) 
 def test_sample_stream_then_ingest_keeps_the_upstream_draw(home: Path, tmp_path: Path) -> None:  # noqa: F811
     folder, lines = _allowed_lines(tmp_path, 20)
     stream = folder / "stream.jsonl"
-    stream.write_text(_jsonl(lines) + "{broken\n")
+    # Bad lines are skipped with their number: broken JSON, bytes that are not UTF-8, a lone
+    # surrogate escape that could not be written out.
+    latin1 = json.dumps({**lines[0], "clip_id": "latin-1", "device_asr": {"text": "Björk"}}, ensure_ascii=False)
+    stream.write_bytes(
+        (_jsonl(lines) + "{broken\n").encode() + latin1.encode("latin-1") + b"\n"
+        + json.dumps({**lines[0], "clip_id": "surrogate", "device_asr": {"text": "\ud800"}}).encode() + b"\n"
+    )  # fmt: skip
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY)
     drawn_file = folder / "drawn.jsonl"
     result = run(home, "sample-stream", "--policy", str(policy), "-i", str(stream), "-o", str(drawn_file))
     assert result.exit_code == 0, result.output
-    assert "line 21: skipped" in result.output
+    assert all(f"line {n}: skipped" in result.output for n in (21, 22, 23)), result.output
     drawn = [json.loads(x) for x in drawn_file.read_text().splitlines()]
     assert 0 < len(drawn) <= 12
-    assert f"read 21, drew {len(drawn)}" in result.output
+    assert f"read 23, drew {len(drawn)}" in result.output
     # Only drawn clips reach earmark; `human_review` is the stream's field, not a clip's.
     for x in drawn:
         del x["human_review"]
@@ -111,6 +117,16 @@ def test_sample_stream_then_ingest_keeps_the_upstream_draw(home: Path, tmp_path:
         run(home, "consent", "set", f"acct-{a}", "--human-review", "allow", "--create")
     out = json.loads(run(home, "sample", "--rate", "0.001", "--json").stdout)
     assert out["drawn"] == len(drawn)  # the stream's decision stands, whatever this run's rate
+
+
+def test_sample_stream_reads_stdin_and_writes_stdout(home: Path, tmp_path: Path) -> None:  # noqa: F811
+    _folder, lines = _allowed_lines(tmp_path, 6)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    result = run(home, "sample-stream", "--policy", str(policy), input=_jsonl(lines) + "not json\n")
+    assert result.exit_code == 0, result.output
+    drawn = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
+    assert drawn and all("sampling" in x for x in drawn) and "line 7: skipped" in result.output
 
 
 def test_eval_sampling_prints_both_policies_and_writes_the_chart(tmp_path: Path) -> None:
