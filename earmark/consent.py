@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.errors import InvalidInput, NotFound
-from earmark.ingest import ID_PATTERN, get_or_create_account
+from earmark.ingest import ID_PATTERN, check_account_id, get_or_create_account
 from earmark.models import Account, Clip, QueueItem, utcnow
 from earmark.queues import withdraw_clips
 from earmark.types import Actor, ClipStatus, Consent, QueueState
@@ -55,6 +55,7 @@ def set_consent(
     Audited; caller commits. An unknown account is an error unless `create` (consent may arrive
     before the account's first recording).
     """
+    check_account_id(account_id)
     if create:
         if not re.fullmatch(ID_PATTERN, account_id):
             raise InvalidInput(f"{account_id!r} is not an account id clips could carry", field="account_id")

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from earmark import audit
 from earmark.errors import NotFound
 from earmark.export import mark_exports
+from earmark.ingest import ERASED_PREFIX
 from earmark.models import (
     CLIP_TEXT,
     Account,
@@ -42,7 +43,7 @@ from earmark.types import Actor, ClipStatus
 
 def erased_id(secret: bytes, account_id: str) -> str:
     """What replaces an erased account's id: a keyed hash, useless without the workspace secret."""
-    return "erased:" + hmac.new(secret, f"account:{account_id}".encode(), hashlib.sha256).hexdigest()[:40]
+    return ERASED_PREFIX + hmac.new(secret, f"account:{account_id}".encode(), hashlib.sha256).hexdigest()[:40]
 
 
 @dataclass
@@ -79,7 +80,10 @@ def delete_review_text(session: Session, clip_ids: list[int], *, annotations: bo
 
 
 def find_account(session: Session, *, secret: bytes, account_id: str) -> tuple[Account | None, bool]:
-    """(account, erased?) for a customer's account id, whether or not it was erased."""
+    """(account, erased?) for a customer's account id, whether or not it was erased. An erased
+    account's own tombstone id names nobody."""
+    if account_id.startswith(ERASED_PREFIX):
+        return None, False
     account = session.execute(select(Account).where(Account.external_id == account_id)).scalar_one_or_none()
     if account is not None:
         return account, False

@@ -28,6 +28,16 @@ from earmark.storage import InflightJournal, LocalBlobStore, new_blob_key
 from earmark.types import Actor, ClipStatus
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+ERASED_PREFIX = "erased:"  # an erased account's id becomes this plus a keyed hash; no live id may start so
+
+
+def check_account_id(account_id: str) -> str:
+    """Refuse the prefix of erased accounts: such an id would reach an erased account's tombstone."""
+    if account_id.startswith(ERASED_PREFIX):
+        raise InvalidInput(f"account ids may not start with {ERASED_PREFIX!r}", field="account_id")
+    return account_id
+
+
 LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 
 Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -77,6 +87,13 @@ class ClipMeta(_Strict):
     device_type: str | None = Field(None, pattern=r"^[a-z0-9_-]{1,32}$")
     child_profile: bool = False
     sampling: UpstreamDraw | None = None
+
+    @field_validator("account_id")
+    @classmethod
+    def _not_erased(cls, value: str) -> str:
+        if value.startswith(ERASED_PREFIX):
+            raise ValueError(f"may not start with {ERASED_PREFIX!r} (the mark of an erased account)")
+        return value
 
     @field_validator("recorded_at")
     @classmethod
@@ -178,6 +195,7 @@ def get_or_create_account(session: Session, external_id: str) -> Account:
     cache: dict[str, Account] = session.info.setdefault("earmark.accounts", {})
     if external_id in cache:
         return cache[external_id]
+    check_account_id(external_id)
     account = session.execute(select(Account).where(Account.external_id == external_id)).scalar_one_or_none()
     if account is None:
         account = Account(external_id=external_id)

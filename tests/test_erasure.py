@@ -161,3 +161,27 @@ def test_erasure_nulls_every_text_column_of_the_clips(ws: Workspace) -> None:
     with ws.sessions() as s:
         clip = s.execute(select(Clip).where(Clip.external_id == cid)).scalar_one()
         assert {name: getattr(clip, name) for name in CLIP_TEXT} == CLIP_TEXT
+
+
+def test_an_erased_accounts_tombstone_id_names_nobody(ws: Workspace) -> None:
+    from earmark.consent import set_consent
+    from earmark.erasure import erased_id
+    from earmark.errors import InvalidInput
+    from earmark.transparency import build_report
+    from earmark.types import Actor, Consent
+
+    f.ingest(ws, 1, account_id="acct-x")
+    ws.erase(actor=Actor.cli(), account_id="acct-x")
+    tomb = erased_id(ws.secret, "acct-x")
+    with ws.transaction() as s:
+        assert build_report(s, actor=Actor.cli(), account_id=tomb, secret=ws.secret)["known"] is False
+        assert build_report(s, actor=Actor.cli(), account_id="acct-x", secret=ws.secret)["erased_on"]
+    from earmark.ingest import get_or_create_account, parse_meta
+
+    meta = {"account_id": tomb, "device_id": "d1", "recorded_at": "2026-11-25T18:00:00Z", "locale": "en-US"}
+    with pytest.raises(InvalidInput, match="erased"):
+        parse_meta(meta)  # a new clip would have joined the erased account
+    with pytest.raises(InvalidInput, match="erased"), ws.transaction() as s:
+        get_or_create_account(s, tomb)
+    with pytest.raises(InvalidInput, match="erased"), ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id=tomb, human_review=Consent.allow)
