@@ -12,7 +12,7 @@ from earmark import audit
 from earmark.errors import InvalidInput, NotFound
 from earmark.ingest import ID_PATTERN, check_account_id, get_or_create_account
 from earmark.models import Account, Clip, QueueItem, utcnow
-from earmark.queues import withdraw_clips
+from earmark.queues import lock_account_clips, withdraw_clips
 from earmark.types import Actor, ClipStatus, Consent, QueueState
 
 
@@ -66,6 +66,11 @@ def set_consent(
             raise NotFound(f"unknown account {account_id!r} (use --create to record consent ahead of clips)")
     if human_review is None and training_use is None:
         raise InvalidInput("give human_review, training_use or both", field="human_review")
+    # The rows this change may touch are locked before the first audit event takes the chain head
+    # (PostgreSQL; SQLite's writer lock already serializes): the pipeline storing one of these clips
+    # locks the clip first and the head last, so taking them in the other order could deadlock.
+    session.execute(select(Account.id).where(Account.id == account.id).with_for_update(key_share=True)).all()
+    lock_account_clips(session, account.id)
     if human_review is not None:
         account.human_review = human_review
     if training_use is not None:

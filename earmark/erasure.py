@@ -37,7 +37,7 @@ from earmark.models import (
     SafetyOutcome,
     utcnow,
 )
-from earmark.queues import withdraw_clips
+from earmark.queues import lock_account_clips, withdraw_clips
 from earmark.types import Actor, ClipStatus
 
 
@@ -103,6 +103,7 @@ def erase_account(session: Session, *, actor: Actor, account_id: str, secret: by
     if erased:
         return ErasureResult(account_id, already_erased=True)
     now = utcnow()
+    lock_account_clips(session, account.id)  # before withdraw_clips' first audit event
     clips = list(session.execute(select(Clip).where(Clip.account_id == account.id)).scalars())
     clip_ids = [c.id for c in clips]
     withdrawn = withdraw_clips(session, actor=actor, clip_ids=clip_ids, reason="erased")

@@ -294,7 +294,10 @@ def store_protection(
     clip is re-checked here: if consent was withdrawn meanwhile, nothing is stored.
     The derivative blob is written before the rows that point at it (its key goes into `journal`).
     """
-    clip = session.get(Clip, clip_id)
+    # Locked first, before anything appends to the audit chain (every transaction takes its rows
+    # before the chain head, or two of them can wait on each other), and re-read: a consent
+    # withdrawal committed while the models ran must be seen here, not overwritten.
+    clip = session.get(Clip, clip_id, with_for_update={"key_share": True}, populate_existing=True)
     if clip is None or clip.status != ClipStatus.pending:
         return ProcessResult(clip_id, "skipped", "no_longer_pending")
     passes_for = passes_for or {}
@@ -366,7 +369,7 @@ def store_protection(
 
 def hold_clip(session: Session, *, actor: Actor, clip_id: int, reason: str) -> None:
     """Fail closed: a clip whose processing crashed is held with the reason. Audited; caller commits."""
-    clip = session.get(Clip, clip_id)
+    clip = session.get(Clip, clip_id, with_for_update={"key_share": True}, populate_existing=True)
     if clip is None or clip.status != ClipStatus.pending:
         return
     clip.status = ClipStatus.held

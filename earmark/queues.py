@@ -190,6 +190,18 @@ def _sensitivity_filter(max_sensitivity: float | None) -> list[Any]:
     return [QueueItem.clip_id.not_in(near)]
 
 
+def lock_account_clips(session: Session, account_id: int) -> list[int]:
+    """Lock an account's clips (and so who may queue or change them) for this transaction, in id
+    order; returns their ids. On PostgreSQL a transaction that changes many of an account's clips
+    calls this before its first audit event: the pipeline holds a clip while it waits for the audit
+    chain's head, so taking the head first and the clip after deadlocks. SQLite: a plain read."""
+    return list(
+        session.execute(
+            select(Clip.id).where(Clip.account_id == account_id).order_by(Clip.id).with_for_update(key_share=True)
+        ).scalars()
+    )
+
+
 def withdraw_clips(session: Session, *, actor: Actor, clip_ids: list[int], reason: str) -> int:
     """Pull clips out of every queue at once; holders' assignments become `withdrawn`. Audited."""
     if not clip_ids:
@@ -200,10 +212,15 @@ def withdraw_clips(session: Session, *, actor: Actor, clip_ids: list[int], reaso
         chunk = clip_ids[chunk_start : chunk_start + 500]
         items = (
             session.execute(
-                select(QueueItem).where(
+                select(QueueItem)
+                .where(
                     QueueItem.clip_id.in_(chunk),
                     QueueItem.state.in_([QueueState.queued, QueueState.leased]),
                 )
+                .order_by(QueueItem.id)
+                # All of them before the first audit event takes the chain head: a lease holding
+                # one of these items waits for the head too, and would deadlock with us.
+                .with_for_update(key_share=True)
             )
             .scalars()
             .all()

@@ -1,14 +1,18 @@
-"""Plain factory functions that build real objects: audio bytes, metadata, users, queued clips."""
+"""Plain factory functions that build real objects: audio bytes, metadata, users, queued clips; and
+the wait that concurrency tests on PostgreSQL synchronize on."""
 
 from __future__ import annotations
 
 import io
 import itertools
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import soundfile as sf
+from sqlalchemy import text as sql
 
 from earmark import auth
 from earmark.audio import encode_wav, resample
@@ -124,3 +128,21 @@ def queue_clips(
     results = ws.process_pending()
     assert all(r.outcome == "general" for r in results), results
     return ids
+
+
+def wait_for_lock_wait(ws: Workspace, threads: list[threading.Thread]) -> None:
+    """Until a session of the workspace's PostgreSQL database waits on a lock, or `threads` are done:
+    how a concurrency test knows the other transaction reached the point it must wait at."""
+    with ws.engine.connect() as conn:
+        for _ in range(600):
+            waiting = conn.execute(
+                sql(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+            conn.rollback()
+            if waiting or not any(t.is_alive() for t in threads):
+                return
+            time.sleep(0.05)
+    raise AssertionError("no session ever waited on a lock")

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import select
+import threading
 
+import pytest
+from sqlalchemy import select, update
+
+from earmark import audit
 from earmark.consent import set_consent
 from earmark.errors import InvalidInput, NotFound, Withdrawn
 from earmark.models import Assignment, Clip, QueueItem
@@ -140,3 +143,35 @@ def test_keeping_reviewed_data_is_a_setting(ws: Workspace) -> None:
         assert len(s.execute(select(Annotation)).all()) == 2
         assert {c.status for c in s.execute(select(Clip).where(Clip.external_id.in_(ids))).scalars()} == {"reviewed"}
         assert s.execute(select(HelpRequest)).first() is None  # questions are not training data
+
+
+def test_withdrawal_waits_for_a_lease_in_flight_instead_of_deadlocking(ws: Workspace, backend: str) -> None:
+    """A lease has claimed one of the account's items and is about to audit. The withdrawal must
+    take every item before the audit chain head; it took the head with the first item and then
+    waited on the claimed one, while the lease waited on the head."""
+    if backend != "postgresql":
+        pytest.skip("row locks: SQLite's single writer serializes these transactions")
+    f.queue_clips(ws, 2, accounts=1)
+    with ws.sessions() as s:
+        items = s.execute(select(QueueItem.id).order_by(QueueItem.id)).scalars().all()
+    errors: list[BaseException] = []
+
+    def withdraw() -> None:
+        try:
+            with ws.transaction() as s:
+                set_consent(s, actor=Actor.cli(), account_id="acct-q0", human_review=Consent.deny)
+        except BaseException as exc:
+            errors.append(exc)
+
+    with ws.transaction() as s:  # the lease in flight, as lease_next runs it: claim, then audit
+        s.execute(update(QueueItem).where(QueueItem.id == items[-1]).values(state="leased"))
+        other = threading.Thread(target=withdraw)
+        other.start()
+        f.wait_for_lock_wait(ws, [other])
+        audit.record(s, actor=Actor.system(), action="review.expire", object_type="queue_item", object_id=items[-1])
+    other.join()
+    assert not errors, errors
+    with ws.sessions() as s:
+        states = s.execute(select(QueueItem.state)).scalars().all()
+        statuses = s.execute(select(Clip.status)).scalars().all()
+    assert states == ["withdrawn", "withdrawn"] and statuses == ["withdrawn", "withdrawn"]

@@ -4,15 +4,18 @@ their own tests). Every outcome is stored and explained; nothing unprotected rea
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
+import pytest
 import soundfile as sf
 from sqlalchemy import select
 
 from earmark.audio import encode_wav
 from earmark.consent import set_consent
+from earmark.erasure import erase_account
 from earmark.models import Clip, ClipProtection, ClipStage, QueueItem
-from earmark.pipeline import PipelineConfig, protect
+from earmark.pipeline import PipelineConfig, load_pending, protect, store_protection
 from earmark.queues import lease_next
 from earmark.types import Actor, Consent
 from earmark.workspace import Workspace
@@ -191,6 +194,87 @@ def test_consent_withdrawn_during_processing_stores_nothing(ws: Workspace) -> No
     assert result.outcome == "skipped"
     clip = _clip(ws, cid)
     assert clip.status == "withdrawn" and clip.protected_blob_key is None
+
+
+def _assert_withdrawn_everywhere(ws: Workspace, cid: str) -> None:
+    clip = _clip(ws, cid)
+    with ws.sessions() as s:
+        states = s.execute(select(QueueItem.state).where(QueueItem.clip_id == clip.id)).scalars().all()
+    assert clip.status == "withdrawn" and clip.protected_blob_key is None
+    assert all(st == "withdrawn" for st in states), states
+
+
+def test_consent_withdrawn_while_the_pipeline_stores_is_never_overwritten(ws: Workspace, backend: str) -> None:
+    """Withdrawal commits while the store waits: the store must see it and queue nothing (it did
+    queue the withdrawn clip on PostgreSQL, which read the clip before the withdrawal committed)."""
+    if backend != "postgresql":
+        pytest.skip("row locks: SQLite's single writer serializes these transactions")
+    cid = f.ingest_speech(ws, "play music", account_id="p1")
+    f.allow(ws, "p1")
+    f.sample_all(ws)
+    results: list[object] = []
+    with ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id="p1", human_review=Consent.deny)
+        s.flush()
+        worker = threading.Thread(target=lambda: results.extend(ws.process_pending()))
+        worker.start()
+        f.wait_for_lock_wait(ws, [worker])
+    worker.join()
+    assert [r.outcome for r in results] == ["skipped"]  # type: ignore[attr-defined]
+    _assert_withdrawn_everywhere(ws, cid)
+
+
+@pytest.mark.parametrize("change", ["consent", "erasure"])
+def test_withdrawal_and_a_pipeline_store_in_flight_do_not_deadlock(ws: Workspace, backend: str, change: str) -> None:
+    """The store holds the clip when a consent withdrawal or an erasure starts: that waits, then
+    pulls the clip the store queued. It deadlocked: it took the audit chain head first."""
+    if backend != "postgresql":
+        pytest.skip("row locks: SQLite's single writer serializes these transactions")
+    cid = f.ingest_speech(ws, "play music", account_id="p1")
+    f.allow(ws, "p1")
+    f.sample_all(ws)
+    clip_id = _clip(ws, cid).id
+    with ws.sessions() as s:
+        pending = load_pending(s, clip_id=clip_id, blobs=ws.blobs, keyring=ws.keyring)
+    assert pending is not None
+    result = protect(
+        pending.samples, pending.sample_rate, device_text=pending.device_text, parts=ws.components(),
+        config=ws.pipeline_config, rng=np.random.default_rng(0),
+    )  # fmt: skip
+    errors: list[BaseException] = []
+
+    def withdraw() -> None:
+        try:
+            with ws.transaction() as s:
+                if change == "consent":
+                    set_consent(s, actor=Actor.cli(), account_id="p1", human_review=Consent.deny)
+                else:
+                    erase_account(s, actor=Actor.cli(), account_id="p1", secret=ws.secret)
+        except BaseException as exc:
+            errors.append(exc)
+
+    journal = ws.blobs.journal()
+    with ws.transaction() as s:
+        s.execute(select(Clip.id).where(Clip.id == clip_id).with_for_update(key_share=True)).all()
+        other = threading.Thread(target=withdraw)
+        other.start()
+        f.wait_for_lock_wait(ws, [other])
+        stored = store_protection(
+            s, actor=Actor.system(), clip_id=clip_id, result=result, blobs=ws.blobs, keyring=ws.keyring,
+            journal=journal,
+        )  # fmt: skip
+    journal.close()
+    other.join()
+    assert not errors, errors
+    assert stored.outcome == "general"
+    if change == "consent":
+        _assert_withdrawn_everywhere(ws, cid)
+    else:
+        with ws.sessions() as s:
+            clip = s.get(Clip, clip_id)
+            states = s.execute(select(QueueItem.state).where(QueueItem.clip_id == clip_id)).scalars().all()
+        assert clip is not None and clip.status == "erased" and clip.protected_blob_key is None
+        assert states and all(st == "withdrawn" for st in states), states
 
 
 def test_odd_inputs_get_an_explained_outcome(ws: Workspace) -> None:
