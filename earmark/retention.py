@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from earmark import audit
@@ -81,6 +81,7 @@ def run_retention(
     policy.check()
     now = now or utcnow()
     result = RetentionResult()
+    _lock_candidates(session, policy, now)
 
     cutoff = _before(policy.original_days, now)
     if cutoff is not None:
@@ -168,6 +169,21 @@ def run_retention(
 
     audit.record(session, actor=actor, action="retention.run", details=result.counts())
     return result
+
+
+def _lock_candidates(session: Session, policy: RetentionPolicy, now: datetime) -> None:
+    """Lock, in id order, every clip a sweep below may change, before the first audit event takes
+    the chain's head (PostgreSQL): the pipeline holds a clip while it waits for the head, so the
+    other order deadlocks (docs/architecture.md). SQLite: a plain read."""
+    due = []
+    if (cutoff := _before(policy.original_days, now)) is not None:
+        due.append(and_(Clip.blob_key.is_not(None), Clip.ingested_at < cutoff))
+    if (cutoff := _before(policy.derivative_days, now)) is not None:
+        due.append(and_(Clip.protected_blob_key.is_not(None), Clip.processed_at < cutoff))
+    if (cutoff := _before(policy.transcript_days, now)) is not None:
+        due.append(and_(Clip.text_purged_at.is_(None), Clip.ingested_at < cutoff))
+    if due:
+        session.execute(select(Clip.id).where(or_(*due)).order_by(Clip.id).with_for_update(key_share=True)).all()
 
 
 def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import threading
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -14,9 +15,10 @@ from sqlalchemy import select
 from earmark.audio import encode_wav
 from earmark.consent import set_consent
 from earmark.erasure import erase_account
-from earmark.models import Clip, ClipProtection, ClipStage, QueueItem
+from earmark.models import Clip, ClipProtection, ClipStage, QueueItem, utcnow
 from earmark.pipeline import PipelineConfig, load_pending, protect, store_protection
 from earmark.queues import lease_next
+from earmark.retention import RetentionPolicy, run_retention
 from earmark.types import Actor, Consent
 from earmark.workspace import Workspace
 from tests import factories as f
@@ -196,11 +198,12 @@ def test_consent_withdrawn_during_processing_stores_nothing(ws: Workspace) -> No
     assert clip.status == "withdrawn" and clip.protected_blob_key is None
 
 
-def _assert_withdrawn_everywhere(ws: Workspace, cid: str) -> None:
+def _assert_withdrawn_everywhere(ws: Workspace, cid: str, *, derivative_gone: bool = True) -> None:
     clip = _clip(ws, cid)
     with ws.sessions() as s:
         states = s.execute(select(QueueItem.state).where(QueueItem.clip_id == clip.id)).scalars().all()
-    assert clip.status == "withdrawn" and clip.protected_blob_key is None
+    assert clip.status == "withdrawn"
+    assert (clip.protected_blob_key is None) == derivative_gone
     assert all(st == "withdrawn" for st in states), states
 
 
@@ -224,10 +227,11 @@ def test_consent_withdrawn_while_the_pipeline_stores_is_never_overwritten(ws: Wo
     _assert_withdrawn_everywhere(ws, cid)
 
 
-@pytest.mark.parametrize("change", ["consent", "erasure"])
+@pytest.mark.parametrize("change", ["consent", "erasure", "retention"])
 def test_withdrawal_and_a_pipeline_store_in_flight_do_not_deadlock(ws: Workspace, backend: str, change: str) -> None:
-    """The store holds the clip when a consent withdrawal or an erasure starts: that waits, then
-    pulls the clip the store queued. It deadlocked: it took the audit chain head first."""
+    """The store holds the clip when a consent withdrawal, an erasure or a retention sweep starts:
+    that waits, then pulls the clip the store queued. It deadlocked: it took the audit chain head
+    first."""
     if backend != "postgresql":
         pytest.skip("row locks: SQLite's single writer serializes these transactions")
     cid = f.ingest_speech(ws, "play music", account_id="p1")
@@ -242,14 +246,17 @@ def test_withdrawal_and_a_pipeline_store_in_flight_do_not_deadlock(ws: Workspace
         config=ws.pipeline_config, rng=np.random.default_rng(0),
     )  # fmt: skip
     errors: list[BaseException] = []
+    transcripts_only = RetentionPolicy(original_days=None, derivative_days=None)
 
     def withdraw() -> None:
         try:
             with ws.transaction() as s:
                 if change == "consent":
                     set_consent(s, actor=Actor.cli(), account_id="p1", human_review=Consent.deny)
-                else:
+                elif change == "erasure":
                     erase_account(s, actor=Actor.cli(), account_id="p1", secret=ws.secret)
+                else:
+                    run_retention(s, actor=Actor.cli(), policy=transcripts_only, now=utcnow() + timedelta(days=400))
         except BaseException as exc:
             errors.append(exc)
 
@@ -267,8 +274,8 @@ def test_withdrawal_and_a_pipeline_store_in_flight_do_not_deadlock(ws: Workspace
     other.join()
     assert not errors, errors
     assert stored.outcome == "general"
-    if change == "consent":
-        _assert_withdrawn_everywhere(ws, cid)
+    if change != "erasure":  # transcript retention takes the clip out; the derivative has its own limit
+        _assert_withdrawn_everywhere(ws, cid, derivative_gone=change == "consent")
     else:
         with ws.sessions() as s:
             clip = s.get(Clip, clip_id)
