@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.errors import InvalidInput, NotFound
-from earmark.models import Assignment, Clip, ClipProtection, QueueItem, SafetyOutcome, User, utcnow
+from earmark.models import Assignment, ClipProtection, QueueItem, SafetyOutcome, User, utcnow
 from earmark.queues import GENERAL, SAFETY, enqueue, lease_next, user_actor
-from earmark.review import get_assignment, require_active
+from earmark.review import lock_pass, require_active
 from earmark.types import AssignmentState, ClipStatus, QueueState
 
 OUTCOMES = ("false_alarm", "handled", "escalated")
@@ -72,7 +72,7 @@ def record_outcome(session: Session, *, actor: User, assignment_id: str, outcome
     if len(text) > 2000:
         raise InvalidInput("the note is longer than 2000 characters", field="note")
     # Locked: a second submit of the same outcome (a double click) waits, then returns the first's.
-    assignment = get_assignment(session, user=actor, assignment_id=assignment_id, lock=True)
+    assignment, clip, item = lock_pass(session, user=actor, assignment_id=assignment_id)
     if assignment.state == AssignmentState.submitted:
         done = session.execute(
             select(SafetyOutcome)
@@ -83,8 +83,6 @@ def record_outcome(session: Session, *, actor: User, assignment_id: str, outcome
         if done is not None:
             return done
     require_active(assignment)
-    item = session.get(QueueItem, assignment.queue_item_id)
-    clip = session.get(Clip, assignment.clip_id)
     if item is None or clip is None or item.queue != SAFETY:
         raise NotFound("no such safety clip")
     now = utcnow()

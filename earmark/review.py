@@ -76,6 +76,17 @@ def get_assignment(session: Session, *, user: User, assignment_id: str, lock: bo
     return assignment
 
 
+def lock_pass(session: Session, *, user: User, assignment_id: str) -> tuple[Assignment, Clip | None, QueueItem | None]:
+    """The caller's assignment with its clip and queue item, all three row-locked and read afresh
+    (PostgreSQL), for a change to the pass. The order is clip, queue item, assignment (then the
+    audit head), the order a consent withdrawal or an erasure takes them in: a pass that held its
+    assignment and item while a withdrawal held the clip deadlocked."""
+    assignment = get_assignment(session, user=user, assignment_id=assignment_id)
+    clip = session.get(Clip, assignment.clip_id, with_for_update={"key_share": True}, populate_existing=True)
+    item = session.get(QueueItem, assignment.queue_item_id, with_for_update={"key_share": True}, populate_existing=True)
+    return get_assignment(session, user=user, assignment_id=assignment_id, lock=True), clip, item
+
+
 def queue_of(session: Session, *, user: User, assignment_id: str) -> str:
     """Which queue the caller's assignment came from."""
     assignment = get_assignment(session, user=user, assignment_id=assignment_id)
@@ -231,12 +242,10 @@ def _placeholders(text: str) -> list[str]:
 def _open_pass(session: Session, actor: User, assignment_id: str) -> tuple[Assignment, Clip, QueueItem] | Annotation:
     # Locked: two submits of one pass at once (a double click, a retried request) must not both
     # store an annotation; the second waits and then returns the first's.
-    assignment = get_assignment(session, user=actor, assignment_id=assignment_id, lock=True)
+    assignment, clip, item = lock_pass(session, user=actor, assignment_id=assignment_id)
     if assignment.state == AssignmentState.submitted:
         return session.execute(select(Annotation).where(Annotation.assignment_id == assignment.id)).scalar_one()
     require_active(assignment)
-    clip = session.get(Clip, assignment.clip_id)
-    item = session.get(QueueItem, assignment.queue_item_id)
     assert clip is not None and item is not None
     if item.assignment_id != assignment.id or item.state != QueueState.leased:
         raise LeaseExpired("this clip was handed to someone else after your lease expired; nothing was saved")

@@ -3,17 +3,18 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from earmark import audit
 from earmark.consent import set_consent
 from earmark.errors import InvalidInput, NotFound, Withdrawn
+from earmark.escalation import lease_safety, record_outcome
 from earmark.models import Assignment, Clip, QueueItem
 from earmark.queues import lease_next
-from earmark.review import submit_annotation
+from earmark.review import flag_sensitive, report_missed_pii, skip_assignment, submit_annotation
 from earmark.sampling import draw_sample
 from earmark.sampling_policy import SamplingPolicy
-from earmark.types import Actor, Consent
+from earmark.types import Actor, Consent, Role
 from earmark.workspace import Workspace
 from tests import factories as f
 
@@ -175,3 +176,67 @@ def test_withdrawal_waits_for_a_lease_in_flight_instead_of_deadlocking(ws: Works
         states = s.execute(select(QueueItem.state)).scalars().all()
         statuses = s.execute(select(Clip.status)).scalars().all()
     assert states == ["withdrawn", "withdrawn"] and statuses == ["withdrawn", "withdrawn"]
+
+
+@pytest.mark.parametrize("change", ["submit", "skip", "report_pii", "sensitive", "safety_outcome"])
+def test_withdrawal_racing_a_reviewers_change_does_not_deadlock(ws: Workspace, backend: str, change: str) -> None:
+    """The reviewer's change has taken its rows and is about to append its audit event when the
+    customer withdraws consent: the withdrawal waits and then takes the clip out. The pass locked
+    its assignment and item before the clip, the withdrawal the clip before the item: deadlock."""
+    if backend != "postgresql":
+        pytest.skip("row locks: SQLite's single writer serializes these transactions")
+    f.queue_clips(ws, 1, accounts=1)
+    reviewer = f.user(ws, "rev1")
+    with ws.transaction() as s:
+        a = lease_next(s, actor=reviewer)
+        assert a is not None
+    if change == "safety_outcome":  # the safety team's pass on a flagged clip
+        with ws.transaction() as s:
+            flag_sensitive(s, actor=reviewer, assignment_id=a.id)
+        reviewer = f.user(ws, "safe1", Role.safety)
+        with ws.transaction() as s:
+            lease = lease_safety(s, actor=reviewer, max_clips=10, window_minutes=60, lease_seconds=600)
+            assert lease.assignment is not None
+            a = lease.assignment
+    errors: list[BaseException] = []
+    other = threading.Thread(target=_withdraw_into(ws, "acct-q0", errors))
+    me = threading.current_thread()
+
+    def at_the_audit_head(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if threading.current_thread() is me and "audit_head" in statement and not other.is_alive():
+            other.start()
+            f.wait_for_lock_wait(ws, [other])
+
+    event.listen(ws.engine, "before_cursor_execute", at_the_audit_head)
+    try:
+        with ws.transaction() as s:
+            if change == "submit":
+                submit_annotation(s, actor=reviewer, assignment_id=a.id, transcript="play it", intent="")
+            elif change == "skip":
+                skip_assignment(s, actor=reviewer, assignment_id=a.id, reason="too_hard")
+            elif change == "report_pii":
+                report_missed_pii(s, actor=reviewer, assignment_id=a.id, start=0.0, end=0.5)
+            elif change == "sensitive":
+                flag_sensitive(s, actor=reviewer, assignment_id=a.id)
+            else:
+                record_outcome(s, actor=reviewer, assignment_id=a.id, outcome="handled", note="called back")
+    finally:
+        event.remove(ws.engine, "before_cursor_execute", at_the_audit_head)
+    other.join()
+    assert not errors, errors
+    with ws.sessions() as s:
+        states = s.execute(select(QueueItem.state)).scalars().all()
+        [status] = s.execute(select(Clip.status)).scalars().all()
+    assert "queued" not in states and "leased" not in states, states
+    assert status == "withdrawn"
+
+
+def _withdraw_into(ws: Workspace, account: str, errors: list[BaseException]):  # type: ignore[no-untyped-def]
+    def withdraw() -> None:
+        try:
+            with ws.transaction() as s:
+                set_consent(s, actor=Actor.cli(), account_id=account, human_review=Consent.deny)
+        except BaseException as exc:
+            errors.append(exc)
+
+    return withdraw
