@@ -103,7 +103,10 @@ def erase_account(session: Session, *, actor: Actor, account_id: str, secret: by
     if erased:
         return ErasureResult(account_id, already_erased=True)
     now = utcnow()
-    lock_account_clips(session, account.id)  # before withdraw_clips' first audit event
+    # Rows in the order every writer takes them (docs/architecture.md): account, clips, then items
+    # (withdraw_clips) and the audit head. A sampling draw share-locks the account.
+    session.execute(select(Account.id).where(Account.id == account.id).with_for_update()).all()
+    lock_account_clips(session, account.id)
     clips = list(session.execute(select(Clip).where(Clip.account_id == account.id)).scalars())
     clip_ids = [c.id for c in clips]
     withdrawn = withdraw_clips(session, actor=actor, clip_ids=clip_ids, reason="erased")

@@ -129,6 +129,28 @@ def catalog_lookup(session: Session) -> EntityCheck | None:
     return entity_check(by_type, slot_types)
 
 
+def _still_allowed(session: Session, chosen: list[Any], default_consent: Consent) -> list[Any]:
+    """The chosen clips whose account still allows review, with those accounts share-locked until
+    commit (PostgreSQL). Consent was read when the draw began; a withdrawal committed since then
+    did not see these clips as sampled, so it did not withdraw them, and they would have gone on
+    to the pipeline and a queue. A withdrawal that comes later waits for this draw and then finds
+    them pending. SQLite: a plain re-read (its single writer already orders the two)."""
+    accounts = sorted({c.account_id for c, _, _ in chosen})
+    allowed: set[int] = set()
+    for i in range(0, len(accounts), 500):
+        allowed.update(
+            session.execute(
+                select(Account.id)
+                .where(
+                    Account.id.in_(accounts[i : i + 500]), allows_review(default_consent), Account.erased_at.is_(None)
+                )
+                .order_by(Account.id)
+                .with_for_update(read=True)
+            ).scalars()
+        )
+    return [c for c in chosen if c[0].account_id in allowed]
+
+
 def draw_sample(
     session: Session,
     *,
@@ -191,6 +213,8 @@ def draw_sample(
         chosen.append((clip, d.probability, d.reason))
     result.mean_score = result.mean_score / result.eligible if result.eligible else 0.0
     result.excluded = dict(sorted(excluded.items()))
+    if not dry_run:
+        chosen = _still_allowed(session, chosen, default_consent)
     result.drawn = len(chosen)
     result.clip_ids = [c.external_id for c, _, _ in chosen]
     if dry_run:

@@ -240,3 +240,27 @@ def _withdraw_into(ws: Workspace, account: str, errors: list[BaseException]):  #
             errors.append(exc)
 
     return withdraw
+
+
+def test_a_withdrawal_during_a_sampling_draw_is_not_undone_by_it(ws: Workspace, backend: str) -> None:
+    """The draw read consent before the withdrawal committed. The withdrawal saw the clip as not
+    yet sampled and left it; the draw then marked it pending, and the pipeline would have queued it."""
+    if backend != "postgresql":
+        pytest.skip("row locks: SQLite's single writer serializes these transactions")
+    f.ingest_speech(ws, "play music", account_id="racer")
+    f.allow(ws, "racer")
+    drawn: list[int] = []
+
+    def draw() -> None:
+        drawn.append(_sample(ws))
+
+    sampler = threading.Thread(target=draw)
+    with ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id="racer", human_review=Consent.deny)
+        s.flush()
+        sampler.start()
+        f.wait_for_lock_wait(ws, [sampler])
+    sampler.join()
+    assert drawn == [0]
+    with ws.sessions() as s:
+        assert s.execute(select(Clip.status)).scalars().all() == ["stored"]
