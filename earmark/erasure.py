@@ -17,7 +17,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from earmark import audit
@@ -87,8 +87,12 @@ def find_account(session: Session, *, secret: bytes, account_id: str) -> tuple[A
     account = session.execute(select(Account).where(Account.external_id == account_id)).scalar_one_or_none()
     if account is not None:
         return account, False
+    base = erased_id(secret, account_id)
     gone = session.execute(
-        select(Account).where(Account.external_id == erased_id(secret, account_id))
+        select(Account)
+        .where(or_(Account.external_id == base, Account.external_id.startswith(base + ":", autoescape=True)))
+        .order_by(Account.id.desc())
+        .limit(1)
     ).scalar_one_or_none()
     return gone, gone is not None
 
@@ -134,7 +138,9 @@ def erase_account(session: Session, *, actor: Actor, account_id: str, secret: by
     result.exports = mark_exports(session, clip_ids)
     # Crypto-shredding: without this key no copy of the account's audio can be decrypted.
     session.execute(delete(AccountKey).where(AccountKey.account_id == account.id))
-    account.external_id = erased_id(secret, account_id)
+    # The row id makes each erasure's tombstone unique: the customer may go on recording, which
+    # starts a new account under the same id, and that one must be erasable in turn.
+    account.external_id = f"{erased_id(secret, account_id)}:{account.id}"
     account.erased_at = now
     account.human_review = "deny"
     session.flush()

@@ -197,7 +197,12 @@ def get_or_create_account(session: Session, external_id: str) -> Account:
     if external_id in cache:
         return cache[external_id]
     check_account_id(external_id)
-    account = session.execute(select(Account).where(Account.external_id == external_id)).scalar_one_or_none()
+    # Key-share locked (PostgreSQL): an erasure of this account in progress is waited for, and then
+    # the account no longer matches (its id became a tombstone), so the clip starts a new account
+    # instead of joining the erased one, whose erasure could not be repeated.
+    account = session.execute(
+        select(Account).where(Account.external_id == external_id).with_for_update(read=True, key_share=True)
+    ).scalar_one_or_none()
     if account is None:
         account = Account(external_id=external_id)
         session.add(account)

@@ -59,8 +59,9 @@ class Account(Base):
     training_use: Mapped[str | None] = mapped_column(String(8))  # Consent to original audio in training sets
     consent_updated_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # After erasure `external_id` holds "erased:<keyed hash>", so a repeated request is recognized
-    # without keeping the customer's id.
+    # After erasure `external_id` holds "erased:<keyed hash>:<row id>", so a repeated request is
+    # recognized without keeping the customer's id (the row id: an id erased twice, once per
+    # account it named).
     erased_at: Mapped[datetime | None]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import pytest
 import soundfile as sf
@@ -13,7 +14,7 @@ from earmark.erasure import erase_account
 from earmark.errors import NotFound, Withdrawn
 from earmark.export import prune_exports, run_export
 from earmark.help import ask_help
-from earmark.models import AccountKey, Annotation, Clip, ClipProtection
+from earmark.models import Account, AccountKey, Annotation, Clip, ClipProtection
 from earmark.quality import add_gold
 from earmark.queues import lease_next
 from earmark.review import submit_annotation
@@ -185,3 +186,39 @@ def test_an_erased_accounts_tombstone_id_names_nobody(ws: Workspace) -> None:
         get_or_create_account(s, tomb)
     with pytest.raises(InvalidInput, match="erased"), ws.transaction() as s:
         set_consent(s, actor=Actor.cli(), account_id=tomb, human_review=Consent.allow)
+
+
+def test_a_clip_arriving_during_an_erasure_starts_a_new_account(ws: Workspace, backend: str) -> None:
+    """It joined the account being erased (found by its id before the erasure committed): a clip
+    with its transcript under an account whose erasure reports done and cannot be run again."""
+    if backend != "postgresql":
+        pytest.skip("row locks: SQLite's single writer serializes these transactions")
+    f.ingest_speech(ws, SECRET_WORDS, account_id=VICTIM)
+    arrived: list[str] = []
+    late = threading.Thread(target=lambda: arrived.append(f.ingest_speech(ws, SECRET_WORDS, account_id=VICTIM)))
+    with ws.transaction() as s:
+        erase_account(s, actor=Actor.cli(), account_id=VICTIM, secret=ws.secret)
+        s.flush()
+        late.start()
+        f.wait_for_lock_wait(ws, [late])
+    late.join()
+    with ws.sessions() as s:
+        clip = s.execute(select(Clip).where(Clip.external_id == arrived[0])).scalar_one()
+        account = s.get(Account, clip.account_id)
+        erased = s.execute(select(Clip.status).where(Clip.account_id != clip.account_id)).scalars().all()
+    assert account is not None and account.external_id == VICTIM and account.erased_at is None
+    assert erased == ["erased"]
+    with ws.transaction() as s:  # the new account can be erased in turn
+        assert erase_account(s, actor=Actor.cli(), account_id=VICTIM, secret=ws.secret).clips == 1
+
+
+def test_an_account_that_records_again_after_erasure_can_be_erased_again(ws: Workspace) -> None:
+    f.ingest(ws, 1, account_id="acct-again")
+    first = ws.erase(actor=Actor.cli(), account_id="acct-again")
+    f.ingest(ws, 2, account_id="acct-again")  # the customer kept using the device
+    second = ws.erase(actor=Actor.cli(), account_id="acct-again")
+    assert (first.clips, second.clips, second.already_erased) == (1, 2, False)
+    assert ws.erase(actor=Actor.cli(), account_id="acct-again").already_erased
+    with ws.sessions() as s:
+        assert s.execute(select(Clip.status)).scalars().all() == ["erased"] * 3
+        assert s.execute(select(func.count()).select_from(Account).where(Account.erased_at.is_(None))).scalar() == 0
