@@ -200,10 +200,11 @@ def get_or_create_account(session: Session, external_id: str) -> Account:
     # Key-share locked (PostgreSQL): an erasure of this account in progress is waited for, and then
     # the account no longer matches (its id became a tombstone), so the clip starts a new account
     # instead of joining the erased one, whose erasure could not be repeated.
-    account = session.execute(
-        select(Account).where(Account.external_id == external_id).with_for_update(read=True, key_share=True)
-    ).scalar_one_or_none()
+    find = select(Account).where(Account.external_id == external_id).with_for_update(read=True, key_share=True)
+    account = session.execute(find).scalar_one_or_none()
     if account is None:
+        # Two first clips of a new account at once: the second breaks the unique id, and
+        # Workspace.ingest runs its transaction again, which finds the account.
         account = Account(external_id=external_id)
         session.add(account)
         session.flush()

@@ -3,13 +3,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from earmark.errors import Conflict, InvalidAudio, InvalidInput
-from earmark.ingest import parse_meta, read_manifest
+from earmark.ingest import get_or_create_account, parse_meta, read_manifest
 from earmark.models import Account, Clip
 from earmark.types import Actor
 from earmark.workspace import Workspace
@@ -192,3 +193,27 @@ app()
     with ws.sessions() as s:
         keys = set(s.execute(select(Clip.blob_key)).scalars())
     assert set(ws.blobs.iter_keys()) == keys  # no orphans, no row without its blob
+
+
+def test_two_first_clips_of_a_new_account_at_once_both_land(ws: Workspace, backend: str) -> None:
+    """The second insert of the new account breaks the unique id; the ingest runs again and lands."""
+    if backend != "postgresql":
+        pytest.skip("row locks: SQLite's single writer serializes these transactions")
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            f.ingest(ws, 1, account_id="acct-new")
+        except BaseException as exc:
+            errors.append(exc)
+
+    other = threading.Thread(target=second)
+    with ws.transaction() as s:
+        get_or_create_account(s, "acct-new")
+        other.start()
+        f.wait_for_lock_wait(ws, [other])
+    other.join()
+    assert not errors, errors
+    with ws.sessions() as s:
+        assert s.execute(select(func.count()).select_from(Account)).scalar() == 1
+        assert s.execute(select(func.count()).select_from(Clip)).scalar() == 1
