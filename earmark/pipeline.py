@@ -28,7 +28,7 @@ from earmark.audio import decode_mono, encode_wav, resample
 from earmark.crypto import Keyring, decrypt_blob, encrypt_blob
 from earmark.keys import data_key
 from earmark.models import Clip, ClipProtection, ClipStage, utcnow
-from earmark.queues import enqueue
+from earmark.queues import enqueue, lock_clip
 from earmark.redaction import (
     RedactionMode,
     TextSpan,
@@ -297,7 +297,7 @@ def store_protection(
     # Locked first, before anything appends to the audit chain (every transaction takes its rows
     # before the chain head, or two of them can wait on each other), and re-read: a consent
     # withdrawal committed while the models ran must be seen here, not overwritten.
-    clip = session.get(Clip, clip_id, with_for_update={"key_share": True}, populate_existing=True)
+    clip = lock_clip(session, clip_id)
     if clip is None or clip.status != ClipStatus.pending:
         return ProcessResult(clip_id, "skipped", "no_longer_pending")
     passes_for = passes_for or {}
@@ -369,7 +369,7 @@ def store_protection(
 
 def hold_clip(session: Session, *, actor: Actor, clip_id: int, reason: str) -> None:
     """Fail closed: a clip whose processing crashed is held with the reason. Audited; caller commits."""
-    clip = session.get(Clip, clip_id, with_for_update={"key_share": True}, populate_existing=True)
+    clip = lock_clip(session, clip_id)
     if clip is None or clip.status != ClipStatus.pending:
         return
     clip.status = ClipStatus.held

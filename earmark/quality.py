@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.models import Annotation, Assignment, Clip, ClipProtection, GoldAnswer, QueueItem, User
-from earmark.queues import GENERAL, enqueue, restricted_clips
+from earmark.queues import GENERAL, enqueue, lock_clip, restricted_clips
 from earmark.types import Actor, ClipStatus, QueueState
 
 ADJUDICATION = "adjudication"
@@ -93,6 +93,11 @@ def serve_gold(session: Session, *, user: User, max_sensitivity: float | None = 
         select(Clip).join(GoldAnswer, GoldAnswer.clip_id == Clip.id).where(*hearable).order_by(func.random()).limit(1)
     ).scalar_one_or_none()
     if gold_clip is None:
+        return None
+    # Chosen without a lock: a consent withdrawal or erasure committing meanwhile saw no gold item
+    # to withdraw, so the clip is locked and checked again before one is made.
+    gold_clip = lock_clip(session, gold_clip.id)
+    if gold_clip is None or session.execute(select(Clip.id).where(Clip.id == gold_clip.id, *hearable)).first() is None:
         return None
     waiting = session.execute(
         select(QueueItem)

@@ -11,7 +11,17 @@ from sqlalchemy import CompoundSelect, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from earmark import audit
-from earmark.models import Assignment, Clip, ClipProtection, HelpRequest, QueueItem, SafetyOutcome, User, utcnow
+from earmark.models import (
+    Account,
+    Assignment,
+    Clip,
+    ClipProtection,
+    HelpRequest,
+    QueueItem,
+    SafetyOutcome,
+    User,
+    utcnow,
+)
 from earmark.types import Actor, AssignmentState, ClipStatus, QueueState
 
 GENERAL = "general"
@@ -188,6 +198,18 @@ def _sensitivity_filter(max_sensitivity: float | None) -> list[Any]:
         return []
     near = select(ClipProtection.clip_id).where(ClipProtection.sensitivity > max_sensitivity)
     return [QueueItem.clip_id.not_in(near)]
+
+
+def lock_clip(session: Session, clip_id: int) -> Clip | None:
+    """One clip, row-locked and read afresh for a change (PostgreSQL), after a key-share lock on
+    its account. The account first: an erasure locks the account and then its clips, and a
+    transaction that updates a clip row twice re-checks the clip's foreign key, which takes the
+    account's key-share lock; held clip first, account second, that deadlocked. SQLite: a read."""
+    account_id = session.execute(select(Clip.account_id).where(Clip.id == clip_id)).scalar_one_or_none()
+    if account_id is None:
+        return None
+    session.execute(select(Account.id).where(Account.id == account_id).with_for_update(read=True, key_share=True)).all()
+    return session.get(Clip, clip_id, with_for_update={"key_share": True}, populate_existing=True)
 
 
 def lock_account_clips(session: Session, account_id: int) -> list[int]:

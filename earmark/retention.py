@@ -21,7 +21,17 @@ from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.errors import InvalidInput
-from earmark.models import CLIP_TEXT, Annotation, Clip, ClipProtection, GoldAnswer, HelpRequest, SafetyOutcome, utcnow
+from earmark.models import (
+    CLIP_TEXT,
+    Account,
+    Annotation,
+    Clip,
+    ClipProtection,
+    GoldAnswer,
+    HelpRequest,
+    SafetyOutcome,
+    utcnow,
+)
 from earmark.queues import withdraw_clips
 from earmark.types import Actor, ClipStatus
 
@@ -182,7 +192,14 @@ def _lock_candidates(session: Session, policy: RetentionPolicy, now: datetime) -
         due.append(and_(Clip.protected_blob_key.is_not(None), Clip.processed_at < cutoff))
     if (cutoff := _before(policy.transcript_days, now)) is not None:
         due.append(and_(Clip.text_purged_at.is_(None), Clip.ingested_at < cutoff))
-    if due:
+    if due:  # accounts first (key share), as queues.lock_clip takes them
+        accounts = select(Clip.account_id).where(or_(*due))
+        session.execute(
+            select(Account.id)
+            .where(Account.id.in_(accounts))
+            .order_by(Account.id)
+            .with_for_update(read=True, key_share=True)
+        ).all()
         session.execute(select(Clip.id).where(or_(*due)).order_by(Clip.id).with_for_update(key_share=True)).all()
 
 

@@ -18,7 +18,7 @@ from earmark.errors import InvalidInput, LeaseExpired, NotFound, Withdrawn
 from earmark.keys import data_key
 from earmark.models import Annotation, Assignment, Clip, ClipProtection, Entity, QueueItem, User, utcnow
 from earmark.quality import after_submit
-from earmark.queues import SAFETY, enqueue, user_actor, withdraw_clips
+from earmark.queues import SAFETY, enqueue, lock_clip, user_actor, withdraw_clips
 from earmark.storage import LocalBlobStore
 from earmark.types import AssignmentState, ClipStatus, QueueState
 
@@ -78,11 +78,11 @@ def get_assignment(session: Session, *, user: User, assignment_id: str, lock: bo
 
 def lock_pass(session: Session, *, user: User, assignment_id: str) -> tuple[Assignment, Clip | None, QueueItem | None]:
     """The caller's assignment with its clip and queue item, all three row-locked and read afresh
-    (PostgreSQL), for a change to the pass. The order is clip, queue item, assignment (then the
-    audit head), the order a consent withdrawal or an erasure takes them in: a pass that held its
-    assignment and item while a withdrawal held the clip deadlocked."""
+    (PostgreSQL), for a change to the pass. The order is account (key share), clip, queue item,
+    assignment (then the audit head), the order a consent withdrawal or an erasure takes them in: a
+    pass that held its assignment and item while a withdrawal held the clip deadlocked."""
     assignment = get_assignment(session, user=user, assignment_id=assignment_id)
-    clip = session.get(Clip, assignment.clip_id, with_for_update={"key_share": True}, populate_existing=True)
+    clip = lock_clip(session, assignment.clip_id)
     item = session.get(QueueItem, assignment.queue_item_id, with_for_update={"key_share": True}, populate_existing=True)
     return get_assignment(session, user=user, assignment_id=assignment_id, lock=True), clip, item
 

@@ -7,9 +7,11 @@ from sqlalchemy import event, select, update
 
 from earmark import audit
 from earmark.consent import set_consent
+from earmark.erasure import erase_account
 from earmark.errors import InvalidInput, NotFound, Withdrawn
 from earmark.escalation import lease_safety, record_outcome
 from earmark.models import Assignment, Clip, QueueItem
+from earmark.quality import add_gold, serve_gold
 from earmark.queues import lease_next
 from earmark.review import flag_sensitive, report_missed_pii, skip_assignment, submit_annotation
 from earmark.sampling import draw_sample
@@ -178,8 +180,11 @@ def test_withdrawal_waits_for_a_lease_in_flight_instead_of_deadlocking(ws: Works
     assert states == ["withdrawn", "withdrawn"] and statuses == ["withdrawn", "withdrawn"]
 
 
+@pytest.mark.parametrize("by", ["consent", "erasure"])
 @pytest.mark.parametrize("change", ["submit", "skip", "report_pii", "sensitive", "safety_outcome"])
-def test_withdrawal_racing_a_reviewers_change_does_not_deadlock(ws: Workspace, backend: str, change: str) -> None:
+def test_withdrawal_racing_a_reviewers_change_does_not_deadlock(
+    ws: Workspace, backend: str, change: str, by: str
+) -> None:
     """The reviewer's change has taken its rows and is about to append its audit event when the
     customer withdraws consent: the withdrawal waits and then takes the clip out. The pass locked
     its assignment and item before the clip, the withdrawal the clip before the item: deadlock."""
@@ -199,7 +204,7 @@ def test_withdrawal_racing_a_reviewers_change_does_not_deadlock(ws: Workspace, b
             assert lease.assignment is not None
             a = lease.assignment
     errors: list[BaseException] = []
-    other = threading.Thread(target=_withdraw_into(ws, "acct-q0", errors))
+    other = threading.Thread(target=_withdraw_into(ws, "acct-q0", errors, erase=by == "erasure"))
     me = threading.current_thread()
 
     def at_the_audit_head(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
@@ -228,14 +233,17 @@ def test_withdrawal_racing_a_reviewers_change_does_not_deadlock(ws: Workspace, b
         states = s.execute(select(QueueItem.state)).scalars().all()
         [status] = s.execute(select(Clip.status)).scalars().all()
     assert "queued" not in states and "leased" not in states, states
-    assert status == "withdrawn"
+    assert status == ("erased" if by == "erasure" else "withdrawn")
 
 
-def _withdraw_into(ws: Workspace, account: str, errors: list[BaseException]):  # type: ignore[no-untyped-def]
+def _withdraw_into(ws: Workspace, account: str, errors: list[BaseException], *, erase: bool = False):  # type: ignore[no-untyped-def]
     def withdraw() -> None:
         try:
             with ws.transaction() as s:
-                set_consent(s, actor=Actor.cli(), account_id=account, human_review=Consent.deny)
+                if erase:
+                    erase_account(s, actor=Actor.cli(), account_id=account, secret=ws.secret)
+                else:
+                    set_consent(s, actor=Actor.cli(), account_id=account, human_review=Consent.deny)
         except BaseException as exc:
             errors.append(exc)
 
@@ -264,3 +272,31 @@ def test_a_withdrawal_during_a_sampling_draw_is_not_undone_by_it(ws: Workspace, 
     assert drawn == [0]
     with ws.sessions() as s:
         assert s.execute(select(Clip.status)).scalars().all() == ["stored"]
+
+
+def test_a_withdrawal_during_serving_a_gold_clip_is_not_undone(ws: Workspace, backend: str) -> None:
+    """The gold clip was chosen before the withdrawal committed, and its fresh queue item came
+    after the withdrawal looked for open items: the reviewer got a withdrawn customer's clip."""
+    if backend != "postgresql":
+        pytest.skip("row locks: SQLite's single writer serializes these transactions")
+    [cid] = f.queue_clips(ws, 1)
+    with ws.transaction() as s:
+        clip = s.execute(select(Clip).where(Clip.external_id == cid)).scalar_one()
+        add_gold(s, actor=Actor.cli(), clip=clip, transcript="play shake it off by taylor swift", intent=None)
+    reviewer = f.user(ws, "rev1")
+    served: list[object] = []
+
+    def serve() -> None:
+        with ws.transaction() as s:
+            served.append(serve_gold(s, user=reviewer))
+
+    server = threading.Thread(target=serve)
+    with ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id="acct-q0", human_review=Consent.deny)
+        s.flush()
+        server.start()
+        f.wait_for_lock_wait(ws, [server])
+    server.join()
+    assert served == [None]
+    with ws.sessions() as s:
+        assert s.execute(select(QueueItem.state).where(QueueItem.queue == "gold")).scalars().all() == []

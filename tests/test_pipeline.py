@@ -17,7 +17,7 @@ from earmark.consent import set_consent
 from earmark.erasure import erase_account
 from earmark.models import Clip, ClipProtection, ClipStage, QueueItem, utcnow
 from earmark.pipeline import PipelineConfig, load_pending, protect, store_protection
-from earmark.queues import lease_next
+from earmark.queues import lease_next, lock_clip
 from earmark.retention import RetentionPolicy, run_retention
 from earmark.types import Actor, Consent
 from earmark.workspace import Workspace
@@ -262,7 +262,7 @@ def test_withdrawal_and_a_pipeline_store_in_flight_do_not_deadlock(ws: Workspace
 
     journal = ws.blobs.journal()
     with ws.transaction() as s:
-        s.execute(select(Clip.id).where(Clip.id == clip_id).with_for_update(key_share=True)).all()
+        lock_clip(s, clip_id)  # the store's first step: the store is in flight
         other = threading.Thread(target=withdraw)
         other.start()
         f.wait_for_lock_wait(ws, [other])
