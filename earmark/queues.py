@@ -225,23 +225,23 @@ def lock_account_clips(session: Session, account_id: int) -> list[int]:
 
 
 def withdraw_clips(session: Session, *, actor: Actor, clip_ids: list[int], reason: str) -> int:
-    """Pull clips out of every queue at once; holders' assignments become `withdrawn`. Audited."""
+    """Pull clips out of every queue at once; holders' assignments become `withdrawn`. Audited.
+
+    Every row is changed before the first audit event takes the chain's head (PostgreSQL): a lease
+    holding one of the items, or a senior answering a help request about one of the clips, waits
+    for the head too, and taking the head first deadlocked with them (docs/architecture.md)."""
     if not clip_ids:
         return 0
     now = utcnow()
-    n = 0
+    withdrawn_items: list[int] = []
+    withdrawn_pending: list[int] = []
     for chunk_start in range(0, len(clip_ids), 500):
         chunk = clip_ids[chunk_start : chunk_start + 500]
         items = (
             session.execute(
                 select(QueueItem)
-                .where(
-                    QueueItem.clip_id.in_(chunk),
-                    QueueItem.state.in_([QueueState.queued, QueueState.leased]),
-                )
+                .where(QueueItem.clip_id.in_(chunk), QueueItem.state.in_([QueueState.queued, QueueState.leased]))
                 .order_by(QueueItem.id)
-                # All of them before the first audit event takes the chain head: a lease holding
-                # one of these items waits for the head too, and would deadlock with us.
                 .with_for_update(key_share=True)
             )
             .scalars()
@@ -250,15 +250,7 @@ def withdraw_clips(session: Session, *, actor: Actor, clip_ids: list[int], reaso
         for item in items:
             item.state = QueueState.withdrawn
             item.lease_expires_at = None
-            n += 1
-            audit.record(
-                session,
-                actor=actor,
-                action="queue.withdraw",
-                object_type="queue_item",
-                object_id=item.id,
-                details={"reason": reason},
-            )
+            withdrawn_items.append(item.id)
         session.execute(
             update(Assignment)
             .where(Assignment.clip_id.in_(chunk), Assignment.state == AssignmentState.active)
@@ -273,21 +265,22 @@ def withdraw_clips(session: Session, *, actor: Actor, clip_ids: list[int], reaso
         pending = list(
             session.execute(select(Clip.id).where(Clip.id.in_(chunk), Clip.status == ClipStatus.pending)).scalars()
         )
-        for clip_id in pending:  # sampled but not yet through the pipeline
-            audit.record(
-                session,
-                actor=actor,
-                action="queue.withdraw",
-                object_type="clip",
-                object_id=clip_id,
-                details={"reason": reason, "stage": "pending"},
-            )
         session.execute(update(Clip).where(Clip.id.in_(pending)).values(status=ClipStatus.withdrawn))
-        n += len(pending)
+        withdrawn_pending += pending  # sampled but not yet through the pipeline
         session.execute(
             update(Clip).where(Clip.id.in_(chunk), Clip.status == ClipStatus.queued).values(status=ClipStatus.withdrawn)
         )
-    return n
+    for item_id in withdrawn_items:
+        audit.record(
+            session, actor=actor, action="queue.withdraw", object_type="queue_item", object_id=item_id,
+            details={"reason": reason},
+        )  # fmt: skip
+    for clip_id in withdrawn_pending:
+        audit.record(
+            session, actor=actor, action="queue.withdraw", object_type="clip", object_id=clip_id,
+            details={"reason": reason, "stage": "pending"},
+        )  # fmt: skip
+    return len(withdrawn_items) + len(withdrawn_pending)
 
 
 def queue_depths(session: Session) -> dict[str, dict[str, int]]:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import event, select, update
@@ -10,7 +12,8 @@ from earmark.consent import set_consent
 from earmark.erasure import erase_account
 from earmark.errors import InvalidInput, NotFound, Withdrawn
 from earmark.escalation import lease_safety, record_outcome
-from earmark.models import Assignment, Clip, QueueItem
+from earmark.help import answer_help, ask_help
+from earmark.models import Assignment, Clip, HelpRequest, QueueItem
 from earmark.quality import add_gold, serve_gold
 from earmark.queues import lease_next
 from earmark.review import flag_sensitive, report_missed_pii, skip_assignment, submit_annotation
@@ -205,28 +208,17 @@ def test_withdrawal_racing_a_reviewers_change_does_not_deadlock(
             a = lease.assignment
     errors: list[BaseException] = []
     other = threading.Thread(target=_withdraw_into(ws, "acct-q0", errors, erase=by == "erasure"))
-    me = threading.current_thread()
-
-    def at_the_audit_head(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if threading.current_thread() is me and "audit_head" in statement and not other.is_alive():
-            other.start()
-            f.wait_for_lock_wait(ws, [other])
-
-    event.listen(ws.engine, "before_cursor_execute", at_the_audit_head)
-    try:
-        with ws.transaction() as s:
-            if change == "submit":
-                submit_annotation(s, actor=reviewer, assignment_id=a.id, transcript="play it", intent="")
-            elif change == "skip":
-                skip_assignment(s, actor=reviewer, assignment_id=a.id, reason="too_hard")
-            elif change == "report_pii":
-                report_missed_pii(s, actor=reviewer, assignment_id=a.id, start=0.0, end=0.5)
-            elif change == "sensitive":
-                flag_sensitive(s, actor=reviewer, assignment_id=a.id)
-            else:
-                record_outcome(s, actor=reviewer, assignment_id=a.id, outcome="handled", note="called back")
-    finally:
-        event.remove(ws.engine, "before_cursor_execute", at_the_audit_head)
+    with _at_the_audit_head(ws, other), ws.transaction() as s:
+        if change == "submit":
+            submit_annotation(s, actor=reviewer, assignment_id=a.id, transcript="play it", intent="")
+        elif change == "skip":
+            skip_assignment(s, actor=reviewer, assignment_id=a.id, reason="too_hard")
+        elif change == "report_pii":
+            report_missed_pii(s, actor=reviewer, assignment_id=a.id, start=0.0, end=0.5)
+        elif change == "sensitive":
+            flag_sensitive(s, actor=reviewer, assignment_id=a.id)
+        else:
+            record_outcome(s, actor=reviewer, assignment_id=a.id, outcome="handled", note="called back")
     other.join()
     assert not errors, errors
     with ws.sessions() as s:
@@ -300,3 +292,42 @@ def test_a_withdrawal_during_serving_a_gold_clip_is_not_undone(ws: Workspace, ba
     assert served == [None]
     with ws.sessions() as s:
         assert s.execute(select(QueueItem.state).where(QueueItem.queue == "gold")).scalars().all() == []
+
+
+def test_a_withdrawal_racing_a_seniors_answer_does_not_deadlock(ws: Workspace, backend: str) -> None:
+    """The answer holds its help request and is about to audit; the withdrawal closes open help
+    requests. It took the audit head first, with the first withdrawn item, then waited: deadlock."""
+    if backend != "postgresql":
+        pytest.skip("row locks: SQLite's single writer serializes these transactions")
+    f.queue_clips(ws, 1)
+    reviewer, senior = f.user(ws, "rev1"), f.user(ws, "sen1", Role.senior)
+    with ws.transaction() as s:
+        a = lease_next(s, actor=reviewer)
+        assert a is not None
+        req = ask_help(s, actor=reviewer, assignment_id=a.id, start=0.0, end=0.5, question="which word?")
+    errors: list[BaseException] = []
+    other = threading.Thread(target=_withdraw_into(ws, "acct-q0", errors))
+    with _at_the_audit_head(ws, other), ws.transaction() as s:
+        answer_help(s, actor=senior, help_id=req.id, answer="taylor")
+    other.join()
+    assert not errors, errors
+    with ws.sessions() as s:
+        assert s.execute(select(QueueItem.state)).scalars().all() == ["withdrawn"]
+        assert s.get(HelpRequest, req.id) is None  # help text goes with the withdrawal
+
+
+@contextmanager
+def _at_the_audit_head(ws: Workspace, other: threading.Thread) -> Iterator[None]:
+    """While inside, this thread's first audit append starts `other` and waits until it blocks."""
+    me = threading.current_thread()
+
+    def hook(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if threading.current_thread() is me and "audit_head" in statement and not other.is_alive():
+            other.start()
+            f.wait_for_lock_wait(ws, [other])
+
+    event.listen(ws.engine, "before_cursor_execute", hook)
+    try:
+        yield
+    finally:
+        event.remove(ws.engine, "before_cursor_execute", hook)
