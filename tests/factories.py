@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 import soundfile as sf
 from sqlalchemy import text as sql
 
@@ -146,3 +148,16 @@ def wait_for_lock_wait(ws: Workspace, threads: list[threading.Thread]) -> None:
                 return
             time.sleep(0.05)
     raise AssertionError("no session ever waited on a lock")
+
+
+# Row-lock races: only PostgreSQL has them (SQLite's single writer serializes transactions).
+postgres_only = pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param(
+            "postgresql",
+            marks=pytest.mark.skipif(os.environ.get("EARMARK_TEST_PG") == "skip", reason="EARMARK_TEST_PG=skip"),
+        )
+    ],
+    indirect=True,
+)

@@ -151,12 +151,11 @@ def test_keeping_reviewed_data_is_a_setting(ws: Workspace) -> None:
         assert s.execute(select(HelpRequest)).first() is None  # questions are not training data
 
 
-def test_withdrawal_waits_for_a_lease_in_flight_instead_of_deadlocking(ws: Workspace, backend: str) -> None:
+@f.postgres_only
+def test_withdrawal_waits_for_a_lease_in_flight_instead_of_deadlocking(ws: Workspace) -> None:
     """A lease has claimed one of the account's items and is about to audit. The withdrawal must
     take every item before the audit chain head; it took the head with the first item and then
     waited on the claimed one, while the lease waited on the head."""
-    if backend != "postgresql":
-        pytest.skip("row locks: SQLite's single writer serializes these transactions")
     f.queue_clips(ws, 2, accounts=1)
     with ws.sessions() as s:
         items = s.execute(select(QueueItem.id).order_by(QueueItem.id)).scalars().all()
@@ -183,16 +182,13 @@ def test_withdrawal_waits_for_a_lease_in_flight_instead_of_deadlocking(ws: Works
     assert states == ["withdrawn", "withdrawn"] and statuses == ["withdrawn", "withdrawn"]
 
 
+@f.postgres_only
 @pytest.mark.parametrize("by", ["consent", "erasure"])
 @pytest.mark.parametrize("change", ["submit", "skip", "report_pii", "sensitive", "safety_outcome"])
-def test_withdrawal_racing_a_reviewers_change_does_not_deadlock(
-    ws: Workspace, backend: str, change: str, by: str
-) -> None:
+def test_withdrawal_racing_a_reviewers_change_does_not_deadlock(ws: Workspace, change: str, by: str) -> None:
     """The reviewer's change has taken its rows and is about to append its audit event when the
     customer withdraws consent: the withdrawal waits and then takes the clip out. The pass locked
     its assignment and item before the clip, the withdrawal the clip before the item: deadlock."""
-    if backend != "postgresql":
-        pytest.skip("row locks: SQLite's single writer serializes these transactions")
     f.queue_clips(ws, 1, accounts=1)
     reviewer = f.user(ws, "rev1")
     with ws.transaction() as s:
@@ -242,11 +238,10 @@ def _withdraw_into(ws: Workspace, account: str, errors: list[BaseException], *, 
     return withdraw
 
 
-def test_a_withdrawal_during_a_sampling_draw_is_not_undone_by_it(ws: Workspace, backend: str) -> None:
+@f.postgres_only
+def test_a_withdrawal_during_a_sampling_draw_is_not_undone_by_it(ws: Workspace) -> None:
     """The draw read consent before the withdrawal committed. The withdrawal saw the clip as not
     yet sampled and left it; the draw then marked it pending, and the pipeline would have queued it."""
-    if backend != "postgresql":
-        pytest.skip("row locks: SQLite's single writer serializes these transactions")
     f.ingest_speech(ws, "play music", account_id="racer")
     f.allow(ws, "racer")
     drawn: list[int] = []
@@ -266,11 +261,10 @@ def test_a_withdrawal_during_a_sampling_draw_is_not_undone_by_it(ws: Workspace, 
         assert s.execute(select(Clip.status)).scalars().all() == ["stored"]
 
 
-def test_a_withdrawal_during_serving_a_gold_clip_is_not_undone(ws: Workspace, backend: str) -> None:
+@f.postgres_only
+def test_a_withdrawal_during_serving_a_gold_clip_is_not_undone(ws: Workspace) -> None:
     """The gold clip was chosen before the withdrawal committed, and its fresh queue item came
     after the withdrawal looked for open items: the reviewer got a withdrawn customer's clip."""
-    if backend != "postgresql":
-        pytest.skip("row locks: SQLite's single writer serializes these transactions")
     [cid] = f.queue_clips(ws, 1)
     with ws.transaction() as s:
         clip = s.execute(select(Clip).where(Clip.external_id == cid)).scalar_one()
@@ -294,11 +288,10 @@ def test_a_withdrawal_during_serving_a_gold_clip_is_not_undone(ws: Workspace, ba
         assert s.execute(select(QueueItem.state).where(QueueItem.queue == "gold")).scalars().all() == []
 
 
-def test_a_withdrawal_racing_a_seniors_answer_does_not_deadlock(ws: Workspace, backend: str) -> None:
+@f.postgres_only
+def test_a_withdrawal_racing_a_seniors_answer_does_not_deadlock(ws: Workspace) -> None:
     """The answer holds its help request and is about to audit; the withdrawal closes open help
     requests. It took the audit head first, with the first withdrawn item, then waited: deadlock."""
-    if backend != "postgresql":
-        pytest.skip("row locks: SQLite's single writer serializes these transactions")
     f.queue_clips(ws, 1)
     reviewer, senior = f.user(ws, "rev1"), f.user(ws, "sen1", Role.senior)
     with ws.transaction() as s:

@@ -188,11 +188,10 @@ def test_an_erased_accounts_tombstone_id_names_nobody(ws: Workspace) -> None:
         set_consent(s, actor=Actor.cli(), account_id=tomb, human_review=Consent.allow)
 
 
-def test_a_clip_arriving_during_an_erasure_starts_a_new_account(ws: Workspace, backend: str) -> None:
+@f.postgres_only
+def test_a_clip_arriving_during_an_erasure_starts_a_new_account(ws: Workspace) -> None:
     """It joined the account being erased (found by its id before the erasure committed): a clip
     with its transcript under an account whose erasure reports done and cannot be run again."""
-    if backend != "postgresql":
-        pytest.skip("row locks: SQLite's single writer serializes these transactions")
     f.ingest_speech(ws, SECRET_WORDS, account_id=VICTIM)
     arrived: list[str] = []
     late = threading.Thread(target=lambda: arrived.append(f.ingest_speech(ws, SECRET_WORDS, account_id=VICTIM)))

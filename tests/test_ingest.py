@@ -195,10 +195,9 @@ app()
     assert set(ws.blobs.iter_keys()) == keys  # no orphans, no row without its blob
 
 
-def test_two_first_clips_of_a_new_account_at_once_both_land(ws: Workspace, backend: str) -> None:
+@f.postgres_only
+def test_two_first_clips_of_a_new_account_at_once_both_land(ws: Workspace) -> None:
     """The second insert of the new account breaks the unique id; the ingest runs again and lands."""
-    if backend != "postgresql":
-        pytest.skip("row locks: SQLite's single writer serializes these transactions")
     errors: list[BaseException] = []
 
     def second() -> None:

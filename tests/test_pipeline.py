@@ -207,11 +207,10 @@ def _assert_withdrawn_everywhere(ws: Workspace, cid: str, *, derivative_gone: bo
     assert all(st == "withdrawn" for st in states), states
 
 
-def test_consent_withdrawn_while_the_pipeline_stores_is_never_overwritten(ws: Workspace, backend: str) -> None:
+@f.postgres_only
+def test_consent_withdrawn_while_the_pipeline_stores_is_never_overwritten(ws: Workspace) -> None:
     """Withdrawal commits while the store waits: the store must see it and queue nothing (it did
     queue the withdrawn clip on PostgreSQL, which read the clip before the withdrawal committed)."""
-    if backend != "postgresql":
-        pytest.skip("row locks: SQLite's single writer serializes these transactions")
     cid = f.ingest_speech(ws, "play music", account_id="p1")
     f.allow(ws, "p1")
     f.sample_all(ws)
@@ -227,13 +226,12 @@ def test_consent_withdrawn_while_the_pipeline_stores_is_never_overwritten(ws: Wo
     _assert_withdrawn_everywhere(ws, cid)
 
 
+@f.postgres_only
 @pytest.mark.parametrize("change", ["consent", "erasure", "retention"])
-def test_withdrawal_and_a_pipeline_store_in_flight_do_not_deadlock(ws: Workspace, backend: str, change: str) -> None:
+def test_withdrawal_and_a_pipeline_store_in_flight_do_not_deadlock(ws: Workspace, change: str) -> None:
     """The store holds the clip when a consent withdrawal, an erasure or a retention sweep starts:
     that waits, then pulls the clip the store queued. It deadlocked: it took the audit chain head
     first."""
-    if backend != "postgresql":
-        pytest.skip("row locks: SQLite's single writer serializes these transactions")
     cid = f.ingest_speech(ws, "play music", account_id="p1")
     f.allow(ws, "p1")
     f.sample_all(ws)
