@@ -15,10 +15,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 from typer.core import TyperGroup
 
 from earmark import audit, auth, db, keys
 from earmark.config import Settings, load_settings
+from earmark.db import BUSY_MESSAGE, is_transient
 from earmark.errors import EarmarkError, InvalidInput
 from earmark.ingest import ClipMeta, read_manifest
 from earmark.pipeline import ProcessResult, pending_clip_ids
@@ -38,6 +40,11 @@ class _Group(TyperGroup):
         except EarmarkError as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
+        except DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            err.print(f"[red]error:[/] {BUSY_MESSAGE}", highlight=False)
+            raise typer.Exit(75) from None  # EX_TEMPFAIL
 
 
 app = typer.Typer(

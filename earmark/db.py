@@ -12,9 +12,24 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from earmark.errors import SchemaError
+
+# SQLSTATEs of a conflict that trying again resolves: serialization failure, deadlock detected
+# (the database rolled this transaction back to break the cycle), lock not available (lock_timeout).
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+BUSY_MESSAGE = "the database was busy with a conflicting change; nothing was saved; try again"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` is a database conflict that left nothing half-done and may succeed if the
+    whole change is tried again (PostgreSQL SQLSTATEs above; SQLite still locked after its wait)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) in TRANSIENT_SQLSTATES or "database is locked" in str(orig)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -419,8 +419,12 @@ def open_workspace(settings: Settings, *, check_schema: bool = True) -> Workspac
         secret=secret,
     )
     if check_schema:
-        with ws.transaction() as session:
-            record_settings(session, settings)
+        try:
+            with ws.transaction() as session:
+                record_settings(session, settings)
+        except BaseException:
+            ws.close()  # a busy database, say: its pool must not outlive the failed open
+            raise
     return ws
 
 

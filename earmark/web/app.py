@@ -15,8 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from earmark.db import BUSY_MESSAGE, is_transient
 from earmark.errors import EarmarkError
 from earmark.web.deps import LoginRequired
 from earmark.worker import BackgroundWorker
@@ -189,6 +191,20 @@ def create_app(ws: Workspace, *, worker: bool = False) -> FastAPI:
             return JSONResponse({"error": {"message": problems, "field": None}}, status_code=422)
         return app.state.templates.TemplateResponse(
             request, "error.html", {"message": problems, "status": 422}, status_code=422
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> Response:
+        if not is_transient(exc):
+            raise exc  # a 500, logged
+        # A conflict the database resolved by rolling this request back: say so, so the client
+        # (or the person) sends it again; the transaction left nothing behind.
+        log.warning("database conflict on %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
+        headers = {"Retry-After": "1"}
+        if wants_json(request):
+            return JSONResponse({"error": {"message": BUSY_MESSAGE, "field": None}}, status_code=503, headers=headers)
+        return app.state.templates.TemplateResponse(
+            request, "error.html", {"message": BUSY_MESSAGE, "status": 503}, status_code=503, headers=headers
         )
 
     for router in routers():

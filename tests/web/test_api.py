@@ -5,8 +5,11 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from sqlalchemy import text as sql
+from typer.testing import CliRunner
 
 from earmark import auth
+from earmark.cli import app as cli_app
 from earmark.models import Account, Clip
 from earmark.types import Actor, Role
 from earmark.workspace import Workspace
@@ -146,3 +149,31 @@ def test_consent_route(ws: Workspace) -> None:
     assert odd.status_code == 422 and "account_id" in odd.json()["error"]["message"]
     stats = c.get("/api/v1/stats", headers=headers).json()
     assert stats["accounts"]["by_consent"]["allow"] == 1
+
+
+@f.postgres_only
+def test_a_database_conflict_is_a_503_to_retry_and_saves_nothing(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change that meets a lock it may not wait for (here: lock_timeout while another transaction
+    holds the audit chain's head; a deadlock victim is the same) is rolled back whole and answered
+    503 with Retry-After, not a bare 500; the CLI says the same and exits 75 (EX_TEMPFAIL)."""
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=300")
+    ws.engine.dispose()  # new connections take the timeout
+    c, token = client(ws), _token(ws)
+    headers = {"Authorization": f"Bearer {token}"}
+    with ws.engine.connect() as holder:
+        holder.execute(sql("SELECT 1 FROM audit_head FOR UPDATE"))
+        busy = c.put("/api/v1/accounts/acct-busy/consent", headers=headers, json={"human_review": "allow"})
+        cli = CliRunner().invoke(
+            cli_app,
+            ["--home", str(ws.settings.home), "consent", "set", "acct-busy", "--human-review", "allow", "--create"],
+            env={"EARMARK_DATABASE_URL": ws.settings.database_url or ""},
+        )
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    assert "nothing was saved" in busy.json()["error"]["message"]
+    assert cli.exit_code == 75 and "nothing was saved" in cli.output, cli.output
+    with ws.sessions() as s:
+        assert s.execute(select(func.count()).select_from(Account)).scalar_one() == 0
+    again = c.put("/api/v1/accounts/acct-busy/consent", headers=headers, json={"human_review": "allow"})
+    assert again.status_code == 200, again.text
