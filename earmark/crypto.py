@@ -95,15 +95,26 @@ class Keyring:
 
     active_id: str
     keys: dict[str, bytes] = field(default_factory=dict, repr=False)
+    # The key file it was read from, if any: a rotation by another process rewrites that file,
+    # and a long-running process re-reads it (`reload`) instead of failing on the new key's id.
+    path: Path | None = field(default=None, repr=False, compare=False)
 
     def active(self) -> tuple[str, bytes]:
         return self.active_id, self.keys[self.active_id]
 
     def get(self, kid: str) -> bytes:
+        if kid not in self.keys:
+            self.reload()
         try:
             return self.keys[kid]
         except KeyError:
             raise KeyUnavailable(f"workspace key {kid} is not in the keyring; was the key file replaced?") from None
+
+    def reload(self) -> None:
+        """Re-read the key file in place (nothing to do for a key from the environment)."""
+        if self.path is not None:
+            fresh = read_keyring(self.path)
+            self.active_id, self.keys = fresh.active_id, fresh.keys
 
     @classmethod
     def single(cls, key: bytes) -> Keyring:
@@ -165,4 +176,6 @@ def read_keyring(path: Path) -> Keyring:
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise ConfigError(f"{path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`")
-    return Keyring.from_json(path.read_text(encoding="utf-8"), source=str(path))
+    ring = Keyring.from_json(path.read_text(encoding="utf-8"), source=str(path))
+    ring.path = path
+    return ring

@@ -113,6 +113,9 @@ def erase_account(session: Session, *, actor: Actor, account_id: str, secret: by
     lock_account_clips(session, account.id)
     clips = list(session.execute(select(Clip).where(Clip.account_id == account.id)).scalars())
     clip_ids = [c.id for c in clips]
+    # Crypto-shredding: without this key no copy of the account's audio can be decrypted. Before
+    # the first audit event: a key rotation holds the key rows while it waits for the chain head.
+    session.execute(delete(AccountKey).where(AccountKey.account_id == account.id))
     withdrawn = withdraw_clips(session, actor=actor, clip_ids=clip_ids, reason="erased")
     result = ErasureResult(account_id, already_erased=False, clips=len(clips), withdrawn=withdrawn)
     result.annotations = delete_review_text(session, clip_ids, annotations=True)
@@ -136,8 +139,6 @@ def erase_account(session: Session, *, actor: Actor, account_id: str, secret: by
     # After the clips' update: an export registering these clips concurrently holds their row
     # locks, so by now it has committed and is found here.
     result.exports = mark_exports(session, clip_ids)
-    # Crypto-shredding: without this key no copy of the account's audio can be decrypted.
-    session.execute(delete(AccountKey).where(AccountKey.account_id == account.id))
     # The row id makes each erasure's tombstone unique: the customer may go on recording, which
     # starts a new account under the same id, and that one must be erasable in turn.
     account.external_id = f"{erased_id(secret, account_id)}:{account.id}"

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from earmark import audit
 from earmark.crypto import Keyring, key_id, new_key, unwrap_key, wrap_key, write_keyring
 from earmark.errors import KeyUnavailable
-from earmark.models import Account, AccountKey, utcnow
+from earmark.models import Account, AccountKey, KeyState, utcnow
 from earmark.types import Actor
 
 
@@ -39,6 +39,17 @@ def ensure_data_key(session: Session, keyring: Keyring, account: Account) -> byt
         dk = unwrap_key(keyring.get(row.wrapping_key_id), row.wrapped_key, account_ref=_ref(account.id))
         cache[account.id] = dk
         return dk
+    # The key this wrap uses must be the one the database says is current: a rotation by another
+    # process since this one read its keyring has re-wrapped every key and retired the old one.
+    state = session.get(KeyState, 1, with_for_update={"read": True}, populate_existing=True)
+    current = state.active_key_id if state is not None else None
+    if current is not None and current != keyring.active_id:
+        keyring.reload()
+        if current != keyring.active_id:
+            raise KeyUnavailable(
+                f"the workspace key was rotated to {current} and this process still holds "
+                f"{keyring.active_id}; restart it with the new key (EARMARK_WORKSPACE_KEY or the key file)"
+            )
     dk = new_key()
     kid, wk = keyring.active()
     session.add(
@@ -57,6 +68,15 @@ def rewrap_all(session: Session, *, actor: Actor, old: Keyring, new_id: str, new
     """Re-wrap every account data key under the workspace key `new`. Blobs are untouched."""
     n = 0
     now = utcnow()
+    # First: a process wrapping a new account key holds this row shared until it commits, so
+    # the select below sees that key, and a process that comes later sees the new key id.
+    state = session.get(KeyState, 1, with_for_update=True, populate_existing=True)
+    if state is None:
+        state = KeyState(id=1)
+        session.add(state)
+    state.active_key_id = new_id
+    state.changed_at = now
+    session.flush()
     for row in session.execute(select(AccountKey).order_by(AccountKey.account_id)).scalars():
         if row.wrapping_key_id == new_id:
             continue

@@ -76,6 +76,18 @@ class AccountKey(Base):
     rotated_at: Mapped[datetime | None]
 
 
+class KeyState(Base):
+    """The workspace key that wraps new account keys, as the database knows it: one row (id 1),
+    set by each rotation in its transaction. A process about to wrap a new account key
+    share-locks it and wraps under no other key, since its own keyring may be older than the
+    rotation (the key file rewritten under it, or a key from the environment)."""
+
+    __tablename__ = "key_state"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    active_key_id: Mapped[str | None] = mapped_column(String(32))  # None: never rotated
+    changed_at: Mapped[datetime | None]
+
+
 class Clip(Base):
     """One recording. Audio lives encrypted in the blob store under `blob_key`."""
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import threading
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from earmark import keys
-from earmark.crypto import decrypt_blob, read_keyring, unwrap_key
+from earmark.crypto import Keyring, decrypt_blob, read_keyring, unwrap_key
 from earmark.errors import KeyUnavailable
 from earmark.models import AccountKey, Clip
 from earmark.types import Actor
@@ -54,3 +56,78 @@ def test_crash_between_rewrap_and_file_cleanup_stays_readable(ws: Workspace) -> 
             assert keys.data_key(s, reopened.keyring, clip.account_id)
     finally:
         reopened.close()
+
+
+def _rotate_elsewhere(ws: Workspace) -> None:
+    """`earmark keys rotate` run by another process while `ws` (a server, say) keeps running."""
+    other = open_workspace(ws.settings)
+    try:
+        with other.transaction() as s:
+            new_id, new, _ = keys.rotate_workspace_key(
+                s, actor=Actor.cli(), keyring=other.keyring, key_file=ws.settings.key_file
+            )
+        keys.finish_rotation(ws.settings.key_file, new_id, new)
+    finally:
+        other.close()
+
+
+def test_a_running_process_follows_a_rotation_made_by_another(ws: Workspace) -> None:
+    """The server kept its keyring from start-up. After a rotation by the CLI it could not open any
+    re-wrapped account key, and it wrapped a new account's key under the retired workspace key,
+    which the rotation had just deleted from the key file: that account's audio was lost at the
+    server's next restart."""
+    f.ingest(ws, 1, account_id="before")
+    _rotate_elsewhere(ws)
+    f.ingest(ws, 1, account_id="after")  # a new account key, made by the running process
+    with ws.sessions() as s:
+        for clip in s.execute(select(Clip)).scalars():
+            assert decrypt_blob(keys.data_key(s, ws.keyring, clip.account_id), ws.blobs.get(clip.blob_key),
+                                blob_key=clip.blob_key)[:4] == b"RIFF"  # fmt: skip
+    restarted = open_workspace(ws.settings)
+    try:
+        with restarted.sessions() as s:
+            for clip in s.execute(select(Clip)).scalars():
+                dk = keys.data_key(s, restarted.keyring, clip.account_id)
+                assert decrypt_blob(dk, restarted.blobs.get(clip.blob_key), blob_key=clip.blob_key)[:4] == b"RIFF"
+    finally:
+        restarted.close()
+
+
+def test_a_process_with_a_key_it_cannot_reload_refuses_to_wrap_under_a_retired_key(ws: Workspace) -> None:
+    """A key from the environment cannot be re-read: after a rotation elsewhere the process must
+    stop making account keys (nothing stored, a clear message) rather than wrap them under the
+    retired key, until it is restarted with the new one."""
+    ws.keyring = Keyring(ws.keyring.active_id, dict(ws.keyring.keys))  # as EARMARK_WORKSPACE_KEY gives it
+    _rotate_elsewhere(ws)
+    with pytest.raises(KeyUnavailable, match="restart it with the new key"):
+        f.ingest(ws, 1, account_id="after")
+    with ws.sessions() as s:
+        assert s.execute(select(Clip)).first() is None and s.execute(select(AccountKey)).first() is None
+
+
+@f.postgres_only
+def test_a_rotation_waits_for_an_account_key_being_made_and_rewraps_it(ws: Workspace) -> None:
+    """The new account key was wrapped under the old workspace key while the rotation ran; the
+    rotation did not see it, and the key file then dropped the old key."""
+    rotation = threading.Thread(target=_rotate_elsewhere, args=(ws,))
+    me = threading.current_thread()
+
+    def at_the_audit_head(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if threading.current_thread() is me and "audit_head" in statement and not rotation.is_alive():
+            rotation.start()
+            f.wait_for_lock_wait(ws, [rotation])
+
+    event.listen(ws.engine, "before_cursor_execute", at_the_audit_head)
+    try:
+        f.ingest(ws, 1, account_id="racing")
+    finally:
+        event.remove(ws.engine, "before_cursor_execute", at_the_audit_head)
+    rotation.join()
+    restarted = open_workspace(ws.settings)
+    try:
+        with restarted.sessions() as s:
+            clip = s.execute(select(Clip)).scalar_one()
+            dk = keys.data_key(s, restarted.keyring, clip.account_id)
+            assert decrypt_blob(dk, restarted.blobs.get(clip.blob_key), blob_key=clip.blob_key)[:4] == b"RIFF"
+    finally:
+        restarted.close()
