@@ -78,3 +78,10 @@ class KeyUnavailable(EarmarkError):
     """A workspace or account key is missing or does not open the data."""
 
     http_status = 500
+
+
+class KeyRotated(KeyUnavailable):
+    """Another process rotated the workspace key and this one cannot re-read it (a key from the
+    environment): it must be restarted with the new key. Nothing was stored."""
+
+    http_status = 503

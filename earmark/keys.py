@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.crypto import Keyring, key_id, new_key, unwrap_key, wrap_key, write_keyring
-from earmark.errors import KeyUnavailable
+from earmark.errors import KeyRotated, KeyUnavailable
 from earmark.models import Account, AccountKey, KeyState, utcnow
 from earmark.types import Actor
 
@@ -46,7 +46,7 @@ def ensure_data_key(session: Session, keyring: Keyring, account: Account) -> byt
     if current is not None and current != keyring.active_id:
         keyring.reload()
         if current != keyring.active_id:
-            raise KeyUnavailable(
+            raise KeyRotated(
                 f"the workspace key was rotated to {current} and this process still holds "
                 f"{keyring.active_id}; restart it with the new key (EARMARK_WORKSPACE_KEY or the key file)"
             )

@@ -1,17 +1,19 @@
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
 from sqlalchemy import event, select
 
-from earmark import keys
+from earmark import auth, keys
 from earmark.crypto import Keyring, decrypt_blob, read_keyring, unwrap_key
-from earmark.errors import KeyUnavailable
+from earmark.errors import KeyRotated, KeyUnavailable
 from earmark.models import AccountKey, Clip
-from earmark.types import Actor
+from earmark.types import Actor, Role
 from earmark.workspace import Workspace, open_workspace
 from tests import factories as f
+from tests.web.helpers import client
 
 
 def test_rotation_rewraps_account_keys_and_leaves_blobs_untouched(ws: Workspace) -> None:
@@ -99,8 +101,17 @@ def test_a_process_with_a_key_it_cannot_reload_refuses_to_wrap_under_a_retired_k
     retired key, until it is restarted with the new one."""
     ws.keyring = Keyring(ws.keyring.active_id, dict(ws.keyring.keys))  # as EARMARK_WORKSPACE_KEY gives it
     _rotate_elsewhere(ws)
-    with pytest.raises(KeyUnavailable, match="restart it with the new key"):
+    with pytest.raises(KeyRotated, match="restart it with the new key"):
         f.ingest(ws, 1, account_id="after")
+    with ws.transaction() as s:
+        _, token = auth.create_token(s, actor=Actor.cli(), role=Role.service)
+    meta = {"clip_id": "api-after", "account_id": "after-api", "device_id": "d1",
+            "recorded_at": "2026-11-25T18:00:00Z", "locale": "en-US"}  # fmt: skip
+    resp = client(ws).post(
+        "/api/v1/clips", headers={"Authorization": f"Bearer {token}"},
+        files={"audio": ("c.wav", f.audio_bytes(), "audio/wav")}, data={"metadata": json.dumps(meta)},
+    )  # fmt: skip
+    assert resp.status_code == 503 and "restart it with the new key" in resp.json()["error"]["message"]
     with ws.sessions() as s:
         assert s.execute(select(Clip)).first() is None and s.execute(select(AccountKey)).first() is None
 
