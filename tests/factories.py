@@ -8,12 +8,15 @@ import itertools
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
+from sqlalchemy import event
 from sqlalchemy import text as sql
 
 from earmark import auth
@@ -148,6 +151,23 @@ def wait_for_lock_wait(ws: Workspace, threads: list[threading.Thread]) -> None:
                 return
             time.sleep(0.05)
     raise AssertionError("no session ever waited on a lock")
+
+
+@contextmanager
+def at_the_audit_head(ws: Workspace, other: threading.Thread) -> Iterator[None]:
+    """While inside, this thread's first audit append starts `other` and waits until it blocks."""
+    me = threading.current_thread()
+
+    def hook(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if threading.current_thread() is me and "audit_head" in statement and not other.is_alive():
+            other.start()
+            wait_for_lock_wait(ws, [other])
+
+    event.listen(ws.engine, "before_cursor_execute", hook)
+    try:
+        yield
+    finally:
+        event.remove(ws.engine, "before_cursor_execute", hook)
 
 
 # Row-lock races: only PostgreSQL has them (SQLite's single writer serializes transactions).

@@ -1,11 +1,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
 from earmark import audit
 from earmark.consent import set_consent
@@ -204,7 +202,7 @@ def test_withdrawal_racing_a_reviewers_change_does_not_deadlock(ws: Workspace, c
             a = lease.assignment
     errors: list[BaseException] = []
     other = threading.Thread(target=_withdraw_into(ws, "acct-q0", errors, erase=by == "erasure"))
-    with _at_the_audit_head(ws, other), ws.transaction() as s:
+    with f.at_the_audit_head(ws, other), ws.transaction() as s:
         if change == "submit":
             submit_annotation(s, actor=reviewer, assignment_id=a.id, transcript="play it", intent="")
         elif change == "skip":
@@ -300,27 +298,10 @@ def test_a_withdrawal_racing_a_seniors_answer_does_not_deadlock(ws: Workspace) -
         req = ask_help(s, actor=reviewer, assignment_id=a.id, start=0.0, end=0.5, question="which word?")
     errors: list[BaseException] = []
     other = threading.Thread(target=_withdraw_into(ws, "acct-q0", errors))
-    with _at_the_audit_head(ws, other), ws.transaction() as s:
+    with f.at_the_audit_head(ws, other), ws.transaction() as s:
         answer_help(s, actor=senior, help_id=req.id, answer="taylor")
     other.join()
     assert not errors, errors
     with ws.sessions() as s:
         assert s.execute(select(QueueItem.state)).scalars().all() == ["withdrawn"]
         assert s.get(HelpRequest, req.id) is None  # help text goes with the withdrawal
-
-
-@contextmanager
-def _at_the_audit_head(ws: Workspace, other: threading.Thread) -> Iterator[None]:
-    """While inside, this thread's first audit append starts `other` and waits until it blocks."""
-    me = threading.current_thread()
-
-    def hook(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if threading.current_thread() is me and "audit_head" in statement and not other.is_alive():
-            other.start()
-            f.wait_for_lock_wait(ws, [other])
-
-    event.listen(ws.engine, "before_cursor_execute", hook)
-    try:
-        yield
-    finally:
-        event.remove(ws.engine, "before_cursor_execute", hook)

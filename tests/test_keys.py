@@ -4,7 +4,7 @@ import json
 import threading
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from earmark import auth, keys
 from earmark.crypto import Keyring, decrypt_blob, read_keyring, unwrap_key
@@ -60,6 +60,21 @@ def test_crash_between_rewrap_and_file_cleanup_stays_readable(ws: Workspace) -> 
         reopened.close()
 
 
+def _assert_every_clip_opens(w: Workspace) -> None:
+    with w.sessions() as s:
+        for clip in s.execute(select(Clip)).scalars():
+            dk = keys.data_key(s, w.keyring, clip.account_id)
+            assert decrypt_blob(dk, w.blobs.get(clip.blob_key), blob_key=clip.blob_key)[:4] == b"RIFF"
+
+
+def _assert_every_clip_opens_after_a_restart(ws: Workspace) -> None:
+    restarted = open_workspace(ws.settings)
+    try:
+        _assert_every_clip_opens(restarted)
+    finally:
+        restarted.close()
+
+
 def _rotate_elsewhere(ws: Workspace) -> None:
     """`earmark keys rotate` run by another process while `ws` (a server, say) keeps running."""
     other = open_workspace(ws.settings)
@@ -81,18 +96,8 @@ def test_a_running_process_follows_a_rotation_made_by_another(ws: Workspace) -> 
     f.ingest(ws, 1, account_id="before")
     _rotate_elsewhere(ws)
     f.ingest(ws, 1, account_id="after")  # a new account key, made by the running process
-    with ws.sessions() as s:
-        for clip in s.execute(select(Clip)).scalars():
-            assert decrypt_blob(keys.data_key(s, ws.keyring, clip.account_id), ws.blobs.get(clip.blob_key),
-                                blob_key=clip.blob_key)[:4] == b"RIFF"  # fmt: skip
-    restarted = open_workspace(ws.settings)
-    try:
-        with restarted.sessions() as s:
-            for clip in s.execute(select(Clip)).scalars():
-                dk = keys.data_key(s, restarted.keyring, clip.account_id)
-                assert decrypt_blob(dk, restarted.blobs.get(clip.blob_key), blob_key=clip.blob_key)[:4] == b"RIFF"
-    finally:
-        restarted.close()
+    _assert_every_clip_opens(ws)
+    _assert_every_clip_opens_after_a_restart(ws)
 
 
 def test_a_process_with_a_key_it_cannot_reload_refuses_to_wrap_under_a_retired_key(ws: Workspace) -> None:
@@ -121,24 +126,7 @@ def test_a_rotation_waits_for_an_account_key_being_made_and_rewraps_it(ws: Works
     """The new account key was wrapped under the old workspace key while the rotation ran; the
     rotation did not see it, and the key file then dropped the old key."""
     rotation = threading.Thread(target=_rotate_elsewhere, args=(ws,))
-    me = threading.current_thread()
-
-    def at_the_audit_head(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if threading.current_thread() is me and "audit_head" in statement and not rotation.is_alive():
-            rotation.start()
-            f.wait_for_lock_wait(ws, [rotation])
-
-    event.listen(ws.engine, "before_cursor_execute", at_the_audit_head)
-    try:
+    with f.at_the_audit_head(ws, rotation):
         f.ingest(ws, 1, account_id="racing")
-    finally:
-        event.remove(ws.engine, "before_cursor_execute", at_the_audit_head)
     rotation.join()
-    restarted = open_workspace(ws.settings)
-    try:
-        with restarted.sessions() as s:
-            clip = s.execute(select(Clip)).scalar_one()
-            dk = keys.data_key(s, restarted.keyring, clip.account_id)
-            assert decrypt_blob(dk, restarted.blobs.get(clip.blob_key), blob_key=clip.blob_key)[:4] == b"RIFF"
-    finally:
-        restarted.close()
+    _assert_every_clip_opens_after_a_restart(ws)
