@@ -116,8 +116,13 @@ def erase_account(session: Session, *, actor: Actor, account_id: str, secret: by
     # Crypto-shredding: without this key no copy of the account's audio can be decrypted. Before
     # the first audit event: a key rotation holds the key rows while it waits for the chain head.
     session.execute(delete(AccountKey).where(AccountKey.account_id == account.id))
+    # After the clips' locks (an export registering them holds them too, so it has committed and
+    # is found here) and before the first audit event (a prune holds the export rows while it
+    # waits for the chain head).
+    exports = mark_exports(session, clip_ids)
     withdrawn = withdraw_clips(session, actor=actor, clip_ids=clip_ids, reason="erased")
     result = ErasureResult(account_id, already_erased=False, clips=len(clips), withdrawn=withdrawn)
+    result.exports = exports
     result.annotations = delete_review_text(session, clip_ids, annotations=True)
     for clip in clips:
         result.blob_keys += [k for k in (clip.blob_key, clip.protected_blob_key) if k]
@@ -136,9 +141,6 @@ def erase_account(session: Session, *, actor: Actor, account_id: str, secret: by
         )
         .execution_options(synchronize_session=False)
     )
-    # After the clips' update: an export registering these clips concurrently holds their row
-    # locks, so by now it has committed and is found here.
-    result.exports = mark_exports(session, clip_ids)
     # The row id makes each erasure's tombstone unique: the customer may go on recording, which
     # starts a new account under the same id, and that one must be erasable in turn.
     account.external_id = f"{erased_id(secret, account_id)}:{account.id}"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import soundfile as sf
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import Select, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
@@ -81,17 +81,29 @@ def final_label_ids() -> Subquery:
     )
 
 
+def _exportable(query: Select[Any], consent_default: Consent, audio: str | None = None) -> Select[Any]:
+    """`query` (over clips) narrowed to clips an export may hold: reviewed, not erased, consent
+    allows review, not kept by the safety team, and for original audio, training use allowed."""
+    query = (
+        query.join(Account, Account.id == Clip.account_id)
+        .where(Clip.status == ClipStatus.reviewed, Clip.erased_at.is_(None), allows_review(consent_default))
+        .where(Clip.id.not_in(restricted_clips()))  # the safety team's clips are not training data
+    )
+    if audio == "original":
+        query = query.where(Account.training_use == Consent.allow)
+    return query
+
+
 def final_labels(session: Session, *, consent_default: Consent) -> list[tuple[Clip, Annotation]]:
     """Each exportable clip with its final label."""
     newest = final_label_ids()
     rows = session.execute(
-        select(Clip, Annotation)
-        .join(newest, newest.c.clip_id == Clip.id)
-        .join(Annotation, Annotation.id == newest.c.ann_id)
-        .join(Account, Account.id == Clip.account_id)
-        .where(Clip.status == ClipStatus.reviewed, Clip.erased_at.is_(None), allows_review(consent_default))
-        .where(Clip.id.not_in(restricted_clips()))  # the safety team's clips are not training data
-        .order_by(Clip.id)
+        _exportable(
+            select(Clip, Annotation)
+            .join(newest, newest.c.clip_id == Clip.id)
+            .join(Annotation, Annotation.id == newest.c.ann_id),
+            consent_default,
+        ).order_by(Clip.id)
     ).all()
     return [(c, a) for c, a in rows]
 
@@ -275,22 +287,34 @@ def _register(
     name: str,
     skipped: Counter[str],
 ) -> ExportResult:
+    consent = Consent(ws.settings.consent_default)
     with ws.transaction() as session:
-        ids = list(items)
-        # Lock the clips: an erasure that has not committed yet waits for this export to be
-        # registered and then finds it; one that committed is seen here.
-        gone = set()
+        ids = sorted(items)
+        # Lock the accounts (shared) and then the clips, in the one lock order: an erasure or a
+        # consent withdrawal that has not committed yet waits for this export to be registered
+        # and then marks it; one that committed meanwhile is seen by the check below.
+        accounts = select(Clip.account_id).where(Clip.id.in_(ids))
+        session.execute(
+            select(Account.id).where(Account.id.in_(accounts)).order_by(Account.id).with_for_update(read=True)
+        ).all()
+        still: set[int] = set()
+        erased: set[int] = set()
         for i in range(0, len(ids), 500):
-            for clip_id, erased_at in session.execute(
-                select(Clip.id, Clip.erased_at).where(Clip.id.in_(ids[i : i + 500])).with_for_update()
-            ):
-                if erased_at is not None:
-                    gone.add(clip_id)
-        for clip_id in gone:
+            chunk = ids[i : i + 500]
+            session.execute(
+                select(Clip.id).where(Clip.id.in_(chunk)).order_by(Clip.id).with_for_update(key_share=True)
+            ).all()
+            erased.update(
+                session.execute(select(Clip.id).where(Clip.id.in_(chunk), Clip.erased_at.is_not(None))).scalars()
+            )
+            still.update(
+                session.execute(_exportable(select(Clip.id), consent, audio).where(Clip.id.in_(chunk))).scalars()
+            )
+        for clip_id in set(ids) - still:
             it = items.pop(clip_id)
             if it.audio:
                 (tmp / it.audio).unlink(missing_ok=True)
-            skipped["erased"] += 1
+            skipped["erased" if clip_id in erased else "withdrawn"] += 1
         ordered = [items[k] for k in sorted(items)]
         if not ordered:
             why = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "no reviewed clips yet"
@@ -353,14 +377,15 @@ def _swap_in(tmp: Path, out: Path) -> None:
 
 
 def mark_exports(session: Session, clip_ids: list[int]) -> int:
-    """Mark current exports that hold any of `clip_ids` as needing a prune. Returns how many."""
+    """Mark exports that hold any of `clip_ids` (current, or already waiting for a prune that may
+    be running now) as needing a prune. Returns how many."""
     n = 0
     for i in range(0, len(clip_ids), 500):
         holding = select(ExportClip.export_id).where(ExportClip.clip_id.in_(clip_ids[i : i + 500]))
         n += (
             session.execute(
                 update(Export)
-                .where(Export.id.in_(holding), Export.state == "current")
+                .where(Export.id.in_(holding), Export.state.in_(["current", "needs_prune"]))
                 .values(state="needs_prune")
                 .execution_options(synchronize_session=False)
             ).rowcount
@@ -382,7 +407,13 @@ def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
     result = PruneResult()
     consent = Consent(ws.settings.consent_default)
     with ws.transaction() as session:
-        rows = list(session.execute(select(Export).where(Export.state == "needs_prune")).scalars())
+        # Locked: an erasure or withdrawal committing during the prune must not be overwritten by
+        # the prune's `current`; its mark waits, and the export is pruned again next time.
+        rows = list(
+            session.execute(
+                select(Export).where(Export.state == "needs_prune").order_by(Export.id).with_for_update()
+            ).scalars()
+        )
         for row in rows:
             folder = Path(row.path)
             if not (folder / ITEMS).exists():

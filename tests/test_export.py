@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,14 @@ import yaml
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+import earmark.export as export_mod
 from earmark import audit
 from earmark.catalog import import_catalog
 from earmark.cli import app
 from earmark.consent import set_consent
 from earmark.errors import InvalidInput
-from earmark.export import ITEMS, MANIFEST, content_hash, run_export
-from earmark.models import Clip, Export
+from earmark.export import ITEMS, MANIFEST, content_hash, item_id, prune_exports, run_export
+from earmark.models import Account, Clip, Export
 from earmark.queues import lease_next
 from earmark.review import SlotIn, submit_annotation
 from earmark.types import Actor, Consent
@@ -299,3 +301,58 @@ def test_export_erase_prune_from_the_command_line(sqlite_ws: Workspace, tmp_path
     pruned = runner.invoke(app, ["--home", home, "export", "prune"])
     assert "pruned 1 export(s), 1 item(s) removed" in pruned.output
     assert len((out / "nemo_manifest.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_withdrawal_while_an_export_is_written_keeps_the_clip_out(ws: Workspace, tmp_path: Path) -> None:
+    """Consent was read when the export began and re-checked only for erasure when it was
+    registered: the withdrawn customer's transcript went out in a current export no prune knew of."""
+    _reviewed(ws, 2, accounts=2)
+    with ws.sessions() as s:
+        gone = s.execute(select(Clip.external_id).join(Account).where(Account.external_id == "acct-q0")).scalar_one()
+
+    def withdraw_once(done: int, total: int) -> None:  # after the clips were read, before registering
+        if done == total:
+            ws.set_consent(actor=Actor.cli(), account_id="acct-q0", human_review=Consent.deny)
+
+    result = run_export(ws, actor=Actor.cli(), fmt="rasa", out=tmp_path / "exp", progress=withdraw_once)
+    assert result.items == 1
+    assert item_id(ws.secret, gone) not in (tmp_path / "exp" / ITEMS).read_text()
+    manifest = json.loads((tmp_path / "exp" / MANIFEST).read_text())
+    assert manifest["counts"]["skipped"] == {"withdrawn": 1}
+
+
+@f.postgres_only
+def test_an_erasure_during_a_prune_is_pruned_too(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The erasure found the export already waiting for the prune that was running and marked
+    nothing; the prune then set it current with the erased clip still in it."""
+    _reviewed(ws, 3, accounts=3)
+    out = tmp_path / "exp"
+    run_export(ws, actor=Actor.cli(), fmt="rasa", out=out)
+    ws.set_consent(actor=Actor.cli(), account_id="acct-q2", human_review=Consent.deny)  # marks it
+    with ws.sessions() as s:
+        erased = s.execute(select(Clip.external_id).join(Account).where(Account.external_id == "acct-q0")).scalar_one()
+    rendering, go = threading.Event(), threading.Event()
+    real = export_mod._render_folder
+
+    def render_slowly(folder, fmt, items):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "pruner":
+            rendering.set()
+            go.wait(30)
+        real(folder, fmt, items)
+
+    monkeypatch.setattr(export_mod, "_render_folder", render_slowly)
+    pruner = threading.Thread(target=prune_exports, args=(ws,), kwargs={"actor": Actor.cli()}, name="pruner")
+    pruner.start()
+    assert rendering.wait(30)
+    eraser = threading.Thread(target=ws.erase, kwargs={"actor": Actor.cli(), "account_id": "acct-q0"})
+    eraser.start()
+    f.wait_for_lock_wait(ws, [eraser])  # the erasure's mark waits for the prune
+    go.set()
+    pruner.join()
+    eraser.join()
+    with ws.sessions() as s:
+        assert s.execute(select(Export.state)).scalar_one() == "needs_prune"
+    prune_exports(ws, actor=Actor.cli())
+    assert item_id(ws.secret, erased) not in (out / ITEMS).read_text()
