@@ -17,7 +17,7 @@ from earmark.errors import InvalidInput, NotFound
 from earmark.keys import data_key
 from earmark.models import Clip, HelpRequest, User, utcnow
 from earmark.queues import user_actor
-from earmark.review import get_assignment, require_active
+from earmark.review import lock_pass, require_active
 from earmark.storage import LocalBlobStore
 from earmark.types import ClipStatus, Role
 
@@ -28,9 +28,10 @@ def ask_help(
     session: Session, *, actor: User, assignment_id: str, start: float, end: float, question: str
 ) -> HelpRequest:
     """Ask the seniors about seconds [start, end) of the clip `actor` holds. Audited; caller commits."""
-    assignment = get_assignment(session, user=actor, assignment_id=assignment_id)
+    # Locked and read afresh: a withdrawal or erasure in flight closes and deletes the clip's
+    # requests; one asked unlocked meanwhile outlived it, question and all, open for the seniors.
+    assignment, clip, _item = lock_pass(session, user=actor, assignment_id=assignment_id)
     require_active(assignment)
-    clip = session.get(Clip, assignment.clip_id)
     assert clip is not None
     rate = clip.protected_sample_rate or 16_000
     total = clip.protected_num_samples or 0
@@ -77,8 +78,11 @@ def get_request(session: Session, *, user: User, help_id: str) -> HelpRequest:
 
 def help_audio(session: Session, *, user: User, help_id: str, blobs: LocalBlobStore, keyring: Keyring) -> bytes:
     """The protected clip of an open request, for a senior. Audited; a closed request has no audio."""
-    req = get_request(session, user=user, help_id=help_id)
-    if Role(user.role) not in (Role.senior, Role.admin) or req.state != "open":
+    get_request(session, user=user, help_id=help_id)
+    # Share-locked and read afresh: a withdrawal or erasure closes the request; audio must not
+    # go out after it has committed (the listen's audit event waits for the chain head).
+    req = session.get(HelpRequest, help_id, with_for_update={"read": True}, populate_existing=True)
+    if req is None or Role(user.role) not in (Role.senior, Role.admin) or req.state != "open":
         raise NotFound("no audio for this request")
     clip = session.get(Clip, req.clip_id)
     # Fail closed: only a clip still in review (withdrawal also closes its requests).

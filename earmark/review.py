@@ -149,6 +149,9 @@ def assignment_peaks(
 ) -> list[float]:
     """Waveform peaks of the protected clip, for drawing (no audio leaves the server this way)."""
     assignment = get_assignment(session, user=user, assignment_id=assignment_id)
+    # Share-locked and read afresh: a withdrawal or erasure updates the assignment, so it either
+    # waits for this listen or is seen here; audio went out after an erasure had committed.
+    session.refresh(assignment, with_for_update={"read": True})
     require_active(assignment)
     clip = _protected(session, assignment)
     assert clip.protected_blob_key is not None
@@ -173,6 +176,9 @@ def assignment_audio(
     """The protected derivative (redacted, anonymized, bare 16 kHz WAV) of an active assignment's
     clip. Never the original. Audited."""
     assignment = get_assignment(session, user=user, assignment_id=assignment_id)
+    # Share-locked and read afresh: a withdrawal or erasure updates the assignment, so it either
+    # waits for this listen or is seen here; audio went out after an erasure had committed.
+    session.refresh(assignment, with_for_update={"read": True})
     require_active(assignment)
     clip = _protected(session, assignment)
     assert clip.protected_blob_key is not None

@@ -157,9 +157,11 @@ def wait_for_lock_wait(ws: Workspace, threads: list[threading.Thread]) -> None:
 def at_the_audit_head(ws: Workspace, other: threading.Thread) -> Iterator[None]:
     """While inside, this thread's first audit append starts `other` and waits until it blocks."""
     me = threading.current_thread()
+    started: list[bool] = []
 
     def hook(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if threading.current_thread() is me and "audit_head" in statement and not other.is_alive():
+        if threading.current_thread() is me and "audit_head" in statement and not started:
+            started.append(True)
             other.start()
             wait_for_lock_wait(ws, [other])
 

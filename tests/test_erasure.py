@@ -14,10 +14,10 @@ from earmark.erasure import erase_account
 from earmark.errors import NotFound, Withdrawn
 from earmark.export import prune_exports, run_export
 from earmark.help import ask_help
-from earmark.models import Account, AccountKey, Annotation, Clip, ClipProtection
+from earmark.models import Account, AccountKey, Annotation, AuditEvent, Clip, ClipProtection, HelpRequest
 from earmark.quality import add_gold
 from earmark.queues import lease_next
-from earmark.review import submit_annotation
+from earmark.review import assignment_audio, submit_annotation
 from earmark.types import Actor
 from earmark.workspace import Workspace
 from tests import factories as f
@@ -221,3 +221,52 @@ def test_an_account_that_records_again_after_erasure_can_be_erased_again(ws: Wor
     with ws.sessions() as s:
         assert s.execute(select(Clip.status)).scalars().all() == ["erased"] * 3
         assert s.execute(select(func.count()).select_from(Account).where(Account.erased_at.is_(None))).scalar() == 0
+
+
+@f.postgres_only
+def test_no_audio_leaves_after_an_erasure_has_committed(ws: Workspace) -> None:
+    """The listen was checked unlocked; its audit append waited for the erasure, and the audio
+    went out after the customer's data was gone. Now the erasure waits for the listen, or the
+    listen sees the erasure."""
+    f.queue_clips(ws, 1)
+    reviewer = f.user(ws, "r1")
+    with ws.transaction() as s:
+        a = lease_next(s, actor=reviewer)
+        assert a is not None
+    eraser = threading.Thread(target=ws.erase, kwargs={"actor": Actor.cli(), "account_id": "acct-q0"})
+    with f.at_the_audit_head(ws, eraser), ws.transaction() as s:
+        assignment_audio(s, user=reviewer, assignment_id=a.id, blobs=ws.blobs, keyring=ws.keyring)
+    eraser.join()
+    with ws.sessions() as s:
+        log = s.execute(select(AuditEvent.action).order_by(AuditEvent.seq)).scalars().all()
+    assert log.index("review.audio") < log.index("account.erase")
+
+
+@f.postgres_only
+def test_a_help_question_asked_during_an_erasure_does_not_outlive_it(ws: Workspace) -> None:
+    """The question was inserted unlocked while the erasure deleted the clip's requests: it
+    survived the erasure, open in the seniors' queue, question text and all."""
+    f.queue_clips(ws, 1)
+    reviewer = f.user(ws, "r1")
+    with ws.transaction() as s:
+        a = lease_next(s, actor=reviewer)
+        assert a is not None
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            with ws.transaction() as s:
+                ask_help(s, actor=reviewer, assignment_id=a.id, start=0.0, end=0.5, question="is this a name")
+        except BaseException as exc:
+            errors.append(exc)
+
+    asker = threading.Thread(target=ask)
+    with ws.transaction() as s:
+        erase_account(s, actor=Actor.cli(), account_id="acct-q0", secret=ws.secret)
+        s.flush()
+        asker.start()
+        f.wait_for_lock_wait(ws, [asker])
+    asker.join()
+    assert len(errors) == 1 and isinstance(errors[0], Withdrawn)  # told, nothing stored
+    with ws.sessions() as s:
+        assert s.execute(select(func.count()).select_from(HelpRequest)).scalar_one() == 0
