@@ -94,32 +94,49 @@ def lease_next(
     """
     now = utcnow()
     held = active_assignment(session, user=actor, now=now)
+    released: tuple[Assignment, QueueItem] | None = None
     if held is not None:
         item = session.get(QueueItem, held.queue_item_id)
         if item is None or item.queue in (resume or (queue,)):
             return held
-        release(session, actor=actor, assignment=held, item=item, opened=queue)
+        release(session, actor=actor, assignment=held, item=item, opened=queue, record=False)
+        released = (held, item)
+    leased = _lease(session, actor, queue, now, lease_seconds, max_sensitivity, only_item)
+    # Audited after every row this lease changes (the chain head last: docs/architecture.md).
+    if released is not None:
+        _record_release(session, actor, *released, opened=queue)
+    return leased
+
+
+def _lease(
+    session: Session,
+    actor: User,
+    queue: str,
+    now: datetime,
+    lease_seconds: int,
+    max_sensitivity: float | None,
+    only_item: int | None,
+) -> Assignment | None:
     # One person never reviews the same clip twice: K passes need K different people. A clip
     # given back by `release` does not count: nothing was said about it.
     seen_before = select(Assignment.clip_id).where(
         Assignment.user_id == actor.id, Assignment.state != AssignmentState.released
     )
     while True:
-        candidates = (
-            session.execute(
-                select(QueueItem.id)
-                .where(QueueItem.queue == queue, _available(now), QueueItem.clip_id.not_in(seen_before))
-                .where(*_sensitivity_filter(max_sensitivity))
-                .where(*([QueueItem.id == only_item] if only_item is not None else []))
-                .order_by(QueueItem.enqueued_at, QueueItem.id)
-                .limit(LEASE_CANDIDATES)
-            )
-            .scalars()
-            .all()
-        )
+        candidates = session.execute(
+            select(QueueItem.id, QueueItem.clip_id)
+            .where(QueueItem.queue == queue, _available(now), QueueItem.clip_id.not_in(seen_before))
+            .where(*_sensitivity_filter(max_sensitivity))
+            .where(*([QueueItem.id == only_item] if only_item is not None else []))
+            .order_by(QueueItem.enqueued_at, QueueItem.id)
+            .limit(LEASE_CANDIDATES)
+        ).all()
         if not candidates:
             return None
-        for item_id in candidates:
+        for item_id, clip_id in candidates:
+            # The clip first (key share), then the item: the order of consent, erasure and
+            # retention, which hold the clip while they lock its items.
+            session.execute(select(Clip.id).where(Clip.id == clip_id).with_for_update(read=True, key_share=True)).all()
             expires = now + timedelta(seconds=lease_seconds)
             assignment_id = secrets.token_urlsafe(18)
             won = session.execute(
@@ -138,14 +155,6 @@ def lease_next(
                 .values(state=AssignmentState.expired, closed_at=now)
                 .execution_options(synchronize_session=False)
             ).rowcount
-            if expired:
-                audit.record(
-                    session,
-                    actor=Actor.system(),
-                    action="review.expire",
-                    object_type="queue_item",
-                    object_id=item_id,
-                )
             assignment = Assignment(
                 id=assignment_id,
                 queue_item_id=item_id,
@@ -157,6 +166,10 @@ def lease_next(
             )
             session.add(assignment)
             session.flush()
+            if expired:
+                audit.record(
+                    session, actor=Actor.system(), action="review.expire", object_type="queue_item", object_id=item_id
+                )
             audit.record(
                 session,
                 actor=user_actor(actor),
@@ -168,9 +181,12 @@ def lease_next(
             return assignment
 
 
-def release(session: Session, *, actor: User, assignment: Assignment, item: QueueItem, opened: str) -> None:
+def release(
+    session: Session, *, actor: User, assignment: Assignment, item: QueueItem, opened: str, record: bool = True
+) -> None:
     """Give back a held clip unsaved: it returns to its queue, for anyone (its holder included,
-    later), because its holder opened the queue `opened`. Audited with both queues; caller commits."""
+    later), because its holder opened the queue `opened`. Audited with both queues (unless the
+    caller records it after its own row changes); caller commits."""
     now = utcnow()
     assignment.state = AssignmentState.released
     assignment.closed_at = now
@@ -178,6 +194,11 @@ def release(session: Session, *, actor: User, assignment: Assignment, item: Queu
         item.state = QueueState.queued
         item.lease_expires_at = None
         item.assignment_id = None
+    if record:
+        _record_release(session, actor, assignment, item, opened=opened)
+
+
+def _record_release(session: Session, actor: User, assignment: Assignment, item: QueueItem, *, opened: str) -> None:
     audit.record(
         session, actor=user_actor(actor), action="review.release", object_type="assignment", object_id=assignment.id,
         details={"queue": item.queue, "opened": opened},
@@ -217,9 +238,12 @@ def lock_account_clips(session: Session, account_id: int) -> list[int]:
     order; returns their ids. On PostgreSQL a transaction that changes many of an account's clips
     calls this before its first audit event: the pipeline holds a clip while it waits for the audit
     chain's head, so taking the head first and the clip after deadlocks. SQLite: a plain read."""
+    # FOR UPDATE, not the weaker no-key lock: these transactions clear unique columns (the blob
+    # keys), which needs the full lock; upgrading to it later waited for a lease's key-share lock
+    # on the clip while the lease waited for an item already held here.
     return list(
         session.execute(
-            select(Clip.id).where(Clip.account_id == account_id).order_by(Clip.id).with_for_update(key_share=True)
+            select(Clip.id).where(Clip.account_id == account_id).order_by(Clip.id).with_for_update()
         ).scalars()
     )
 

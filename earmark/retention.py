@@ -200,7 +200,8 @@ def _lock_candidates(session: Session, policy: RetentionPolicy, now: datetime) -
             .order_by(Account.id)
             .with_for_update(read=True, key_share=True)
         ).all()
-        session.execute(select(Clip.id).where(or_(*due)).order_by(Clip.id).with_for_update(key_share=True)).all()
+        # FOR UPDATE: the sweeps clear unique columns (blob keys); see queues.lock_account_clips.
+        session.execute(select(Clip.id).where(or_(*due)).order_by(Clip.id).with_for_update()).all()
 
 
 def _chunks(ids: list[int], size: int = 500) -> list[list[int]]:

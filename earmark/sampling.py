@@ -234,7 +234,11 @@ def draw_sample(
                 sample_policy=bindparam("b_policy"),
                 status=ClipStatus.pending,
             ),
-            [{"b_id": c.id, "b_p": p, "b_reason": r, "b_policy": c.sample_policy or digest} for c, p, r in chosen],
+            # In id order, the order retention locks clips in.
+            [
+                {"b_id": c.id, "b_p": p, "b_reason": r, "b_policy": c.sample_policy or digest}
+                for c, p, r in sorted(chosen, key=lambda x: x[0].id)
+            ],
         )
     audit.record(
         session,

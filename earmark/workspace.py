@@ -266,6 +266,11 @@ class Workspace:
                 )
         except Exception as exc:
             self._discard(journal, journal.keys)
+            if db.is_transient(exc):
+                # A conflict the database rolled back (a deadlock victim, a lock timeout): nothing
+                # was stored and the clip is still pending; the next round takes it again.
+                log.warning("pipeline store for clip %s met a database conflict; it stays pending", clip_id)
+                return ProcessResult(clip_id, "skipped", "database_busy")
             reason = f"error:{type(exc).__name__}"
             log.warning("pipeline failed for clip %s: %s", clip_id, type(exc).__name__)
             with self.transaction() as session:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from sqlalchemy import select
+from sqlalchemy import text as sql
 
 from earmark.audio import encode_wav
 from earmark.consent import set_consent
@@ -296,3 +297,23 @@ def test_odd_inputs_get_an_explained_outcome(ws: Workspace) -> None:
             assert clip.status in {"queued", "held", "excluded"}
             if clip.status == "queued":
                 assert clip.protected_blob_key and clip.redacted_text is not None
+
+
+@f.postgres_only
+def test_a_database_conflict_while_storing_leaves_the_clip_pending(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transient conflict (here a lock timeout on the audit chain's head) held the clip for good
+    as if its audio were bad; it is retried instead, and nothing of the failed try is kept."""
+    cid = f.ingest_speech(ws, "play music", account_id="p1")
+    f.allow(ws, "p1")
+    f.sample_all(ws)
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=300")
+    ws.engine.dispose()
+    with ws.engine.connect() as holder:
+        holder.execute(sql("SELECT 1 FROM audit_head FOR UPDATE"))
+        [busy] = ws.process_pending()
+    assert (busy.outcome, busy.reason) == ("skipped", "database_busy")
+    assert _clip(ws, cid).status == "pending" and sorted(ws.blobs.iter_keys()) == [_clip(ws, cid).blob_key]
+    [done] = ws.process_pending()
+    assert done.outcome == "general"
