@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -12,7 +13,7 @@ from earmark import audit
 from earmark.errors import InvalidInput, NotFound
 from earmark.ingest import ID_PATTERN, check_account_id, get_or_create_account
 from earmark.models import Account, Clip, QueueItem, utcnow
-from earmark.queues import lock_account_clips, withdraw_clips
+from earmark.queues import lock_account_clips, record_events, withdraw_clips
 from earmark.types import Actor, ClipStatus, Consent, QueueState
 
 
@@ -98,8 +99,11 @@ def set_consent(
                 )
             ).scalars()
         )
-        withdrawn = withdraw_clips(session, actor=actor, clip_ids=clip_ids, reason="consent_withdrawn")
+        events: list[dict[str, Any]] = []  # recorded after the purge's row changes
+        withdrawn = withdraw_clips(session, actor=actor, clip_ids=clip_ids, reason="consent_withdrawn", events=events)
         derivatives, annotations, keys = _purge_review_data(session, account.id, keep_reviewed=keep_reviewed)
+        session.flush()
+        record_events(session, events)
     session.flush()
     audit.record(
         session,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
@@ -37,7 +38,7 @@ from earmark.models import (
     SafetyOutcome,
     utcnow,
 )
-from earmark.queues import lock_account_clips, withdraw_clips
+from earmark.queues import lock_account_clips, record_events, withdraw_clips
 from earmark.types import Actor, ClipStatus
 
 
@@ -120,7 +121,8 @@ def erase_account(session: Session, *, actor: Actor, account_id: str, secret: by
     # is found here) and before the first audit event (a prune holds the export rows while it
     # waits for the chain head).
     exports = mark_exports(session, clip_ids)
-    withdrawn = withdraw_clips(session, actor=actor, clip_ids=clip_ids, reason="erased")
+    events: list[dict[str, Any]] = []  # recorded after the last row change (docs/architecture.md)
+    withdrawn = withdraw_clips(session, actor=actor, clip_ids=clip_ids, reason="erased", events=events)
     result = ErasureResult(account_id, already_erased=False, clips=len(clips), withdrawn=withdrawn)
     result.exports = exports
     result.annotations = delete_review_text(session, clip_ids, annotations=True)
@@ -147,6 +149,7 @@ def erase_account(session: Session, *, actor: Actor, account_id: str, secret: by
     account.erased_at = now
     account.human_review = "deny"
     session.flush()
+    record_events(session, events)
     audit.record(
         session,
         actor=actor,

@@ -23,7 +23,7 @@ from earmark.audio import AudioInfo, AudioLimits, probe_audio
 from earmark.crypto import Keyring, content_mac, encrypt_blob
 from earmark.errors import Conflict, InvalidInput
 from earmark.keys import ensure_data_key
-from earmark.models import Account, Clip
+from earmark.models import Account, Clip, KeyState
 from earmark.storage import InflightJournal, LocalBlobStore, new_blob_key
 from earmark.types import Actor, ClipStatus
 
@@ -188,6 +188,22 @@ class IngestResult:
     clip_id: str
     created: bool
     info: AudioInfo | None = None
+
+
+def lock_batch_accounts(session: Session, external_ids: list[str]) -> None:
+    """Before a batch's first audit event: key-share lock the accounts it adds clips to (those
+    that exist, in id order) and the key state (PostgreSQL). The batch holds the audit chain's head
+    from its first clip on; an erasure holding an account, or a rotation holding the key state,
+    while it waits for the head deadlocked with a later clip of the batch."""
+    ids = sorted(set(external_ids))
+    for i in range(0, len(ids), 500):
+        session.execute(
+            select(Account.id)
+            .where(Account.external_id.in_(ids[i : i + 500]))
+            .order_by(Account.id)
+            .with_for_update(read=True, key_share=True)
+        ).all()
+    session.execute(select(KeyState.id).where(KeyState.id == 1).with_for_update(read=True)).all()
 
 
 def get_or_create_account(session: Session, external_id: str) -> Account:

@@ -248,12 +248,16 @@ def lock_account_clips(session: Session, account_id: int) -> list[int]:
     )
 
 
-def withdraw_clips(session: Session, *, actor: Actor, clip_ids: list[int], reason: str) -> int:
+def withdraw_clips(
+    session: Session, *, actor: Actor, clip_ids: list[int], reason: str, events: list[dict[str, Any]] | None = None
+) -> int:
     """Pull clips out of every queue at once; holders' assignments become `withdrawn`. Audited.
 
     Every row is changed before the first audit event takes the chain's head (PostgreSQL): a lease
     holding one of the items, or a senior answering a help request about one of the clips, waits
-    for the head too, and taking the head first deadlocked with them (docs/architecture.md)."""
+    for the head too, and taking the head first deadlocked with them (docs/architecture.md). A
+    caller with more rows to change after this passes `events`: the audit events are appended
+    there, for it to record (`record_events`) after its last row change."""
     if not clip_ids:
         return 0
     now = utcnow()
@@ -294,17 +298,29 @@ def withdraw_clips(session: Session, *, actor: Actor, clip_ids: list[int], reaso
         session.execute(
             update(Clip).where(Clip.id.in_(chunk), Clip.status == ClipStatus.queued).values(status=ClipStatus.withdrawn)
         )
-    for item_id in withdrawn_items:
-        audit.record(
-            session, actor=actor, action="queue.withdraw", object_type="queue_item", object_id=item_id,
-            details={"reason": reason},
-        )  # fmt: skip
-    for clip_id in withdrawn_pending:
-        audit.record(
-            session, actor=actor, action="queue.withdraw", object_type="clip", object_id=clip_id,
-            details={"reason": reason, "stage": "pending"},
-        )  # fmt: skip
+    pending_events = [
+        *(
+            {"actor": actor, "action": "queue.withdraw", "object_type": "queue_item", "object_id": item_id,
+             "details": {"reason": reason}}
+            for item_id in withdrawn_items
+        ),
+        *(
+            {"actor": actor, "action": "queue.withdraw", "object_type": "clip", "object_id": clip_id,
+             "details": {"reason": reason, "stage": "pending"}}
+            for clip_id in withdrawn_pending
+        ),
+    ]  # fmt: skip
+    if events is None:
+        record_events(session, pending_events)
+    else:
+        events.extend(pending_events)
     return len(withdrawn_items) + len(withdrawn_pending)
+
+
+def record_events(session: Session, events: list[dict[str, Any]]) -> None:
+    """Append audit events collected while rows were changed (see `withdraw_clips`)."""
+    for event in events:
+        audit.record(session, **event)
 
 
 def queue_depths(session: Session) -> dict[str, dict[str, int]]:

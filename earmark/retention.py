@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
@@ -32,7 +33,7 @@ from earmark.models import (
     SafetyOutcome,
     utcnow,
 )
-from earmark.queues import withdraw_clips
+from earmark.queues import record_events, withdraw_clips
 from earmark.types import Actor, ClipStatus
 
 
@@ -92,6 +93,7 @@ def run_retention(
     now = now or utcnow()
     result = RetentionResult()
     _lock_candidates(session, policy, now)
+    events: list[dict[str, Any]] = []  # recorded after the last sweep's row changes
 
     cutoff = _before(policy.original_days, now)
     if cutoff is not None:
@@ -114,7 +116,7 @@ def run_retention(
             if ids
             else []
         )
-        result.withdrawn += withdraw_clips(session, actor=actor, clip_ids=pending, reason="retention")
+        result.withdrawn += withdraw_clips(session, actor=actor, clip_ids=pending, reason="retention", events=events)
 
     cutoff = _before(policy.derivative_days, now)
     if cutoff is not None:
@@ -126,7 +128,7 @@ def run_retention(
         ids = [r.id for r in rows]
         result.blob_keys += [r.protected_blob_key for r in rows]
         result.derivatives = len(ids)
-        result.withdrawn += withdraw_clips(session, actor=actor, clip_ids=ids, reason="retention")
+        result.withdrawn += withdraw_clips(session, actor=actor, clip_ids=ids, reason="retention", events=events)
         for chunk in _chunks(ids):
             session.execute(
                 update(Clip)
@@ -149,7 +151,7 @@ def run_retention(
                 select(Clip.id).where(Clip.id.in_(chunk), Clip.status.in_([ClipStatus.queued, ClipStatus.pending]))
             ).scalars()
         ]
-        result.withdrawn += withdraw_clips(session, actor=actor, clip_ids=queued, reason="retention")
+        result.withdrawn += withdraw_clips(session, actor=actor, clip_ids=queued, reason="retention", events=events)
         for chunk in _chunks(ids):
             session.execute(
                 update(Clip)
@@ -177,6 +179,8 @@ def run_retention(
             or 0
         )
 
+    session.flush()
+    record_events(session, events)
     audit.record(session, actor=actor, action="retention.run", details=result.counts())
     return result
 

@@ -28,7 +28,7 @@ from earmark.consent import ConsentResult, set_consent
 from earmark.crypto import Keyring, new_key, parse_env_key, read_keyring, write_keyring
 from earmark.erasure import ErasureResult, erase_account
 from earmark.errors import ConfigError, EarmarkError
-from earmark.ingest import ClipMeta, IngestResult, ingest_clip
+from earmark.ingest import ClipMeta, IngestResult, ingest_clip, lock_batch_accounts
 from earmark.models import Clip, SettingsSnapshot, User, utcnow
 from earmark.pipeline import (
     Components,
@@ -174,6 +174,7 @@ class Workspace:
         failed: list[str] = []
         try:
             with self.transaction() as session:
+                lock_batch_accounts(session, [meta.account_id for meta, _ in batch])
                 for meta, load in batch:
                     mark = len(journal.keys)
                     try:

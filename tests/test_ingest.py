@@ -216,3 +216,33 @@ def test_two_first_clips_of_a_new_account_at_once_both_land(ws: Workspace) -> No
     with ws.sessions() as s:
         assert s.execute(select(func.count()).select_from(Account)).scalar() == 1
         assert s.execute(select(func.count()).select_from(Clip)).scalar() == 1
+
+
+@f.postgres_only
+def test_a_batch_ingest_and_an_erasure_of_one_of_its_accounts_do_not_deadlock(ws: Workspace) -> None:
+    """The batch held the audit chain's head from its first clip on; a later clip of the batch
+    waited for the account the erasure held, and the erasure waited for the head."""
+    f.ingest(ws, 1, account_id="victim")
+    errors: list[BaseException] = []
+
+    def erase() -> None:
+        try:
+            ws.erase(actor=Actor.cli(), account_id="victim")
+        except BaseException as exc:
+            errors.append(exc)
+
+    eraser = threading.Thread(target=erase)
+
+    def second_clip() -> bytes:  # read while the batch's transaction is open, after its first clip
+        eraser.start()
+        f.wait_for_lock_wait(ws, [eraser])
+        return f.audio_bytes()
+
+    items = [(f.meta(account_id="someone-else"), f.audio_bytes), (f.meta(account_id="victim"), second_clip)]
+    outcomes = list(ws.ingest_many(items, actor=Actor.cli(), via="test"))
+    eraser.join()
+    assert not errors, errors
+    assert [o.error for o in outcomes] == [None, None]
+    with ws.sessions() as s:  # the erasure waited for the batch, so its clip was erased too
+        statuses = s.execute(select(Clip.status).join(Account).where(Account.erased_at.is_not(None))).scalars().all()
+    assert statuses == ["erased", "erased"]
