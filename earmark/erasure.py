@@ -110,7 +110,11 @@ def erase_account(session: Session, *, actor: Actor, account_id: str, secret: by
     now = utcnow()
     # Rows in the order every writer takes them (docs/architecture.md): account, clips, then items
     # (withdraw_clips) and the audit head. A sampling draw share-locks the account.
-    session.execute(select(Account.id).where(Account.id == account.id).with_for_update()).all()
+    session.execute(
+        select(Account).where(Account.id == account.id).with_for_update().execution_options(populate_existing=True)
+    ).scalar_one()
+    if account.erased_at is not None:  # a concurrent erasure of the same account committed first
+        return ErasureResult(account_id, already_erased=True)
     lock_account_clips(session, account.id)
     clips = list(session.execute(select(Clip).where(Clip.account_id == account.id)).scalars())
     clip_ids = [c.id for c in clips]

@@ -77,7 +77,10 @@ def rewrap_all(session: Session, *, actor: Actor, old: Keyring, new_id: str, new
     state.active_key_id = new_id
     state.changed_at = now
     session.flush()
-    for row in session.execute(select(AccountKey).order_by(AccountKey.account_id)).scalars():
+    # Locked: an erasure deleting a key meanwhile either waits for the rotation or is seen (its
+    # row is skipped); unlocked, the re-wrap's update of a deleted row failed the whole rotation.
+    keys = select(AccountKey).order_by(AccountKey.account_id).with_for_update()
+    for row in session.execute(keys).scalars():
         if row.wrapping_key_id == new_id:
             continue
         dk = unwrap_key(old.get(row.wrapping_key_id), row.wrapped_key, account_ref=_ref(row.account_id))

@@ -270,3 +270,21 @@ def test_a_help_question_asked_during_an_erasure_does_not_outlive_it(ws: Workspa
     assert len(errors) == 1 and isinstance(errors[0], Withdrawn)  # told, nothing stored
     with ws.sessions() as s:
         assert s.execute(select(func.count()).select_from(HelpRequest)).scalar_one() == 0
+
+
+@f.postgres_only
+def test_two_erasures_of_one_account_at_once_erase_it_once(ws: Workspace) -> None:
+    """The second waited for the first, then went on with the account as it had read it before:
+    a second `account.erase` event and a report of clips erased that were already gone."""
+    f.ingest(ws, 2, account_id=VICTIM)
+    second: list[object] = []
+    other = threading.Thread(target=lambda: second.append(ws.erase(actor=Actor.cli(), account_id=VICTIM)))
+    with ws.transaction() as s:
+        first = erase_account(s, actor=Actor.cli(), account_id=VICTIM, secret=ws.secret)
+        s.flush()
+        other.start()
+        f.wait_for_lock_wait(ws, [other])
+    other.join()
+    assert first.clips == 2 and second[0].already_erased  # type: ignore[attr-defined]
+    with ws.sessions() as s:
+        assert s.execute(select(func.count()).where(AuditEvent.action == "account.erase")).scalar_one() == 1

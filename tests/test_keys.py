@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from earmark import auth, keys
 from earmark.crypto import Keyring, decrypt_blob, read_keyring, unwrap_key
+from earmark.erasure import erase_account
 from earmark.errors import KeyRotated, KeyUnavailable
 from earmark.models import AccountKey, Clip
 from earmark.types import Actor, Role
@@ -60,17 +61,19 @@ def test_crash_between_rewrap_and_file_cleanup_stays_readable(ws: Workspace) -> 
         reopened.close()
 
 
-def _assert_every_clip_opens(w: Workspace) -> None:
+def _assert_every_clip_opens(w: Workspace, *, skip_erased: bool = False) -> None:
     with w.sessions() as s:
         for clip in s.execute(select(Clip)).scalars():
+            if skip_erased and clip.erased_at is not None:
+                continue
             dk = keys.data_key(s, w.keyring, clip.account_id)
             assert decrypt_blob(dk, w.blobs.get(clip.blob_key), blob_key=clip.blob_key)[:4] == b"RIFF"
 
 
-def _assert_every_clip_opens_after_a_restart(ws: Workspace) -> None:
+def _assert_every_clip_opens_after_a_restart(ws: Workspace, *, skip_erased: bool = False) -> None:
     restarted = open_workspace(ws.settings)
     try:
-        _assert_every_clip_opens(restarted)
+        _assert_every_clip_opens(restarted, skip_erased=skip_erased)
     finally:
         restarted.close()
 
@@ -130,3 +133,30 @@ def test_a_rotation_waits_for_an_account_key_being_made_and_rewraps_it(ws: Works
         f.ingest(ws, 1, account_id="racing")
     rotation.join()
     _assert_every_clip_opens_after_a_restart(ws)
+
+
+@f.postgres_only
+def test_a_rotation_during_an_erasure_skips_the_shredded_key(ws: Workspace) -> None:
+    """The re-wrap read the key the erasure was deleting, then updated a row that was gone:
+    the rotation failed with a stale-data error."""
+    f.ingest(ws, 1, account_id="leaving")
+    f.ingest(ws, 1, account_id="staying")
+    errors: list[BaseException] = []
+
+    def rotate() -> None:
+        try:
+            _rotate_elsewhere(ws)
+        except BaseException as exc:
+            errors.append(exc)
+
+    rotation = threading.Thread(target=rotate)
+    with ws.transaction() as s:
+        erase_account(s, actor=Actor.cli(), account_id="leaving", secret=ws.secret)
+        s.flush()
+        rotation.start()
+        f.wait_for_lock_wait(ws, [rotation])
+    rotation.join()
+    assert not errors, errors
+    with ws.sessions() as s:
+        assert len(s.execute(select(AccountKey)).all()) == 1
+    _assert_every_clip_opens_after_a_restart(ws, skip_erased=True)
