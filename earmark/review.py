@@ -18,7 +18,7 @@ from earmark.errors import InvalidInput, LeaseExpired, NotFound, Withdrawn
 from earmark.keys import data_key
 from earmark.models import Annotation, Assignment, Clip, ClipProtection, Entity, QueueItem, User, utcnow
 from earmark.quality import after_submit
-from earmark.queues import SAFETY, enqueue, lock_clip, user_actor, withdraw_clips
+from earmark.queues import SAFETY, enqueue, lock_clip, record_events, user_actor, withdraw_clips
 from earmark.storage import LocalBlobStore
 from earmark.types import AssignmentState, ClipStatus, QueueState
 
@@ -374,7 +374,8 @@ def report_missed_pii(session: Session, *, actor: User, assignment_id: str, star
     if not 0 <= start < end or end * rate > total + rate // 10:
         raise InvalidInput(f"the span must lie inside the clip (0 to {total / rate:.2f} s)", field="span")
     span = [int(start * rate), min(total, int(end * rate))]
-    withdraw_clips(session, actor=user_actor(actor), clip_ids=[clip.id], reason="pii_missed")
+    events: list[dict[str, Any]] = []  # recorded after the rows below (docs/architecture.md)
+    withdraw_clips(session, actor=user_actor(actor), clip_ids=[clip.id], reason="pii_missed", events=events)
     # Earlier passes were typed while the personal data was audible: their text goes, and they no
     # longer count as labels (the re-protected clip gets fresh passes, compared among themselves).
     superseded = session.execute(
@@ -384,6 +385,8 @@ def report_missed_pii(session: Session, *, actor: User, assignment_id: str, star
     ).rowcount
     clip.extra_redactions = [*(clip.extra_redactions or []), span]
     clip.status = ClipStatus.pending  # back through the pipeline before anyone hears it again
+    session.flush()
+    record_events(session, events)
     audit.record(
         session, actor=user_actor(actor), action="review.pii_missed", object_type="clip", object_id=clip.id,
         details={"spans": len(clip.extra_redactions), "passes_superseded": superseded},
@@ -398,7 +401,10 @@ def flag_sensitive(session: Session, *, actor: User, assignment_id: str) -> None
     if isinstance(opened, Annotation):
         raise InvalidInput("this clip was already submitted", field="assignment")
     _assignment, clip, _item = opened
-    withdraw_clips(session, actor=user_actor(actor), clip_ids=[clip.id], reason="sensitive")
+    events: list[dict[str, Any]] = []  # recorded after the user row below: a login locks it, then the head
+    withdraw_clips(session, actor=user_actor(actor), clip_ids=[clip.id], reason="sensitive", events=events)
     enqueue(session, clip=clip, queue=SAFETY)
     actor.sensitive_blocked_on = utcnow().date().isoformat()
+    session.flush()
+    record_events(session, events)
     audit.record(session, actor=user_actor(actor), action="review.sensitive", object_type="clip", object_id=clip.id)
