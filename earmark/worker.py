@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 
+from earmark import db
 from earmark.errors import EarmarkError
 from earmark.metrics import refresh_errors
 from earmark.types import Actor
@@ -39,12 +40,22 @@ class BackgroundWorker:
 
     def run_once(self) -> int:
         if time.monotonic() >= self._next_retention:
-            self._next_retention = time.monotonic() + self.ws.settings.retention_interval_hours * 3600
+            interval = self.ws.settings.retention_interval_hours * 3600
             try:
                 counts = self.ws.run_retention(actor=Actor.system()).counts()
                 log.info("retention: %s", counts)
             except EarmarkError as exc:
+                self._next_retention = time.monotonic() + interval
                 log.error("retention refused: %s", exc)
+            except Exception as exc:
+                if not db.is_transient(exc):
+                    self._next_retention = time.monotonic() + interval
+                    raise
+                # Rolled back by a database conflict: still due, so the next round runs it again
+                # (data past its time must not wait a whole interval more).
+                log.warning("retention met a database conflict; it runs again next round")
+            else:
+                self._next_retention = time.monotonic() + interval
         results = self.ws.process_pending(limit=self.batch)
         self.processed += len(results)
         if results:

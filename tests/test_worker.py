@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy import text as sql
 
-from earmark.models import Clip, ClipError
+from earmark.models import AuditEvent, Clip, ClipError
 from earmark.queues import lease_next
 from earmark.review import submit_annotation
 from earmark.worker import BackgroundWorker
@@ -31,3 +33,21 @@ def test_a_round_processes_sampled_clips_and_keeps_metrics_current(ws: Workspace
     worker.run_once()
     with ws.sessions() as s:
         assert s.execute(select(ClipError.asr_errors, ClipError.asr_words)).one() == (0, 7)
+
+
+@f.postgres_only
+def test_retention_rolled_back_by_a_database_conflict_runs_again_next_round(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The round that met the conflict had already moved the next run a whole interval away."""
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=300")
+    ws.engine.dispose()
+    worker = BackgroundWorker(ws, interval=0.1)
+    with ws.engine.connect() as holder:
+        holder.execute(sql("SELECT 1 FROM audit_head FOR UPDATE"))
+        worker.run_once()
+    worker.run_once()
+    with ws.sessions() as s:
+        assert s.execute(select(AuditEvent.action).where(AuditEvent.action == "retention.run")).scalars().all() == [
+            "retention.run"
+        ]
