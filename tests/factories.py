@@ -3,12 +3,13 @@ the wait that concurrency tests on PostgreSQL synchronize on."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 import soundfile as sf
 from sqlalchemy import event
 from sqlalchemy import text as sql
+from sqlalchemy.orm import Session
 
 from earmark import auth
 from earmark.audio import encode_wav, resample
@@ -153,14 +155,49 @@ def wait_for_lock_wait(ws: Workspace, threads: list[threading.Thread]) -> None:
     raise AssertionError("no session ever waited on a lock")
 
 
+class Racer(threading.Thread):
+    """The other transaction of a race test: runs `target` and keeps what it returned (`result`)
+    or raised (`error`)."""
+
+    def __init__(self, target: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self._run_target = target
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._run_target()
+        except BaseException as exc:
+            self.error = exc
+
+
 @contextmanager
-def at_the_audit_head(ws: Workspace, other: threading.Thread) -> Iterator[None]:
+def racing(ws: Workspace, other: threading.Thread) -> Iterator[Session]:
+    """A transaction that `other` races: once the body's changes are flushed, `other` starts, and
+    this transaction commits when `other` waits on one of its locks; `other` is then joined."""
+    with ws.transaction() as s:
+        yield s
+        s.flush()
+        other.start()
+        wait_for_lock_wait(ws, [other])
+    other.join()
+
+
+def at_the_audit_head(ws: Workspace, other: threading.Thread) -> contextlib.AbstractContextManager[None]:
     """While inside, this thread's first audit append starts `other` and waits until it blocks."""
+    return at_statement(ws, other, "audit_head")
+
+
+@contextmanager
+def at_statement(ws: Workspace, other: threading.Thread, marker: str) -> Iterator[None]:
+    """While inside, this thread's first SQL statement containing `marker` starts `other` (just
+    before the statement runs) and waits until `other` blocks on a lock or ends."""
     me = threading.current_thread()
     started: list[bool] = []
 
     def hook(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if threading.current_thread() is me and "audit_head" in statement and not started:
+        if threading.current_thread() is me and marker in statement and not started:
             started.append(True)
             other.start()
             wait_for_lock_wait(ws, [other])

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import threading
-
 import pytest
 from sqlalchemy import select, update
 
@@ -157,23 +155,14 @@ def test_withdrawal_waits_for_a_lease_in_flight_instead_of_deadlocking(ws: Works
     f.queue_clips(ws, 2, accounts=1)
     with ws.sessions() as s:
         items = s.execute(select(QueueItem.id).order_by(QueueItem.id)).scalars().all()
-    errors: list[BaseException] = []
-
-    def withdraw() -> None:
-        try:
-            with ws.transaction() as s:
-                set_consent(s, actor=Actor.cli(), account_id="acct-q0", human_review=Consent.deny)
-        except BaseException as exc:
-            errors.append(exc)
-
+    other = _withdrawal(ws, "acct-q0")
     with ws.transaction() as s:  # the lease in flight, as lease_next runs it: claim, then audit
         s.execute(update(QueueItem).where(QueueItem.id == items[-1]).values(state="leased"))
-        other = threading.Thread(target=withdraw)
         other.start()
         f.wait_for_lock_wait(ws, [other])
         audit.record(s, actor=Actor.system(), action="review.expire", object_type="queue_item", object_id=items[-1])
     other.join()
-    assert not errors, errors
+    assert other.error is None, other.error
     with ws.sessions() as s:
         states = s.execute(select(QueueItem.state)).scalars().all()
         statuses = s.execute(select(Clip.status)).scalars().all()
@@ -200,8 +189,7 @@ def test_withdrawal_racing_a_reviewers_change_does_not_deadlock(ws: Workspace, c
             lease = lease_safety(s, actor=reviewer, max_clips=10, window_minutes=60, lease_seconds=600)
             assert lease.assignment is not None
             a = lease.assignment
-    errors: list[BaseException] = []
-    other = threading.Thread(target=_withdraw_into(ws, "acct-q0", errors, erase=by == "erasure"))
+    other = _withdrawal(ws, "acct-q0", erase=by == "erasure")
     with f.at_the_audit_head(ws, other), ws.transaction() as s:
         if change == "submit":
             submit_annotation(s, actor=reviewer, assignment_id=a.id, transcript="play it", intent="")
@@ -214,7 +202,7 @@ def test_withdrawal_racing_a_reviewers_change_does_not_deadlock(ws: Workspace, c
         else:
             record_outcome(s, actor=reviewer, assignment_id=a.id, outcome="handled", note="called back")
     other.join()
-    assert not errors, errors
+    assert other.error is None, other.error
     with ws.sessions() as s:
         states = s.execute(select(QueueItem.state)).scalars().all()
         [status] = s.execute(select(Clip.status)).scalars().all()
@@ -222,18 +210,17 @@ def test_withdrawal_racing_a_reviewers_change_does_not_deadlock(ws: Workspace, c
     assert status == ("erased" if by == "erasure" else "withdrawn")
 
 
-def _withdraw_into(ws: Workspace, account: str, errors: list[BaseException], *, erase: bool = False):  # type: ignore[no-untyped-def]
-    def withdraw() -> None:
-        try:
-            with ws.transaction() as s:
-                if erase:
-                    erase_account(s, actor=Actor.cli(), account_id=account, secret=ws.secret)
-                else:
-                    set_consent(s, actor=Actor.cli(), account_id=account, human_review=Consent.deny)
-        except BaseException as exc:
-            errors.append(exc)
+def _withdrawal(ws: Workspace, account: str, *, erase: bool = False) -> f.Racer:
+    """The customer's "no" (or erasure) as the other transaction of a race."""
 
-    return withdraw
+    def withdraw() -> None:
+        with ws.transaction() as s:
+            if erase:
+                erase_account(s, actor=Actor.cli(), account_id=account, secret=ws.secret)
+            else:
+                set_consent(s, actor=Actor.cli(), account_id=account, human_review=Consent.deny)
+
+    return f.Racer(withdraw)
 
 
 @f.postgres_only
@@ -242,19 +229,10 @@ def test_a_withdrawal_during_a_sampling_draw_is_not_undone_by_it(ws: Workspace) 
     yet sampled and left it; the draw then marked it pending, and the pipeline would have queued it."""
     f.ingest_speech(ws, "play music", account_id="racer")
     f.allow(ws, "racer")
-    drawn: list[int] = []
-
-    def draw() -> None:
-        drawn.append(_sample(ws))
-
-    sampler = threading.Thread(target=draw)
-    with ws.transaction() as s:
+    sampler = f.Racer(lambda: _sample(ws))
+    with f.racing(ws, sampler) as s:
         set_consent(s, actor=Actor.cli(), account_id="racer", human_review=Consent.deny)
-        s.flush()
-        sampler.start()
-        f.wait_for_lock_wait(ws, [sampler])
-    sampler.join()
-    assert drawn == [0]
+    assert sampler.result == 0
     with ws.sessions() as s:
         assert s.execute(select(Clip.status)).scalars().all() == ["stored"]
 
@@ -268,20 +246,15 @@ def test_a_withdrawal_during_serving_a_gold_clip_is_not_undone(ws: Workspace) ->
         clip = s.execute(select(Clip).where(Clip.external_id == cid)).scalar_one()
         add_gold(s, actor=Actor.cli(), clip=clip, transcript="play shake it off by taylor swift", intent=None)
     reviewer = f.user(ws, "rev1")
-    served: list[object] = []
 
-    def serve() -> None:
+    def serve() -> object:
         with ws.transaction() as s:
-            served.append(serve_gold(s, user=reviewer))
+            return serve_gold(s, user=reviewer)
 
-    server = threading.Thread(target=serve)
-    with ws.transaction() as s:
+    server = f.Racer(serve)
+    with f.racing(ws, server) as s:
         set_consent(s, actor=Actor.cli(), account_id="acct-q0", human_review=Consent.deny)
-        s.flush()
-        server.start()
-        f.wait_for_lock_wait(ws, [server])
-    server.join()
-    assert served == [None]
+    assert server.error is None and server.result is None
     with ws.sessions() as s:
         assert s.execute(select(QueueItem.state).where(QueueItem.queue == "gold")).scalars().all() == []
 
@@ -296,12 +269,11 @@ def test_a_withdrawal_racing_a_seniors_answer_does_not_deadlock(ws: Workspace) -
         a = lease_next(s, actor=reviewer)
         assert a is not None
         req = ask_help(s, actor=reviewer, assignment_id=a.id, start=0.0, end=0.5, question="which word?")
-    errors: list[BaseException] = []
-    other = threading.Thread(target=_withdraw_into(ws, "acct-q0", errors))
+    other = _withdrawal(ws, "acct-q0")
     with f.at_the_audit_head(ws, other), ws.transaction() as s:
         answer_help(s, actor=senior, help_id=req.id, answer="taylor")
     other.join()
-    assert not errors, errors
+    assert other.error is None, other.error
     with ws.sessions() as s:
         assert s.execute(select(QueueItem.state)).scalars().all() == ["withdrawn"]
         assert s.get(HelpRequest, req.id) is None  # help text goes with the withdrawal

@@ -193,16 +193,11 @@ def test_a_clip_arriving_during_an_erasure_starts_a_new_account(ws: Workspace) -
     """It joined the account being erased (found by its id before the erasure committed): a clip
     with its transcript under an account whose erasure reports done and cannot be run again."""
     f.ingest_speech(ws, SECRET_WORDS, account_id=VICTIM)
-    arrived: list[str] = []
-    late = threading.Thread(target=lambda: arrived.append(f.ingest_speech(ws, SECRET_WORDS, account_id=VICTIM)))
-    with ws.transaction() as s:
+    late = f.Racer(lambda: f.ingest_speech(ws, SECRET_WORDS, account_id=VICTIM))
+    with f.racing(ws, late) as s:
         erase_account(s, actor=Actor.cli(), account_id=VICTIM, secret=ws.secret)
-        s.flush()
-        late.start()
-        f.wait_for_lock_wait(ws, [late])
-    late.join()
     with ws.sessions() as s:
-        clip = s.execute(select(Clip).where(Clip.external_id == arrived[0])).scalar_one()
+        clip = s.execute(select(Clip).where(Clip.external_id == late.result)).scalar_one()
         account = s.get(Account, clip.account_id)
         erased = s.execute(select(Clip.status).where(Clip.account_id != clip.account_id)).scalars().all()
     assert account is not None and account.external_id == VICTIM and account.erased_at is None
@@ -251,23 +246,15 @@ def test_a_help_question_asked_during_an_erasure_does_not_outlive_it(ws: Workspa
     with ws.transaction() as s:
         a = lease_next(s, actor=reviewer)
         assert a is not None
-    errors: list[BaseException] = []
 
     def ask() -> None:
-        try:
-            with ws.transaction() as s:
-                ask_help(s, actor=reviewer, assignment_id=a.id, start=0.0, end=0.5, question="is this a name")
-        except BaseException as exc:
-            errors.append(exc)
+        with ws.transaction() as s:
+            ask_help(s, actor=reviewer, assignment_id=a.id, start=0.0, end=0.5, question="is this a name")
 
-    asker = threading.Thread(target=ask)
-    with ws.transaction() as s:
+    asker = f.Racer(ask)
+    with f.racing(ws, asker) as s:
         erase_account(s, actor=Actor.cli(), account_id="acct-q0", secret=ws.secret)
-        s.flush()
-        asker.start()
-        f.wait_for_lock_wait(ws, [asker])
-    asker.join()
-    assert len(errors) == 1 and isinstance(errors[0], Withdrawn)  # told, nothing stored
+    assert isinstance(asker.error, Withdrawn)  # told, nothing stored
     with ws.sessions() as s:
         assert s.execute(select(func.count()).select_from(HelpRequest)).scalar_one() == 0
 
@@ -277,14 +264,9 @@ def test_two_erasures_of_one_account_at_once_erase_it_once(ws: Workspace) -> Non
     """The second waited for the first, then went on with the account as it had read it before:
     a second `account.erase` event and a report of clips erased that were already gone."""
     f.ingest(ws, 2, account_id=VICTIM)
-    second: list[object] = []
-    other = threading.Thread(target=lambda: second.append(ws.erase(actor=Actor.cli(), account_id=VICTIM)))
-    with ws.transaction() as s:
+    second = f.Racer(lambda: ws.erase(actor=Actor.cli(), account_id=VICTIM))
+    with f.racing(ws, second) as s:
         first = erase_account(s, actor=Actor.cli(), account_id=VICTIM, secret=ws.secret)
-        s.flush()
-        other.start()
-        f.wait_for_lock_wait(ws, [other])
-    other.join()
-    assert first.clips == 2 and second[0].already_erased  # type: ignore[attr-defined]
+    assert first.clips == 2 and second.result.already_erased
     with ws.sessions() as s:
         assert s.execute(select(func.count()).where(AuditEvent.action == "account.erase")).scalar_one() == 1

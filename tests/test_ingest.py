@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -198,21 +197,10 @@ app()
 @f.postgres_only
 def test_two_first_clips_of_a_new_account_at_once_both_land(ws: Workspace) -> None:
     """The second insert of the new account breaks the unique id; the ingest runs again and lands."""
-    errors: list[BaseException] = []
-
-    def second() -> None:
-        try:
-            f.ingest(ws, 1, account_id="acct-new")
-        except BaseException as exc:
-            errors.append(exc)
-
-    other = threading.Thread(target=second)
-    with ws.transaction() as s:
+    other = f.Racer(lambda: f.ingest(ws, 1, account_id="acct-new"))
+    with f.racing(ws, other) as s:
         get_or_create_account(s, "acct-new")
-        other.start()
-        f.wait_for_lock_wait(ws, [other])
-    other.join()
-    assert not errors, errors
+    assert other.error is None, other.error
     with ws.sessions() as s:
         assert s.execute(select(func.count()).select_from(Account)).scalar() == 1
         assert s.execute(select(func.count()).select_from(Clip)).scalar() == 1
@@ -223,15 +211,7 @@ def test_a_batch_ingest_and_an_erasure_of_one_of_its_accounts_do_not_deadlock(ws
     """The batch held the audit chain's head from its first clip on; a later clip of the batch
     waited for the account the erasure held, and the erasure waited for the head."""
     f.ingest(ws, 1, account_id="victim")
-    errors: list[BaseException] = []
-
-    def erase() -> None:
-        try:
-            ws.erase(actor=Actor.cli(), account_id="victim")
-        except BaseException as exc:
-            errors.append(exc)
-
-    eraser = threading.Thread(target=erase)
+    eraser = f.Racer(lambda: ws.erase(actor=Actor.cli(), account_id="victim"))
 
     def second_clip() -> bytes:  # read while the batch's transaction is open, after its first clip
         eraser.start()
@@ -241,7 +221,7 @@ def test_a_batch_ingest_and_an_erasure_of_one_of_its_accounts_do_not_deadlock(ws
     items = [(f.meta(account_id="someone-else"), f.audio_bytes), (f.meta(account_id="victim"), second_clip)]
     outcomes = list(ws.ingest_many(items, actor=Actor.cli(), via="test"))
     eraser.join()
-    assert not errors, errors
+    assert eraser.error is None, eraser.error
     assert [o.error for o in outcomes] == [None, None]
     with ws.sessions() as s:  # the erasure waited for the batch, so its clip was erased too
         statuses = s.execute(select(Clip.status).join(Account).where(Account.erased_at.is_not(None))).scalars().all()

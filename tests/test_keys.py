@@ -141,22 +141,10 @@ def test_a_rotation_during_an_erasure_skips_the_shredded_key(ws: Workspace) -> N
     the rotation failed with a stale-data error."""
     f.ingest(ws, 1, account_id="leaving")
     f.ingest(ws, 1, account_id="staying")
-    errors: list[BaseException] = []
-
-    def rotate() -> None:
-        try:
-            _rotate_elsewhere(ws)
-        except BaseException as exc:
-            errors.append(exc)
-
-    rotation = threading.Thread(target=rotate)
-    with ws.transaction() as s:
+    rotation = f.Racer(lambda: _rotate_elsewhere(ws))
+    with f.racing(ws, rotation) as s:
         erase_account(s, actor=Actor.cli(), account_id="leaving", secret=ws.secret)
-        s.flush()
-        rotation.start()
-        f.wait_for_lock_wait(ws, [rotation])
-    rotation.join()
-    assert not errors, errors
+    assert rotation.error is None, rotation.error
     with ws.sessions() as s:
         assert len(s.execute(select(AccountKey)).all()) == 1
     _assert_every_clip_opens_after_a_restart(ws, skip_erased=True)

@@ -4,7 +4,6 @@ their own tests). Every outcome is stored and explained; nothing unprotected rea
 from __future__ import annotations
 
 import io
-import threading
 from datetime import timedelta
 
 import numpy as np
@@ -215,15 +214,10 @@ def test_consent_withdrawn_while_the_pipeline_stores_is_never_overwritten(ws: Wo
     cid = f.ingest_speech(ws, "play music", account_id="p1")
     f.allow(ws, "p1")
     f.sample_all(ws)
-    results: list[object] = []
-    with ws.transaction() as s:
+    worker = f.Racer(ws.process_pending)
+    with f.racing(ws, worker) as s:
         set_consent(s, actor=Actor.cli(), account_id="p1", human_review=Consent.deny)
-        s.flush()
-        worker = threading.Thread(target=lambda: results.extend(ws.process_pending()))
-        worker.start()
-        f.wait_for_lock_wait(ws, [worker])
-    worker.join()
-    assert [r.outcome for r in results] == ["skipped"]  # type: ignore[attr-defined]
+    assert [r.outcome for r in worker.result] == ["skipped"]
     _assert_withdrawn_everywhere(ws, cid)
 
 
@@ -244,25 +238,21 @@ def test_withdrawal_and_a_pipeline_store_in_flight_do_not_deadlock(ws: Workspace
         pending.samples, pending.sample_rate, device_text=pending.device_text, parts=ws.components(),
         config=ws.pipeline_config, rng=np.random.default_rng(0),
     )  # fmt: skip
-    errors: list[BaseException] = []
     transcripts_only = RetentionPolicy(original_days=None, derivative_days=None)
 
     def withdraw() -> None:
-        try:
-            with ws.transaction() as s:
-                if change == "consent":
-                    set_consent(s, actor=Actor.cli(), account_id="p1", human_review=Consent.deny)
-                elif change == "erasure":
-                    erase_account(s, actor=Actor.cli(), account_id="p1", secret=ws.secret)
-                else:
-                    run_retention(s, actor=Actor.cli(), policy=transcripts_only, now=utcnow() + timedelta(days=400))
-        except BaseException as exc:
-            errors.append(exc)
+        with ws.transaction() as s:
+            if change == "consent":
+                set_consent(s, actor=Actor.cli(), account_id="p1", human_review=Consent.deny)
+            elif change == "erasure":
+                erase_account(s, actor=Actor.cli(), account_id="p1", secret=ws.secret)
+            else:
+                run_retention(s, actor=Actor.cli(), policy=transcripts_only, now=utcnow() + timedelta(days=400))
 
+    other = f.Racer(withdraw)
     journal = ws.blobs.journal()
     with ws.transaction() as s:
         lock_clip(s, clip_id)  # the store's first step: the store is in flight
-        other = threading.Thread(target=withdraw)
         other.start()
         f.wait_for_lock_wait(ws, [other])
         stored = store_protection(
@@ -271,7 +261,7 @@ def test_withdrawal_and_a_pipeline_store_in_flight_do_not_deadlock(ws: Workspace
         )  # fmt: skip
     journal.close()
     other.join()
-    assert not errors, errors
+    assert other.error is None, other.error
     assert stored.outcome == "general"
     if change != "erasure":  # transcript retention takes the clip out; the derivative has its own limit
         _assert_withdrawn_everywhere(ws, cid, derivative_gone=change == "consent")

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from earmark import audit
 from earmark.errors import InvalidInput
@@ -116,31 +115,16 @@ def test_retention_and_a_lease_in_flight_do_not_deadlock(ws: Workspace) -> None:
     key); retention held the clip (clearing a unique blob key) and wanted the item."""
     f.queue_clips(ws, 1)
     reviewer = f.user(ws, "r1")
-    errors: list[BaseException] = []
 
     def retention() -> None:
-        try:
-            with ws.transaction() as s:
-                run_retention(s, actor=Actor.system(), policy=RetentionPolicy(), now=utcnow() + timedelta(days=400))
-        except BaseException as exc:
-            errors.append(exc)
-
-    other = threading.Thread(target=retention)
-    me = threading.current_thread()
-
-    def once_the_item_is_claimed(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        claimed = statement.startswith("INSERT INTO assignments")
-        if threading.current_thread() is me and claimed and not other.ident:
-            other.start()
-            f.wait_for_lock_wait(ws, [other])
-
-    event.listen(ws.engine, "before_cursor_execute", once_the_item_is_claimed)
-    try:
         with ws.transaction() as s:
-            lease_next(s, actor=reviewer)
-    finally:
-        event.remove(ws.engine, "before_cursor_execute", once_the_item_is_claimed)
+            run_retention(s, actor=Actor.system(), policy=RetentionPolicy(), now=utcnow() + timedelta(days=400))
+
+    other = f.Racer(retention)
+    # Once the lease has claimed the item: just before its assignment goes in.
+    with f.at_statement(ws, other, "INSERT INTO assignments"), ws.transaction() as s:
+        lease_next(s, actor=reviewer)
     other.join()
-    assert not errors, errors
+    assert other.error is None, other.error
     with ws.sessions() as s:
         assert s.execute(select(QueueItem.state)).scalars().all() == ["withdrawn"]
