@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,18 @@ def allows_review(default: Consent | str) -> ColumnElement[bool]:
     if Consent(default) == Consent.allow:
         return or_(Account.human_review == Consent.allow, Account.human_review.is_(None))
     return and_(Account.human_review == Consent.allow)
+
+
+def share_lock_accounts(session: Session, account_ids: Iterable[int], *where: ColumnElement[bool]) -> set[int]:
+    """Share-lock these accounts, in id order, until commit (PostgreSQL): a consent change or an
+    erasure of any of them waits for this transaction, and one committed before is seen. Returns
+    the ids that match `where`, read under the lock. SQLite: a plain read."""
+    ids = sorted(set(account_ids))
+    found: set[int] = set()
+    for i in range(0, len(ids), 500):
+        query = select(Account.id).where(Account.id.in_(ids[i : i + 500]), *where)
+        found.update(session.execute(query.order_by(Account.id).with_for_update(read=True)).scalars())
+    return found
 
 
 def set_consent(
@@ -102,7 +115,6 @@ def set_consent(
         events: list[dict[str, Any]] = []  # recorded after the purge's row changes
         withdrawn = withdraw_clips(session, actor=actor, clip_ids=clip_ids, reason="consent_withdrawn", events=events)
         derivatives, annotations, keys = _purge_review_data(session, account.id, keep_reviewed=keep_reviewed)
-        session.flush()
         record_events(session, events)
     session.flush()
     audit.record(

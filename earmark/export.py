@@ -33,7 +33,7 @@ from sqlalchemy.sql import Subquery
 
 from earmark import audit
 from earmark.audio import decode_mono, encode_wav, resample
-from earmark.consent import allows_review
+from earmark.consent import allows_review, share_lock_accounts
 from earmark.crypto import decrypt_blob
 from earmark.errors import InvalidInput
 from earmark.export_formats import ASR_FORMATS, FORMATS, Item, render
@@ -293,10 +293,10 @@ def _register(
         # Lock the accounts (shared) and then the clips, in the one lock order: an erasure or a
         # consent withdrawal that has not committed yet waits for this export to be registered
         # and then marks it; one that committed meanwhile is seen by the check below.
-        accounts = select(Clip.account_id).where(Clip.id.in_(ids))
-        session.execute(
-            select(Account.id).where(Account.id.in_(accounts)).order_by(Account.id).with_for_update(read=True)
-        ).all()
+        accounts: set[int] = set()
+        for i in range(0, len(ids), 500):
+            accounts.update(session.execute(select(Clip.account_id).where(Clip.id.in_(ids[i : i + 500]))).scalars())
+        share_lock_accounts(session, accounts)
         still: set[int] = set()
         erased: set[int] = set()
         for i in range(0, len(ids), 500):

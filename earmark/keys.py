@@ -42,7 +42,7 @@ def ensure_data_key(session: Session, keyring: Keyring, account: Account) -> byt
     # The key this wrap uses must be the one the database says is current: a rotation by another
     # process since this one read its keyring has re-wrapped every key and retired the old one.
     state = session.get(KeyState, 1, with_for_update={"read": True}, populate_existing=True)
-    current = state.active_key_id if state is not None else None
+    current = state.active_key_id if state is not None else None  # None: never rotated
     if current is not None and current != keyring.active_id:
         keyring.reload()
         if current != keyring.active_id:
@@ -70,10 +70,7 @@ def rewrap_all(session: Session, *, actor: Actor, old: Keyring, new_id: str, new
     now = utcnow()
     # First: a process wrapping a new account key holds this row shared until it commits, so
     # the select below sees that key, and a process that comes later sees the new key id.
-    state = session.get(KeyState, 1, with_for_update=True, populate_existing=True)
-    if state is None:
-        state = KeyState(id=1)
-        session.add(state)
+    state = session.execute(select(KeyState).where(KeyState.id == 1).with_for_update()).scalar_one()  # 0008 made it
     state.active_key_id = new_id
     state.changed_at = now
     session.flush()

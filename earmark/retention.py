@@ -179,7 +179,6 @@ def run_retention(
             or 0
         )
 
-    session.flush()
     record_events(session, events)
     audit.record(session, actor=actor, action="retention.run", details=result.counts())
     return result

@@ -385,7 +385,6 @@ def report_missed_pii(session: Session, *, actor: User, assignment_id: str, star
     ).rowcount
     clip.extra_redactions = [*(clip.extra_redactions or []), span]
     clip.status = ClipStatus.pending  # back through the pipeline before anyone hears it again
-    session.flush()
     record_events(session, events)
     audit.record(
         session, actor=user_actor(actor), action="review.pii_missed", object_type="clip", object_id=clip.id,
@@ -405,6 +404,5 @@ def flag_sensitive(session: Session, *, actor: User, assignment_id: str) -> None
     withdraw_clips(session, actor=user_actor(actor), clip_ids=[clip.id], reason="sensitive", events=events)
     enqueue(session, clip=clip, queue=SAFETY)
     actor.sensitive_blocked_on = utcnow().date().isoformat()
-    session.flush()
     record_events(session, events)
     audit.record(session, actor=user_actor(actor), action="review.sensitive", object_type="clip", object_id=clip.id)

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from earmark import audit
-from earmark.consent import allows_review
+from earmark.consent import allows_review, share_lock_accounts
 from earmark.models import Account, Clip, Entity, InventoryItem, utcnow
 from earmark.sampling_policy import CapCounter, EntityCheck, SamplingPolicy, decide, entity_check, period_of
 from earmark.textnorm import normalize
@@ -135,19 +135,8 @@ def _still_allowed(session: Session, chosen: list[Any], default_consent: Consent
     did not see these clips as sampled, so it did not withdraw them, and they would have gone on
     to the pipeline and a queue. A withdrawal that comes later waits for this draw and then finds
     them pending. SQLite: a plain re-read (its single writer already orders the two)."""
-    accounts = sorted({c.account_id for c, _, _ in chosen})
-    allowed: set[int] = set()
-    for i in range(0, len(accounts), 500):
-        allowed.update(
-            session.execute(
-                select(Account.id)
-                .where(
-                    Account.id.in_(accounts[i : i + 500]), allows_review(default_consent), Account.erased_at.is_(None)
-                )
-                .order_by(Account.id)
-                .with_for_update(read=True)
-            ).scalars()
-        )
+    accounts = {c.account_id for c, _, _ in chosen}
+    allowed = share_lock_accounts(session, accounts, allows_review(default_consent), Account.erased_at.is_(None))
     return [c for c in chosen if c[0].account_id in allowed]
 
 

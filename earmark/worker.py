@@ -40,22 +40,19 @@ class BackgroundWorker:
 
     def run_once(self) -> int:
         if time.monotonic() >= self._next_retention:
-            interval = self.ws.settings.retention_interval_hours * 3600
+            self._next_retention = time.monotonic() + self.ws.settings.retention_interval_hours * 3600
             try:
                 counts = self.ws.run_retention(actor=Actor.system()).counts()
                 log.info("retention: %s", counts)
             except EarmarkError as exc:
-                self._next_retention = time.monotonic() + interval
                 log.error("retention refused: %s", exc)
             except Exception as exc:
                 if not db.is_transient(exc):
-                    self._next_retention = time.monotonic() + interval
                     raise
                 # Rolled back by a database conflict: still due, so the next round runs it again
                 # (data past its time must not wait a whole interval more).
+                self._next_retention = time.monotonic()
                 log.warning("retention met a database conflict; it runs again next round")
-            else:
-                self._next_retention = time.monotonic() + interval
         results = self.ws.process_pending(limit=self.batch)
         self.processed += len(results)
         if results:
