@@ -76,6 +76,10 @@ def main() -> None:
             page.keyboard.press("Enter")
             page.wait_for_url(lambda url: "/login" not in url)
             page.goto(f"{base}/review")
+            page.get_by_test_id("start").focus()  # the queue page's start button (a POST lease)
+            page.keyboard.press("Enter")
+            page.wait_for_url(REVIEW_URL)
+            keys += 1
             while reviewed < args.clips:
                 if not REVIEW_URL.search(page.url):
                     break  # queue empty

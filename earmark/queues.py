@@ -7,7 +7,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CompoundSelect, and_, func, or_, select, update
+from sqlalchemy import CompoundSelect, and_, distinct, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from earmark import audit
@@ -117,16 +117,10 @@ def _lease(
     max_sensitivity: float | None,
     only_item: int | None,
 ) -> Assignment | None:
-    # One person never reviews the same clip twice: K passes need K different people. A clip
-    # given back by `release` does not count: nothing was said about it.
-    seen_before = select(Assignment.clip_id).where(
-        Assignment.user_id == actor.id, Assignment.state != AssignmentState.released
-    )
     while True:
         candidates = session.execute(
             select(QueueItem.id, QueueItem.clip_id)
-            .where(QueueItem.queue == queue, _available(now), QueueItem.clip_id.not_in(seen_before))
-            .where(*_sensitivity_filter(max_sensitivity))
+            .where(*_leasable(actor, queue, now, max_sensitivity))
             .where(*([QueueItem.id == only_item] if only_item is not None else []))
             .order_by(QueueItem.enqueued_at, QueueItem.id)
             .limit(LEASE_CANDIDATES)
@@ -212,6 +206,29 @@ def restricted_clips() -> CompoundSelect:
         QueueItem.queue == SAFETY, QueueItem.state.in_([QueueState.queued, QueueState.leased])
     )
     return waiting.union(select(SafetyOutcome.clip_id).where(SafetyOutcome.outcome != "false_alarm"))
+
+
+def _leasable(actor: User, queue: str, now: datetime, max_sensitivity: float | None) -> list[Any]:
+    """The queue items of `queue` that `actor` may lease now."""
+    # One person never reviews the same clip twice: K passes need K different people. A clip
+    # given back by `release` does not count: nothing was said about it.
+    seen_before = select(Assignment.clip_id).where(
+        Assignment.user_id == actor.id, Assignment.state != AssignmentState.released
+    )
+    return [
+        QueueItem.queue == queue,
+        _available(now),
+        QueueItem.clip_id.not_in(seen_before),
+        *_sensitivity_filter(max_sensitivity),
+    ]
+
+
+def count_leasable(session: Session, *, actor: User, queue: str, max_sensitivity: float | None = None) -> int:
+    """How many clips of `queue` `actor` could lease now, one after the other (clips, not items: a
+    person takes one pass of a clip). A read for a page; the lease decides."""
+    return session.execute(
+        select(func.count(distinct(QueueItem.clip_id))).where(*_leasable(actor, queue, utcnow(), max_sensitivity))
+    ).scalar_one()
 
 
 def _sensitivity_filter(max_sensitivity: float | None) -> list[Any]:

@@ -129,3 +129,45 @@ def test_resume_keeps_a_held_clip_of_a_sibling_queue(ws: Workspace) -> None:
         assert gold is not None
     with ws.transaction() as s:
         assert lease_next(s, actor=r1, queue=GENERAL, resume=(GENERAL, GOLD)).id == gold.id  # type: ignore[union-attr]
+
+
+def test_count_leasable_is_how_many_clips_the_lease_then_hands_out(ws: Workspace) -> None:
+    """The queue page's count: clips, not pass items; not one this person already did; not a
+    near-sensitive one for a reviewer blocked today; not one someone else holds."""
+    from earmark.models import ClipProtection
+    from earmark.queues import count_leasable
+    from earmark.review import skip_assignment
+
+    f.queue_clips(ws, 5)
+    r1, r2 = f.user(ws, "r1"), f.user(ws, "r2")
+    with ws.transaction() as s:
+        clips = s.execute(select(Clip.id).order_by(Clip.id)).scalars().all()
+        for clip in clips:
+            enqueue(s, clip=s.get(Clip, clip), queue=GENERAL)  # type: ignore[arg-type]  # a second pass each
+        s.get(ClipProtection, clips[1]).sensitivity = 0.5  # type: ignore[union-attr]
+    done = _lease_and(ws, r1, submit=True)  # r1's pass of one clip
+    held = _lease_and(ws, r2)  # r2 holds a pass of another
+    assert (done, held) == (clips[0], clips[1])  # the oldest items first
+    with ws.sessions() as s:
+        assert count_leasable(s, actor=r1, queue=GENERAL) == 4  # all but the one r1 did
+        blocked = count_leasable(s, actor=r1, queue=GENERAL, max_sensitivity=0.3)
+        assert blocked == 3  # nor the near-sensitive one
+        assert count_leasable(s, actor=r2, queue=GENERAL) == 4  # its own held clip is not "ready"
+    handed_out = []
+    while True:
+        with ws.transaction() as s:
+            a = lease_next(s, actor=r1, max_sensitivity=0.3)
+            if a is None:
+                break
+            handed_out.append(a.clip_id)
+            skip_assignment(s, actor=r1, assignment_id=a.id, reason="too_hard")
+    assert len(handed_out) == blocked and len(set(handed_out)) == blocked
+
+
+def _lease_and(ws: Workspace, user, *, submit: bool = False) -> int:  # type: ignore[no-untyped-def]
+    with ws.transaction() as s:
+        a = lease_next(s, actor=user)
+        assert a is not None
+        if submit:
+            submit_annotation(s, actor=user, assignment_id=a.id, transcript="play it", intent="PlayMusic")
+        return a.clip_id

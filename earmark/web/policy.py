@@ -16,6 +16,7 @@ REVIEW_ROLES = frozenset({R.reviewer, R.senior, R.admin})
 POLICY: dict[str, frozenset[Role]] = {
     "home": frozenset(Role) - {R.service},
     "logout": frozenset(Role) - {R.service},
+    "review.start": REVIEW_ROLES,
     "review.next": REVIEW_ROLES,
     "review.page": REVIEW_ROLES | {R.safety},
     "review.audio": REVIEW_ROLES | {R.safety},
@@ -32,7 +33,9 @@ POLICY: dict[str, frozenset[Role]] = {
     "help.page": REVIEW_ROLES,
     "help.audio": frozenset({R.senior, R.admin}),
     "help.answer": frozenset({R.senior, R.admin}),
+    "adjudicate.start": frozenset({R.senior, R.admin}),
     "adjudicate.next": frozenset({R.senior, R.admin}),
+    "safety.start": frozenset({R.safety}),
     "safety.next": frozenset({R.safety}),
     "safety.outcome": frozenset({R.safety}),
     "dashboard.me": frozenset({R.reviewer, R.senior, R.safety, R.admin}),

@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 from earmark import escalation, help, review
 from earmark.catalog import link, load_inventory
 from earmark.errors import EarmarkError, InvalidInput, NotFound, PermissionDenied
-from earmark.models import Assignment, Clip, User, utcnow
+from earmark.models import Assignment, Clip, QueueItem, User, utcnow
 from earmark.quality import ADJUDICATION, GOLD, is_gold_lease, serve_gold
-from earmark.queues import GENERAL, active_assignment, lease_next
+from earmark.queues import GENERAL, active_assignment, count_leasable, lease_next
 from earmark.stats import reviewer_stats
 from earmark.types import ClipStatus, Role
 from earmark.web.deps import Caller, csrf_checked, get_db, get_ws, load_json, page_caller
@@ -31,6 +31,7 @@ from earmark.web.pages import render
 from earmark.workspace import Workspace
 
 router = APIRouter()
+REVIEW_QUEUES = (GENERAL, GOLD)  # a gold clip looks like any other to the reviewer
 
 
 def sign(secret: bytes, *parts: object) -> str:
@@ -87,13 +88,16 @@ def _closed(request: Request, exc: EarmarkError) -> Response:
 # -- leasing -------------------------------------------------------------------------------------
 
 
+def _max_sensitivity(user: User) -> float | None:
+    """A reviewer who met distressing content today gets no near-sensitive clip, gold included."""
+    return 0.3 if user.sensitive_blocked_on == utcnow().date().isoformat() else None
+
+
 def _lease_general(request: Request, session: Session, user: User) -> Assignment | None:
     """Lease the reviewer's next clip (or the one held); now and then a gold clip. Commits."""
     ws = get_ws(request)
     queue, gold_item = GENERAL, None
-    # A reviewer who met distressing content today gets no near-sensitive clip, gold included.
-    blocked = user.sensitive_blocked_on == utcnow().date().isoformat()
-    max_sensitivity = 0.3 if blocked else None
+    max_sensitivity = _max_sensitivity(user)
     if active_assignment(session, user=user) is None:
         leases = session.execute(
             select(func.count()).select_from(Assignment).where(Assignment.user_id == user.id)
@@ -105,14 +109,13 @@ def _lease_general(request: Request, session: Session, user: User) -> Assignment
         )
         if gold is not None:
             queue, gold_item = GOLD, gold.id
-    review_queues = (GENERAL, GOLD)  # a gold clip looks like any other to the reviewer
     lease = partial(
         lease_next,
         session,
         actor=user,
         lease_seconds=ws.settings.lease_seconds,
         max_sensitivity=max_sensitivity,
-        resume=review_queues,
+        resume=REVIEW_QUEUES,
     )
     assignment = lease(queue=queue, only_item=gold_item)  # the gold clip just checked, not the queue head
     if assignment is None and queue == GOLD:
@@ -121,41 +124,126 @@ def _lease_general(request: Request, session: Session, user: User) -> Assignment
     return assignment
 
 
+def _lease_adjudication(request: Request, session: Session, user: User) -> Assignment | None:
+    ws = get_ws(request)
+    assignment = lease_next(session, actor=user, queue=ADJUDICATION, lease_seconds=ws.settings.lease_seconds)
+    session.commit()
+    return assignment
+
+
 def _next_after_submit(request: Request, session: Session, user: User, queue: str) -> str:
-    """Where the reviewer goes next. For general review the next clip is leased at once, so the
-    browser goes straight to it (one round trip less between clips)."""
-    if queue == ADJUDICATION:
-        return "/adjudicate"
+    """Where the reviewer goes next. Review and adjudication lease the next clip at once, so the
+    browser goes straight to it (one round trip less between clips). The safety team goes back to
+    its queue's page: one deliberate step between distressing clips."""
     if queue == escalation.SAFETY:
         return "/safety"
+    if queue == ADJUDICATION:
+        assignment = _lease_adjudication(request, session, user)
+        return f"/review/{assignment.id}" if assignment is not None else "/adjudicate"
     assignment = _lease_general(request, session, user)
     return f"/review/{assignment.id}" if assignment is not None else "/review"
 
 
-@router.get("/review", name="review.next")
-def review_next(
+# A queue's page (GET) only reads: it opens the clip its caller holds in that queue, or shows how
+# many clips wait with a button that leases one (POST, with the CSRF token). Leasing, giving back
+# and the audit events they write happen only on a POST, never because a link was followed or
+# prefetched.
+
+
+def _held(session: Session, user: User, queues: tuple[str, ...]) -> Assignment | None:
+    """The clip `user` holds in one of `queues` (as `lease_next` resumes it), or None."""
+    held = active_assignment(session, user=user)
+    if held is None:
+        return None
+    item = session.get(QueueItem, held.queue_item_id)
+    return held if item is None or item.queue in queues else None
+
+
+def _queue_page(
+    request: Request,
+    session: Session,
+    user: User,
+    *,
+    queue: str,
+    action: str,
+    title: str,
+    empty: str,
+    tried: bool = False,
+) -> Response:
+    """The start page of `queue` for `user`: how many clips wait, and the button that leases one.
+    `tried`: a lease just found nothing, so say the queue is empty whatever the count says."""
+    resume = REVIEW_QUEUES if queue == GENERAL else (queue,)
+    held = _held(session, user, resume)
+    if held is not None:
+        return RedirectResponse(f"/review/{held.id}", status_code=303)
+    other = active_assignment(session, user=user)
+    ready = 0 if tried else count_leasable(
+        session, actor=user, queue=queue, max_sensitivity=_max_sensitivity(user) if queue == GENERAL else None
+    )  # fmt: skip
+    waiting = 0
+    if queue == GENERAL:
+        waiting = session.execute(
+            select(func.count()).select_from(Clip).where(Clip.status == ClipStatus.pending)
+        ).scalar_one()
+    return render(
+        request,
+        "queue_start.html",
+        {
+            "title": title,
+            "action": action,
+            "ready": ready,
+            "waiting": waiting,
+            "empty": empty,
+            "holds_other": other is not None,
+            "page_url": action.removesuffix("/next"),
+        },
+    )
+
+
+_REVIEW_PAGE = {"title": "Review", "action": "/review/next", "empty": "The review queue is empty."}
+_ADJUDICATE_PAGE = {
+    "title": "Adjudication",
+    "action": "/adjudicate/next",
+    "empty": "No clip waits for adjudication.",
+}
+_SAFETY_PAGE = {"title": "Safety queue", "action": "/safety/next", "empty": "The safety queue is empty."}
+
+
+@router.get("/review", name="review.start")
+def review_start(
     request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
+) -> Response:
+    """The clip held, or how many wait and a button to start."""
+    return _queue_page(request, session, caller.user, queue=GENERAL, **_REVIEW_PAGE)
+
+
+@router.post("/review/next", name="review.next")
+def review_next(
+    request: Request, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
 ) -> Response:
     """Lease the next clip (or resume the one held) and open it."""
     assignment = _lease_general(request, session, caller.user)
     if assignment is None:
-        waiting = session.execute(
-            select(func.count()).select_from(Clip).where(Clip.status == ClipStatus.pending)
-        ).scalar_one()
-        return render(request, "review_empty.html", {"waiting": waiting})
+        return _queue_page(request, session, caller.user, queue=GENERAL, tried=True, **_REVIEW_PAGE)
     return RedirectResponse(f"/review/{assignment.id}", status_code=303)
 
 
-@router.get("/adjudicate", name="adjudicate.next")
-def adjudicate_next(
+@router.get("/adjudicate", name="adjudicate.start")
+def adjudicate_start(
     request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
 ) -> Response:
-    """Seniors: the next clip whose passes disagreed."""
-    ws = get_ws(request)
-    assignment = lease_next(session, actor=caller.user, queue=ADJUDICATION, lease_seconds=ws.settings.lease_seconds)
-    session.commit()
+    """Seniors: how many clips whose passes disagreed wait."""
+    return _queue_page(request, session, caller.user, queue=ADJUDICATION, **_ADJUDICATE_PAGE)
+
+
+@router.post("/adjudicate/next", name="adjudicate.next")
+def adjudicate_next(
+    request: Request, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+) -> Response:
+    """Seniors: the next clip whose passes disagreed (a review clip held is given back)."""
+    assignment = _lease_adjudication(request, session, caller.user)
     if assignment is None:
-        return render(request, "queue_empty.html", {"what": "No clip waits for adjudication."})
+        return _queue_page(request, session, caller.user, queue=ADJUDICATION, tried=True, **_ADJUDICATE_PAGE)
     return RedirectResponse(f"/review/{assignment.id}", status_code=303)
 
 
@@ -299,6 +387,7 @@ def review_skip(
     session: Session = Depends(get_db),
     raw: dict[str, Any] = Depends(_payload),
 ) -> Response:
+    item = review.queue_of(session, user=caller.user, assignment_id=assignment_id)
     try:
         review.skip_assignment(
             session, actor=caller.user, assignment_id=assignment_id, reason=str(raw.get("reason", ""))
@@ -308,7 +397,7 @@ def review_skip(
     except EarmarkError as exc:
         return _closed(request, exc)
     session.commit()
-    return _answer(request, "/review")
+    return _answer(request, _next_after_submit(request, session, caller.user, item))
 
 
 def _span(raw: dict[str, Any]) -> tuple[float, float]:
@@ -331,9 +420,10 @@ def review_pii_missed(
 ) -> Response:
     """Personal data was still audible: withdraw, re-protect, re-queue."""
     start, end = _span(raw)
+    item = review.queue_of(session, user=caller.user, assignment_id=assignment_id)
     review.report_missed_pii(session, actor=caller.user, assignment_id=assignment_id, start=start, end=end)
     session.commit()
-    return _answer(request, "/review")
+    return _answer(request, _next_after_submit(request, session, caller.user, item))
 
 
 @router.post("/review/{assignment_id}/sensitive", name="review.sensitive")
@@ -465,12 +555,30 @@ def help_answer(
 # -- safety ----------------------------------------------------------------------------------------
 
 
-@router.get("/safety", name="safety.next")
-def safety_next(
+def _safety_paused(request: Request, heard: int) -> Response:
+    window = get_ws(request).settings.safety_window_minutes
+    return render(request, "break.html", {"paused": True, "heard": heard, "window": window})
+
+
+@router.get("/safety", name="safety.start")
+def safety_start(
     request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
 ) -> Response:
-    ws = get_ws(request)
-    s = ws.settings
+    """The safety team's queue: the clip held, the exposure pause, or how many wait."""
+    s = get_ws(request).settings
+    if _held(session, caller.user, (escalation.SAFETY,)) is None:
+        heard = escalation.heard_recently(session, user=caller.user, minutes=s.safety_window_minutes)
+        if heard >= s.safety_max_clips:
+            return _safety_paused(request, heard)
+    return _queue_page(request, session, caller.user, queue=escalation.SAFETY, **_SAFETY_PAGE)
+
+
+@router.post("/safety/next", name="safety.next")
+def safety_next(
+    request: Request, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+) -> Response:
+    """The next safety clip, unless the exposure limit says it is time for a break (audited)."""
+    s = get_ws(request).settings
     lease = escalation.lease_safety(
         session,
         actor=caller.user,
@@ -480,11 +588,9 @@ def safety_next(
     )
     session.commit()
     if lease.paused:
-        return render(
-            request, "break.html", {"paused": True, "heard": lease.heard_in_window, "window": s.safety_window_minutes}
-        )
+        return _safety_paused(request, lease.heard_in_window)
     if lease.assignment is None:
-        return render(request, "queue_empty.html", {"what": "The safety queue is empty."})
+        return _queue_page(request, session, caller.user, queue=escalation.SAFETY, tried=True, **_SAFETY_PAGE)
     return RedirectResponse(f"/review/{lease.assignment.id}", status_code=303)
 
 

@@ -28,3 +28,8 @@ def login(c: TestClient, username: str, password: str) -> str:
     found = META_CSRF_RE.search(home.text)
     assert found and found.group(1)
     return found.group(1)
+
+
+def next_clip(c: TestClient, csrf: str, queue: str = "/review"):  # type: ignore[no-untyped-def]
+    """Press the start button of a queue's page: lease (or resume) a clip and open it."""
+    return c.post(f"{queue}/next", headers={"X-CSRF-Token": csrf}, follow_redirects=True)

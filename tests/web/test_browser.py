@@ -25,6 +25,9 @@ def test_reviewer_hears_edits_submits_and_gets_the_next_clip(sqlite_ws: Workspac
         page.fill("input[name=username]", "rev1")
         page.fill("input[name=password]", "reviewer-password")
         page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/review")  # the queue's page: how many wait, and a start button
+        assert page.get_by_test_id("ready").inner_text() == "3 clip(s) ready for you."
+        page.get_by_test_id("start").click()
         page.wait_for_url(f"{base}/review/*")
         first_url = page.url
         duration = page.evaluate(

@@ -14,7 +14,7 @@ from earmark.models import Clip
 from earmark.types import Actor, Role
 from earmark.workspace import Workspace
 from tests import factories as f
-from tests.web.helpers import client, login
+from tests.web.helpers import client, login, next_clip
 
 AUDIO_RE = re.compile(r'src="(/review/[^"]+/audio\?[^"]+)"')
 TEXT = "call jennifer on five five five one two three four"
@@ -28,7 +28,7 @@ def _run_reviews(ws: Workspace, username: str, role: Role, seen: list[str]) -> N
         r = c.get(path, follow_redirects=True)
         seen.append(str(r.headers) + r.text)
     for _ in range(2):
-        page = c.get("/review", follow_redirects=True)
+        page = next_clip(c, csrf)
         seen.append(str(page.headers) + page.text)
         found = AUDIO_RE.search(page.text)
         if not found:

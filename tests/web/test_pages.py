@@ -3,15 +3,15 @@ from __future__ import annotations
 import re
 import time
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from earmark.models import Annotation, Assignment, Clip, ClipProtection, QueueItem, User, utcnow
+from earmark.models import Annotation, Assignment, AuditEvent, Clip, ClipProtection, QueueItem, User, utcnow
 from earmark.quality import add_gold, serve_gold
 from earmark.types import Actor, Role
 from earmark.workspace import Workspace
 from tests import factories as f
 from tests.conftest import ADMIN_PASSWORD
-from tests.web.helpers import CSRF_RE, client, login
+from tests.web.helpers import CSRF_RE, client, login, next_clip
 
 AUDIO_RE = re.compile(r'src="(/review/[^"]+/audio\?exp=\d+&amp;sig=[0-9a-f]+)"')
 
@@ -20,7 +20,7 @@ def _open_review(ws: Workspace, username: str = "rev1"):  # type: ignore[no-unty
     f.user(ws, username)
     c = client(ws)
     csrf = login(c, username, "reviewer-password")
-    page = c.get("/review", follow_redirects=True)
+    page = next_clip(c, csrf)
     assert page.status_code == 200, page.text
     return c, csrf, page
 
@@ -138,7 +138,7 @@ def test_admin_overview(ws: Workspace) -> None:
 
 
 def _submit_next(c, csrf: str, transcript: str | None = None, intent: str = "PlayMusic") -> None:  # type: ignore[no-untyped-def]
-    page = c.get("/review", follow_redirects=True)
+    page = next_clip(c, csrf)
     url = re.search(r'action="(/review/[^"/]+)/submit"', page.text).group(1)  # type: ignore[union-attr]
     body = {"transcript": transcript or "play shake it off by taylor swift", "intent": intent, "ms": 3000}
     resp = c.post(f"{url}/submit", json=body, headers={"X-CSRF-Token": csrf})
@@ -183,10 +183,10 @@ def test_a_senior_holding_a_review_clip_reaches_adjudication(ws: Workspace) -> N
     _submit_next(one, csrf1)
     _submit_next(two, csrf2, "play bake it off by tailor swiss", "AddToPlaylist")  # disagrees
     senior = client(ws)
-    login(senior, "sen1", "reviewer-password")
-    review = senior.get("/review", follow_redirects=True)  # where a senior lands: a review clip
+    senior_csrf = login(senior, "sen1", "reviewer-password")
+    review = next_clip(senior, senior_csrf)  # where a senior lands: a review clip
     assert review.status_code == 200 and 'data-testid="passes"' not in review.text
-    adjudicate = senior.get("/adjudicate", follow_redirects=True)
+    adjudicate = next_clip(senior, senior_csrf, "/adjudicate")
     assert adjudicate.url.path != review.url.path
     assert 'data-testid="passes"' in adjudicate.text and "tailor swiss" in adjudicate.text
     stale = senior.get(review.url.path)  # the review clip went back to its queue, unsaved
@@ -209,8 +209,7 @@ def test_a_reviewer_blocked_for_the_day_gets_no_near_sensitive_clip_gold_include
     with ws.transaction() as s:
         s.get(User, rev.id).sensitive_blocked_on = utcnow().date().isoformat()  # type: ignore[union-attr]
     c = client(ws)
-    login(c, "rev1", "reviewer-password")
-    assert c.get("/review", follow_redirects=True).status_code == 200
+    assert next_clip(c, login(c, "rev1", "reviewer-password")).status_code == 200
     with ws.sessions() as s:
         leased = s.execute(select(QueueItem.clip_id).where(QueueItem.state == "leased")).scalars().all()
     assert leased == [fine]
@@ -294,7 +293,7 @@ def test_workbench_errors_come_back_as_json(ws: Workspace) -> None:
     f.user(ws, "rev1")
     c = client(ws)
     csrf = login(c, "rev1", "reviewer-password")
-    page = c.get("/review", follow_redirects=True)
+    page = next_clip(c, csrf)
     url = re.search(r'action="(/review/[^"/]+)/submit"', page.text).group(1)  # type: ignore[union-attr]
     resp = c.post(f"{url}/submit", json={"transcript": "call jennifer now"}, headers={"X-CSRF-Token": csrf})
     assert resp.status_code == 422
@@ -344,3 +343,81 @@ def test_metrics_page_draws_charts_and_masks_personal_data(ws: Workspace) -> Non
     assert "<td>PlayMusic</td><td>MakeCall</td><td>1</td>" in confusion
     assert admin.get("/admin/metrics?days=7").status_code == 200
     assert admin.get("/admin/metrics?days=0").status_code == 422
+
+
+def _audit_count(ws: Workspace) -> int:
+    with ws.sessions() as s:
+        return s.execute(select(func.count()).select_from(AuditEvent)).scalar_one()
+
+
+def test_queue_pages_only_read_a_lease_is_a_post_with_the_csrf_token(ws: Workspace) -> None:
+    f.queue_clips(ws, 3)
+    f.user(ws, "rev1")
+    f.user(ws, "sen1", Role.senior)
+    c = client(ws)
+    csrf = login(c, "rev1", "reviewer-password")
+    before = _audit_count(ws)
+    for _ in range(2):  # a link followed, a prefetch, a reload: nothing happens
+        page = c.get("/review")
+        assert page.status_code == 200 and 'data-testid="ready">3 clip(s) ready' in page.text
+        assert 'action="/review/next"' in page.text
+    assert c.post("/review/next").status_code == 403  # no CSRF token: refused, nothing leased
+    with ws.sessions() as s:
+        assert s.execute(select(func.count()).select_from(Assignment)).scalar_one() == 0
+    assert _audit_count(ws) == before
+    opened = next_clip(c, csrf)
+    assert re.fullmatch(r"/review/[A-Za-z0-9_-]{16,}", opened.url.path)
+    assert c.get("/review").headers["location"] == opened.url.path  # the page resumes the clip held
+    # A senior holding a review clip who opens the adjudication page keeps it until a POST.
+    senior = client(ws)
+    held = next_clip(senior, login(senior, "sen1", "reviewer-password")).url.path
+    before = _audit_count(ws)
+    adjudicate = senior.get("/adjudicate")
+    assert adjudicate.status_code == 200 and "No clip waits for adjudication." in adjudicate.text
+    assert _audit_count(ws) == before
+    assert senior.get(held).status_code == 200  # still the senior's
+
+
+def test_the_safety_page_neither_leases_nor_records_a_pause(ws: Workspace) -> None:
+    from earmark.queues import lease_next
+    from earmark.review import flag_sensitive
+
+    ws.settings.safety_max_clips = 1
+    f.queue_clips(ws, 3)
+    reviewer = f.user(ws, "rev1")
+    for _ in range(2):  # two clips flagged as distressing: waiting in the safety queue
+        with ws.transaction() as s:
+            a = lease_next(s, actor=reviewer)
+            assert a is not None
+            flag_sensitive(s, actor=reviewer, assignment_id=a.id)
+    f.user(ws, "saf1", Role.safety, password="safety-password")
+    c = client(ws)
+    csrf = login(c, "saf1", "safety-password")
+    before = _audit_count(ws)
+    page = c.get("/safety")
+    assert 'data-testid="ready">2 clip(s) ready' in page.text and _audit_count(ws) == before
+    clip = next_clip(c, csrf, "/safety")
+    assert 'data-testid="protocol"' in clip.text
+    assignment_id = clip.url.path.rsplit("/", 1)[1]
+    done = c.post(f"/safety/{assignment_id}/outcome", data={"outcome": "false_alarm", "csrf_token": csrf})
+    assert done.status_code == 303 and done.headers["location"] == "/safety"
+    before = _audit_count(ws)
+    paused = c.get("/safety")  # one clip heard in the window: the limit
+    assert paused.status_code == 200 and 'data-testid="break"' in paused.text
+    assert _audit_count(ws) == before  # only looked: no pause recorded
+    assert 'data-testid="break"' in next_clip(c, csrf, "/safety").text
+    with ws.sessions() as s:
+        actions = s.execute(select(AuditEvent.action).where(AuditEvent.seq > before)).scalars().all()
+    assert actions == ["safety.pause"]
+
+
+def test_skip_goes_straight_to_the_next_clip(ws: Workspace) -> None:
+    f.queue_clips(ws, 2)
+    c, csrf, page = _open_review(ws)
+    skipped = c.post(f"{page.url.path}/skip", data={"reason": "too_hard", "csrf_token": csrf})
+    assert skipped.status_code == 303
+    assert re.fullmatch(r"/review/[A-Za-z0-9_-]{16,}", skipped.headers["location"])
+    assert skipped.headers["location"] != page.url.path
+    last = c.post(f"{skipped.headers['location']}/skip", data={"reason": "too_hard", "csrf_token": csrf})
+    assert last.headers["location"] == "/review"
+    assert 'data-testid="queue-empty"' in c.get("/review").text

@@ -49,6 +49,13 @@ def _login(browser: Browser, base: str, username: str, password: str = "reviewer
     return page
 
 
+def _start(page: Page, base: str, queue: str = "/review") -> None:
+    """Open a queue's page and press its start button from the keyboard (the lease is a POST)."""
+    page.goto(f"{base}{queue}")
+    page.get_by_test_id("start").focus()  # focus, not a click (see _login)
+    page.keyboard.press("Enter")
+
+
 def _wait_review_page(page: Page, previous: str | None = None) -> str:
     """The next clip's page, however it came: a navigation or the in-page swap after a submit."""
     page.wait_for_function(
@@ -82,7 +89,7 @@ def test_twenty_clips_with_the_keyboard_only(sqlite_ws: Workspace) -> None:
     with live_server(ws) as base, chromium() as browser:
         page = _login(browser, base, "rev1")
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(f"{base}/review")
+        _start(page, base)
         url = _wait_review_page(page)
         # the player from the keyboard, with the cursor in the transcript box
         page.keyboard.press("Alt+ArrowUp")
@@ -132,7 +139,7 @@ def test_slot_tagging_and_entity_linking(sqlite_ws: Workspace) -> None:
     f.user(ws, "rev1")
     with live_server(ws) as base, chromium() as browser:
         page = _login(browser, base, "rev1")
-        page.goto(f"{base}/review")
+        _start(page, base)
         _wait_review_page(page)
         cfg = _config(page)
         assert cfg["slot_types"][:2] == ["artist", "song"]
@@ -169,7 +176,7 @@ def test_help_request_round_trip_between_two_users(sqlite_ws: Workspace) -> None
     f.user(ws, "sen1", Role.senior, password="senior-password")
     with live_server(ws) as base, chromium() as browser:
         rev = _login(browser, base, "rev1")
-        rev.goto(f"{base}/review")
+        _start(rev, base)
         _wait_review_page(rev)
         rev.keyboard.press("Alt+KeyH")
         rev.keyboard.type("is this word <b>tulsa</b> or tulsi?")
@@ -210,7 +217,7 @@ def test_sensitive_flag_takes_the_clip_off_screen_into_the_safety_queue(sqlite_w
     f.user(ws, "saf1", Role.safety, password="safety-password")
     with live_server(ws) as base, chromium() as browser:
         rev = _login(browser, base, "rev1")
-        rev.goto(f"{base}/review")
+        _start(rev, base)
         flagged_url = _wait_review_page(rev)
         rev.keyboard.press("Alt+KeyS")
         rev.wait_for_url(f"{base}/break")
@@ -220,7 +227,7 @@ def test_sensitive_flag_takes_the_clip_off_screen_into_the_safety_queue(sqlite_w
         assert rev.locator("#clip-audio").count() == 0  # the clip is off the reviewer's screen
 
         saf = _login(browser, base, "saf1", "safety-password")
-        saf.goto(f"{base}/safety")
+        _start(saf, base, "/safety")
         saf.wait_for_url(lambda u: "/review/" in u)
         assert saf.get_by_test_id("protocol").inner_text().strip() != ""
         saf.get_by_label("Handled per protocol").check()
@@ -252,7 +259,7 @@ def test_adjudication_after_two_disagreeing_passes(sqlite_ws: Workspace) -> None
     with live_server(ws) as base, chromium() as browser:
         for name, text in (("rev1", None), ("rev2", "play bake it off by tailor swiss")):
             page = _login(browser, base, name)
-            page.goto(f"{base}/review")
+            _start(page, base)
             _wait_review_page(page)
             if text:
                 page.locator("#transcript").fill(text)
@@ -263,7 +270,7 @@ def test_adjudication_after_two_disagreeing_passes(sqlite_ws: Workspace) -> None
             page.wait_for_url(lambda u: u.endswith("/review"))
             page.context.close()
         sen = _login(browser, base, "sen1", "senior-password")
-        sen.goto(f"{base}/adjudicate")
+        _start(sen, base, "/adjudicate")
         _wait_review_page(sen)
         table = sen.get_by_test_id("passes").inner_text()
         assert "play bake it off by tailor swiss" in table and "AddToPlaylist" in table
@@ -282,7 +289,7 @@ def test_another_reviewers_assignment_is_404(sqlite_ws: Workspace) -> None:
     f.user(ws, "rev2")
     with live_server(ws) as base, chromium() as browser:
         one = _login(browser, base, "rev1")
-        one.goto(f"{base}/review")
+        _start(one, base)
         url = _wait_review_page(one)
         audio = one.locator("#clip-audio").get_attribute("src")
         two = _login(browser, base, "rev2")
