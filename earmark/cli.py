@@ -490,6 +490,96 @@ def inventory_import(
 
 retention_app = typer.Typer(no_args_is_help=True, help="Retention of each class of data.")
 app.add_typer(retention_app, name="retention")
+gold_app = typer.Typer(no_args_is_help=True, help="The gold set: reviewed clips that measure reviewers' accuracy.")
+app.add_typer(gold_app, name="gold")
+
+
+@gold_app.command("pick")
+def gold_pick(
+    n: Annotated[int, typer.Argument(help="How many clips to add to the gold set.", min=1)],
+    per_account: Annotated[int, typer.Option(help="At most this many gold clips per household.", min=1)] = 1,
+    seed: Annotated[int | None, typer.Option(help="Seed of the random choice (repeatable picks).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Add up to N reviewed clips to the gold set, at random, each with the answer its passes agreed
+    on or a senior adjudicated (never flagged, near-sensitive or safety clips)."""
+    from earmark.gold import pick_gold
+
+    ws = _open()
+    try:
+        with ws.transaction() as session:
+            picks = pick_gold(
+                session,
+                actor=Actor.cli(),
+                n=n,
+                consent_default=ws.settings.consent_default,
+                per_account=per_account,
+                seed=seed,
+            )
+    finally:
+        ws.close()
+    if as_json:
+        print(json.dumps([{"clip": p.clip_id, "source": p.source} for p in picks]))
+        return
+    for pick in picks:
+        out.print(f"clip {pick.clip_id}: gold ({pick.source})")
+    out.print(
+        f"{len(picks)} clip(s) added to the gold set" + ("" if len(picks) == n else f" ({n} asked; no more eligible)")
+    )
+
+
+@gold_app.command("add")
+def gold_add(clip: Annotated[int, typer.Argument(help="The clip's id (as in the audit log and `gold list`).")]) -> None:
+    """Add one reviewed clip to the gold set with its final answer, or say why it cannot be gold."""
+    from earmark.gold import add_gold
+
+    ws = _open()
+    try:
+        with ws.transaction() as session:
+            pick = add_gold(session, actor=Actor.cli(), clip_id=clip, consent_default=ws.settings.consent_default)
+    finally:
+        ws.close()
+    out.print(f"clip {pick.clip_id}: gold ({pick.source})")
+
+
+@gold_app.command("remove")
+def gold_remove(clip: Annotated[int, typer.Argument(help="The gold clip's id.")]) -> None:
+    """Take a clip out of the gold set (gold passes already answered keep their scores)."""
+    from earmark.gold import remove_gold
+
+    ws = _open()
+    try:
+        with ws.transaction() as session:
+            withdrawn = remove_gold(session, actor=Actor.cli(), clip_id=clip)
+    finally:
+        ws.close()
+    out.print(f"clip {clip} left the gold set ({withdrawn} waiting gold item(s) withdrawn)")
+
+
+@gold_app.command("list")
+def gold_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The gold set: each clip with how many reviewers answered it and how many were right."""
+    from earmark.gold import list_gold
+
+    ws = _open()
+    try:
+        with ws.sessions() as session:
+            rows = list_gold(session)
+    finally:
+        ws.close()
+    if as_json:
+        print(
+            json.dumps(
+                [{"clip": r.clip_id, "answered": r.answered, "correct": r.correct, "waiting": r.waiting} for r in rows]
+            )
+        )
+        return
+    table = Table("clip", "answered", "correct", "accuracy", "served, unanswered")
+    for r in rows:
+        accuracy = f"{r.correct / r.answered:.0%}" if r.answered else "–"
+        table.add_row(str(r.clip_id), str(r.answered), str(r.correct), accuracy, "yes" if r.waiting else "")
+    out.print(table)
+    out.print(f"{len(rows)} gold clip(s)")
 
 
 @retention_app.command("run")

@@ -61,7 +61,8 @@ def is_gold_lease(user_id: int, lease_count: int, rate: float) -> bool:
 
 
 def add_gold(session: Session, *, actor: Actor, clip: Clip, transcript: str, intent: str | None) -> GoldAnswer:
-    """Make `clip` a gold clip with this known answer. Audited; caller commits."""
+    """Make `clip` a gold clip with this answer, unchecked. Audited; caller commits. Tests use it;
+    the program's gold set comes from review through `earmark.gold` (picked, checked, locked)."""
     gold = session.get(GoldAnswer, clip.id) or GoldAnswer(clip_id=clip.id, transcript="", intent=None)
     gold.transcript = " ".join(transcript.split())
     gold.intent = intent

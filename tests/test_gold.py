@@ -1,0 +1,216 @@
+"""The gold set: picked from trusted review answers, few per household, never sensitive; audited."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from earmark.cli import app
+from earmark.consent import set_consent
+from earmark.errors import InvalidInput, NotFound
+from earmark.gold import add_gold, list_gold, pick_gold, remove_gold
+from earmark.models import Account, AuditEvent, Clip, ClipProtection, GoldAnswer, QueueItem
+from earmark.quality import ADJUDICATION, serve_gold
+from earmark.queues import enqueue, lease_next
+from earmark.review import submit_annotation
+from earmark.types import Actor, Consent, Role
+from earmark.workspace import Workspace
+from tests import factories as f
+
+TEXT = "play shake it off by taylor swift"
+
+
+def _review_all(ws: Workspace, *users, transcript=lambda clip_id, user: TEXT, queue: str = "general") -> None:  # type: ignore[no-untyped-def]
+    """Each user submits every clip it can lease from `queue`."""
+    for user in users:
+        while True:
+            with ws.transaction() as s:
+                a = lease_next(s, actor=user, queue=queue)
+                if a is None:
+                    break
+                submit_annotation(
+                    s,
+                    actor=user,
+                    assignment_id=a.id,
+                    transcript=transcript(a.clip_id, user),
+                    intent="PlayMusic",
+                    probation_extra_passes=0,
+                )
+
+
+def _clips(ws: Workspace) -> list[Clip]:
+    with ws.sessions() as s:
+        return list(s.execute(select(Clip).order_by(Clip.id)).scalars())
+
+
+def _consent(ws: Workspace) -> str:
+    return ws.settings.consent_default
+
+
+def test_pick_takes_agreed_answers_one_clip_per_household_and_audits_ids_only(ws: Workspace) -> None:
+    ws.settings.review_passes = 2
+    f.queue_clips(ws, 6, accounts=3)
+    r1, r2 = f.user(ws, "r1"), f.user(ws, "r2")
+    _review_all(ws, r1, r2, transcript=lambda clip_id, user: f"{TEXT} number {clip_id}")
+    with ws.transaction() as s:
+        picks = pick_gold(s, actor=Actor.cli(), n=10, consent_default=_consent(ws), seed=1)
+    clips = {c.id: c for c in _clips(ws)}
+    assert len(picks) == 3 and {p.source for p in picks} == {"agreed"}
+    assert len({clips[p.clip_id].account_id for p in picks}) == 3  # one per household
+    with ws.sessions() as s:
+        answers = {g.clip_id: g for g in s.execute(select(GoldAnswer)).scalars()}
+        events = s.execute(select(AuditEvent).where(AuditEvent.action == "gold.add")).scalars().all()
+    assert {cid: a.transcript for cid, a in answers.items()} == {p.clip_id: f"{TEXT} number {p.clip_id}" for p in picks}
+    assert sorted(int(e.object_id) for e in events) == sorted(answers)  # type: ignore[arg-type]
+    assert all(e.details["source"] == "agreed" and TEXT not in json.dumps(e.details) for e in events)
+    with ws.transaction() as s:
+        assert pick_gold(s, actor=Actor.cli(), n=10, consent_default=_consent(ws), seed=1) == []
+        more = pick_gold(s, actor=Actor.cli(), n=10, consent_default=_consent(ws), per_account=2, seed=1)
+    assert len(more) == 3 and not {p.clip_id for p in more} & set(answers)
+
+
+def test_only_trusted_unflagged_calm_clips_of_consenting_accounts_become_gold(ws: Workspace) -> None:
+    ws.settings.review_passes = 2
+    f.queue_clips(ws, 5, accounts=5)
+    r1, r2, r3, senior = f.user(ws, "r1"), f.user(ws, "r2"), f.user(ws, "r3"), f.user(ws, "s1", Role.senior)
+    flagged, first, disputed, sensitive, withdrawn = (c.id for c in _clips(ws))
+    with ws.transaction() as s:
+        s.get(ClipProtection, sensitive).sensitivity = 0.6  # type: ignore[union-attr]
+        enqueue(s, clip=s.get(Clip, flagged), queue="general")  # type: ignore[arg-type]  # a third pass
+    with ws.transaction() as s:  # r1 gets the oldest clip first and flags it; two others label it
+        a = lease_next(s, actor=r1)
+        assert a is not None and a.clip_id == flagged
+        submit_annotation(s, actor=r1, assignment_id=a.id, transcript="", intent="", flag="unintelligible")
+    _review_all(
+        ws,
+        r1,
+        r2,
+        r3,
+        transcript=lambda clip_id, user: "play bake it off" if (clip_id, user) == (disputed, r2) else TEXT,
+    )
+    _review_all(ws, senior, queue=ADJUDICATION, transcript=lambda clip_id, user: f"{TEXT} now")
+    with ws.transaction() as s:
+        account = s.execute(select(Account.external_id).join(Clip).where(Clip.id == withdrawn)).scalar_one()
+        set_consent(s, actor=Actor.cli(), account_id=account, human_review=Consent.deny)
+    with ws.sessions() as s:
+        assert s.get(Clip, flagged).status == "reviewed"  # type: ignore[union-attr]
+    with ws.transaction() as s:
+        picks = pick_gold(s, actor=Actor.cli(), n=10, consent_default=_consent(ws), seed=0)
+    assert {(p.clip_id, p.source) for p in picks} == {(first, "agreed"), (disputed, "adjudicated")}
+    with ws.sessions() as s:
+        assert s.get(GoldAnswer, disputed).transcript == f"{TEXT} now"  # type: ignore[union-attr]
+    for clip_id in (sensitive, withdrawn, flagged):
+        with pytest.raises(InvalidInput, match="cannot be gold"), ws.transaction() as s:
+            add_gold(s, actor=Actor.cli(), clip_id=clip_id, consent_default=_consent(ws))
+    with pytest.raises(InvalidInput, match="gold already"), ws.transaction() as s:
+        add_gold(s, actor=Actor.cli(), clip_id=first, consent_default=_consent(ws))
+    with pytest.raises(NotFound), ws.transaction() as s:
+        add_gold(s, actor=Actor.cli(), clip_id=999_999, consent_default=_consent(ws))
+
+
+def test_a_single_pass_answer_is_not_trusted_as_gold(ws: Workspace) -> None:
+    f.queue_clips(ws, 2)  # one pass per clip (the default)
+    _review_all(ws, f.user(ws, "r1"))
+    with ws.transaction() as s:
+        assert pick_gold(s, actor=Actor.cli(), n=5, consent_default=_consent(ws), seed=0) == []
+
+
+def test_remove_withdraws_the_waiting_gold_item_and_list_counts_answers(ws: Workspace) -> None:
+    ws.settings.review_passes = 2
+    f.queue_clips(ws, 2, accounts=2)
+    r1, r2, r3, r4 = (f.user(ws, f"r{i}") for i in range(1, 5))
+    _review_all(ws, r1, r2)
+    with ws.transaction() as s:
+        picks = pick_gold(s, actor=Actor.cli(), n=2, consent_default=_consent(ws), seed=0)
+    assert len(picks) == 2
+    for reviewer, transcript in ((r3, TEXT), (r4, "stop the music")):
+        with ws.transaction() as s:
+            item = serve_gold(s, user=reviewer)
+            assert item is not None
+            a = lease_next(s, actor=reviewer, queue="gold", only_item=item.id)
+            assert a is not None
+            submit_annotation(
+                s,
+                actor=reviewer,
+                assignment_id=a.id,
+                transcript=transcript,
+                intent="PlayMusic",
+                probation_extra_passes=0,
+            )
+    with ws.transaction() as s:
+        waiting = serve_gold(s, user=f.user(ws, "r5"))
+        assert waiting is not None
+    with ws.sessions() as s:
+        rows = {r.clip_id: r for r in list_gold(s)}
+    assert sum(r.answered for r in rows.values()) == 2 and sum(r.correct for r in rows.values()) == 1
+    assert rows[waiting.clip_id].waiting
+    with ws.transaction() as s:
+        assert remove_gold(s, actor=Actor.cli(), clip_id=waiting.clip_id) == 1
+    with ws.sessions() as s:
+        assert s.get(GoldAnswer, waiting.clip_id) is None
+        assert s.get(QueueItem, waiting.id).state == "withdrawn"  # type: ignore[union-attr]
+        assert [r.clip_id for r in list_gold(s)] == [c for c in rows if c != waiting.clip_id]
+        event = s.execute(select(AuditEvent).where(AuditEvent.action == "gold.remove")).scalar_one()
+    assert event.details == {"withdrawn_items": 1}
+    with pytest.raises(NotFound), ws.transaction() as s:
+        remove_gold(s, actor=Actor.cli(), clip_id=waiting.clip_id)
+
+
+def test_gold_commands(sqlite_ws: Workspace) -> None:
+    ws = sqlite_ws
+    ws.settings.review_passes = 2
+    f.queue_clips(ws, 2, accounts=2)
+    _review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
+    home = str(ws.settings.home)
+    runner = CliRunner()
+    picked = runner.invoke(app, ["--home", home, "gold", "pick", "5", "--seed", "3", "--json"])
+    assert picked.exit_code == 0, picked.output
+    clips = [p["clip"] for p in json.loads(picked.stdout)]
+    assert len(clips) == 2
+    listed = runner.invoke(app, ["--home", home, "gold", "list", "--json"])
+    assert [r["clip"] for r in json.loads(listed.stdout)] == sorted(clips)
+    again = runner.invoke(app, ["--home", home, "gold", "add", str(clips[0])])
+    assert again.exit_code == 1 and "gold already" in again.output
+    removed = runner.invoke(app, ["--home", home, "gold", "remove", str(clips[0])])
+    assert removed.exit_code == 0 and f"clip {clips[0]} left the gold set" in removed.output
+    added = runner.invoke(app, ["--home", home, "gold", "add", str(clips[0])])
+    assert added.exit_code == 0 and "gold (agreed)" in added.output
+    table = runner.invoke(app, ["--home", home, "gold", "list"])
+    assert "2 gold clip(s)" in table.output
+
+
+def test_an_account_whose_consent_rests_on_the_default_is_out_when_the_default_is_deny(ws: Workspace) -> None:
+    ws.settings.review_passes = 2
+    f.queue_clips(ws, 2, accounts=2)
+    _review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
+    unanswered, answered = _clips(ws)
+    with ws.transaction() as s:  # this household never answered; the program's default decides
+        s.get(Account, unanswered.account_id).human_review = None  # type: ignore[union-attr]
+    with ws.transaction() as s:
+        picks = pick_gold(s, actor=Actor.cli(), n=5, consent_default=Consent.deny, seed=0)
+    assert [p.clip_id for p in picks] == [answered.id]
+    with ws.transaction() as s:
+        picks = pick_gold(s, actor=Actor.cli(), n=5, consent_default=Consent.allow, seed=0)
+    assert [p.clip_id for p in picks] == [unanswered.id]
+
+
+@f.postgres_only
+def test_a_withdrawal_during_a_pick_keeps_the_clip_out_of_the_gold_set(ws: Workspace) -> None:
+    """The pick read the eligible clips, then a withdrawal committed: the clip is re-checked under
+    the account's lock and stays out; the other clip is picked."""
+    ws.settings.review_passes = 2
+    f.queue_clips(ws, 2, accounts=2)
+    _review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
+    with ws.sessions() as s:
+        gone = s.execute(select(Clip.id).join(Account).where(Account.external_id == "acct-q0")).scalar_one()
+    withdrawal = f.Racer(lambda: ws.set_consent(actor=Actor.cli(), account_id="acct-q0", human_review=Consent.deny))
+    with f.at_statement(ws, withdrawal, "FOR SHARE"), ws.transaction() as s:
+        picks = pick_gold(s, actor=Actor.cli(), n=5, consent_default=_consent(ws), seed=0)
+    assert withdrawal.error is None and not withdrawal.is_alive()
+    assert gone not in [p.clip_id for p in picks] and len(picks) == 1
+    with ws.sessions() as s:
+        assert s.get(GoldAnswer, gone) is None
+        assert s.get(Clip, gone).status == "withdrawn"  # type: ignore[union-attr]
