@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
 
-from earmark.models import Account, Annotation, Assignment, Clip, QueueItem, User, utcnow
+from earmark.models import Account, Annotation, Assignment, Clip, GoldAnswer, QueueItem, User, utcnow
 from earmark.quality import agreement, gold_accuracy
 from earmark.queues import queue_depths
 from earmark.types import AssignmentState
@@ -78,7 +78,11 @@ def program_stats(session: Session) -> dict[str, object]:
         "clips_per_hour": {q: round(n / 24, 2) for q, n in per_hour},
         "oldest_waiting_minutes": {q: int((now - t).total_seconds() // 60) for q, t in oldest if t is not None},
         "agreement": agreement(session),
-        "gold": {"answers": gold_n, "accuracy": gold_acc},
+        "gold": {
+            "answers": gold_n,
+            "accuracy": gold_acc,
+            "clips": session.execute(select(func.count()).select_from(GoldAnswer)).scalar_one(),
+        },
     }
 
 
