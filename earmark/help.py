@@ -106,7 +106,8 @@ def answer_help(session: Session, *, actor: User, help_id: str, answer: str) -> 
     get_request(session, user=actor, help_id=help_id)
     # Locked and read afresh: two seniors answering at once cannot both win.
     req = session.get(HelpRequest, help_id, with_for_update=True, populate_existing=True)
-    assert req is not None
+    if req is None:  # an erasure or withdrawal deleted it meanwhile
+        raise NotFound("no such help request")
     if req.state != "open":
         raise InvalidInput("this request was already answered", field="help")
     text = " ".join(answer.split())
@@ -130,7 +131,12 @@ def inbox(session: Session, *, user: User, assignment_id: str | None = None) -> 
 
 def apply_answer(session: Session, *, actor: User, help_id: str) -> HelpRequest:
     """The asker used the answer. Audited; caller commits."""
-    req = get_request(session, user=actor, help_id=help_id)
+    get_request(session, user=actor, help_id=help_id)
+    # Locked and read afresh: an erasure or withdrawal that deletes the request waits for this
+    # one, or has committed and is seen (not an update that matches no row).
+    req = session.get(HelpRequest, help_id, with_for_update=True, populate_existing=True)
+    if req is None:
+        raise NotFound("no such help request")
     if req.asker_id != actor.id or req.state != "answered":
         raise InvalidInput("there is no answer to apply", field="help")
     req.state = "applied"

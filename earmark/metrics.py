@@ -127,6 +127,18 @@ def refresh_errors(session: Session, *, chunk: int = 2000) -> int:
     )
     for start in range(0, len(stale), chunk):
         ids = stale[start : start + chunk]
+        # Key-share-locked, in id order, and re-checked (PostgreSQL re-evaluates the WHERE on a row
+        # changed meanwhile): an erasure or withdrawal waits for this transaction and then deletes
+        # the rows written here, or has committed and its clips are skipped. Read unlocked, the
+        # figures of a clip erased meanwhile were inserted after the erasure deleted them.
+        ids = list(
+            session.execute(
+                select(Clip.id)
+                .where(Clip.id.in_(ids), Clip.status == ClipStatus.reviewed, Clip.erased_at.is_(None))
+                .order_by(Clip.id)
+                .with_for_update(read=True, key_share=True)
+            ).scalars()
+        )
         rows = session.execute(
             select(
                 Clip.id,

@@ -270,3 +270,75 @@ def test_two_erasures_of_one_account_at_once_erase_it_once(ws: Workspace) -> Non
     assert first.clips == 2 and second.result.already_erased
     with ws.sessions() as s:
         assert s.execute(select(func.count()).where(AuditEvent.action == "account.erase")).scalar_one() == 1
+
+
+@f.postgres_only
+def test_applying_an_answer_while_the_account_is_erased_waits_for_neither_and_fails_neither(ws: Workspace) -> None:
+    """The asker read the answered request unlocked; the erasure deleted it and committed; the
+    asker's update then matched no row: a StaleDataError (a 500 in the workbench). Now the request
+    is locked when read: the erasure waits for the apply, then deletes the request."""
+    from earmark.help import answer_help, apply_answer
+    from earmark.types import Role
+
+    f.queue_clips(ws, 1)
+    reviewer, senior = f.user(ws, "r1"), f.user(ws, "s1", Role.senior)
+    with ws.transaction() as s:
+        a = lease_next(s, actor=reviewer)
+        assert a is not None
+        req = ask_help(s, actor=reviewer, assignment_id=a.id, start=0.0, end=0.5, question="which word")
+    with ws.transaction() as s:
+        answer_help(s, actor=senior, help_id=req.id, answer="taylor")
+    eraser = f.Racer(lambda: ws.erase(actor=Actor.cli(), account_id="acct-q0"))
+    with f.at_statement(ws, eraser, "UPDATE help_requests"), ws.transaction() as s:
+        apply_answer(s, actor=reviewer, help_id=req.id)
+    eraser.join()
+    assert eraser.error is None and eraser.result.clips == 1
+    with ws.sessions() as s:
+        assert s.get(HelpRequest, req.id) is None
+        actions = (
+            s.execute(
+                select(AuditEvent.action)
+                .where(AuditEvent.action.in_(["help.apply", "account.erase"]))
+                .order_by(AuditEvent.seq)
+            )
+            .scalars()
+            .all()
+        )
+    assert actions == ["help.apply", "account.erase"]
+
+
+def test_applying_an_answer_the_erasure_removed_is_not_found(ws: Workspace) -> None:
+    from earmark.help import answer_help, apply_answer
+    from earmark.types import Role
+
+    f.queue_clips(ws, 1)
+    reviewer, senior = f.user(ws, "r1"), f.user(ws, "s1", Role.senior)
+    with ws.transaction() as s:
+        a = lease_next(s, actor=reviewer)
+        assert a is not None
+        req = ask_help(s, actor=reviewer, assignment_id=a.id, start=0.0, end=0.5, question="which word")
+    with ws.transaction() as s:
+        answer_help(s, actor=senior, help_id=req.id, answer="taylor")
+    ws.erase(actor=Actor.cli(), account_id="acct-q0")
+    with pytest.raises(NotFound), ws.transaction() as s:
+        apply_answer(s, actor=reviewer, help_id=req.id)
+
+
+@f.postgres_only
+def test_answering_a_request_the_erasure_just_removed_is_not_found(ws: Workspace) -> None:
+    """Between the senior's first read and the locked re-read the erasure deleted the request:
+    an AssertionError (a 500) before; now "no such help request"."""
+    from earmark.help import answer_help
+    from earmark.types import Role
+
+    f.queue_clips(ws, 1)
+    reviewer, senior = f.user(ws, "r1"), f.user(ws, "s1", Role.senior)
+    with ws.transaction() as s:
+        a = lease_next(s, actor=reviewer)
+        assert a is not None
+        req = ask_help(s, actor=reviewer, assignment_id=a.id, start=0.0, end=0.5, question="which word")
+    eraser = f.Racer(lambda: ws.erase(actor=Actor.cli(), account_id="acct-q0"))
+    with pytest.raises(NotFound), f.at_statement(ws, eraser, "FOR UPDATE"), ws.transaction() as s:
+        answer_help(s, actor=senior, help_id=req.id, answer="taylor")
+    eraser.join()
+    assert eraser.error is None and eraser.result.clips == 1

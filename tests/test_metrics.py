@@ -141,3 +141,30 @@ def test_periods_in_sql_are_the_sampling_cap_periods(ws: Workspace) -> None:
         for days in (1, 7, 30):
             rows = s.execute(select(Clip.recorded_at, _period_sql(s, days))).all()
             assert [int(p) for _, p in rows] == [period_of(at, days) for at, _ in rows], days
+
+
+@f.postgres_only
+def test_an_erasure_while_the_figures_are_refreshed_leaves_no_row_of_the_erased_clip(ws: Workspace) -> None:
+    """The refresh read the reviewed clips unlocked; an erasure deleted their rows and committed;
+    the refresh then inserted figures for the erased clip, which no one would delete again."""
+    from earmark.models import ClipError
+
+    f.queue_clips(ws, 2, accounts=2, text=DEVICE)
+    ids = _review(ws, [(DEVICE, "PlayMusic", ARTIST), (DEVICE, "PlayMusic", ARTIST)])
+    with ws.sessions() as s:
+        erased = s.execute(
+            select(Clip.id).where(Clip.id.in_(ids), Clip.account_id == _account_id(s, "acct-q0"))
+        ).scalar_one()
+    eraser = f.Racer(lambda: ws.erase(actor=Actor.cli(), account_id="acct-q0"))
+    with f.at_statement(ws, eraser, "INSERT INTO clip_errors"), ws.transaction() as s:
+        compute_metrics(s, actor=Actor.cli())
+    eraser.join()
+    assert eraser.error is None and eraser.result.clips == 1
+    with ws.sessions() as s:
+        assert s.execute(select(ClipError.clip_id)).scalars().all() == [c for c in ids if c != erased]
+
+
+def _account_id(s, external_id: str) -> int:  # type: ignore[no-untyped-def]
+    from earmark.models import Account
+
+    return s.execute(select(Account.id).where(Account.external_id == external_id)).scalar_one()  # type: ignore[no-any-return]
