@@ -68,9 +68,12 @@ EVENTS: dict[str, str] = {
     "review.flag": "A reviewer flagged a clip (details: flag).",
     "review.pii_missed": (
         "A reviewer reported personal data left audible; the clip is re-protected and earlier passes "
-        "lose their text (details: spans, passes_superseded)."
+        "lose their text, as does its gold answer (details: spans, passes_superseded, gold_removed)."
     ),
-    "review.sensitive": "A reviewer flagged distressing content; the clip moved to the safety queue.",
+    "review.sensitive": (
+        "A reviewer flagged distressing content; the clip moved to the safety queue and left the gold set "
+        "(details: gold_removed)."
+    ),
     "review.adjudicate": "A senior settled a clip whose passes disagreed.",
     "quality.disagreement": "Passes of a clip disagreed; it went to adjudication (details: wer, intent_differs).",
     "help.ask": "A reviewer asked a senior about a time range of a clip (details: seconds).",

@@ -42,16 +42,26 @@ def heard_recently(session: Session, *, user: User, minutes: int) -> int:
     )
 
 
+def pause_if_due(session: Session, *, actor: User, max_clips: int, window_minutes: int) -> int | None:
+    """If `actor` heard `max_clips` safety clips in the window, record the pause and return how many
+    they heard; else None. Audited; caller commits. Called when an outcome reaches the limit and
+    when a lease is asked for during the pause (the queue's page only shows it)."""
+    heard = heard_recently(session, user=actor, minutes=window_minutes)
+    if heard < max_clips:
+        return None
+    audit.record(
+        session, actor=user_actor(actor), action="safety.pause", object_type="user", object_id=actor.id,
+        details={"clips": heard, "window": window_minutes},
+    )  # fmt: skip
+    return heard
+
+
 def lease_safety(
     session: Session, *, actor: User, max_clips: int, window_minutes: int, lease_seconds: int
 ) -> SafetyLease:
     """The next safety clip, unless the exposure limit says it is time for a break. Audited."""
-    heard = heard_recently(session, user=actor, minutes=window_minutes)
-    if heard >= max_clips:
-        audit.record(
-            session, actor=user_actor(actor), action="safety.pause", object_type="user", object_id=actor.id,
-            details={"clips": heard, "window": window_minutes},
-        )  # fmt: skip
+    heard = pause_if_due(session, actor=actor, max_clips=max_clips, window_minutes=window_minutes)
+    if heard is not None:
         return SafetyLease(None, True, heard)
     assignment = lease_next(session, actor=actor, queue=SAFETY, lease_seconds=lease_seconds)
     if assignment is not None:

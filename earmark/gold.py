@@ -24,7 +24,7 @@ from earmark.errors import InvalidInput, NotFound
 from earmark.export import final_label_ids
 from earmark.models import Account, Annotation, Assignment, Clip, ClipProtection, GoldAnswer, QueueItem
 from earmark.quality import GOLD
-from earmark.queues import GENERAL, lock_clip, restricted_clips
+from earmark.queues import GENERAL, lock_clip, record_events, restricted_clips
 from earmark.types import Actor, ClipStatus, Consent, QueueState
 
 # Clips above this sensitivity are never gold: a gold clip is heard by many people.
@@ -88,40 +88,45 @@ def _accounts_with_gold() -> Select[Any]:
     return select(Clip.account_id).join(GoldAnswer, GoldAnswer.clip_id == Clip.id)
 
 
-def _make_gold(session: Session, actor: Actor, clip_id: int, consent_default: Consent | str) -> GoldPick | None:
-    """Lock the account (share: a consent change or erasure waits) and the clip, in the order of
-    docs/architecture.md, re-check the clip under the locks, store its final answer as gold."""
-    account_id = session.execute(select(Clip.account_id).where(Clip.id == clip_id)).scalar_one_or_none()
-    if account_id is None or not share_lock_accounts(session, [account_id], allows_review(consent_default)):
-        return None
-    if lock_clip(session, clip_id) is None:
-        return None
-    row = session.execute(_eligible(consent_default).where(Clip.id == clip_id)).first()
-    if row is None:
-        return None
-    annotation = session.get(Annotation, row[2])
-    assert annotation is not None
-    source = ADJUDICATED if annotation.kind == "adjudication" else AGREED
-    session.add(
-        GoldAnswer(clip_id=clip_id, transcript=" ".join(annotation.transcript.split()), intent=annotation.intent)
-    )
+def _make_gold(session: Session, actor: Actor, clip_ids: list[int], consent_default: Consent | str) -> list[GoldPick]:
+    """Make these clips gold, those still eligible under the locks. The order of
+    docs/architecture.md: their accounts share-locked (a consent change or erasure waits), then
+    the clips, each in id order, re-checked in one query, the answers stored, and the audit events
+    last (an event locks the chain head until commit; locking a clip after it deadlocked with a
+    withdrawal that held the clip and waited for the head)."""
+    accounts = {c: a for c, a in session.execute(select(Clip.id, Clip.account_id).where(Clip.id.in_(clip_ids)))}
+    allowed = share_lock_accounts(session, accounts.values(), allows_review(consent_default))
+    locked = [c for c in sorted(accounts) if accounts[c] in allowed and lock_clip(session, c) is not None]
+    rows = session.execute(_eligible(consent_default).where(Clip.id.in_(locked))).all() if locked else []
+    picks, events = [], []
+    for clip_id, _account, annotation_id, kind in rows:
+        annotation = session.get(Annotation, annotation_id)
+        assert annotation is not None
+        source = ADJUDICATED if kind == "adjudication" else AGREED
+        session.add(
+            GoldAnswer(clip_id=clip_id, transcript=" ".join(annotation.transcript.split()), intent=annotation.intent)
+        )
+        picks.append(GoldPick(clip_id, source))
+        events.append(
+            {
+                "actor": actor,
+                "action": "gold.add",
+                "object_type": "clip",
+                "object_id": clip_id,
+                "details": {"source": source, "annotation": annotation_id},
+            }
+        )
     session.flush()
-    audit.record(
-        session,
-        actor=actor,
-        action="gold.add",
-        object_type="clip",
-        object_id=clip_id,
-        details={"source": source, "annotation": annotation.id},
-    )
-    return GoldPick(clip_id, source)
+    record_events(session, events)
+    return picks
 
 
 def pick_gold(
     session: Session, *, actor: Actor, n: int, consent_default: Consent | str, per_account: int = 1, seed: int | None
 ) -> list[GoldPick]:
     """Make up to `n` eligible clips gold, chosen at random, at most `per_account` per household
-    (counting gold clips it already has). Caller commits."""
+    (counting gold clips it already has). A clip withdrawn while this runs is left out, so fewer
+    than `n` may come back. Caller commits."""
     if n < 1:
         raise InvalidInput("pick at least one clip", field="n")
     if per_account < 1:
@@ -131,17 +136,14 @@ def pick_gold(
         have[account_id] = have.get(account_id, 0) + 1
     rows = session.execute(_eligible(consent_default)).all()
     random.Random(seed).shuffle(rows)
-    picked: list[GoldPick] = []
+    chosen: list[int] = []
     for clip_id, account_id, _annotation, _kind in rows:
-        if len(picked) == n:
+        if len(chosen) == n:
             break
-        if have.get(account_id, 0) >= per_account:
-            continue
-        pick = _make_gold(session, actor, clip_id, consent_default)
-        if pick is not None:
-            picked.append(pick)
+        if have.get(account_id, 0) < per_account:
+            chosen.append(clip_id)
             have[account_id] = have.get(account_id, 0) + 1
-    return picked
+    return _make_gold(session, actor, chosen, consent_default) if chosen else []
 
 
 def add_gold(session: Session, *, actor: Actor, clip_id: int, consent_default: Consent | str) -> GoldPick:
@@ -151,15 +153,15 @@ def add_gold(session: Session, *, actor: Actor, clip_id: int, consent_default: C
         raise NotFound(f"no clip {clip_id}")
     if session.get(GoldAnswer, clip_id) is not None:
         raise InvalidInput(f"clip {clip_id} is gold already", field="clip")
-    pick = _make_gold(session, actor, clip_id, consent_default)
-    if pick is None:
+    picks = _make_gold(session, actor, [clip_id], consent_default)
+    if not picks:
         raise InvalidInput(
             f"clip {clip_id} cannot be gold: it must be reviewed, with an answer that two passes agreed on "
             f"or a senior adjudicated, no flag, not near-sensitive (≤ {MAX_GOLD_SENSITIVITY}), not kept by the "
             "safety team, and its account must allow review",
             field="clip",
         )
-    return pick
+    return picks[0]
 
 
 def remove_gold(session: Session, *, actor: Actor, clip_id: int) -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from earmark import audit
@@ -16,7 +16,7 @@ from earmark.catalog import load_inventory
 from earmark.crypto import Keyring, decrypt_blob
 from earmark.errors import InvalidInput, LeaseExpired, NotFound, Withdrawn
 from earmark.keys import data_key
-from earmark.models import Annotation, Assignment, Clip, ClipProtection, Entity, QueueItem, User, utcnow
+from earmark.models import Annotation, Assignment, Clip, ClipProtection, Entity, GoldAnswer, QueueItem, User, utcnow
 from earmark.quality import after_submit
 from earmark.queues import SAFETY, enqueue, lock_clip, record_events, user_actor, withdraw_clips
 from earmark.storage import LocalBlobStore
@@ -383,12 +383,15 @@ def report_missed_pii(session: Session, *, actor: User, assignment_id: str, star
         .where(Annotation.clip_id == clip.id, Annotation.kind != SUPERSEDED)
         .values(kind=SUPERSEDED, transcript="", slots=[])
     ).rowcount
+    # A gold answer taken from those passes goes too: its text was typed with the data audible,
+    # and it no longer matches the re-protected clip.
+    gold = session.execute(delete(GoldAnswer).where(GoldAnswer.clip_id == clip.id)).rowcount
     clip.extra_redactions = [*(clip.extra_redactions or []), span]
     clip.status = ClipStatus.pending  # back through the pipeline before anyone hears it again
     record_events(session, events)
     audit.record(
         session, actor=user_actor(actor), action="review.pii_missed", object_type="clip", object_id=clip.id,
-        details={"spans": len(clip.extra_redactions), "passes_superseded": superseded},
+        details={"spans": len(clip.extra_redactions), "passes_superseded": superseded, "gold_removed": gold},
     )  # fmt: skip
 
 
@@ -403,6 +406,11 @@ def flag_sensitive(session: Session, *, actor: User, assignment_id: str) -> None
     events: list[dict[str, Any]] = []  # recorded after the user row below: a login locks it, then the head
     withdraw_clips(session, actor=user_actor(actor), clip_ids=[clip.id], reason="sensitive", events=events)
     enqueue(session, clip=clip, queue=SAFETY)
+    # Distressing content is never a gold clip (gold clips are heard by every reviewer).
+    gold = session.execute(delete(GoldAnswer).where(GoldAnswer.clip_id == clip.id)).rowcount
     actor.sensitive_blocked_on = utcnow().date().isoformat()
     record_events(session, events)
-    audit.record(session, actor=user_actor(actor), action="review.sensitive", object_type="clip", object_id=clip.id)
+    audit.record(
+        session, actor=user_actor(actor), action="review.sensitive", object_type="clip", object_id=clip.id,
+        details={"gold_removed": gold},
+    )  # fmt: skip

@@ -214,3 +214,58 @@ def test_a_withdrawal_during_a_pick_keeps_the_clip_out_of_the_gold_set(ws: Works
     with ws.sessions() as s:
         assert s.get(GoldAnswer, gone) is None
         assert s.get(Clip, gone).status == "withdrawn"  # type: ignore[union-attr]
+
+
+@f.postgres_only
+def test_a_withdrawal_during_a_pick_of_several_clips_waits_instead_of_deadlocking(ws: Workspace) -> None:
+    """The pick audited its first clip (holding the audit chain's head) and then locked the next
+    clip's account, against the lock order; with a withdrawal of that account in between, the
+    database aborted the withdrawal as a deadlock (seen in review) or the pick came back short.
+    Now every lock is taken before the first event: the withdrawal waits, then withdraws."""
+    ws.settings.review_passes = 2
+    f.queue_clips(ws, 2, accounts=2)
+    _review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
+    with ws.sessions() as s:
+        second = max(c.id for c in _clips(ws))
+        account = s.execute(select(Account.external_id).join(Clip).where(Clip.id == second)).scalar_one()
+    withdrawal = f.Racer(lambda: ws.set_consent(actor=Actor.cli(), account_id=account, human_review=Consent.deny))
+    with f.at_the_audit_head(ws, withdrawal), ws.transaction() as s:
+        picks = pick_gold(s, actor=Actor.cli(), n=2, consent_default=_consent(ws), seed=0)  # lower id first
+    withdrawal.join()
+    assert withdrawal.error is None, withdrawal.error
+    assert len(picks) == 2
+    with ws.sessions() as s:
+        assert s.get(Clip, second).status == "withdrawn"  # type: ignore[union-attr]
+        assert serve_gold(s, user=f.user(ws, "r3")).clip_id != second  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("report", ["missed_pii", "sensitive"])
+def test_a_gold_clip_reported_in_its_gold_pass_leaves_the_gold_set(ws: Workspace, report: str) -> None:
+    """The gold answer was typed while personal data was audible (or the clip is distressing):
+    the passes lost their text, but the gold answer kept it and the clip was served as gold again."""
+    from earmark.review import flag_sensitive, report_missed_pii
+
+    ws.settings.review_passes = 2
+    f.queue_clips(ws, 1)
+    _review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"), transcript=lambda c, u: "call five five five one two one two")
+    with ws.transaction() as s:
+        [pick] = pick_gold(s, actor=Actor.cli(), n=1, consent_default=_consent(ws), seed=0)
+    r3 = f.user(ws, "r3")
+    with ws.transaction() as s:
+        item = serve_gold(s, user=r3)
+        assert item is not None
+        a = lease_next(s, actor=r3, queue="gold", only_item=item.id)
+        assert a is not None
+        if report == "missed_pii":
+            report_missed_pii(s, actor=r3, assignment_id=a.id, start=0.1, end=0.6)
+        else:
+            flag_sensitive(s, actor=r3, assignment_id=a.id)
+    ws.process_pending()  # a missed-PII clip is re-protected and queued again
+    with ws.sessions() as s:
+        assert s.get(GoldAnswer, pick.clip_id) is None
+        action = "review.pii_missed" if report == "missed_pii" else "review.sensitive"
+        event = s.execute(select(AuditEvent).where(AuditEvent.action == action)).scalar_one()
+        assert event.details["gold_removed"] == 1
+        assert list_gold(s) == []
+    with ws.transaction() as s:
+        assert serve_gold(s, user=f.user(ws, "r4")) is None

@@ -80,7 +80,7 @@ def _answer(request: Request, target: str, page: str | None = None) -> Response:
 def _closed(request: Request, exc: EarmarkError) -> Response:
     if request.headers.get("content-type", "").startswith("application/json"):
         return JSONResponse(
-            {"error": {"message": exc.message, "field": exc.field}, "next": "/review"}, status_code=exc.http_status
+            {"error": {"message": exc.message, "field": exc.field}, "next": "/"}, status_code=exc.http_status
         )
     return render(request, "review_closed.html", {"message": exc.message}, status_code=exc.http_status)
 
@@ -194,7 +194,7 @@ def _queue_page(
             "ready": ready,
             "waiting": waiting,
             "empty": empty,
-            "holds_other": other is not None,
+            "held_elsewhere": other.id if other is not None else None,
             "page_url": action.removesuffix("/next"),
         },
     )
@@ -608,6 +608,10 @@ def safety_outcome(
         assignment_id=assignment_id,
         outcome=str(raw.get("outcome", "")),
         note=str(raw.get("note", "")),
+    )
+    s = get_ws(request).settings
+    escalation.pause_if_due(
+        session, actor=caller.user, max_clips=s.safety_max_clips, window_minutes=s.safety_window_minutes
     )
     session.commit()
     return _answer(request, "/safety")

@@ -378,6 +378,7 @@ def test_queue_pages_only_read_a_lease_is_a_post_with_the_csrf_token(ws: Workspa
     before = _audit_count(ws)
     adjudicate = senior.get("/adjudicate")
     assert adjudicate.status_code == 200 and "No clip waits for adjudication." in adjudicate.text
+    assert f'<a href="{held}">go back to it</a>' in adjudicate.text  # the held clip is one link away
     assert _audit_count(ws) == before
     assert senior.get(held).status_code == 200  # still the senior's
 
@@ -403,13 +404,18 @@ def test_the_safety_page_neither_leases_nor_records_a_pause(ws: Workspace) -> No
     clip = next_clip(c, csrf, "/safety")
     assert 'data-testid="protocol"' in clip.text
     assignment_id = clip.url.path.rsplit("/", 1)[1]
+    before = _audit_count(ws)
     done = c.post(f"/safety/{assignment_id}/outcome", data={"outcome": "false_alarm", "csrf_token": csrf})
     assert done.status_code == 303 and done.headers["location"] == "/safety"
+    with ws.sessions() as s:  # the outcome that reached the limit (one clip heard) records the pause
+        actions = s.execute(select(AuditEvent.action).where(AuditEvent.seq > before)).scalars().all()
+    assert actions == ["safety.outcome", "safety.pause"]
     before = _audit_count(ws)
-    paused = c.get("/safety")  # one clip heard in the window: the limit
+    paused = c.get("/safety")
     assert paused.status_code == 200 and 'data-testid="break"' in paused.text
-    assert _audit_count(ws) == before  # only looked: no pause recorded
-    assert 'data-testid="break"' in next_clip(c, csrf, "/safety").text
+    assert 'http-equiv="refresh"' in paused.text  # the page opens the queue again by itself
+    assert _audit_count(ws) == before  # only looked: nothing recorded
+    assert 'data-testid="break"' in next_clip(c, csrf, "/safety").text  # a stale start button
     with ws.sessions() as s:
         actions = s.execute(select(AuditEvent.action).where(AuditEvent.seq > before)).scalars().all()
     assert actions == ["safety.pause"]
@@ -425,3 +431,18 @@ def test_skip_goes_straight_to_the_next_clip(ws: Workspace) -> None:
     last = c.post(f"{skipped.headers['location']}/skip", data={"reason": "too_hard", "csrf_token": csrf})
     assert last.headers["location"] == "/review"
     assert 'data-testid="queue-empty"' in c.get("/review").text
+
+
+def test_every_workbench_link_opens_for_the_role_that_sees_it(ws: Workspace) -> None:
+    f.queue_clips(ws, 1)
+    pages = {Role.reviewer: "/review", Role.senior: "/adjudicate", Role.safety: "/safety", Role.admin: "/me"}
+    for role, page in pages.items():
+        f.user(ws, f"nav-{role.value}", role)
+        c = client(ws)
+        login(c, f"nav-{role.value}", "reviewer-password")
+        html = c.get(page, follow_redirects=True).text
+        nav = re.search(r"<nav>(.*?)</nav>", html, re.S).group(1)  # type: ignore[union-attr]
+        links = re.findall(r'<a href="(/[^"]*)"', nav)
+        assert "/me" in links and len(links) >= 2, (role, links)
+        for link in links:
+            assert c.get(link).status_code in (200, 303), (role, link)
