@@ -83,7 +83,11 @@ def set_consent(
     # The rows this change may touch are locked before the first audit event takes the chain head
     # (PostgreSQL; SQLite's writer lock already serializes): the pipeline storing one of these clips
     # locks the clip first and the head last, so taking them in the other order could deadlock.
-    session.execute(select(Account.id).where(Account.id == account.id).with_for_update(key_share=True)).all()
+    # Read afresh under the lock: an erasure that committed since the read above left a tombstone.
+    locked = session.get(Account, account.id, with_for_update={"key_share": True}, populate_existing=True)
+    if locked is None or locked.erased_at is not None:
+        raise NotFound(f"account {account_id!r} was erased; its consent no longer applies to anything")
+    account = locked
     lock_account_clips(session, account.id)
     if human_review is not None:
         account.human_review = human_review

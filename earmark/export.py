@@ -35,7 +35,7 @@ from earmark import audit
 from earmark.audio import decode_mono, encode_wav, resample
 from earmark.consent import allows_review, share_lock_accounts
 from earmark.crypto import decrypt_blob
-from earmark.errors import InvalidInput
+from earmark.errors import InvalidInput, KeyUnavailable, NotFound
 from earmark.export_formats import ASR_FORMATS, FORMATS, Item, render
 from earmark.keys import data_key
 from earmark.models import Account, Annotation, Assignment, Clip, Export, ExportClip, QueueItem, utcnow
@@ -171,6 +171,16 @@ def _audio(ws: Workspace, session: Session, clip: Clip, kind: str, keys: dict[in
     return encode_wav(resample(x, rate, 16_000), 16_000)
 
 
+def _gone(session: Session, clip_id: int, audio: str) -> bool:
+    """Was the clip erased, or its audio deleted? (In a new session: what has committed.)"""
+    row = session.execute(
+        select(Clip.erased_at, Clip.protected_blob_key if audio == "protected" else Clip.blob_key).where(
+            Clip.id == clip_id
+        )
+    ).one_or_none()
+    return row is None or row[0] is not None or row[1] is None
+
+
 def run_export(
     ws: Workspace,
     *,
@@ -229,7 +239,16 @@ def run_export(
                         if not (clip.protected_blob_key if audio == "protected" else clip.blob_key):
                             skipped["audio_deleted"] += 1
                             continue
-                        wav = _audio(ws, session, clip, audio, keys)
+                        try:
+                            wav = _audio(ws, session, clip, audio, keys)
+                        except (KeyUnavailable, NotFound):
+                            # An erasure (or retention) committed after this chunk was read: its key
+                            # or blob is gone. Left out, as registration would leave it out.
+                            with ws.sessions() as fresh:
+                                if not _gone(fresh, clip.id, audio):
+                                    raise
+                            skipped["erased"] += 1
+                            continue
                         rel = f"audio/{it.id}.wav"
                         (tmp / "audio").mkdir(exist_ok=True)
                         (tmp / rel).write_bytes(wav)

@@ -61,7 +61,7 @@ def _eligible(consent_default: Consent | str) -> Select[Any]:
     """(clip id, account id, final annotation id, source) of every clip that may become gold now."""
     final, labels = final_label_ids(), _general_labels()
     return (
-        select(Clip.id, Clip.account_id, Annotation.id, Annotation.kind)
+        select(Clip.id, Clip.account_id, Annotation.id, Annotation.kind, Annotation.transcript, Annotation.intent)
         .join(final, final.c.clip_id == Clip.id)
         .join(Annotation, Annotation.id == final.c.ann_id)
         .outerjoin(labels, labels.c.clip_id == Clip.id)
@@ -99,13 +99,11 @@ def _make_gold(session: Session, actor: Actor, clip_ids: list[int], consent_defa
     locked = [c for c in sorted(accounts) if accounts[c] in allowed and lock_clip(session, c) is not None]
     rows = session.execute(_eligible(consent_default).where(Clip.id.in_(locked))).all() if locked else []
     picks, events = [], []
-    for clip_id, _account, annotation_id, kind in rows:
-        annotation = session.get(Annotation, annotation_id)
-        assert annotation is not None
+    # The answer comes in the re-check's own row: annotation retention deletes without the clip's
+    # lock, so a second read could find it gone.
+    for clip_id, _account, annotation_id, kind, transcript, intent in rows:
         source = ADJUDICATED if kind == "adjudication" else AGREED
-        session.add(
-            GoldAnswer(clip_id=clip_id, transcript=" ".join(annotation.transcript.split()), intent=annotation.intent)
-        )
+        session.add(GoldAnswer(clip_id=clip_id, transcript=" ".join(transcript.split()), intent=intent))
         picks.append(GoldPick(clip_id, source))
         events.append(
             {
@@ -137,7 +135,7 @@ def pick_gold(
     rows = session.execute(_eligible(consent_default)).all()
     random.Random(seed).shuffle(rows)
     chosen: list[int] = []
-    for clip_id, account_id, _annotation, _kind in rows:
+    for clip_id, account_id, *_answer in rows:
         if len(chosen) == n:
             break
         if have.get(account_id, 0) < per_account:

@@ -98,7 +98,11 @@ def serve_gold(session: Session, *, user: User, max_sensitivity: float | None = 
     # Chosen without a lock: a consent withdrawal or erasure committing meanwhile saw no gold item
     # to withdraw, so the clip is locked and checked again before one is made.
     gold_clip = lock_clip(session, gold_clip.id)
-    if gold_clip is None or session.execute(select(Clip.id).where(Clip.id == gold_clip.id, *hearable)).first() is None:
+    still_gold = Clip.id.in_(select(GoldAnswer.clip_id))  # `earmark gold remove` may have run meanwhile
+    if (
+        gold_clip is None
+        or session.execute(select(Clip.id).where(Clip.id == gold_clip.id, still_gold, *hearable)).first() is None
+    ):
         return None
     waiting = session.execute(
         select(QueueItem)

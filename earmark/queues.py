@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CompoundSelect, and_, distinct, func, or_, select, update
+from sqlalchemy import CompoundSelect, Row, and_, distinct, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from earmark import audit
@@ -83,7 +83,7 @@ def lease_next(
     """Give `actor` the oldest clip of `queue` that nobody holds, or None. Audited; caller commits.
 
     A person holds one clip at a time. A held clip of `queue` (or of a queue in `resume`) is
-    returned as it is; one of another queue is given back first (`release`): opening a queue
+    returned as it is; one of another queue is given back first (`_give_back`): opening a queue
     means working on it, so a senior holding a review clip who opens adjudication gets
     adjudication, not the review clip again. `only_item` restricts the lease to that queue item
     (a gold clip chosen for this person).
@@ -94,29 +94,13 @@ def lease_next(
     """
     now = utcnow()
     held = active_assignment(session, user=actor, now=now)
-    released: tuple[Assignment, QueueItem] | None = None
+    queue_of_held = None
     if held is not None:
         item = session.get(QueueItem, held.queue_item_id)
         if item is None or item.queue in (resume or (queue,)):
             return held
-        release(session, actor=actor, assignment=held, item=item, opened=queue, record=False)
-        released = (held, item)
-    leased = _lease(session, actor, queue, now, lease_seconds, max_sensitivity, only_item)
-    # Audited after every row this lease changes (the chain head last: docs/architecture.md).
-    if released is not None:
-        _record_release(session, actor, *released, opened=queue)
-    return leased
-
-
-def _lease(
-    session: Session,
-    actor: User,
-    queue: str,
-    now: datetime,
-    lease_seconds: int,
-    max_sensitivity: float | None,
-    only_item: int | None,
-) -> Assignment | None:
+        queue_of_held = item.queue
+    give_back, released, leased = held, False, None
     while True:
         candidates = session.execute(
             select(QueueItem.id, QueueItem.clip_id)
@@ -125,78 +109,121 @@ def _lease(
             .order_by(QueueItem.enqueued_at, QueueItem.id)
             .limit(LEASE_CANDIDATES)
         ).all()
+        # The clips first, all in one statement in id order (key share), then items and
+        # assignments: the order of consent, erasure and retention, which hold an account's
+        # clips while they lock its items. (Should every candidate be lost to other reviewers, the
+        # next batch's clips are locked after this one's, not in one order with them.)
+        _lock_clips(session, [c for _, c in candidates] + ([give_back.clip_id] if give_back is not None else []))
+        if give_back is not None:
+            released = _give_back(session, give_back, now)
+            give_back = None
         if not candidates:
-            return None
-        for item_id, clip_id in candidates:
-            # The clip first (key share), then the item: the order of consent, erasure and
-            # retention, which hold the clip while they lock its items.
-            session.execute(select(Clip.id).where(Clip.id == clip_id).with_for_update(read=True, key_share=True)).all()
-            expires = now + timedelta(seconds=lease_seconds)
-            assignment_id = secrets.token_urlsafe(18)
-            won = session.execute(
-                update(QueueItem)
-                .where(QueueItem.id == item_id, _available(now))
-                .values(state=QueueState.leased, lease_expires_at=expires, assignment_id=assignment_id)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if won != 1:
-                continue
-            item = session.get(QueueItem, item_id, populate_existing=True)
-            assert item is not None
-            expired = session.execute(
-                update(Assignment)
-                .where(Assignment.queue_item_id == item_id, Assignment.state == AssignmentState.active)
-                .values(state=AssignmentState.expired, closed_at=now)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            assignment = Assignment(
-                id=assignment_id,
-                queue_item_id=item_id,
-                clip_id=item.clip_id,
-                user_id=actor.id,
-                leased_at=now,
-                expires_at=expires,
-                state=AssignmentState.active,
-            )
-            session.add(assignment)
-            session.flush()
-            if expired:
-                audit.record(
-                    session, actor=Actor.system(), action="review.expire", object_type="queue_item", object_id=item_id
-                )
+            break
+        leased = _claim(session, actor, queue, now, lease_seconds, candidates)
+        if leased is not None:
+            break
+    # Audited after every row this lease changes (the chain head last: docs/architecture.md).
+    if released and held is not None and queue_of_held is not None:
+        audit.record(
+            session, actor=user_actor(actor), action="review.release", object_type="assignment", object_id=held.id,
+            details={"queue": queue_of_held, "opened": queue},
+        )  # fmt: skip
+    return leased
+
+
+def _lock_clips(session: Session, clip_ids: list[int]) -> None:
+    """Key-share-lock these clips in id order, in one statement (PostgreSQL; SQLite: a read)."""
+    if clip_ids:
+        session.execute(
+            select(Clip.id)
+            .where(Clip.id.in_(sorted(set(clip_ids))))
+            .order_by(Clip.id)
+            .with_for_update(read=True, key_share=True)
+        ).all()
+
+
+def _give_back(session: Session, held: Assignment, now: datetime) -> bool:
+    """Give back a held clip unsaved (its holder opened another queue): it returns to its queue,
+    for anyone, its holder included, later. Conditional UPDATEs, under the clip's lock: a
+    withdrawal, erasure or report that closed the pass meanwhile stays as it left it (an
+    unconditional write put a withdrawn clip back in the queue). True if it was given back."""
+    session.execute(
+        update(QueueItem)
+        .where(
+            QueueItem.id == held.queue_item_id,
+            QueueItem.assignment_id == held.id,
+            QueueItem.state == QueueState.leased,
+        )
+        .values(state=QueueState.queued, lease_expires_at=None, assignment_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    done = session.execute(
+        update(Assignment)
+        .where(Assignment.id == held.id, Assignment.state == AssignmentState.active)
+        .values(state=AssignmentState.released, closed_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.expire(held)
+    item = session.get(QueueItem, held.queue_item_id)
+    if item is not None:
+        session.expire(item)
+    return bool(done)
+
+
+def _claim(
+    session: Session,
+    actor: User,
+    queue: str,
+    now: datetime,
+    lease_seconds: int,
+    candidates: Sequence[Row[tuple[int, int]]],
+) -> Assignment | None:
+    """The first of `candidates` (queue item id, clip id; clips locked) still free, leased to
+    `actor`. The conditional UPDATE is the lock: it only matches a row that is still free."""
+    for item_id, _clip_id in candidates:
+        expires = now + timedelta(seconds=lease_seconds)
+        assignment_id = secrets.token_urlsafe(18)
+        won = session.execute(
+            update(QueueItem)
+            .where(QueueItem.id == item_id, _available(now))
+            .values(state=QueueState.leased, lease_expires_at=expires, assignment_id=assignment_id)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if won != 1:
+            continue
+        item = session.get(QueueItem, item_id, populate_existing=True)
+        assert item is not None
+        expired = session.execute(
+            update(Assignment)
+            .where(Assignment.queue_item_id == item_id, Assignment.state == AssignmentState.active)
+            .values(state=AssignmentState.expired, closed_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        assignment = Assignment(
+            id=assignment_id,
+            queue_item_id=item_id,
+            clip_id=item.clip_id,
+            user_id=actor.id,
+            leased_at=now,
+            expires_at=expires,
+            state=AssignmentState.active,
+        )
+        session.add(assignment)
+        session.flush()
+        if expired:
             audit.record(
-                session,
-                actor=user_actor(actor),
-                action="review.lease",
-                object_type="assignment",
-                object_id=assignment_id,
-                details={"queue": queue, "queue_item": item_id, "expires_s": lease_seconds},
+                session, actor=Actor.system(), action="review.expire", object_type="queue_item", object_id=item_id
             )
-            return assignment
-
-
-def release(
-    session: Session, *, actor: User, assignment: Assignment, item: QueueItem, opened: str, record: bool = True
-) -> None:
-    """Give back a held clip unsaved: it returns to its queue, for anyone (its holder included,
-    later), because its holder opened the queue `opened`. Audited with both queues (unless the
-    caller records it after its own row changes); caller commits."""
-    now = utcnow()
-    assignment.state = AssignmentState.released
-    assignment.closed_at = now
-    if item.assignment_id == assignment.id:
-        item.state = QueueState.queued
-        item.lease_expires_at = None
-        item.assignment_id = None
-    if record:
-        _record_release(session, actor, assignment, item, opened=opened)
-
-
-def _record_release(session: Session, actor: User, assignment: Assignment, item: QueueItem, *, opened: str) -> None:
-    audit.record(
-        session, actor=user_actor(actor), action="review.release", object_type="assignment", object_id=assignment.id,
-        details={"queue": item.queue, "opened": opened},
-    )  # fmt: skip
+        audit.record(
+            session,
+            actor=user_actor(actor),
+            action="review.lease",
+            object_type="assignment",
+            object_id=assignment_id,
+            details={"queue": queue, "queue_item": item_id, "expires_s": lease_seconds},
+        )
+        return assignment
+    return None
 
 
 def restricted_clips() -> CompoundSelect:
@@ -215,10 +242,16 @@ def _leasable(actor: User, queue: str, now: datetime, max_sensitivity: float | N
     seen_before = select(Assignment.clip_id).where(
         Assignment.user_id == actor.id, Assignment.state != AssignmentState.released
     )
+    # Only a clip that is in review now: a withdrawn, erased or re-protecting clip's items are
+    # closed by what changed it; this is the second lock on that door.
+    in_review = select(Clip.id).where(
+        Clip.id == QueueItem.clip_id, Clip.status.in_([ClipStatus.queued, ClipStatus.reviewed])
+    )
     return [
         QueueItem.queue == queue,
         _available(now),
         QueueItem.clip_id.not_in(seen_before),
+        in_review.exists(),
         *_sensitivity_filter(max_sensitivity),
     ]
 

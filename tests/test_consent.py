@@ -9,7 +9,7 @@ from earmark.erasure import erase_account
 from earmark.errors import InvalidInput, NotFound, Withdrawn
 from earmark.escalation import lease_safety, record_outcome
 from earmark.help import answer_help, ask_help
-from earmark.models import Assignment, Clip, HelpRequest, QueueItem
+from earmark.models import Account, Assignment, Clip, HelpRequest, QueueItem
 from earmark.quality import add_gold, serve_gold
 from earmark.queues import lease_next
 from earmark.review import flag_sensitive, report_missed_pii, skip_assignment, submit_annotation
@@ -277,3 +277,30 @@ def test_a_withdrawal_racing_a_seniors_answer_does_not_deadlock(ws: Workspace) -
     with ws.sessions() as s:
         assert s.execute(select(QueueItem.state)).scalars().all() == ["withdrawn"]
         assert s.get(HelpRequest, req.id) is None  # help text goes with the withdrawal
+
+
+@f.postgres_only
+def test_consent_set_while_the_account_is_erased_is_refused_not_written_on_the_tombstone(ws: Workspace) -> None:
+    """The account was read unlocked and then locked without a re-read: an erasure committed in
+    between got `training_use = allow` written onto its tombstone, and the caller was told allow."""
+    from earmark.erasure import erase_account
+    from earmark.errors import NotFound
+
+    f.queue_clips(ws, 1)
+
+    def erase():  # type: ignore[no-untyped-def]
+        with ws.transaction() as s:
+            return erase_account(s, actor=Actor.cli(), account_id="acct-q0", secret=ws.secret)
+
+    eraser = f.Racer(erase)
+    with (
+        pytest.raises(NotFound, match="erased"),
+        f.at_statement(ws, eraser, "FOR NO KEY UPDATE"),
+        ws.transaction() as s,
+    ):
+        set_consent(s, actor=Actor.cli(), account_id="acct-q0", human_review=Consent.allow, training_use=Consent.allow)
+    eraser.join()
+    assert eraser.error is None, eraser.error
+    with ws.sessions() as s:
+        account = s.execute(select(Account)).scalar_one()
+    assert account.erased_at is not None and account.training_use != Consent.allow

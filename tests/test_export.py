@@ -356,3 +356,18 @@ def test_an_erasure_during_a_prune_is_pruned_too(
         assert s.execute(select(Export.state)).scalar_one() == "needs_prune"
     prune_exports(ws, actor=Actor.cli())
     assert item_id(ws.secret, erased) not in (out / ITEMS).read_text()
+
+
+@f.postgres_only
+def test_an_erasure_between_reading_a_chunk_and_opening_its_audio_leaves_the_clip_out(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """The chunk was read, then the erasure shredded the key and committed: the whole export
+    failed with KeyUnavailable instead of leaving the erased clips out."""
+    _reviewed(ws, 3, accounts=2)
+    eraser = f.Racer(lambda: ws.erase(actor=Actor.cli(), account_id="acct-q0"))
+    with f.at_statement(ws, eraser, "FROM account_keys"):
+        result = run_export(ws, actor=Actor.cli(), fmt="lhotse", out=tmp_path / "e")
+    eraser.join()
+    assert eraser.error is None, eraser.error
+    assert result.items == 1 and result.skipped == {"erased": 2}

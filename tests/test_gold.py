@@ -269,3 +269,27 @@ def test_a_gold_clip_reported_in_its_gold_pass_leaves_the_gold_set(ws: Workspace
         assert list_gold(s) == []
     with ws.transaction() as s:
         assert serve_gold(s, user=f.user(ws, "r4")) is None
+
+
+@f.postgres_only
+def test_a_clip_removed_from_gold_while_it_is_served_is_not_served(ws: Workspace) -> None:
+    """serve_gold re-checked the chosen clip under its lock, but not that it was still gold."""
+    from earmark.quality import add_gold as add_known_answer
+
+    f.queue_clips(ws, 1)
+    [clip] = _clips(ws)
+    with ws.transaction() as s:
+        add_known_answer(s, actor=Actor.cli(), clip=s.get(Clip, clip.id), transcript=TEXT, intent=None)  # type: ignore[arg-type]
+    remover = f.Racer(lambda: _in_tx(ws, lambda s: remove_gold(s, actor=Actor.cli(), clip_id=clip.id)))
+    with f.at_statement(ws, remover, "FOR KEY SHARE"), ws.transaction() as s:
+        served = serve_gold(s, user=f.user(ws, "r1"))
+    remover.join()
+    assert remover.error is None, remover.error
+    assert served is None
+    with ws.sessions() as s:
+        assert s.execute(select(QueueItem).where(QueueItem.queue == "gold")).first() is None
+
+
+def _in_tx(ws: Workspace, target):  # type: ignore[no-untyped-def]
+    with ws.transaction() as s:
+        return target(s)

@@ -171,3 +171,135 @@ def _lease_and(ws: Workspace, user, *, submit: bool = False) -> int:  # type: ig
         if submit:
             submit_annotation(s, actor=user, assignment_id=a.id, transcript="play it", intent="PlayMusic")
         return a.clip_id
+
+
+# -- giving back a held clip and leasing, against withdrawals (PostgreSQL row locks) -------------
+
+
+def _in_transaction(ws: Workspace, target):  # type: ignore[no-untyped-def]
+    def run():  # type: ignore[no-untyped-def]
+        with ws.transaction() as s:
+            return target(s)
+
+    return f.Racer(run)
+
+
+def _withdraw(ws: Workspace, by: str, account: str = "acct-q0"):  # type: ignore[no-untyped-def]
+    from earmark.consent import set_consent
+    from earmark.erasure import erase_account
+    from earmark.types import Actor, Consent
+
+    if by == "erasure":
+        return _in_transaction(ws, lambda s: erase_account(s, actor=Actor.cli(), account_id=account, secret=ws.secret))
+    return _in_transaction(
+        ws, lambda s: set_consent(s, actor=Actor.cli(), account_id=account, human_review=Consent.deny)
+    )
+
+
+@f.postgres_only
+@pytest.mark.parametrize("by", ["consent", "erasure"])
+@pytest.mark.parametrize("at", ["FOR KEY SHARE", "UPDATE queue_items"])  # before or after the clip lock
+def test_giving_back_a_held_clip_keeps_a_withdrawal_committed_meanwhile(ws: Workspace, by: str, at: str) -> None:
+    """The senior's held clip was read unlocked, the withdrawal committed, and the give-back wrote
+    the item back to queued: anyone could lease the withdrawn or erased customer's clip again."""
+    f.queue_clips(ws, 1)
+    senior = f.user(ws, "sen1", Role.senior)
+    with ws.transaction() as s:
+        held = lease_next(s, actor=senior)
+        assert held is not None
+    other = _withdraw(ws, by)
+    with f.at_statement(ws, other, at), ws.transaction() as s:
+        lease_next(s, actor=senior, queue=ADJUDICATION)  # opening adjudication gives the clip back
+    other.join()
+    assert other.error is None, other.error
+    with ws.sessions() as s:
+        assert s.get(QueueItem, held.queue_item_id).state == "withdrawn"  # type: ignore[union-attr]
+        released = s.execute(select(AuditEvent).where(AuditEvent.action == "review.release")).first()
+        if at == "FOR KEY SHARE":  # the withdrawal committed first: nothing was given back
+            assert s.get(Assignment, held.id).state == "withdrawn" and released is None  # type: ignore[union-attr]
+        else:  # given back first (the withdrawal waited for the clip), then withdrawn
+            assert s.get(Assignment, held.id).state == "released" and released is not None  # type: ignore[union-attr]
+    with ws.transaction() as s:
+        assert lease_next(s, actor=f.user(ws, "r2")) is None
+
+
+@f.postgres_only
+@pytest.mark.parametrize("report", ["missed_pii", "sensitive"])
+def test_giving_back_a_held_pass_keeps_a_report_on_the_other_pass(ws: Workspace, report: str) -> None:
+    """r1 reported the clip (personal data audible / distressing) while the senior holding its
+    other pass opened adjudication: the senior's item went back to the general queue, and a third
+    reviewer was served the clip with the data audible, or the distressing clip."""
+    from earmark.review import flag_sensitive, report_missed_pii
+
+    ws.settings.review_passes = 2
+    f.queue_clips(ws, 1)
+    r1, senior = f.user(ws, "r1"), f.user(ws, "sen1", Role.senior)
+    with ws.transaction() as s:
+        a1 = lease_next(s, actor=r1)
+    with ws.transaction() as s:
+        a2 = lease_next(s, actor=senior)
+    assert a1 is not None and a2 is not None and a1.clip_id == a2.clip_id
+    if report == "missed_pii":
+        other = _in_transaction(ws, lambda s: report_missed_pii(s, actor=r1, assignment_id=a1.id, start=0.0, end=0.3))
+    else:
+        other = _in_transaction(ws, lambda s: flag_sensitive(s, actor=r1, assignment_id=a1.id))
+    with f.at_statement(ws, other, "UPDATE queue_items"), ws.transaction() as s:
+        lease_next(s, actor=senior, queue=ADJUDICATION)
+    other.join()
+    assert other.error is None, other.error
+    with ws.sessions() as s:
+        assert s.get(QueueItem, a2.queue_item_id).state == "withdrawn"  # type: ignore[union-attr]
+    with ws.transaction() as s:
+        assert lease_next(s, actor=f.user(ws, "r3")) is None
+
+
+@f.postgres_only
+@pytest.mark.parametrize("by", ["consent", "erasure"])
+def test_giving_back_then_leasing_does_not_deadlock_a_withdrawal(ws: Workspace, by: str) -> None:
+    """The give-back locked the held item, then the lease key-share-locked the next candidate's
+    clip (an item before a clip); a withdrawal holding both clips waited for the item: deadlock."""
+    f.queue_clips(ws, 2)  # one account, two clips
+    senior = f.user(ws, "sen1", Role.senior)
+    with ws.transaction() as s:
+        held = lease_next(s, actor=senior)
+        assert held is not None
+        disputed = s.execute(select(Clip).where(Clip.id != held.clip_id)).scalars().first()
+        enqueue(s, clip=disputed, queue=ADJUDICATION)  # type: ignore[arg-type]
+    other = _withdraw(ws, by)
+    with f.at_statement(ws, other, "UPDATE queue_items"), ws.transaction() as s:
+        leased = lease_next(s, actor=senior, queue=ADJUDICATION)
+    other.join()
+    assert other.error is None, other.error
+    assert leased is not None  # the lease went first; the withdrawal then took the clip back
+    with ws.sessions() as s:
+        assert set(s.execute(select(QueueItem.state)).scalars()) == {"withdrawn"}
+
+
+@f.postgres_only
+def test_a_lease_that_loses_its_first_candidate_does_not_deadlock_a_withdrawal(ws: Workspace) -> None:
+    """Candidates were key-share-locked one by one in queue order, not clip-id order; a withdrawal
+    locking the account's clips in id order held one and waited for the other: deadlock."""
+    from earmark.models import utcnow
+
+    f.queue_clips(ws, 2)  # one account; clip ids low < high
+    with ws.transaction() as s:
+        low, high = s.execute(select(Clip.id).order_by(Clip.id)).scalars().all()
+        later = utcnow() + timedelta(seconds=5)
+        s.execute(update(QueueItem).where(QueueItem.clip_id == low).values(enqueued_at=later))  # `high` first
+    r1, r2 = f.user(ws, "r1"), f.user(ws, "r2")
+    withdrawal = _withdraw(ws, "consent")
+
+    def r2_takes_the_head() -> None:
+        with ws.transaction() as s:
+            a = lease_next(s, actor=r2)
+            assert a is not None and a.clip_id == high
+        withdrawal.start()
+        f.wait_for_lock_wait(ws, [withdrawal])
+
+    other = f.Racer(r2_takes_the_head)
+    with f.at_statement(ws, other, "UPDATE queue_items"), ws.transaction() as s:
+        mine = lease_next(s, actor=r1)
+    other.join()
+    withdrawal.join()
+    assert other.error is None and withdrawal.error is None, (other.error, withdrawal.error)
+    assert mine is not None and mine.clip_id == low
