@@ -75,7 +75,14 @@ def authenticate(
     The caller commits in both cases, so the failure count and audit row persist.
     """
     now = utcnow()
-    user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    # Locked and read afresh (PostgreSQL): parallel guesses at one account wait for each other, so
+    # none of their failures is lost from the count that locks the account.
+    user = session.execute(
+        select(User)
+        .where(User.username == username)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
     generic = AuthenticationFailed("wrong username or password")
     if user is None or not user.active:
         with contextlib.suppress(VerificationError):

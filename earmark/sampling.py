@@ -158,7 +158,8 @@ def draw_sample(
     rows = session.execute(
         select(*_DRAW_COLUMNS, Account.external_id.label("account_external_id"))
         .join(Account, Account.id == Clip.account_id)
-        .where(Clip.status == ClipStatus.stored, Clip.sampled_at.is_(None))
+        # A clip whose original retention already purged has nothing to make safe to hear.
+        .where(Clip.status == ClipStatus.stored, Clip.sampled_at.is_(None), Clip.blob_key.is_not(None))
         .order_by(Clip.recorded_at, Clip.external_id)
     ).all()
     # Clips already sampled count against their household's cap for their period.

@@ -108,3 +108,25 @@ def test_role_change_and_deactivation_end_sessions_and_are_audited(ws: Workspace
     with ws.sessions() as s:
         actions = [e.action for e in s.execute(select(AuditEvent)).scalars()]
     assert "user.role_change" in actions and "user.deactivate" in actions
+
+
+@f.postgres_only
+def test_parallel_wrong_passwords_each_count_toward_the_lockout(ws: Workspace) -> None:
+    """Each guess read the failure count unlocked and wrote count + 1: two guesses at once
+    counted as one, so an attacker guessing in parallel got more tries than max_failures."""
+
+    def guess() -> None:
+        with pytest.raises(AuthenticationFailed), ws.transaction() as s:
+            try:
+                auth.authenticate(s, username="bob", password="wrong-guess-2", max_failures=5)
+            finally:
+                s.commit()
+
+    f.user(ws, "bob", password="correct horse battery")
+    second = f.Racer(guess)
+    with f.at_the_audit_head(ws, second):  # the first guess has written its count; the second starts
+        guess()
+    second.join()
+    assert second.error is None, second.error
+    with ws.sessions() as s:
+        assert s.execute(select(User.failed_logins).where(User.username == "bob")).scalar_one() == 2

@@ -202,3 +202,20 @@ def test_cap_is_never_exceeded(sqlite_ws: Workspace, cap: int, per_account: list
     assert all(c <= cap for _, c in counts)
     if rate == 1.0:
         assert dict(counts) == {f"{prefix}{i}": min(n, cap) for i, n in enumerate(per_account) if n and cap}
+
+
+def test_a_clip_whose_original_retention_purged_is_not_drawn(ws: Workspace) -> None:
+    """It had nothing left to make safe to hear: the pipeline held it with an error, and it took a
+    place in its household's cap."""
+    from sqlalchemy import update
+
+    from earmark.models import utcnow
+
+    kept, purged = f.ingest(ws, 2, account_id="acct-p")
+    f.allow(ws, "acct-p")
+    with ws.transaction() as s:
+        s.execute(update(Clip).where(Clip.external_id == purged).values(blob_key=None, original_purged_at=utcnow()))
+    f.sample_all(ws)
+    with ws.sessions() as s:
+        status = dict(s.execute(select(Clip.external_id, Clip.status)).all())
+    assert status == {kept: "pending", purged: "stored"}
