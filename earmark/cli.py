@@ -570,14 +570,30 @@ def gold_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
     if as_json:
         print(
             json.dumps(
-                [{"clip": r.clip_id, "answered": r.answered, "correct": r.correct, "waiting": r.waiting} for r in rows]
+                [
+                    {
+                        "clip": r.clip_id,
+                        "answered": r.answered,
+                        "correct": r.correct,
+                        "waiting": r.waiting,
+                        "servable": r.servable,
+                    }
+                    for r in rows
+                ]
             )
         )
         return
-    table = Table("clip", "answered", "correct", "accuracy", "served, unanswered")
+    table = Table("clip", "answered", "correct", "accuracy", "served, unanswered", "can be served")
     for r in rows:
         accuracy = f"{r.correct / r.answered:.0%}" if r.answered else "–"
-        table.add_row(str(r.clip_id), str(r.answered), str(r.correct), accuracy, "yes" if r.waiting else "")
+        table.add_row(
+            str(r.clip_id),
+            str(r.answered),
+            str(r.correct),
+            accuracy,
+            "yes" if r.waiting else "",
+            "yes" if r.servable else "no (withdrawn, erased, audio gone or the safety team's)",
+        )
     out.print(table)
     out.print(f"{len(rows)} gold clip(s)")
 

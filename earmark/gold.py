@@ -23,7 +23,7 @@ from earmark.consent import allows_review, share_lock_accounts
 from earmark.errors import InvalidInput, NotFound
 from earmark.export import final_label_ids
 from earmark.models import Account, Annotation, Assignment, Clip, ClipProtection, GoldAnswer, QueueItem
-from earmark.quality import GOLD
+from earmark.quality import GOLD, servable
 from earmark.queues import GENERAL, lock_clip, record_events, restricted_clips
 from earmark.types import Actor, ClipStatus, Consent, QueueState
 
@@ -44,6 +44,7 @@ class GoldClip:
     answered: int  # gold passes reviewers submitted for it
     correct: int
     waiting: bool  # served and not yet answered
+    servable: bool  # can still be served (not withdrawn, erased, without audio or the safety team's)
 
 
 def _general_labels() -> Any:
@@ -85,7 +86,9 @@ def _eligible(consent_default: Consent | str) -> Select[Any]:
 
 
 def _accounts_with_gold() -> Select[Any]:
-    return select(Clip.account_id).join(GoldAnswer, GoldAnswer.clip_id == Clip.id)
+    """The household of each gold clip that can still be served (one that cannot, say its audio
+    reached its retention limit, no longer takes a household's place)."""
+    return select(Clip.account_id).join(GoldAnswer, GoldAnswer.clip_id == Clip.id).where(*servable())
 
 
 def _make_gold(session: Session, actor: Actor, clip_ids: list[int], consent_default: Consent | str) -> list[GoldPick]:
@@ -200,9 +203,16 @@ def list_gold(session: Session) -> list[GoldClip]:
     waiting = select(QueueItem.clip_id).where(
         QueueItem.queue == GOLD, QueueItem.state.in_([QueueState.queued, QueueState.leased])
     )
+    servable_ids = select(Clip.id).where(*servable())
     rows = session.execute(
-        select(GoldAnswer.clip_id, scored.c.answered, scored.c.correct, GoldAnswer.clip_id.in_(waiting))
+        select(
+            GoldAnswer.clip_id,
+            scored.c.answered,
+            scored.c.correct,
+            GoldAnswer.clip_id.in_(waiting),
+            GoldAnswer.clip_id.in_(servable_ids),
+        )
         .outerjoin(scored, scored.c.clip_id == GoldAnswer.clip_id)
         .order_by(GoldAnswer.clip_id)
     ).all()
-    return [GoldClip(cid, int(n or 0), int(ok or 0), bool(w)) for cid, n, ok, w in rows]
+    return [GoldClip(cid, int(n or 0), int(ok or 0), bool(w), bool(live)) for cid, n, ok, w, live in rows]

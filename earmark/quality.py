@@ -71,6 +71,17 @@ def add_gold(session: Session, *, actor: Actor, clip: Clip, transcript: str, int
     return gold
 
 
+def servable() -> list[Any]:
+    """Conditions on a clip any reviewer may hear right now: protected, in review or reviewed (not
+    withdrawn, erased, or back in the pipeline after a missed-PII report), not the safety team's."""
+    return [
+        Clip.status.in_([ClipStatus.queued, ClipStatus.reviewed]),
+        Clip.protected_blob_key.is_not(None),
+        Clip.redacted_text.is_not(None),
+        Clip.id.not_in(restricted_clips()),
+    ]
+
+
 def serve_gold(session: Session, *, user: User, max_sensitivity: float | None = None) -> QueueItem | None:
     """A fresh queue item for a gold clip `user` has not seen, or None.
 
@@ -79,13 +90,7 @@ def serve_gold(session: Session, *, user: User, max_sensitivity: float | None = 
     sensitive than `max_sensitivity` (a reviewer who met distressing content today).
     """
     seen = select(Assignment.clip_id).where(Assignment.user_id == user.id)
-    hearable = [
-        Clip.id.not_in(seen),
-        Clip.status.in_([ClipStatus.queued, ClipStatus.reviewed]),
-        Clip.protected_blob_key.is_not(None),
-        Clip.redacted_text.is_not(None),
-        Clip.id.not_in(restricted_clips()),
-    ]
+    hearable = [Clip.id.not_in(seen), *servable()]
     if max_sensitivity is not None:
         hearable.append(
             Clip.id.not_in(select(ClipProtection.clip_id).where(ClipProtection.sensitivity > max_sensitivity))

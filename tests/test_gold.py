@@ -293,3 +293,24 @@ def test_a_clip_removed_from_gold_while_it_is_served_is_not_served(ws: Workspace
 def _in_tx(ws: Workspace, target):  # type: ignore[no-untyped-def]
     with ws.transaction() as s:
         return target(s)
+
+
+def test_a_gold_clip_that_can_no_longer_be_served_is_listed_so_and_frees_its_households_place(
+    ws: Workspace,
+) -> None:
+    from sqlalchemy import update
+
+    ws.settings.review_passes = 2
+    f.queue_clips(ws, 2, accounts=1)
+    _review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
+    with ws.transaction() as s:
+        [first] = pick_gold(s, actor=Actor.cli(), n=5, consent_default=_consent(ws), seed=0)  # one per household
+    with ws.transaction() as s:  # its protected audio reached its retention limit
+        s.execute(update(Clip).where(Clip.id == first.clip_id).values(protected_blob_key=None))
+    with ws.sessions() as s:
+        assert [(g.clip_id, g.servable) for g in list_gold(s)] == [(first.clip_id, False)]
+    with ws.transaction() as s:
+        [second] = pick_gold(s, actor=Actor.cli(), n=5, consent_default=_consent(ws), seed=0)
+    assert second.clip_id != first.clip_id
+    with ws.sessions() as s:
+        assert {g.clip_id: g.servable for g in list_gold(s)} == {first.clip_id: False, second.clip_id: True}
