@@ -277,17 +277,9 @@ def test_applying_an_answer_while_the_account_is_erased_waits_for_neither_and_fa
     """The asker read the answered request unlocked; the erasure deleted it and committed; the
     asker's update then matched no row: a StaleDataError (a 500 in the workbench). Now the request
     is locked when read: the erasure waits for the apply, then deletes the request."""
-    from earmark.help import answer_help, apply_answer
-    from earmark.types import Role
+    from earmark.help import apply_answer
 
-    f.queue_clips(ws, 1)
-    reviewer, senior = f.user(ws, "r1"), f.user(ws, "s1", Role.senior)
-    with ws.transaction() as s:
-        a = lease_next(s, actor=reviewer)
-        assert a is not None
-        req = ask_help(s, actor=reviewer, assignment_id=a.id, start=0.0, end=0.5, question="which word")
-    with ws.transaction() as s:
-        answer_help(s, actor=senior, help_id=req.id, answer="taylor")
+    reviewer, _senior, req = _help_request(ws, answered=True)
     eraser = f.Racer(lambda: ws.erase(actor=Actor.cli(), account_id="acct-q0"))
     with f.at_statement(ws, eraser, "UPDATE help_requests"), ws.transaction() as s:
         apply_answer(s, actor=reviewer, help_id=req.id)
@@ -308,17 +300,9 @@ def test_applying_an_answer_while_the_account_is_erased_waits_for_neither_and_fa
 
 
 def test_applying_an_answer_the_erasure_removed_is_not_found(ws: Workspace) -> None:
-    from earmark.help import answer_help, apply_answer
-    from earmark.types import Role
+    from earmark.help import apply_answer
 
-    f.queue_clips(ws, 1)
-    reviewer, senior = f.user(ws, "r1"), f.user(ws, "s1", Role.senior)
-    with ws.transaction() as s:
-        a = lease_next(s, actor=reviewer)
-        assert a is not None
-        req = ask_help(s, actor=reviewer, assignment_id=a.id, start=0.0, end=0.5, question="which word")
-    with ws.transaction() as s:
-        answer_help(s, actor=senior, help_id=req.id, answer="taylor")
+    reviewer, _senior, req = _help_request(ws, answered=True)
     ws.erase(actor=Actor.cli(), account_id="acct-q0")
     with pytest.raises(NotFound), ws.transaction() as s:
         apply_answer(s, actor=reviewer, help_id=req.id)
@@ -329,6 +313,18 @@ def test_answering_a_request_the_erasure_just_removed_is_not_found(ws: Workspace
     """Between the senior's first read and the locked re-read the erasure deleted the request:
     an AssertionError (a 500) before; now "no such help request"."""
     from earmark.help import answer_help
+
+    _reviewer, senior, req = _help_request(ws, answered=False)
+    eraser = f.Racer(lambda: ws.erase(actor=Actor.cli(), account_id="acct-q0"))
+    with pytest.raises(NotFound), f.at_statement(ws, eraser, "FOR UPDATE"), ws.transaction() as s:
+        answer_help(s, actor=senior, help_id=req.id, answer="taylor")
+    eraser.join()
+    assert eraser.error is None and eraser.result.clips == 1
+
+
+def _help_request(ws: Workspace, *, answered: bool):  # type: ignore[no-untyped-def]
+    """A reviewer's help question about the one clip of acct-q0, answered by a senior or not."""
+    from earmark.help import answer_help
     from earmark.types import Role
 
     f.queue_clips(ws, 1)
@@ -337,8 +333,7 @@ def test_answering_a_request_the_erasure_just_removed_is_not_found(ws: Workspace
         a = lease_next(s, actor=reviewer)
         assert a is not None
         req = ask_help(s, actor=reviewer, assignment_id=a.id, start=0.0, end=0.5, question="which word")
-    eraser = f.Racer(lambda: ws.erase(actor=Actor.cli(), account_id="acct-q0"))
-    with pytest.raises(NotFound), f.at_statement(ws, eraser, "FOR UPDATE"), ws.transaction() as s:
-        answer_help(s, actor=senior, help_id=req.id, answer="taylor")
-    eraser.join()
-    assert eraser.error is None and eraser.result.clips == 1
+    if answered:
+        with ws.transaction() as s:
+            answer_help(s, actor=senior, help_id=req.id, answer="taylor")
+    return reviewer, senior, req
