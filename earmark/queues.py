@@ -100,7 +100,7 @@ def lease_next(
         if item is None or item.queue in (resume or (queue,)):
             return held
         queue_of_held = item.queue
-    give_back, released, leased = held, False, None
+    released, leased = False, None
     while True:
         candidates = session.execute(
             select(QueueItem.id, QueueItem.clip_id)
@@ -109,19 +109,20 @@ def lease_next(
             .order_by(QueueItem.enqueued_at, QueueItem.id)
             .limit(LEASE_CANDIDATES)
         ).all()
+        # One savepoint per batch: should every candidate be lost to other reviewers, rolling it
+        # back frees this batch's clip locks (and undoes the give-back, done again with the next
+        # batch), so no transaction ever holds clips it locked out of id order.
+        attempt = session.begin_nested()
         # The clips first, all in one statement in id order (key share), then items and
         # assignments: the order of consent, erasure and retention, which hold an account's
-        # clips while they lock its items. (Should every candidate be lost to other reviewers, the
-        # next batch's clips are locked after this one's, not in one order with them.)
-        _lock_clips(session, [c for _, c in candidates] + ([give_back.clip_id] if give_back is not None else []))
-        if give_back is not None:
-            released = _give_back(session, give_back, now)
-            give_back = None
-        if not candidates:
+        # clips while they lock its items.
+        _lock_clips(session, [c for _, c in candidates] + ([held.clip_id] if queue_of_held is not None else []))
+        released = _give_back(session, held, now) if held is not None and queue_of_held is not None else False
+        leased = _claim(session, actor, queue, now, lease_seconds, candidates) if candidates else None
+        if leased is not None or not candidates:
+            attempt.commit()
             break
-        leased = _claim(session, actor, queue, now, lease_seconds, candidates)
-        if leased is not None:
-            break
+        attempt.rollback()
     # Audited after every row this lease changes (the chain head last: docs/architecture.md).
     if released and held is not None and queue_of_held is not None:
         audit.record(

@@ -276,9 +276,17 @@ def test_giving_back_then_leasing_does_not_deadlock_a_withdrawal(ws: Workspace, 
 
 
 @f.postgres_only
-def test_a_lease_that_loses_its_first_candidate_does_not_deadlock_a_withdrawal(ws: Workspace) -> None:
+@pytest.mark.parametrize("batch", [8, 1])
+def test_a_lease_that_loses_its_first_candidate_does_not_deadlock_a_withdrawal(
+    ws: Workspace, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Candidates were key-share-locked one by one in queue order, not clip-id order; a withdrawal
-    locking the account's clips in id order held one and waited for the other: deadlock."""
+    locking the account's clips in id order held one and waited for the other: deadlock. With a
+    batch of 1 the lost candidate is a whole lost batch: its savepoint is rolled back, freeing its
+    clip, before the next batch's clip is locked."""
+    from earmark import queues
+
+    monkeypatch.setattr(queues, "LEASE_CANDIDATES", batch)
     from earmark.models import utcnow
 
     f.queue_clips(ws, 2)  # one account; clip ids low < high
@@ -302,4 +310,9 @@ def test_a_lease_that_loses_its_first_candidate_does_not_deadlock_a_withdrawal(w
     other.join()
     withdrawal.join()
     assert other.error is None and withdrawal.error is None, (other.error, withdrawal.error)
-    assert mine is not None and mine.clip_id == low
+    if batch == 8:  # both clips in one batch, locked together: the lease takes `low`, then the withdrawal
+        assert mine is not None and mine.clip_id == low
+    else:  # the withdrawal went first once the lost batch freed `high`: nothing left to lease
+        assert mine is None
+    with ws.sessions() as s:
+        assert set(s.execute(select(QueueItem.state)).scalars()) == {"withdrawn"}
