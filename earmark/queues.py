@@ -112,17 +112,17 @@ def lease_next(
         # One savepoint per batch: should every candidate be lost to other reviewers, rolling it
         # back frees this batch's clip locks (and undoes the give-back, done again with the next
         # batch), so no transaction ever holds clips it locked out of id order.
-        attempt = session.begin_nested()
-        # The clips first, all in one statement in id order (key share), then items and
-        # assignments: the order of consent, erasure and retention, which hold an account's
-        # clips while they lock its items.
-        _lock_clips(session, [c for _, c in candidates] + ([held.clip_id] if queue_of_held is not None else []))
-        released = _give_back(session, held, now) if held is not None and queue_of_held is not None else False
-        leased = _claim(session, actor, queue, now, lease_seconds, candidates) if candidates else None
-        if leased is not None or not candidates:
-            attempt.commit()
-            break
-        attempt.rollback()
+        with session.begin_nested() as attempt:
+            # The clips first, all in one statement in id order (key share), then items and
+            # assignments: the order of consent, erasure and retention, which hold an account's
+            # clips while they lock its items.
+            _lock_clips(session, [c for _, c in candidates] + ([held.clip_id] if queue_of_held is not None else []))
+            released = _give_back(session, held, now) if held is not None and queue_of_held is not None else False
+            leased = _claim(session, actor, queue, now, lease_seconds, candidates) if candidates else None
+            if leased is None and candidates:
+                attempt.rollback()
+                continue
+        break
     # Audited after every row this lease changes (the chain head last: docs/architecture.md).
     if released and held is not None and queue_of_held is not None:
         audit.record(
