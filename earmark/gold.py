@@ -24,7 +24,7 @@ from earmark.errors import InvalidInput, NotFound
 from earmark.export import final_label_ids
 from earmark.models import Account, Annotation, Assignment, Clip, ClipProtection, GoldAnswer, QueueItem
 from earmark.quality import GOLD, servable
-from earmark.queues import GENERAL, lock_clip, record_events, restricted_clips
+from earmark.queues import GENERAL, lock_clip, record_events
 from earmark.types import Actor, ClipStatus, Consent, QueueState
 
 # Clips above this sensitivity are never gold: a gold clip is heard by many people.
@@ -69,11 +69,9 @@ def _eligible(consent_default: Consent | str) -> Select[Any]:
         .join(Account, Account.id == Clip.account_id)
         .outerjoin(ClipProtection, ClipProtection.clip_id == Clip.id)
         .where(
+            *servable(),
             Clip.status == ClipStatus.reviewed,
             Clip.erased_at.is_(None),
-            Clip.protected_blob_key.is_not(None),
-            Clip.redacted_text.is_not(None),
-            Clip.id.not_in(restricted_clips()),
             Clip.id.not_in(select(GoldAnswer.clip_id)),
             allows_review(consent_default),
             or_(ClipProtection.sensitivity.is_(None), ClipProtection.sensitivity <= MAX_GOLD_SENSITIVITY),

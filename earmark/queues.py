@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -70,6 +71,27 @@ def active_assignment(session: Session, *, user: User, now: datetime | None = No
     ).scalar_one_or_none()
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """The clip a person holds, seen from a set of queues: `resumed` if it belongs to one of them,
+    else `elsewhere` (with its queue); both None if they hold nothing."""
+
+    resumed: Assignment | None = None
+    elsewhere: Assignment | None = None
+    elsewhere_queue: str | None = None
+
+
+def held_in(session: Session, *, user: User, queues: Collection[str], now: datetime | None = None) -> Held:
+    """Where the clip `user` holds stands relative to `queues` (what `lease_next` resumes)."""
+    held = active_assignment(session, user=user, now=now)
+    if held is None:
+        return Held()
+    item = session.get(QueueItem, held.queue_item_id)
+    if item is None or item.queue in queues:
+        return Held(resumed=held)
+    return Held(elsewhere=held, elsewhere_queue=item.queue)
+
+
 def lease_next(
     session: Session,
     *,
@@ -93,13 +115,10 @@ def lease_next(
     SQLite transactions are serialized by BEGIN IMMEDIATE).
     """
     now = utcnow()
-    held = active_assignment(session, user=actor, now=now)
-    queue_of_held = None
-    if held is not None:
-        item = session.get(QueueItem, held.queue_item_id)
-        if item is None or item.queue in (resume or (queue,)):
-            return held
-        queue_of_held = item.queue
+    held = held_in(session, user=actor, queues=resume or (queue,), now=now)
+    if held.resumed is not None:
+        return held.resumed
+    give_back = held.elsewhere  # held in another queue: given back under the same locks as the lease
     released, leased = False, None
     while True:
         candidates = session.execute(
@@ -116,18 +135,18 @@ def lease_next(
             # The clips first, all in one statement in id order (key share), then items and
             # assignments: the order of consent, erasure and retention, which hold an account's
             # clips while they lock its items.
-            _lock_clips(session, [c for _, c in candidates] + ([held.clip_id] if queue_of_held is not None else []))
-            released = _give_back(session, held, now) if held is not None and queue_of_held is not None else False
+            _lock_clips(session, [c for _, c in candidates] + ([give_back.clip_id] if give_back is not None else []))
+            released = give_back is not None and _give_back(session, give_back, now)
             leased = _claim(session, actor, queue, now, lease_seconds, candidates) if candidates else None
             if leased is None and candidates:
                 attempt.rollback()
                 continue
         break
     # Audited after every row this lease changes (the chain head last: docs/architecture.md).
-    if released and held is not None and queue_of_held is not None:
+    if released and give_back is not None:
         audit.record(
-            session, actor=user_actor(actor), action="review.release", object_type="assignment", object_id=held.id,
-            details={"queue": queue_of_held, "opened": queue},
+            session, actor=user_actor(actor), action="review.release", object_type="assignment",
+            object_id=give_back.id, details={"queue": held.elsewhere_queue, "opened": queue},
         )  # fmt: skip
     return leased
 
@@ -148,11 +167,12 @@ def _give_back(session: Session, held: Assignment, now: datetime) -> bool:
     for anyone, its holder included, later. Conditional UPDATEs, under the clip's lock: a
     withdrawal, erasure or report that closed the pass meanwhile stays as it left it (an
     unconditional write put a withdrawn clip back in the queue). True if it was given back."""
+    assignment_id, item_id = held.id, held.queue_item_id
     session.execute(
         update(QueueItem)
         .where(
-            QueueItem.id == held.queue_item_id,
-            QueueItem.assignment_id == held.id,
+            QueueItem.id == item_id,
+            QueueItem.assignment_id == assignment_id,
             QueueItem.state == QueueState.leased,
         )
         .values(state=QueueState.queued, lease_expires_at=None, assignment_id=None)
@@ -160,12 +180,13 @@ def _give_back(session: Session, held: Assignment, now: datetime) -> bool:
     )
     done = session.execute(
         update(Assignment)
-        .where(Assignment.id == held.id, Assignment.state == AssignmentState.active)
+        .where(Assignment.id == assignment_id, Assignment.state == AssignmentState.active)
         .values(state=AssignmentState.released, closed_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
+    # The session's copies are stale now; the next read of either loads what the updates left.
     session.expire(held)
-    item = session.get(QueueItem, held.queue_item_id)
+    item = session.get(QueueItem, item_id)  # already in the session: no query
     if item is not None:
         session.expire(item)
     return bool(done)

@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 from earmark import escalation, help, review
 from earmark.catalog import link, load_inventory
 from earmark.errors import EarmarkError, InvalidInput, NotFound, PermissionDenied
-from earmark.models import Assignment, Clip, QueueItem, User, utcnow
+from earmark.models import Assignment, Clip, User, utcnow
 from earmark.quality import ADJUDICATION, GOLD, is_gold_lease, serve_gold
-from earmark.queues import GENERAL, active_assignment, count_leasable, lease_next
+from earmark.queues import GENERAL, active_assignment, count_leasable, held_in, lease_next
 from earmark.stats import reviewer_stats
 from earmark.types import ClipStatus, Role
 from earmark.web.deps import Caller, csrf_checked, get_db, get_ws, load_json, page_caller
@@ -150,15 +150,6 @@ def _next_after_submit(request: Request, session: Session, user: User, queue: st
 # prefetched.
 
 
-def _held(session: Session, user: User, queues: tuple[str, ...]) -> Assignment | None:
-    """The clip `user` holds in one of `queues` (as `lease_next` resumes it), or None."""
-    held = active_assignment(session, user=user)
-    if held is None:
-        return None
-    item = session.get(QueueItem, held.queue_item_id)
-    return held if item is None or item.queue in queues else None
-
-
 def _queue_page(
     request: Request,
     session: Session,
@@ -172,11 +163,9 @@ def _queue_page(
 ) -> Response:
     """The start page of `queue` for `user`: how many clips wait, and the button that leases one.
     `tried`: a lease just found nothing, so say the queue is empty whatever the count says."""
-    resume = REVIEW_QUEUES if queue == GENERAL else (queue,)
-    held = _held(session, user, resume)
-    if held is not None:
-        return RedirectResponse(f"/review/{held.id}", status_code=303)
-    other = active_assignment(session, user=user)
+    held = held_in(session, user=user, queues=REVIEW_QUEUES if queue == GENERAL else (queue,))
+    if held.resumed is not None:
+        return RedirectResponse(f"/review/{held.resumed.id}", status_code=303)
     ready = 0 if tried else count_leasable(
         session, actor=user, queue=queue, max_sensitivity=_max_sensitivity(user) if queue == GENERAL else None
     )  # fmt: skip
@@ -194,7 +183,7 @@ def _queue_page(
             "ready": ready,
             "waiting": waiting,
             "empty": empty,
-            "held_elsewhere": other.id if other is not None else None,
+            "held_elsewhere": held.elsewhere.id if held.elsewhere is not None else None,
             "page_url": action.removesuffix("/next"),
         },
     )
@@ -566,7 +555,7 @@ def safety_start(
 ) -> Response:
     """The safety team's queue: the clip held, the exposure pause, or how many wait."""
     s = get_ws(request).settings
-    if _held(session, caller.user, (escalation.SAFETY,)) is None:
+    if held_in(session, user=caller.user, queues=(escalation.SAFETY,)).resumed is None:
         heard = escalation.heard_recently(session, user=caller.user, minutes=s.safety_window_minutes)
         if heard >= s.safety_max_clips:
             return _safety_paused(request, heard)
