@@ -239,6 +239,36 @@ def test_a_withdrawal_during_a_pick_of_several_clips_waits_instead_of_deadlockin
         assert serve_gold(s, user=f.user(ws, "r3")).clip_id != second  # type: ignore[union-attr]
 
 
+@f.postgres_only
+def test_two_picks_at_once_keep_to_the_households_limit(ws: Workspace) -> None:
+    """Each pick counted the household's gold clips before either had committed, so each added
+    one of its clips: two gold clips where `per_account` allows one. Now the second pick waits
+    for the first and counts its clip."""
+    import random
+
+    ws.settings.review_passes = 2
+    f.queue_clips(ws, 2, accounts=1)
+    _review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
+
+    # Two seeds whose shuffles put different clips first, so the picks would choose different clips.
+    def first(seed: int) -> int:
+        order = [0, 1]
+        random.Random(seed).shuffle(order)  # as pick_gold shuffles the eligible clips
+        return order[0]
+
+    seed_a = 0
+    seed_b = next(seed for seed in range(1, 20) if first(seed) != first(seed_a))
+    other = f.Racer(
+        lambda: _in_tx(ws, lambda s: pick_gold(s, actor=Actor.cli(), n=1, consent_default=_consent(ws), seed=seed_b))
+    )
+    with f.racing(ws, other) as s:
+        picks = pick_gold(s, actor=Actor.cli(), n=1, consent_default=_consent(ws), seed=seed_a)
+    assert other.error is None, other.error
+    assert len(picks) == 1 and other.result == []
+    with ws.sessions() as s:
+        assert [g.clip_id for g in s.execute(select(GoldAnswer)).scalars()] == [picks[0].clip_id]
+
+
 @pytest.mark.parametrize("report", ["missed_pii", "sensitive"])
 def test_a_gold_clip_reported_in_its_gold_pass_leaves_the_gold_set(ws: Workspace, report: str) -> None:
     """The gold answer was typed while personal data was audible (or the clip is distressing):

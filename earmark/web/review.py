@@ -198,12 +198,21 @@ _ADJUDICATE_PAGE = {
 _SAFETY_PAGE = {"title": "Safety queue", "action": "/safety/next", "empty": "The safety queue is empty."}
 
 
+def _found_none(page: dict[str, str]) -> Response:
+    """A start that found no clip goes back to the queue page, saying so: a redirect, so a reload
+    of the page does not post the start again."""
+    return RedirectResponse(page["action"].removesuffix("/next") + "?empty=1", status_code=303)
+
+
 @router.get("/review", name="review.start")
 def review_start(
-    request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
+    request: Request,
+    empty: bool = Query(False),
+    caller: Caller = Depends(page_caller),
+    session: Session = Depends(get_db),
 ) -> Response:
-    """The clip held, or how many wait and a button to start."""
-    return _queue_page(request, session, caller.user, queue=GENERAL, **_REVIEW_PAGE)
+    """The clip held, or how many wait and a button to start (`empty`: a start just found none)."""
+    return _queue_page(request, session, caller.user, queue=GENERAL, tried=empty, **_REVIEW_PAGE)
 
 
 @router.post("/review/next", name="review.next")
@@ -213,16 +222,19 @@ def review_next(
     """Lease the next clip (or resume the one held) and open it."""
     assignment = _lease_general(request, session, caller.user)
     if assignment is None:
-        return _queue_page(request, session, caller.user, queue=GENERAL, tried=True, **_REVIEW_PAGE)
+        return _found_none(_REVIEW_PAGE)
     return RedirectResponse(f"/review/{assignment.id}", status_code=303)
 
 
 @router.get("/adjudicate", name="adjudicate.start")
 def adjudicate_start(
-    request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
+    request: Request,
+    empty: bool = Query(False),
+    caller: Caller = Depends(page_caller),
+    session: Session = Depends(get_db),
 ) -> Response:
     """Seniors: how many clips whose passes disagreed wait."""
-    return _queue_page(request, session, caller.user, queue=ADJUDICATION, **_ADJUDICATE_PAGE)
+    return _queue_page(request, session, caller.user, queue=ADJUDICATION, tried=empty, **_ADJUDICATE_PAGE)
 
 
 @router.post("/adjudicate/next", name="adjudicate.next")
@@ -232,7 +244,7 @@ def adjudicate_next(
     """Seniors: the next clip whose passes disagreed (a review clip held is given back)."""
     assignment = _lease_adjudication(request, session, caller.user)
     if assignment is None:
-        return _queue_page(request, session, caller.user, queue=ADJUDICATION, tried=True, **_ADJUDICATE_PAGE)
+        return _found_none(_ADJUDICATE_PAGE)
     return RedirectResponse(f"/review/{assignment.id}", status_code=303)
 
 
@@ -551,7 +563,10 @@ def _safety_paused(request: Request, heard: int) -> Response:
 
 @router.get("/safety", name="safety.start")
 def safety_start(
-    request: Request, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
+    request: Request,
+    empty: bool = Query(False),
+    caller: Caller = Depends(page_caller),
+    session: Session = Depends(get_db),
 ) -> Response:
     """The safety team's queue: the clip held, the exposure pause, or how many wait."""
     s = get_ws(request).settings
@@ -559,7 +574,7 @@ def safety_start(
         heard = escalation.heard_recently(session, user=caller.user, minutes=s.safety_window_minutes)
         if heard >= s.safety_max_clips:
             return _safety_paused(request, heard)
-    return _queue_page(request, session, caller.user, queue=escalation.SAFETY, **_SAFETY_PAGE)
+    return _queue_page(request, session, caller.user, queue=escalation.SAFETY, tried=empty, **_SAFETY_PAGE)
 
 
 @router.post("/safety/next", name="safety.next")
@@ -579,7 +594,7 @@ def safety_next(
     if lease.paused:
         return _safety_paused(request, lease.heard_in_window)
     if lease.assignment is None:
-        return _queue_page(request, session, caller.user, queue=escalation.SAFETY, tried=True, **_SAFETY_PAGE)
+        return _found_none(_SAFETY_PAGE)
     return RedirectResponse(f"/review/{lease.assignment.id}", status_code=303)
 
 

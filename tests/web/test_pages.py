@@ -374,13 +374,18 @@ def test_queue_pages_only_read_a_lease_is_a_post_with_the_csrf_token(ws: Workspa
     assert c.get("/review").headers["location"] == opened.url.path  # the page resumes the clip held
     # A senior holding a review clip who opens the adjudication page keeps it until a POST.
     senior = client(ws)
-    held = next_clip(senior, login(senior, "sen1", "reviewer-password")).url.path
+    senior_csrf = login(senior, "sen1", "reviewer-password")
+    held = next_clip(senior, senior_csrf).url.path
     before = _audit_count(ws)
     adjudicate = senior.get("/adjudicate")
     assert adjudicate.status_code == 200 and "No clip waits for adjudication." in adjudicate.text
     assert f'<a href="{held}">go back to it</a>' in adjudicate.text  # the held clip is one link away
     assert _audit_count(ws) == before
     assert senior.get(held).status_code == 200  # still the senior's
+    # A start that finds nothing redirects back to the page (a reload must not post again).
+    none = senior.post("/adjudicate/next", headers={"X-CSRF-Token": senior_csrf})
+    assert none.status_code == 303 and none.headers["location"] == "/adjudicate?empty=1"
+    assert "No clip waits for adjudication." in senior.get(none.headers["location"]).text
 
 
 def test_the_safety_page_neither_leases_nor_records_a_pause(ws: Workspace) -> None:
