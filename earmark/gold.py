@@ -133,6 +133,19 @@ def _one_pick_at_a_time(session: Session) -> None:
         session.execute(select(func.pg_advisory_xact_lock(_PICK_LOCK)))
 
 
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    clips: int  # reviewed clips that may become gold now
+    new_households: int  # of their households, those with no gold clip that can be served
+
+
+def candidates(session: Session, consent_default: Consent | str) -> Candidates:
+    """What a pick could draw from now (a read, no locks)."""
+    rows = session.execute(_eligible(consent_default)).all()
+    have = set(session.execute(_accounts_with_gold()).scalars())
+    return Candidates(len(rows), len({account for _clip, account, *_ in rows} - have))
+
+
 def pick_gold(
     session: Session, *, actor: Actor, n: int, consent_default: Consent | str, per_account: int = 1, seed: int | None
 ) -> list[GoldPick]:

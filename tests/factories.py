@@ -137,6 +137,51 @@ def queue_clips(
     return ids
 
 
+def review_all(
+    ws: Workspace,
+    *users: User,
+    transcript: Callable[[int, User], str] = lambda clip_id, user: "play shake it off by taylor swift",
+    queue: str = "general",
+) -> None:
+    """Each user submits every clip it can lease from `queue` (intent PlayMusic)."""
+    from earmark.queues import lease_next
+    from earmark.review import submit_annotation
+
+    for u in users:
+        while True:
+            with ws.transaction() as s:
+                a = lease_next(s, actor=u, queue=queue)
+                if a is None:
+                    break
+                submit_annotation(
+                    s,
+                    actor=u,
+                    assignment_id=a.id,
+                    transcript=transcript(a.clip_id, u),
+                    intent="PlayMusic",
+                    probation_extra_passes=0,
+                )
+
+
+def answer_gold(ws: Workspace, u: User, transcript: str) -> int | None:
+    """`u` is served a gold clip and answers it with `transcript`; returns the clip id, or None
+    when no gold clip is served to `u`."""
+    from earmark.quality import serve_gold
+    from earmark.queues import lease_next
+    from earmark.review import submit_annotation
+
+    with ws.transaction() as s:
+        item = serve_gold(s, user=u)
+        if item is None:
+            return None
+        a = lease_next(s, actor=u, queue="gold", only_item=item.id)
+        assert a is not None
+        submit_annotation(
+            s, actor=u, assignment_id=a.id, transcript=transcript, intent="PlayMusic", probation_extra_passes=0
+        )
+        return item.clip_id
+
+
 def wait_for_lock_wait(ws: Workspace, threads: list[threading.Thread]) -> None:
     """Until a session of the workspace's PostgreSQL database waits on a lock, or `threads` are done:
     how a concurrency test knows the other transaction reached the point it must wait at."""

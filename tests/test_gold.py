@@ -23,24 +23,6 @@ from tests import factories as f
 TEXT = "play shake it off by taylor swift"
 
 
-def _review_all(ws: Workspace, *users, transcript=lambda clip_id, user: TEXT, queue: str = "general") -> None:  # type: ignore[no-untyped-def]
-    """Each user submits every clip it can lease from `queue`."""
-    for user in users:
-        while True:
-            with ws.transaction() as s:
-                a = lease_next(s, actor=user, queue=queue)
-                if a is None:
-                    break
-                submit_annotation(
-                    s,
-                    actor=user,
-                    assignment_id=a.id,
-                    transcript=transcript(a.clip_id, user),
-                    intent="PlayMusic",
-                    probation_extra_passes=0,
-                )
-
-
 def _clips(ws: Workspace) -> list[Clip]:
     with ws.sessions() as s:
         return list(s.execute(select(Clip).order_by(Clip.id)).scalars())
@@ -54,7 +36,7 @@ def test_pick_takes_agreed_answers_one_clip_per_household_and_audits_ids_only(ws
     ws.settings.review_passes = 2
     f.queue_clips(ws, 6, accounts=3)
     r1, r2 = f.user(ws, "r1"), f.user(ws, "r2")
-    _review_all(ws, r1, r2, transcript=lambda clip_id, user: f"{TEXT} number {clip_id}")
+    f.review_all(ws, r1, r2, transcript=lambda clip_id, user: f"{TEXT} number {clip_id}")
     with ws.transaction() as s:
         picks = pick_gold(s, actor=Actor.cli(), n=10, consent_default=_consent(ws), seed=1)
     clips = {c.id: c for c in _clips(ws)}
@@ -84,14 +66,14 @@ def test_only_trusted_unflagged_calm_clips_of_consenting_accounts_become_gold(ws
         a = lease_next(s, actor=r1)
         assert a is not None and a.clip_id == flagged
         submit_annotation(s, actor=r1, assignment_id=a.id, transcript="", intent="", flag="unintelligible")
-    _review_all(
+    f.review_all(
         ws,
         r1,
         r2,
         r3,
         transcript=lambda clip_id, user: "play bake it off" if (clip_id, user) == (disputed, r2) else TEXT,
     )
-    _review_all(ws, senior, queue=ADJUDICATION, transcript=lambda clip_id, user: f"{TEXT} now")
+    f.review_all(ws, senior, queue=ADJUDICATION, transcript=lambda clip_id, user: f"{TEXT} now")
     with ws.transaction() as s:
         account = s.execute(select(Account.external_id).join(Clip).where(Clip.id == withdrawn)).scalar_one()
         set_consent(s, actor=Actor.cli(), account_id=account, human_review=Consent.deny)
@@ -113,7 +95,7 @@ def test_only_trusted_unflagged_calm_clips_of_consenting_accounts_become_gold(ws
 
 def test_a_single_pass_answer_is_not_trusted_as_gold(ws: Workspace) -> None:
     f.queue_clips(ws, 2)  # one pass per clip (the default)
-    _review_all(ws, f.user(ws, "r1"))
+    f.review_all(ws, f.user(ws, "r1"))
     with ws.transaction() as s:
         assert pick_gold(s, actor=Actor.cli(), n=5, consent_default=_consent(ws), seed=0) == []
 
@@ -122,7 +104,7 @@ def test_remove_withdraws_the_waiting_gold_item_and_list_counts_answers(ws: Work
     ws.settings.review_passes = 2
     f.queue_clips(ws, 2, accounts=2)
     r1, r2, r3, r4 = (f.user(ws, f"r{i}") for i in range(1, 5))
-    _review_all(ws, r1, r2)
+    f.review_all(ws, r1, r2)
     with ws.transaction() as s:
         picks = pick_gold(s, actor=Actor.cli(), n=2, consent_default=_consent(ws), seed=0)
     assert len(picks) == 2
@@ -163,7 +145,7 @@ def test_gold_commands(sqlite_ws: Workspace) -> None:
     ws = sqlite_ws
     ws.settings.review_passes = 2
     f.queue_clips(ws, 2, accounts=2)
-    _review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
+    f.review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
     home = str(ws.settings.home)
     runner = CliRunner()
     picked = runner.invoke(app, ["--home", home, "gold", "pick", "5", "--seed", "3", "--json"])
@@ -185,7 +167,7 @@ def test_gold_commands(sqlite_ws: Workspace) -> None:
 def test_an_account_whose_consent_rests_on_the_default_is_out_when_the_default_is_deny(ws: Workspace) -> None:
     ws.settings.review_passes = 2
     f.queue_clips(ws, 2, accounts=2)
-    _review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
+    f.review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
     unanswered, answered = _clips(ws)
     with ws.transaction() as s:  # this household never answered; the program's default decides
         s.get(Account, unanswered.account_id).human_review = None  # type: ignore[union-attr]
@@ -203,7 +185,7 @@ def test_a_withdrawal_during_a_pick_keeps_the_clip_out_of_the_gold_set(ws: Works
     the account's lock and stays out; the other clip is picked."""
     ws.settings.review_passes = 2
     f.queue_clips(ws, 2, accounts=2)
-    _review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
+    f.review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
     with ws.sessions() as s:
         gone = s.execute(select(Clip.id).join(Account).where(Account.external_id == "acct-q0")).scalar_one()
     withdrawal = f.Racer(lambda: ws.set_consent(actor=Actor.cli(), account_id="acct-q0", human_review=Consent.deny))
@@ -224,7 +206,7 @@ def test_a_withdrawal_during_a_pick_of_several_clips_waits_instead_of_deadlockin
     Now every lock is taken before the first event: the withdrawal waits, then withdraws."""
     ws.settings.review_passes = 2
     f.queue_clips(ws, 2, accounts=2)
-    _review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
+    f.review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
     with ws.sessions() as s:
         second = max(c.id for c in _clips(ws))
         account = s.execute(select(Account.external_id).join(Clip).where(Clip.id == second)).scalar_one()
@@ -248,7 +230,7 @@ def test_two_picks_at_once_keep_to_the_households_limit(ws: Workspace) -> None:
 
     ws.settings.review_passes = 2
     f.queue_clips(ws, 2, accounts=1)
-    _review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
+    f.review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
 
     # Two seeds whose shuffles put different clips first, so the picks would choose different clips.
     def first(seed: int) -> int:
@@ -277,7 +259,7 @@ def test_a_gold_clip_reported_in_its_gold_pass_leaves_the_gold_set(ws: Workspace
 
     ws.settings.review_passes = 2
     f.queue_clips(ws, 1)
-    _review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"), transcript=lambda c, u: "call five five five one two one two")
+    f.review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"), transcript=lambda c, u: "call five five five one two one two")
     with ws.transaction() as s:
         [pick] = pick_gold(s, actor=Actor.cli(), n=1, consent_default=_consent(ws), seed=0)
     r3 = f.user(ws, "r3")
@@ -332,7 +314,7 @@ def test_a_gold_clip_that_can_no_longer_be_served_is_listed_so_and_frees_its_hou
 
     ws.settings.review_passes = 2
     f.queue_clips(ws, 2, accounts=1)
-    _review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
+    f.review_all(ws, f.user(ws, "r1"), f.user(ws, "r2"))
     with ws.transaction() as s:
         [first] = pick_gold(s, actor=Actor.cli(), n=5, consent_default=_consent(ws), seed=0)  # one per household
     with ws.transaction() as s:  # its protected audio reached its retention limit

@@ -135,10 +135,10 @@ def test_admin_overview(ws: Workspace) -> None:
     page = c.get("/admin")
     assert page.status_code == 200 and 'data-testid="queued">3<' in page.text
     assert "No clip has two passes yet" in page.text
-    assert "0 gold answers · 0 gold clips" in page.text and "earmark gold pick" in page.text
+    assert '0 gold answers · <a href="/admin/gold">0 gold clips</a>' in page.text and "earmark gold pick" in page.text
     with ws.transaction() as s:
         add_gold(s, actor=Actor.cli(), clip=s.execute(select(Clip)).scalars().first(), transcript="x", intent=None)  # type: ignore[arg-type]
-    assert "0 gold answers · 1 gold clips" in c.get("/admin").text
+    assert '0 gold answers · <a href="/admin/gold">1 gold clips</a>' in c.get("/admin").text
 
 
 def _submit_next(c, csrf: str, transcript: str | None = None, intent: str = "PlayMusic") -> None:  # type: ignore[no-untyped-def]
