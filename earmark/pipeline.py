@@ -28,6 +28,7 @@ from earmark.audio import decode_mono, encode_wav, resample
 from earmark.crypto import Keyring, decrypt_blob, encrypt_blob
 from earmark.keys import data_key
 from earmark.models import Clip, ClipProtection, ClipStage, utcnow
+from earmark.pii import with_slot_hints
 from earmark.queues import enqueue, lock_clip
 from earmark.redaction import (
     RedactionMode,
@@ -133,8 +134,11 @@ def protect(
     config: PipelineConfig,
     rng: np.random.Generator,
     extra_spans: list[Span] | None = None,
+    device_slots: list[Any] | None = None,
 ) -> Protection:
-    """Run every stage on one clip. Never returns unprotected audio for a queue."""
+    """Run every stage on one clip. Never returns unprotected audio for a queue. `device_slots`,
+    the device's language-understanding slots, add the values it tagged as personal data
+    (`earmark.pii.PII_SLOT_TYPES`) to what the detector finds."""
     stages: list[StageRecord] = []
 
     done = _timed(stages, "decode")
@@ -186,11 +190,16 @@ def protect(
     )
 
     done = _timed(stages, "pii")
-    pii = parts.pii.detect(text)
+    found = parts.pii.detect(text)
+    pii = with_slot_hints(text, found, device_slots)
     counts: dict[str, int] = {}
     for p in pii:
         counts[p.type] = counts.get(p.type, 0) + 1
-    done("found" if pii else "none", {"spans": len(pii), **{f"type_{k}": v for k, v in sorted(counts.items())}})
+    by_slot = {"from_slots": len(pii) - len(found)} if len(pii) != len(found) else {}
+    done(
+        "found" if pii else "none",
+        {"spans": len(pii), **by_slot, **{f"type_{k}": v for k, v in sorted(counts.items())}},
+    )
 
     done = _timed(stages, "screening")
     decision = screen(y, TARGET_RATE, text, config.thresholds)
@@ -263,6 +272,7 @@ class PendingClip:
     sample_rate: int
     device_text: str | None
     extra_spans: list[Span]
+    device_slots: list[Any] = field(default_factory=list)
 
 
 def load_pending(session: Session, *, clip_id: int, blobs: LocalBlobStore, keyring: Keyring) -> PendingClip | None:
@@ -274,7 +284,8 @@ def load_pending(session: Session, *, clip_id: int, blobs: LocalBlobStore, keyri
     original = decrypt_blob(dk, blobs.get(clip.blob_key), blob_key=clip.blob_key)
     x, sr = decode_mono(original)
     extra = [Span(int(a), int(b)) for a, b in (clip.extra_redactions or []) if int(b) > int(a) >= 0]
-    return PendingClip(clip.id, clip.external_id, x, sr, clip.device_asr_text, extra)
+    slots = (clip.device_nlu or {}).get("slots") if isinstance(clip.device_nlu, dict) else None
+    return PendingClip(clip.id, clip.external_id, x, sr, clip.device_asr_text, extra, list(slots or []))
 
 
 def store_protection(

@@ -253,6 +253,7 @@ class Workspace:
                 config=self.pipeline_config,
                 rng=clip_rng(self.secret, pending.external_id),
                 extra_spans=pending.extra_spans,
+                device_slots=pending.device_slots,
             )
             with self.transaction() as session:
                 stored = store_protection(

@@ -62,6 +62,40 @@ def test_spoken_phone_numbers_are_found(text: str, value: str) -> None:
     assert ("PHONE", value) in found(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # A device recognizer's homophones inside a string of digits (found in the demo's clips).
+        (
+            "cool five five five ate nine seven two six ate three",
+            "five five five ate nine seven two six ate three",
+        ),
+        (
+            "text double five five four one ate six seven ate two dinner is ready",
+            "double five five four one ate six seven ate two",
+        ),
+        ("call four one five five five five oh one for two", "four one five five five five oh one for two"),
+        ("my number is six five oh to too one won eight", "six five oh to too one won eight"),
+    ],
+)
+def test_digits_a_recognizer_misheard_are_still_read_as_digits(text: str, value: str) -> None:
+    assert ("PHONE", value) in found(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "set a timer for five minutes",
+        "add two to four",
+        "wake me up at six to eight",
+        "please send a new one to oh five four oh five",
+        "i ate two eggs for breakfast",
+    ],
+)
+def test_words_that_sound_like_digits_stay_words_outside_a_run(text: str) -> None:
+    assert [s for s in detect_pii(text) if s.type == "PHONE"] == []
+
+
 def test_area_code_said_apart_is_masked_too() -> None:
     text = "area code four one five number five five five one two three four"
     assert [s.type for s in detect_pii(text)] == ["PHONE", "PHONE"]
@@ -198,6 +232,8 @@ def test_a_date_without_a_birth_cue_is_not_a_date_of_birth() -> None:
         ("catherine is running late", ["catherine"]),
         ("book a table for dorothy kayla and me", ["dorothy kayla"]),
         ("hi aloisia it's me", ["aloisia"]),
+        ("cool maria", ["maria"]),  # a recognizer's "call"
+        ("cool david smith on his mobile", ["david smith"]),
     ],
 )
 def test_people_named_as_contacts_are_found(text: str, names: list[str]) -> None:
@@ -221,6 +257,8 @@ def test_people_named_as_contacts_are_found(text: str, names: list[str]) -> None
         "ask alexa to turn off the lights",
         "mark this as read",
         "book a table for two at olive garden",
+        "cool the house to seventy",
+        "that's cool",
     ],
 )
 def test_artists_places_and_common_words_are_not_masked(text: str) -> None:

@@ -75,6 +75,33 @@ def test_pii_is_masked_in_text_and_bleeped_in_audio(ws: Workspace) -> None:
         assert any(s <= start and end <= e for s, e in prot.audio_spans)
 
 
+def test_values_the_device_tagged_as_personal_are_masked_where_the_rules_miss_them(ws: Workspace) -> None:
+    """A weak device recognizer wrote "hall" for "call": no rule cues the name, but the device's
+    own slot says contact = nadia. An artist slot stays as it is."""
+    spoken = "call nadia and play halo by beyonce"
+    heard = "hall nadia and play halo by beyonce"
+    nlu = {
+        "intent": "MakeCall",
+        "slots": [{"type": "contact", "value": "Nadia"}, {"type": "artist", "value": "beyonce"}],
+        "confidence": 0.8,
+    }
+    m = f.meta(account_id="p1", device_asr={"text": heard, "confidence": 0.9}, device_nlu=nlu)
+    cid = ws.ingest(actor=Actor.cli(), meta=m, audio=f.speech_bytes(spoken), via="test").clip_id
+    f.allow(ws, "p1")
+    f.sample_all(ws)
+    [result] = ws.process_pending()
+    assert result.outcome == "general"
+    clip = _clip(ws, cid)
+    assert clip.redacted_text == "hall [PERSON] and play halo by beyonce"
+    with ws.sessions() as s:
+        prot = s.get(ClipProtection, clip.id)
+        stage = s.execute(select(ClipStage).where(ClipStage.clip_id == clip.id, ClipStage.stage == "pii")).scalar_one()
+    assert prot is not None and [p["type"] for p in prot.pii] == ["PERSON"]
+    assert stage.details["from_slots"] == 1
+    start, end = {w[0]: (w[3], w[4]) for w in prot.words}["nadia"]
+    assert any(s <= start and end <= e for s, e in prot.audio_spans)  # bleeped in the audio too
+
+
 def test_redacted_audio_holds_none_of_the_original_pii_speech() -> None:
     from tests.fakes import KeywordPii, ProportionalAligner
 

@@ -9,7 +9,9 @@ no I/O beyond reading the packaged word lists once.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from earmark.pii.address import find_addresses
 from earmark.pii.numbers import find_dates_of_birth, find_numbers
@@ -56,6 +58,40 @@ def detect_pii(text: str) -> list[PiiSpan]:
     found += find_addresses(tokens, runs)
     found += [(tokens[a].start, _end(text, tokens[b - 1]), "PERSON") for a, b in detect_persons(tokens)]
     return _resolve(text, found)
+
+
+# Slot types of a device's language understanding that name personal data. Their values are
+# masked wherever they appear in the transcript, also where the rules find nothing: a recognizer's
+# "cool maria" for "call maria" still comes with the slot contact = maria.
+PII_SLOT_TYPES = {
+    "contact": "PERSON", "contact_name": "PERSON", "person": "PERSON", "person_name": "PERSON",
+    "recipient": "PERSON", "name": "PERSON", "first_name": "PERSON", "last_name": "PERSON",
+    "phone": "PHONE", "phone_number": "PHONE", "email": "EMAIL", "email_address": "EMAIL",
+    "address": "ADDRESS", "street_address": "ADDRESS", "card_number": "CARD", "ssn": "SSN",
+    "date_of_birth": "DATE_OF_BIRTH", "birthday": "DATE_OF_BIRTH",
+}  # fmt: skip
+
+
+def with_slot_hints(text: str, spans: Sequence[TextSpan], slots: list[Any] | None) -> list[TextSpan]:
+    """`spans` (any detector's) plus every occurrence in `text` of a value the device tagged with a
+    personal-data slot type (`PII_SLOT_TYPES`); overlaps resolved as `detect_pii` resolves them.
+
+    >>> with_slot_hints("cool maria", [], [{"type": "contact", "value": "Maria"}])
+    [TextSpan(start=5, end=10, type='PERSON')]
+    """
+    found: list[Found] = [(s.start, s.end, s.type) for s in spans]
+    for slot in slots or []:
+        if not isinstance(slot, dict):
+            continue
+        kind = PII_SLOT_TYPES.get(str(slot.get("type", "")).lower())
+        value = " ".join(str(slot.get("value", "")).split())
+        if kind is None or not value:
+            continue
+        pattern = r"(?<!\w)" + r"\s+".join(re.escape(w) for w in value.split()) + r"(?!\w)"
+        found += [(m.start(), m.end(), kind) for m in re.finditer(pattern, text, flags=re.IGNORECASE)]
+    if len(found) == len(spans):
+        return list(spans)
+    return [TextSpan(s.start, s.end, s.type) for s in _resolve(text, found)]
 
 
 def mask(text: str, spans: list[PiiSpan]) -> str:

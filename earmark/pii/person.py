@@ -32,6 +32,8 @@ CONTACT_VERBS = _words(
     whatsapp contact page buzz meet greet thank congratulate venmo zelle visit reply forward cc bcc send
     facetiming calling texting messaging emailing"""
 )
+# What a speech recognizer writes for a contact verb it misheard ("call" -> "cool").
+MISHEARD_CONTACT_VERBS = _words("cool col")
 RELATIONS = _words(
     """mom mum mommy mother dad daddy father wife husband son daughter brother sister friend buddy pal boss
     manager colleague coworker neighbor neighbour partner girlfriend boyfriend fiance fiancee cousin aunt
@@ -237,6 +239,8 @@ def _cue_before(norms: list[str], i: int, spans: list[tuple[int, int]], cues: li
         return Cue.SELF
     if p1 in CONTACT_VERBS or p1 in RELATIONS:
         return Cue.STRONG
+    if p1 in MISHEARD_CONTACT_VERBS and i == 1:  # "cool maria": a recognizer's "call", opening the request
+        return Cue.CONTEXT
     if p1 == "from" and any(w in _MESSAGE_NOUNS for w in window):
         return Cue.STRONG
     if p1 == "as" and any(w in ("save", "add", "contact", "store") for w in window):  # "save 555 0123 as ana"

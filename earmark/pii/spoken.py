@@ -25,6 +25,9 @@ TENS = {
     "twenty": 20, "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
     "eighty": 80, "ninety": 90,
 }  # fmt: skip
+# Words a speech recognizer writes for a digit it heard ("five ate nine", "oh for two"). Read as that
+# digit only inside a run of other digits, never alone: "for" and "to" are everywhere else.
+SOUND_ALIKE = {"ate": "eight", "for": "four", "fore": "four", "to": "two", "too": "two", "won": "one", "tree": "three"}
 REPEATS = {"double": 2, "triple": 3}
 SCALES = {"hundred": 100, "thousand": 1000}
 _CONNECTORS = {"-", "–", ".", "/", ")", "dash", "hyphen"}
@@ -131,19 +134,42 @@ def number_runs(tokens: list[Token]) -> list[NumberRun]:
         items: list[int] = []
         j = i
         while j < n:
-            if _strong(tokens, j) or (tokens[j].norm in ZEROS and (items or _starts_run(tokens, j))):
+            if (
+                _strong(tokens, j)
+                or (tokens[j].norm in ZEROS and (items or _starts_run(tokens, j)))
+                or _sound_alike_digit(tokens, j, items)
+            ):
                 items.append(j)
             elif not _joins(tokens, j, items):
                 break
             j += 1
         if items:
-            parsed = _parse_groups([tokens[k].norm for k in items])
+            parsed = _parse_groups([SOUND_ALIKE.get(tokens[k].norm, tokens[k].norm) for k in items])
             groups = tuple(g for g, _ in parsed)
             splits = tuple(alt for _, alt in parsed)
             plus = i > 0 and tokens[i - 1].norm in ("plus", "+")
             runs.append(NumberRun(items[0], items[-1] + 1, "".join(groups), groups, plus, splits))
         i = max(j, i + 1)
     return runs
+
+
+def _single_digit(tokens: list[Token], i: int) -> bool:
+    t = tokens[i].norm
+    return t in UNITS or t in ZEROS or (tokens[i].is_digits and len(t) == 1)
+
+
+def _sound_alike_digit(tokens: list[Token], j: int, items: list[int]) -> bool:
+    """Is tokens[j] ("ate", "for", "to" ...) a digit misheard? Only right after two digits said one
+    by one, and before another digit or after at least three: "five five ate nine", "... six ate"
+    (not "a new one to oh five")."""
+    if tokens[j].norm not in SOUND_ALIKE or not items or items[-1] != j - 1:
+        return False
+    if not (_single_digit(tokens, j - 1) or tokens[j - 1].norm in SOUND_ALIKE):
+        return False
+    said = sum(_single_digit(tokens, k) or tokens[k].norm in SOUND_ALIKE for k in items)
+    if said >= 2 and j + 1 < len(tokens) and (_single_digit(tokens, j + 1) or tokens[j + 1].norm in SOUND_ALIKE):
+        return True
+    return said >= 3 and (j + 1 == len(tokens) or not tokens[j + 1].is_word)
 
 
 def _strong_at(tokens: list[Token], i: int) -> bool:
