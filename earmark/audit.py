@@ -77,7 +77,7 @@ EVENTS: dict[str, str] = {
     "review.adjudicate": "A senior settled a clip whose passes disagreed.",
     "quality.disagreement": "Passes of a clip disagreed; it went to adjudication (details: wer, intent_differs).",
     "help.ask": "A reviewer asked a senior about a time range of a clip (details: seconds).",
-    "help.audio": "A senior heard the clip (the object) of a help request (details: help, bytes).",
+    "help.audio": "A senior heard the asked range of a help request's clip (the object; details: help, bytes, seconds)",
     "help.answer": "A senior answered a help request.",
     "help.apply": "The asker applied the answer to their transcript.",
     "safety.lease": "A safety reviewer opened a clip of the safety queue.",

@@ -8,10 +8,12 @@ from __future__ import annotations
 import math
 import secrets
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from earmark import audit
+from earmark.audio import decode_mono, encode_wav
 from earmark.crypto import Keyring, decrypt_blob
 from earmark.errors import InvalidInput, NotFound
 from earmark.keys import data_key
@@ -22,6 +24,7 @@ from earmark.storage import LocalBlobStore
 from earmark.types import ClipStatus, Role
 
 MAX_QUESTION = 500
+CONTEXT_SECONDS = 0.5  # heard either side of the asked range
 
 
 def ask_help(
@@ -77,7 +80,8 @@ def get_request(session: Session, *, user: User, help_id: str) -> HelpRequest:
 
 
 def help_audio(session: Session, *, user: User, help_id: str, blobs: LocalBlobStore, keyring: Keyring) -> bytes:
-    """The protected clip of an open request, for a senior. Audited; a closed request has no audio."""
+    """The asked range of the protected clip of an open request (`asked_range`), for a senior.
+    Audited; a closed request has no audio."""
     get_request(session, user=user, help_id=help_id)
     # Share-locked and read afresh: a withdrawal or erasure closes the request; audio must not
     # go out after it has committed (the listen's audit event waits for the chain head).
@@ -89,14 +93,30 @@ def help_audio(session: Session, *, user: User, help_id: str, blobs: LocalBlobSt
     if clip is None or not clip.protected_blob_key or clip.status not in (ClipStatus.queued, ClipStatus.reviewed):
         raise NotFound("the clip was withdrawn")
     dk = data_key(session, keyring, clip.account_id)
-    wav = decrypt_blob(dk, blobs.get(clip.protected_blob_key), blob_key=clip.protected_blob_key)
+    whole = decrypt_blob(dk, blobs.get(clip.protected_blob_key), blob_key=clip.protected_blob_key)
+    wav, seconds = asked_range(whole, req.start, req.end)
     audit.record(
         # The clip is the object (as the customer's report counts listens per clip; help requests
         # are deleted with annotations, the log is not); the request is in the details.
         session, actor=user_actor(user), action="help.audio", object_type="clip", object_id=clip.id,
-        details={"help": req.id, "bytes": len(wav)},
+        details={"help": req.id, "bytes": len(wav), "seconds": seconds},
     )  # fmt: skip
     return wav
+
+
+def asked_range(wav: bytes, start: int, end: int) -> tuple[bytes, float]:
+    """Samples [start, end) of the clip with `CONTEXT_SECONDS` either side, faded in and out over
+    10 ms, as WAV, and its length in seconds: a senior hears what was asked about, not the clip."""
+    x, rate = decode_mono(wav)
+    pad = int(CONTEXT_SECONDS * rate)
+    a, b = max(0, start - pad), min(x.size, max(end, start + 1) + pad)
+    part = np.array(x[a:b], dtype=np.float32)
+    ramp = min(int(0.01 * rate), part.size // 2)
+    if ramp:
+        fade = np.linspace(0.0, 1.0, ramp, dtype=np.float32)
+        part[:ramp] *= fade
+        part[-ramp:] *= fade[::-1]
+    return encode_wav(part, rate), round(part.size / rate, 2)
 
 
 def answer_help(session: Session, *, actor: User, help_id: str, answer: str) -> HelpRequest:

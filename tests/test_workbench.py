@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 from sqlalchemy import select
 
 from earmark import escalation, help
 from earmark.catalog import import_catalog, import_inventory, link, load_inventory
 from earmark.errors import InvalidInput, NotFound
-from earmark.models import Clip, ClipProtection, QueueItem
+from earmark.models import AuditEvent, Clip, ClipProtection, QueueItem
 from earmark.quality import add_gold, agreement, cohen_kappa, gold_accuracy, serve_gold, slot_f1
 from earmark.queues import lease_next
 from earmark.review import SlotIn, flag_sensitive, report_missed_pii, skip_assignment, submit_annotation
@@ -312,8 +314,17 @@ def test_help_request_round_trip(ws: Workspace) -> None:
         help.get_request(s, user=other, help_id=req.id)
     with ws.transaction() as s:
         wav = help.help_audio(s, user=senior, help_id=req.id, blobs=ws.blobs, keyring=ws.keyring)
-        assert wav[:4] == b"RIFF"
+        clip = s.get(Clip, a.clip_id)
+        assert clip is not None and clip.protected_sample_rate and clip.protected_num_samples
+        whole = clip.protected_num_samples / clip.protected_sample_rate
         help.answer_help(s, actor=senior, help_id=req.id, answer="tulsa")
+    # The senior hears the asked second with half a second either side, not the whole clip.
+    part, rate = sf.read(io.BytesIO(wav))
+    assert rate == clip.protected_sample_rate and part.size / rate == pytest.approx(2.0, abs=0.02)
+    assert whole > 2.2  # so the range really is shorter than the clip
+    with ws.sessions() as s:
+        listen = s.execute(select(AuditEvent).where(AuditEvent.action == "help.audio")).scalar_one()
+        assert listen.details["seconds"] == pytest.approx(2.0, abs=0.02)
     with pytest.raises(NotFound), ws.transaction() as s:
         help.help_audio(s, user=senior, help_id=req.id, blobs=ws.blobs, keyring=ws.keyring)  # no link outlives it
     with ws.transaction() as s:

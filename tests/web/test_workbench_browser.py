@@ -230,6 +230,12 @@ def test_sensitive_flag_takes_the_clip_off_screen_into_the_safety_queue(sqlite_w
         _start(saf, base, "/safety")
         saf.wait_for_url(lambda u: "/review/" in u)
         assert saf.get_by_test_id("protocol").inner_text().strip() != ""
+        # No outcome is preselected: recording without a choice is refused in the page, so a
+        # distressing clip never goes back to general review by default.
+        assert not saf.get_by_label("False alarm: back to general review").is_checked()
+        safety_page = saf.url
+        saf.get_by_role("button", name="Record outcome").click()
+        assert saf.url == safety_page and saf.locator("input[name=outcome]:invalid").count() == 3
         saf.get_by_label("Handled per protocol").check()
         saf.locator("#note").fill("handled per step 2")
         saf.get_by_role("button", name="Record outcome").click()

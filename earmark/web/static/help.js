@@ -1,16 +1,14 @@
-// Help request page for seniors: Ctrl+Space plays just the asked range.
+// Help request page for seniors: Ctrl+Space plays the asked range (all the audio this page gets).
 (function () {
   "use strict";
   const root = document.getElementById("help");
   const audio = document.getElementById("help-audio");
   if (!root || !audio) return;
-  const start = Math.max(0, parseFloat(root.dataset.start) - 0.5);
-  const end = parseFloat(root.dataset.end) + 0.5;
-  audio.addEventListener("timeupdate", function () { if (audio.currentTime > end) audio.pause(); });
+  // The audio is only the asked range (with half a second either side): play it from its start.
   document.addEventListener("keydown", function (ev) {
     if (ev.ctrlKey && ev.code === "Space") {
       ev.preventDefault();
-      if (audio.paused) { audio.currentTime = start; audio.play(); } else { audio.pause(); }
+      if (audio.paused) { audio.currentTime = 0; audio.play(); } else { audio.pause(); }
     }
   });
 })();
