@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,7 @@ from earmark.web.pages import render
 router = APIRouter()
 PER_PAGE = 50
 MAX_PICK = 1000
+MAX_ID = 2**62  # ids past this are no row's (and past what SQLite's integers hold)
 # A gold clip that most of its answers got wrong may carry a wrong answer: say so from this many.
 CHECK_AFTER_ANSWERS = 3
 
@@ -109,9 +110,9 @@ def _whole_number(raw: str, field: str, low: int, high: int) -> int:
 def gold_set(
     request: Request,
     page: int = Query(1, ge=1, le=100_000),
-    added: int | None = Query(None, ge=0),
-    asked: int | None = Query(None, ge=0),
-    removed: int | None = Query(None, ge=0),
+    added: int | None = Query(None, ge=0, le=MAX_ID),
+    asked: int | None = Query(None, ge=0, le=MAX_ID),
+    removed: int | None = Query(None, ge=0, le=MAX_ID),
     caller: Caller = Depends(page_caller),
     session: Session = Depends(get_db),
 ) -> Response:
@@ -162,7 +163,7 @@ def gold_add(
 ) -> Response:
     """Add one reviewed clip with its final answer, or say on the page why it cannot be gold."""
     try:
-        clip_id = _whole_number(clip, "clip", 1, 2**62)
+        clip_id = _whole_number(clip, "clip", 1, MAX_ID)
         consent_default = get_ws(request).settings.consent_default
         gold.add_gold(session, actor=caller.actor, clip_id=clip_id, consent_default=consent_default)
     except (InvalidInput, NotFound) as exc:
@@ -174,7 +175,10 @@ def gold_add(
 
 @router.post("/admin/gold/{clip_id}/remove", name="admin.gold_remove")
 def gold_remove(
-    request: Request, clip_id: int, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+    request: Request,
+    clip_id: int = Path(ge=1, le=MAX_ID),
+    caller: Caller = Depends(csrf_checked),
+    session: Session = Depends(get_db),
 ) -> Response:
     """Take a clip out of the gold set; its waiting gold items are withdrawn (audited)."""
     try:

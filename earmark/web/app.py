@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from earmark.db import BUSY_MESSAGE, is_transient
 from earmark.errors import EarmarkError
-from earmark.web.deps import LoginRequired
+from earmark.web.deps import SESSION_COOKIE, LoginRequired
 from earmark.worker import BackgroundWorker
 from earmark.workspace import Workspace
 
@@ -163,15 +163,22 @@ def create_app(ws: Workspace, *, worker: bool = False) -> FastAPI:
 
     app.add_middleware(BodyLimit, limit=ws.settings.max_upload_bytes)
 
-    @app.exception_handler(LoginRequired)
-    async def _login(request: Request, exc: LoginRequired) -> Response:
-        return RedirectResponse("/login", status_code=303)
-
     def wants_json(request: Request) -> bool:
         """The API, and the workbench's own fetch calls (they send JSON), get errors as JSON."""
         return request.url.path.startswith("/api/") or request.headers.get("content-type", "").startswith(
             "application/json"
         )
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        # A session cookie that no longer names a session: it ended (expired, logged out elsewhere).
+        ended = bool(request.cookies.get(SESSION_COOKIE))
+        target = "/login?reason=ended" if ended else "/login"
+        if wants_json(request):
+            # The workbench's fetch would follow a redirect and take the login page for success.
+            message = "your login session ended, so nothing was saved; log in again"
+            return JSONResponse({"error": {"message": message, "field": None}, "next": target}, status_code=401)
+        return RedirectResponse(target, status_code=303)
 
     @app.exception_handler(EarmarkError)
     async def _earmark_error(request: Request, exc: EarmarkError) -> Response:

@@ -46,10 +46,15 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+# Why the login page was opened, by code: the page never shows text taken from its address (a
+# link could otherwise put any message, "call IT at ... and give them your password", on it).
+LOGIN_REASONS = {"ended": "Your session ended (it expired, or you logged out in another tab). Log in again."}
+
+
 @router.get("/login", name="login.form")
-def login_form(request: Request, error: str = "") -> Response:
+def login_form(request: Request, reason: str = "") -> Response:
     token = secrets.token_urlsafe(24)
-    resp = render(request, "login.html", {"login_csrf": token, "error": error})
+    resp = render(request, "login.html", {"login_csrf": token, "error": LOGIN_REASONS.get(reason, "")})
     ws = get_ws(request)
     resp.set_cookie(
         LOGIN_CSRF_COOKIE,

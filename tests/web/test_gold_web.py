@@ -72,6 +72,8 @@ def test_an_admin_picks_adds_and_removes_gold_clips_on_the_page(ws: Workspace) -
     assert f"Clip {gold[0]} left the gold set." in page and gold[0] not in _rows(page)
     gone = c.post(f"/admin/gold/{gold[0]}/remove", data={"csrf_token": csrf})
     assert gone.status_code == 404 and "is not a gold clip" in gone.text
+    huge = c.post(f"/admin/gold/{10**23}/remove", data={"csrf_token": csrf})  # was a 500 on SQLite
+    assert huge.status_code == 422
     with ws.sessions() as s:
         admin_id = s.execute(select(User.id).where(User.username == "admin")).scalar_one()
         events = s.execute(

@@ -5,7 +5,17 @@ import time
 
 from sqlalchemy import func, select, update
 
-from earmark.models import Annotation, Assignment, AuditEvent, Clip, ClipProtection, QueueItem, User, utcnow
+from earmark.models import (
+    Annotation,
+    Assignment,
+    AuditEvent,
+    Clip,
+    ClipProtection,
+    QueueItem,
+    User,
+    WebSession,
+    utcnow,
+)
 from earmark.quality import add_gold, serve_gold
 from earmark.types import Actor, Role
 from earmark.workspace import Workspace
@@ -312,6 +322,33 @@ def test_logout_ends_the_session(ws: Workspace) -> None:
     csrf = login(c, "rev1", "reviewer-password")
     assert c.post("/logout", data={"csrf_token": csrf}).status_code == 303
     assert c.get("/review").headers["location"] == "/login"
+
+
+def test_a_session_that_ended_is_said_so_and_a_submit_is_not_taken_for_saved(ws: Workspace) -> None:
+    """The workbench's fetch followed the redirect to /login and took the login page for success:
+    a help question showed "sent" and a submit lost its edits without a word."""
+    f.queue_clips(ws, 1)
+    c, csrf, page = _open_review(ws)
+    with ws.transaction() as s:  # the session expires (or ends in another tab)
+        s.execute(update(WebSession).values(expires_at=utcnow()))
+    submit = c.post(
+        f"{page.url.path}/submit",
+        json={"transcript": "play it", "intent": "PlayMusic"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert submit.status_code == 401
+    assert submit.json()["next"] == "/login?reason=ended" and "nothing was saved" in submit.json()["error"]["message"]
+    with ws.sessions() as s:
+        assert s.execute(select(func.count()).select_from(Annotation)).scalar_one() == 0
+    assert c.get("/review").headers["location"] == "/login?reason=ended"
+    assert "Your session ended" in c.get("/login?reason=ended").text
+
+
+def test_the_login_page_shows_no_text_from_its_address(ws: Workspace) -> None:
+    c = client(ws)
+    page = c.get("/login", params={"error": "Call IT at 555-0100 and give them your password"})
+    assert page.status_code == 200 and "555-0100" not in page.text and 'role="alert"' not in page.text
+    assert "555-0100" not in c.get("/login", params={"reason": "Call IT at 555-0100"}).text
 
 
 def test_login_attempts_from_one_address_are_throttled(ws: Workspace) -> None:
