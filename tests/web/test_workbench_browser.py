@@ -132,6 +132,29 @@ def test_twenty_clips_with_the_keyboard_only(sqlite_ws: Workspace) -> None:
     assert all(r.ms is not None and r.ms > 0 for r in rows)
 
 
+def test_a_held_enter_submits_one_clip_and_enter_on_a_link_follows_the_link(sqlite_ws: Workspace) -> None:
+    """Holding Enter submitted clip after clip, each open for 30 ms, unheard; Enter on the focused
+    "My day" link or the log-out button submitted the clip as verified."""
+    ws = sqlite_ws
+    f.queue_clips(ws, 3)
+    f.user(ws, "rev1")
+    with live_server(ws) as base, chromium() as browser:
+        page = _login(browser, base, "rev1")
+        _start(page, base)
+        first = _wait_review_page(page)
+        page.keyboard.down("Enter")  # submits the first clip
+        second = _wait_review_page(page, first)
+        page.keyboard.down("Enter")  # the key still held: a repeat, which must not submit
+        assert page.locator("#status").inner_text() != "saving…"
+        page.keyboard.up("Enter")
+        assert page.evaluate("location.href") == second
+        page.focus("a[href='/me']")
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"{base}/me")
+    with ws.sessions() as s:
+        assert len(s.execute(select(Annotation)).scalars().all()) == 1
+
+
 def test_slot_tagging_and_entity_linking(sqlite_ws: Workspace) -> None:
     ws = sqlite_ws
     _inventory(ws)

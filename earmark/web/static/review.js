@@ -371,6 +371,8 @@
         showRange(); return;
       }
       if (!form) return; // the safety page has only the player keys
+      // A held key repeats: never let that submit clip after clip nobody heard.
+      if (ev.repeat && (ev.key === "Enter" || ev.altKey)) { ev.preventDefault(); return; }
       if (ev.altKey && /^Digit[1-9]$/.test(ev.code)) { ev.preventDefault(); tagSlot(parseInt(ev.code.slice(5), 10) - 1); return; }
       if (ev.altKey && ev.code === "KeyL") { ev.preventDefault(); cycleCandidate(); return; }
       if (ev.altKey && ev.code === "KeyX") { ev.preventDefault(); slots.pop(); renderSlots(); return; }
@@ -390,6 +392,10 @@
       if (ev.altKey && ev.code === "KeyY") { ev.preventDefault(); applyAnswer(); return; }
       if (ev.altKey && ev.code === "KeyK") { ev.preventDefault(); skipDialog.showModal(); document.getElementById("skip-reason").focus(); return; }
       if (ev.key === "Enter" && !ev.shiftKey && !ev.ctrlKey && !ev.altKey && !ev.isComposing) {
+        // Enter on a link, a button or a list does what that control does (log out, open "My
+        // day", pick an entity), not a submit of the clip.
+        const control = ev.target && ev.target.closest && ev.target.closest("a, button, select, summary, [role=button]");
+        if (control) return;
         ev.preventDefault(); submit(null);
       }
     }, { signal: signal });
