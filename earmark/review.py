@@ -14,7 +14,7 @@ from earmark import audit
 from earmark.audio import decode_mono, peaks
 from earmark.catalog import load_inventory
 from earmark.crypto import Keyring, decrypt_blob
-from earmark.errors import InvalidInput, LeaseExpired, NotFound, Withdrawn
+from earmark.errors import Conflict, InvalidInput, LeaseExpired, NotFound, Withdrawn
 from earmark.keys import data_key
 from earmark.models import Annotation, Assignment, Clip, ClipProtection, Entity, GoldAnswer, QueueItem, User, utcnow
 from earmark.quality import after_submit
@@ -275,16 +275,24 @@ def submit_annotation(
 ) -> Annotation:
     """Store the reviewer's annotation (or flag) and close the assignment. Audited; caller commits.
 
-    A second submit of the same assignment returns the first annotation unchanged (double clicks,
-    retried requests), so nothing is ever stored twice. Redacted placeholders ([PHONE]...) must
+    A second submit of the same assignment with the same content returns the first annotation
+    unchanged (double clicks, retried requests), so nothing is ever stored twice; with other content
+    (a second tab) it is a Conflict. Redacted placeholders ([PHONE]...) must
     survive editing: personal data cannot be typed back into a transcript.
     """
     opened = _open_pass(session, actor, assignment_id)
-    if isinstance(opened, Annotation):
-        return opened
-    assignment, clip, item = opened
     text = clean_transcript(transcript, max_chars=max_transcript_chars)
     intent = " ".join(intent.split())
+    if isinstance(opened, Annotation):
+        if (opened.transcript, opened.intent or "", opened.flags or []) != (text, intent, [flag] if flag else []):
+            # The same pass submitted from a second tab or window with other content: say so,
+            # rather than drop these changes in silence.
+            raise Conflict(
+                "this clip was already submitted (from another tab or window) with other content; "
+                "what you changed here was not saved"
+            )
+        return opened
+    assignment, clip, item = opened
     if len(intent) > INTENT_MAX:
         raise InvalidInput(f"intent is longer than {INTENT_MAX} characters", field="intent")
     if flag is not None and flag not in FLAGS:

@@ -9,7 +9,7 @@ import soundfile as sf
 from sqlalchemy import func, select, update
 
 from earmark import review
-from earmark.errors import InvalidInput, LeaseExpired, NotFound
+from earmark.errors import Conflict, InvalidInput, LeaseExpired, NotFound
 from earmark.models import Annotation, Assignment, AuditEvent, Clip, QueueItem
 from earmark.queues import lease_next
 from earmark.workspace import Workspace
@@ -78,6 +78,21 @@ def test_submit_stores_once_even_when_sent_twice(ws: Workspace) -> None:
         assert s.get(QueueItem, a.queue_item_id).state == "done"  # type: ignore[union-attr]
     nxt = _lease(ws, r)
     assert nxt.clip_id != a.clip_id
+
+
+def test_a_second_tab_submitting_other_content_is_told_it_was_not_saved(ws: Workspace) -> None:
+    """Two tabs on one pass: the second tab's edits were dropped in silence, and it moved on."""
+    f.queue_clips(ws, 1)
+    r = f.user(ws, "r1")
+    a = _lease(ws, r)
+    with ws.transaction() as s:
+        review.submit_annotation(s, actor=r, assignment_id=a.id, transcript="play it tabone", intent="PlayMusic")
+    with pytest.raises(Conflict, match="already submitted"), ws.transaction() as s:
+        review.submit_annotation(s, actor=r, assignment_id=a.id, transcript="play it tabtwo", intent="PlayMusic")
+    with pytest.raises(Conflict), ws.transaction() as s:
+        review.submit_annotation(s, actor=r, assignment_id=a.id, transcript="play it tabone", intent="GetWeather")
+    with ws.sessions() as s:
+        assert [x.transcript for x in s.execute(select(Annotation)).scalars()] == ["play it tabone"]
 
 
 def test_submit_after_lease_expired_is_refused_and_stores_nothing(ws: Workspace) -> None:

@@ -111,8 +111,10 @@ def test_submit_needs_csrf_then_stores_and_moves_on(ws: Workspace) -> None:
     assert ok.status_code == 303 and ok.headers["location"].startswith("/review/")  # straight to the next clip
     nxt = c.get("/review", follow_redirects=True)
     assert nxt.url.path != page.url.path and nxt.status_code == 200
-    double = c.post(submit, data={"transcript": "changed", "intent": "", "csrf_token": csrf})
-    assert double.status_code == 303  # ignored, not stored twice
+    same = {"transcript": "play shake it off by taylor swift", "intent": "PlayMusic", "csrf_token": csrf}
+    assert c.post(submit, data=same).status_code == 303  # a double click: not stored twice
+    other = c.post(submit, data={"transcript": "changed", "intent": "", "csrf_token": csrf})
+    assert other.status_code == 409 and "what you changed here was not saved" in other.text  # a second tab
     with ws.sessions() as s:
         rows = s.execute(select(Annotation)).scalars().all()
     assert [r.transcript for r in rows] == ["play shake it off by taylor swift"]
