@@ -245,6 +245,8 @@ def test_sensitive_flag_takes_the_clip_off_screen_into_the_safety_queue(sqlite_w
         rev.keyboard.press("Alt+KeyS")
         rev.wait_for_url(f"{base}/break")
         assert rev.get_by_test_id("break").count() == 1
+        rev.go_back()  # the flagged clip left the history, as a submitted one does
+        assert rev.url == f"{base}/review"
         again = rev.goto(flagged_url)
         assert again is not None and again.status in (404, 409, 410)
         assert rev.locator("#clip-audio").count() == 0  # the clip is off the reviewer's screen

@@ -259,7 +259,8 @@
       busy = true;
       try {
         const data = await post("/review/" + cfg.assignment + path, body);
-        location.assign(data.next || "/review");
+        // Replace, as a submit does: Back must not lead to the clip just given up.
+        location.replace(data.next || "/review");
       } catch (e) { busy = false; say(e.message); }
     }
     if (form) form.addEventListener("submit", function (ev) { ev.preventDefault(); submit(null); });
