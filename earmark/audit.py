@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from earmark.models import AuditEvent, AuditHead, utcnow
+from earmark.models import Assignment, AuditEvent, AuditHead, Clip, utcnow
 from earmark.types import Actor
 
 GENESIS = "0" * 64
@@ -267,23 +267,42 @@ def event_dict(ev: AuditEvent) -> dict[str, Any]:
     }
 
 
+OBJECT_TYPES = ("account", "assignment", "clip", "export", "help", "queue_item", "token", "user")
+
+
 def search(
     session: Session,
     *,
     action: str | None = None,
     actor: str | None = None,
+    object_type: str | None = None,
     object_id: str | None = None,
     before_seq: int | None = None,
     limit: int = 100,
 ) -> list[AuditEvent]:
-    """Newest first, filtered; page with `before_seq` (keyset pagination, cheap on big logs)."""
+    """Newest first, filtered; page with `before_seq` (keyset pagination, cheap on big logs).
+
+    `action` is a prefix, taken literally ("%" and "_" are not wildcards). A clip (`object_type`
+    "clip", by its id or its external id) also brings the events of its passes (leases, listens,
+    submits are recorded against the assignment): who heard this clip, and when."""
     q = select(AuditEvent)
     if action:
-        q = q.where(AuditEvent.action.startswith(action))
+        q = q.where(AuditEvent.action.startswith(action, autoescape=True))
     if actor:
         q = q.where(AuditEvent.actor == actor)
-    if object_id:
-        q = q.where(AuditEvent.object_id == object_id)
+    if object_type == "clip" and object_id:
+        by = Clip.id == int(object_id[:18]) if object_id.isdigit() else Clip.external_id == object_id
+        found = session.execute(select(Clip.id).where(by)).scalar_one_or_none()
+        theirs = (AuditEvent.object_type == "clip") & (AuditEvent.object_id == str(found or object_id))
+        if found is not None:
+            passes = select(Assignment.id).where(Assignment.clip_id == found)
+            theirs = theirs | ((AuditEvent.object_type == "assignment") & AuditEvent.object_id.in_(passes))
+        q = q.where(theirs)
+    else:
+        if object_type:
+            q = q.where(AuditEvent.object_type == object_type)
+        if object_id:
+            q = q.where(AuditEvent.object_id == object_id)
     if before_seq is not None:
         q = q.where(AuditEvent.seq < before_seq)
     return list(session.execute(q.order_by(AuditEvent.seq.desc()).limit(limit)).scalars())

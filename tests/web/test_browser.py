@@ -39,6 +39,12 @@ def test_reviewer_hears_edits_submits_and_gets_the_next_clip(sqlite_ws: Workspac
             })"""
         )
         assert duration > 0.5
+        # A visible play control (autoplay may be blocked; a mouse or screen-reader user needs one).
+        was_paused = page.evaluate("document.getElementById('clip-audio').paused")
+        page.get_by_test_id("play").click()
+        page.wait_for_function("(p) => document.getElementById('clip-audio').paused !== p", arg=was_paused)
+        label = page.get_by_test_id("play").inner_text()
+        assert label.startswith("Play" if not was_paused else "Pause")
         box = page.locator("#transcript")
         assert box.input_value() == "play shake it off by taylor swift"
         box.fill("play shake it off by taylor swift please")

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import html
+import re
+
+from sqlalchemy import select
+
 from earmark import auth
+from earmark.models import Assignment, Clip
 from earmark.types import Actor, Role
 from earmark.workspace import Workspace
 from tests import factories as f
 from tests.conftest import ADMIN_PASSWORD
-from tests.web.helpers import client, login
+from tests.web.helpers import client, login, next_clip
 
 
 def _token(ws: Workspace, role: Role = Role.service) -> dict[str, str]:
@@ -46,6 +52,30 @@ def test_auditor_searches_the_log_and_verifies_the_chain(ws: Workspace) -> None:
     f.user(ws, "rev1")
     login(reviewer, "rev1", "reviewer-password")
     assert reviewer.get("/audit").status_code == 403
+
+
+def test_an_auditor_finds_who_heard_a_clip(ws: Workspace) -> None:
+    """Listens, leases and submits are recorded against the pass (assignment): a search for the
+    clip, by its id or its clip id, brings them, and nothing of another clip."""
+    f.queue_clips(ws, 2)
+    f.user(ws, "rev1")
+    f.user(ws, "aud1", Role.auditor, password="auditor-password")
+    rev = client(ws)
+    page = next_clip(rev, login(rev, "rev1", "reviewer-password"))
+    src = re.search(r'<audio id="clip-audio"[^>]* src="([^"]+)"', page.text)
+    assert src and rev.get(html.unescape(src.group(1))).status_code == 200  # a listen
+    with ws.sessions() as s:
+        heard = s.execute(select(Clip).join(Assignment, Assignment.clip_id == Clip.id)).scalar_one()
+        other = s.execute(select(Clip.id).where(Clip.id != heard.id)).scalar_one()
+    c = client(ws)
+    login(c, "aud1", "auditor-password")
+    for key in (str(heard.id), heard.external_id):
+        found = c.get("/audit", params={"object_type": "clip", "object_id": key})
+        rows = found.text.split('data-testid="audit-rows"')[1]
+        assert "review.audio" in rows and "review.lease" in rows and "pipeline.process" in rows, key
+        assert f"clip {other}<" not in rows
+    wildcard = c.get("/audit", params={"action": "%"}).text.split('data-testid="audit-rows"')[1]
+    assert "No events match." in wildcard  # "%" is a character, not a wildcard
 
 
 def test_admin_can_open_the_audit_view_too(ws: Workspace) -> None:

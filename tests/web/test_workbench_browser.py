@@ -166,9 +166,11 @@ def test_slot_tagging_and_entity_linking(sqlite_ws: Workspace) -> None:
         _wait_review_page(page)
         cfg = _config(page)
         assert cfg["slot_types"][:2] == ["artist", "song"]
+        assert page.locator("#mode").inner_text() == "verify"
         page.keyboard.press("Alt+KeyX")  # drop the device's slot, tag afresh
         _select_words(page, "tailor swift")
         page.keyboard.press("Alt+Digit1")  # artist
+        assert page.locator("#mode").inner_text() == "edit"  # a slot tagged is an edit
         option = page.locator("[data-testid=slot] select option[value='artist:taylor-swift']")
         option.wait_for(state="attached")
         assert page.locator("[data-testid=slot] select").input_value() == "artist:taylor-swift"
@@ -190,6 +192,7 @@ def test_slot_tagging_and_entity_linking(sqlite_ws: Workspace) -> None:
     assert slots["artist"]["entity_id"] == "artist:taylor-swift"
     assert slots["song"]["value"] == "shake it off"
     assert ann.intent == "PlayMusic"
+    assert ann.mode == "edit"  # only the slots changed (the text and the intent are the device's)
 
 
 def test_help_request_round_trip_between_two_users(sqlite_ws: Workspace) -> None:

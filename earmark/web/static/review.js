@@ -88,8 +88,17 @@
         audio.currentTime = (ev.clientX - rect.left) / rect.width * cfg.duration;
       }, { signal: signal });
     }
+    const playButton = document.getElementById("play");
+    function togglePlay() { if (audio.paused) audio.play().catch(function () {}); else audio.pause(); }
     if (audio) {
       audio.addEventListener("timeupdate", draw, { signal: signal });
+      if (playButton) {
+        // A visible control for when autoplay is blocked, or for a mouse or a screen reader.
+        const label = function () { playButton.firstChild.textContent = audio.paused ? "Play " : "Pause "; };
+        playButton.addEventListener("click", togglePlay, { signal: signal });
+        audio.addEventListener("play", label, { signal: signal });
+        audio.addEventListener("pause", label, { signal: signal });
+      }
       audio.play().catch(function () {});
     }
     draw();
@@ -140,8 +149,14 @@
       box.setSelectionRange(box.value.length, box.value.length);
     }
 
+    // Slots count as an edit too: tagged, removed or an entity picked by hand (not the entity the
+    // tool proposes, which the reviewer only verifies).
+    const slotKey = function () { return JSON.stringify(slots.map(function (s) { return [s.type, s.value]; })); };
+    const initialSlots = slotKey();
+    let entityPicked = false;
     function changed() {
-      return box && (box.value !== cfg.transcript || (intent && intent.value !== cfg.intent));
+      return box && (box.value !== cfg.transcript || (intent && intent.value !== cfg.intent)
+        || slotKey() !== initialSlots || entityPicked);
     }
     function updateMode() {
       const el = document.getElementById("mode");
@@ -182,12 +197,13 @@
             sel.appendChild(o);
           });
           sel.value = s.entity_id || "";
-          sel.addEventListener("change", function () { s.entity_id = sel.value || null; });
+          sel.addEventListener("change", function () { s.entity_id = sel.value || null; entityPicked = true; updateMode(); });
           el.appendChild(sel);
         }
         slotBox.appendChild(el);
         if (i === slots.length - 1) el.classList.add("last");
       });
+      updateMode();
     }
     async function fetchCandidates(s) {
       try {
@@ -351,7 +367,7 @@
         ev.preventDefault(); keys.showModal(); return;
       }
       if (ev.ctrlKey && ev.code === "Space") {
-        ev.preventDefault(); if (audio.paused) audio.play(); else audio.pause(); return;
+        ev.preventDefault(); togglePlay(); return;
       }
       if (ev.ctrlKey && ev.code === "KeyJ") {
         ev.preventDefault(); audio.currentTime = Math.max(0, audio.currentTime - 2); audio.play(); return;
