@@ -83,7 +83,7 @@ def build_report(session: Session, *, actor: Actor, account_id: str, secret: byt
     clip_by_id = {c.id: c for c in clips}
     if clip_by_id:
         listens = session.execute(
-            select(AuditEvent.at, Assignment.clip_id, User.role, AuditEvent.seq)
+            select(AuditEvent.at, Assignment.clip_id, User.role, AuditEvent.seq, AuditEvent.actor)
             .join(Assignment, Assignment.id == AuditEvent.object_id)
             .join(User, User.id == Assignment.user_id)
             .where(AuditEvent.action == "review.audio", Assignment.clip_id.in_(list(clip_by_id)))
@@ -92,14 +92,14 @@ def build_report(session: Session, *, actor: Actor, account_id: str, secret: byt
         # A senior answering a help request hears the clip too. Older events name the request, not
         # the clip: found through it while the request exists.
         helped = session.execute(
-            select(AuditEvent.at, AuditEvent.object_id, AuditEvent.actor_role, AuditEvent.seq).where(
+            select(AuditEvent.at, AuditEvent.object_id, AuditEvent.actor_role, AuditEvent.seq, AuditEvent.actor).where(
                 AuditEvent.action == "help.audio",
                 AuditEvent.object_type == "clip",
                 AuditEvent.object_id.in_([str(i) for i in clip_by_id]),
             )
         ).all()
         helped_before = session.execute(
-            select(AuditEvent.at, HelpRequest.clip_id, AuditEvent.actor_role, AuditEvent.seq)
+            select(AuditEvent.at, HelpRequest.clip_id, AuditEvent.actor_role, AuditEvent.seq, AuditEvent.actor)
             .join(HelpRequest, HelpRequest.id == AuditEvent.object_id)
             .where(
                 AuditEvent.action == "help.audio",
@@ -107,16 +107,23 @@ def build_report(session: Session, *, actor: Actor, account_id: str, secret: byt
                 HelpRequest.clip_id.in_(list(clip_by_id)),
             )
         ).all()
-        for at, clip_id, role, _seq in sorted([*listens, *helped, *helped_before], key=lambda row: row[3]):
-            report["human_listens"].append(
-                {
-                    "clip_id": clip_by_id[int(clip_id)].external_id,
-                    "date": _day(at),
-                    "role": role,
-                    "team": TEAMS.get(role, role),
-                    "heard": "protected version: voice anonymized, personal data bleeped",
-                }
-            )
+        # One row per person and recording (a page reload fetches the audio again: that is one
+        # person hearing it, fetched twice), with how often the audio was sent to them.
+        rows: dict[tuple[int, str, str], dict[str, Any]] = {}
+        for at, clip_id, role, _seq, who in sorted([*listens, *helped, *helped_before], key=lambda row: row[3]):
+            key = (int(clip_id), str(role), str(who))
+            if key in rows:
+                rows[key]["times"] += 1
+                continue
+            rows[key] = {
+                "clip_id": clip_by_id[int(clip_id)].external_id,
+                "date": _day(at),
+                "role": role,
+                "team": TEAMS.get(role, role),
+                "heard": "protected version: voice anonymized, personal data bleeped",
+                "times": 1,
+            }
+        report["human_listens"] = list(rows.values())
         kept = session.execute(
             select(func.count()).select_from(Annotation).where(Annotation.clip_id.in_(list(clip_by_id)))
         ).scalar_one()

@@ -26,6 +26,8 @@ def test_report_and_erase_through_the_service_api(ws: Workspace) -> None:
     assert report.status_code == 200 and report.json()["recordings"]["stored"] == 2
     html = c.get("/api/v1/accounts/acct-q0/report?format=html", headers=headers)
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    policy = html.headers["content-security-policy"]  # its own <style> applies; no script runs
+    assert "style-src 'unsafe-inline'" in policy and "default-src 'none'" in policy and "script" not in policy
     assert c.get("/api/v1/accounts/nobody/report", headers=headers).json()["known"] is False
     erased = c.post("/api/v1/accounts/acct-q0/erase", headers=headers)
     assert erased.status_code == 200 and erased.json()["clips"] == 2 and not erased.json()["already_erased"]
