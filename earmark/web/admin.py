@@ -86,6 +86,7 @@ def _gold_page(
             "accuracy": accuracy,
             "candidates": gold.candidates(session, get_ws(request).settings.consent_default),
             "check_after": CHECK_AFTER_ANSWERS,
+            "review_passes": get_ws(request).settings.review_passes,
             "max_pick": MAX_PICK,
             "page": page,
             "pages": pages,

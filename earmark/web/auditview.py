@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.errors import InvalidInput
-from earmark.web.deps import Caller, get_db, page_caller
+from earmark.web.deps import Caller, get_db, get_ws, page_caller
 from earmark.web.pages import render
 
 router = APIRouter()
@@ -52,3 +52,21 @@ def audit_view(
             "actions": sorted(audit.EVENTS),
         },
     )
+
+
+@router.get("/audit/report", name="audit.report")
+def customer_report(
+    request: Request,
+    account: str = Query(..., min_length=1, max_length=200),
+    caller: Caller = Depends(page_caller),
+    session: Session = Depends(get_db),
+) -> Response:
+    """The customer's transparency report for an account, as the customer would get it (audited:
+    `report.create` under the auditor's id)."""
+    from earmark.transparency import build_report, render_html
+    from earmark.web.api import REPORT_CSP
+
+    ws = get_ws(request)
+    data = build_report(session, actor=caller.actor, account_id=account.strip(), secret=ws.secret)
+    session.commit()
+    return HTMLResponse(render_html(data), headers={"Content-Security-Policy": REPORT_CSP})

@@ -51,6 +51,7 @@ POLICY: dict[str, frozenset[Role]] = {
     "api.report": frozenset({R.service, R.admin, R.auditor}),
     "api.erase": frozenset({R.service, R.admin}),
     "audit.view": frozenset({R.auditor, R.admin}),
+    "audit.report": frozenset({R.auditor, R.admin}),
 }
 
 

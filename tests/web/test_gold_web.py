@@ -101,6 +101,16 @@ def test_a_gold_clip_most_reviewers_got_wrong_is_marked_for_a_check(ws: Workspac
     assert re.search(r"<h2>Gold answers</h2><p class=\"big\">3</p>\s*<p>0% correct</p>", page)
 
 
+def test_an_empty_gold_page_says_why_nothing_can_be_picked(ws: Workspace) -> None:
+    ws.settings.review_passes = 1
+    f.queue_clips(ws, 1)
+    f.review_all(ws, f.user(ws, "r1"))
+    c = client(ws)
+    login(c, "admin", ADMIN_PASSWORD)
+    why = c.get("/admin/gold").text
+    assert 'data-testid="eligible">0<' in why and "review_passes = 2" in why
+
+
 def test_only_admins_reach_the_gold_set(ws: Workspace) -> None:
     [clip, *_] = _reviewed(ws, clips=1, accounts=1)
     f.user(ws, "sen1", Role.senior)

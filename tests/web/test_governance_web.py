@@ -80,6 +80,24 @@ def test_an_auditor_finds_who_heard_a_clip(ws: Workspace) -> None:
     assert "No events match." in wildcard  # "%" is a character, not a wildcard
 
 
+def test_an_auditor_opens_a_customers_report_in_the_browser_ui(ws: Workspace) -> None:
+    f.queue_clips(ws, 1)
+    f.user(ws, "aud1", Role.auditor, password="auditor-password")
+    f.user(ws, "rev1")
+    c = client(ws)
+    login(c, "aud1", "auditor-password")
+    assert 'action="/audit/report"' in c.get("/audit").text
+    report = c.get("/audit/report", params={"account": "acct-q0"})
+    assert report.status_code == 200 and "Your voice recordings and human review" in report.text
+    assert "style-src 'unsafe-inline'" in report.headers["content-security-policy"]
+    assert "We hold no recordings" in c.get("/audit/report", params={"account": "nobody"}).text
+    rows = c.get("/audit", params={"action": "report.create"}).text.split('data-testid="audit-rows"')[1]
+    assert rows.count("report.create") == 2  # each report made is audited, under the auditor
+    reviewer = client(ws)
+    login(reviewer, "rev1", "reviewer-password")
+    assert reviewer.get("/audit/report", params={"account": "acct-q0"}).status_code == 403
+
+
 def test_admin_can_open_the_audit_view_too(ws: Workspace) -> None:
     c = client(ws)
     login(c, "admin", ADMIN_PASSWORD)
