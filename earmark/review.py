@@ -98,7 +98,7 @@ def require_active(assignment: Assignment) -> None:
     now = utcnow()
     if assignment.state == AssignmentState.withdrawn:
         raise Withdrawn(
-            "this clip was taken out of review (it was reported as distressing or as holding audible "
+            "this clip was withdrawn from review (it was reported as distressing or as holding audible "
             "personal data, or the customer withdrew consent or asked for erasure); nothing was saved"
         )
     if assignment.state == AssignmentState.expired or (

@@ -159,6 +159,7 @@
         || slotKey() !== initialSlots || entityPicked);
     }
     function updateMode() {
+      if (signal.aborted) return; // this clip's page was swapped out: the element is the next clip's
       const el = document.getElementById("mode");
       if (!el) return;
       const edit = changed();
@@ -212,6 +213,7 @@
         s.candidates = resp.ok ? await resp.json() : [];
         if (s.candidates.length && !s.entity_id) s.entity_id = s.candidates[0].id;
       } catch (e) { s.candidates = []; }
+      if (signal.aborted) return;
       renderSlots();
     }
     renderSlots();
