@@ -108,11 +108,28 @@ def final_labels(session: Session, *, consent_default: Consent) -> list[tuple[Cl
     return [(c, a) for c, a in rows]
 
 
-def _check_folder(out: Path, force: bool) -> None:
+def _check_folder(out: Path, force: bool, home: Path) -> None:
+    """`out` may be a new or empty folder, or (with `force`) an earlier export, nothing else: the
+    replace deletes the old folder whole, so `--force` on the workspace, a folder inside it that is
+    not an export, or any other folder would delete what is in it."""
     if out.exists() and not out.is_dir():
         raise InvalidInput(f"{out} is a file; give a folder for the export", field="output")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise InvalidInput(f"{out} is not empty; choose a new folder or pass --force to replace it", field="output")
+    where, ws_home = out.resolve(), home.resolve()
+    inside = ws_home in where.parents and (ws_home / "exports") not in where.parents
+    if where == ws_home or where in ws_home.parents or inside:
+        raise InvalidInput(
+            f"{out} is the workspace, holds it, or is part of it; write the export to a folder of its own "
+            f"(for example {ws_home / 'exports' / 'name'}, or one outside the workspace)",
+            field="output",
+        )
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise InvalidInput(f"{out} is not empty; choose a new folder or pass --force to replace it", field="output")
+        if not (out / MANIFEST).is_file():
+            raise InvalidInput(
+                f"{out} is not an earmark export (no {MANIFEST}); --force only replaces an earlier export",
+                field="output",
+            )
 
 
 def _write(path: Path, text: str) -> None:
@@ -200,7 +217,7 @@ def run_export(
         raise InvalidInput(f"unknown format {fmt!r} (one of: {', '.join(FORMATS)})", field="format")
     if audio not in ("protected", "original"):
         raise InvalidInput("audio must be 'protected' or 'original'", field="audio")
-    _check_folder(out, force)
+    _check_folder(out, force, ws.settings.home)
     asr = fmt in ASR_FORMATS
     consent = Consent(ws.settings.consent_default)
     with ws.sessions() as session:
@@ -438,12 +455,11 @@ def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
             if not (folder / ITEMS).exists():
                 result.missing.append(row.path)
                 continue
+            still = [Clip.erased_at.is_(None), allows_review(consent), Clip.id.not_in(restricted_clips())]
+            if row.audio == "original":  # the customer's own voice: only while training use is allowed
+                still.append(Account.training_use == Consent.allow)
             held = session.execute(
-                select(
-                    Clip.id,
-                    Clip.external_id,
-                    and_(Clip.erased_at.is_(None), allows_review(consent), Clip.id.not_in(restricted_clips())),
-                )
+                select(Clip.id, Clip.external_id, and_(*still))
                 .join(ExportClip, ExportClip.clip_id == Clip.id)
                 .join(Account, Account.id == Clip.account_id)
                 .where(ExportClip.export_id == row.id)

@@ -144,7 +144,11 @@ def test_non_empty_folder_is_refused_unless_forced_and_force_makes_a_new_version
     assert (out / "keep.txt").read_text() == "mine"  # nothing lost
     with pytest.raises(InvalidInput, match="unknown format 'kaldi'"):
         _export(sqlite_ws, "kaldi", tmp_path / "y")
-    first = _export(sqlite_ws, "nemo", out, force=True)
+    with pytest.raises(InvalidInput, match="not an earmark export"):  # --force replaces exports only
+        _export(sqlite_ws, "nemo", out, force=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    out = tmp_path / "z"
+    first = _export(sqlite_ws, "nemo", out)
     second = _export(sqlite_ws, "nemo", out, force=True)
     assert (first.version, second.version) == (1, 2)
     with sqlite_ws.sessions() as s:
@@ -164,6 +168,44 @@ def test_original_audio_only_for_accounts_that_allow_training_use(sqlite_ws: Wor
     orig = sorted((tmp_path / "orig" / "audio").iterdir())[0].read_bytes()
     prot = (tmp_path / "prot" / "audio" / sorted((tmp_path / "orig" / "audio").iterdir())[0].name).read_bytes()
     assert orig != prot  # the same item, once original and once anonymized
+
+
+def test_withdrawing_training_use_prunes_the_original_audio_and_keeps_the_protected(
+    sqlite_ws: Workspace, tmp_path: Path
+) -> None:
+    """The prune dropped only erased, withdrawn-from-review and safety clips: an original-audio
+    export kept the customer's own voice after they withdrew training use."""
+    _reviewed(sqlite_ws, 2, accounts=1)
+    with sqlite_ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id="acct-q0", training_use=Consent.allow)
+    assert _export(sqlite_ws, "nemo", tmp_path / "orig", audio="original").items == 2
+    assert _export(sqlite_ws, "nemo", tmp_path / "prot").items == 2
+    with sqlite_ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id="acct-q0", training_use=Consent.deny)
+    result = prune_exports(sqlite_ws, actor=Actor.cli())
+    assert result.items_removed == 2
+    assert (tmp_path / "orig" / ITEMS).read_text() == "" and not list((tmp_path / "orig" / "audio").iterdir())
+    assert len((tmp_path / "prot" / ITEMS).read_text().splitlines()) == 2  # anonymized audio: review consent
+
+
+def test_force_replaces_only_an_earlier_export_never_the_workspace_or_another_folder(
+    sqlite_ws: Workspace, tmp_path: Path
+) -> None:
+    """`--force` deleted whatever folder it was given: the blob store, the workspace itself."""
+    _reviewed(sqlite_ws, 1, accounts=1)
+    home = sqlite_ws.settings.home
+    for target in (home, home / "blobs", home.parent, home / "exports"):
+        with pytest.raises(InvalidInput, match="workspace"):
+            _export(sqlite_ws, "rasa", target, force=True)
+    assert any((home / "blobs").rglob("*")) and (home / "earmark.db").exists()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep me")
+    with pytest.raises(InvalidInput, match="not an earmark export"):
+        _export(sqlite_ws, "rasa", other, force=True)
+    assert (other / "mine.txt").read_text() == "keep me"
+    assert _export(sqlite_ws, "rasa", home / "exports" / "nlu").items == 1
+    assert _export(sqlite_ws, "rasa", home / "exports" / "nlu", force=True).items == 1  # an export: replaced
 
 
 def test_a_clip_erased_while_the_export_runs_is_never_in_it(ws: Workspace, tmp_path: Path) -> None:
