@@ -1,7 +1,8 @@
 """Ingest: a recording arrives (manifest line or HTTP upload) and is stored, encrypted, once.
 
 Both entry points build a `ClipMeta` and call `ingest_clip`. Re-sending a clip is idempotent by
-`clip_id`: the same bytes are a no-op, different bytes are a `Conflict`.
+`clip_id`: the same bytes and metadata are a no-op; different bytes, or the same bytes with other
+metadata (a correction sent as a retry), are a `Conflict` that changes nothing.
 """
 
 from __future__ import annotations
@@ -228,6 +229,38 @@ def get_or_create_account(session: Session, external_id: str) -> Account:
     return account
 
 
+def _utc(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo is not None else at
+
+
+def _metadata_changes(clip: Clip, meta: ClipMeta) -> list[str]:
+    """The fields of `meta` that differ from what `clip` was stored with (names only)."""
+    asr = meta.device_asr
+    sent = {
+        "device_id": meta.device_id,
+        "recorded_at": _utc(meta.recorded_at),
+        "locale": meta.locale,
+        "device_type": meta.device_type,
+        "child_profile": meta.child_profile,
+        "device_asr": asr.text if asr else None,
+        "device_nlu": meta.device_nlu.model_dump() if meta.device_nlu else None,
+        "wake_score": meta.wake_score,
+    }
+    stored = {
+        "device_id": clip.device_id,
+        "recorded_at": _utc(clip.recorded_at),
+        "locale": clip.locale,
+        "device_type": clip.device_type,
+        "child_profile": clip.child_profile,
+        "device_asr": clip.device_asr_text,
+        "device_nlu": clip.device_nlu,
+        "wake_score": clip.wake_score,
+    }
+    # Transcript retention clears the device's text and NLU: a cleared field is not a difference.
+    purged = {k for k in ("device_asr", "device_nlu") if stored[k] is None}
+    return [k for k in sent if k not in purged and sent[k] != stored[k]]
+
+
 def ingest_clip(
     session: Session,
     *,
@@ -253,6 +286,15 @@ def ingest_clip(
     existing = session.execute(select(Clip).where(Clip.external_id == clip_id)).scalar_one_or_none()
     if existing is not None:
         if existing.account_id == account.id and existing.content_mac == mac:
+            changed = _metadata_changes(existing, meta)
+            if changed:
+                # A retry must be the same request: a correction sent this way ("child_profile":
+                # true) would otherwise be dropped in silence while the clip stays as it was.
+                raise Conflict(
+                    f"clip_id {clip_id} already exists with this audio but other metadata "
+                    f"({', '.join(changed)}); nothing was changed",
+                    field="clip_id",
+                )
             return IngestResult(clip_id, created=False, info=info)
         raise Conflict(
             f"clip_id {clip_id} already exists with different audio or account; "

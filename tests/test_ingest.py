@@ -44,6 +44,23 @@ def test_same_clip_twice_is_a_no_op(ws: Workspace) -> None:
     assert len(list(ws.blobs.iter_keys())) == 1
 
 
+def test_a_resend_with_other_metadata_is_a_conflict_not_a_silent_no_op(ws: Workspace) -> None:
+    """A correction sent as a retry ("child_profile": true) answered 200 and was dropped."""
+    from datetime import timedelta, timezone
+
+    audio = f.audio_bytes()
+    m = f.meta(clip_id="c-meta")
+    assert ws.ingest(actor=Actor.cli(), meta=m, audio=audio, via="test").created
+    same_instant = m.model_copy(update={"recorded_at": m.recorded_at.astimezone(timezone(timedelta(hours=2)))})
+    assert not ws.ingest(actor=Actor.cli(), meta=same_instant, audio=audio, via="test").created
+    corrected = m.model_copy(update={"child_profile": True, "locale": "de-DE"})
+    with pytest.raises(Conflict, match=r"other metadata \(locale, child_profile\)"):
+        ws.ingest(actor=Actor.cli(), meta=corrected, audio=audio, via="test")
+    with ws.sessions() as s:
+        clip = s.execute(select(Clip).where(Clip.external_id == "c-meta")).scalar_one()
+        assert (clip.child_profile, clip.locale) == (False, "en-US")  # nothing half-changed
+
+
 def test_same_clip_id_with_other_bytes_is_a_conflict_and_keeps_the_first(ws: Workspace) -> None:
     m = f.meta(clip_id="c-x")
     ws.ingest(actor=Actor.cli(), meta=m, audio=f.audio_bytes(), via="test")
