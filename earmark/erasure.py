@@ -98,6 +98,21 @@ def find_account(session: Session, *, secret: bytes, account_id: str) -> tuple[A
     return gone, gone is not None
 
 
+def erased_accounts(session: Session, *, secret: bytes, account_id: str) -> list[Account]:
+    """The tombstones of every erasure of `account_id`, oldest first (the customer may have
+    recorded again after an erasure, and been erased again)."""
+    if account_id.startswith(ERASED_PREFIX):
+        return []
+    base = erased_id(secret, account_id)
+    return list(
+        session.execute(
+            select(Account)
+            .where(or_(Account.external_id == base, Account.external_id.startswith(base + ":", autoescape=True)))
+            .order_by(Account.id)
+        ).scalars()
+    )
+
+
 def erase_account(session: Session, *, actor: Actor, account_id: str, secret: bytes) -> ErasureResult:
     """Erase everything earmark holds about `account_id`. Audited; caller commits, then deletes
     `result.blob_keys` from the blob store. Erasing an erased account is a no-op; an unknown one

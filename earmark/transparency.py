@@ -10,13 +10,25 @@ from importlib import resources
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from earmark import audit
-from earmark.erasure import find_account
-from earmark.models import Annotation, Assignment, AuditEvent, Clip, Export, ExportClip, HelpRequest, User, utcnow
-from earmark.types import Actor
+from earmark.erasure import erased_accounts, find_account
+from earmark.models import (
+    Account,
+    Annotation,
+    Assignment,
+    AuditEvent,
+    Clip,
+    Export,
+    ExportClip,
+    HelpRequest,
+    User,
+    utcnow,
+)
+from earmark.queues import restricted_clips
+from earmark.types import Actor, Consent
 
 TEAMS = {
     "reviewer": "general review team",
@@ -50,15 +62,19 @@ def build_report(session: Session, *, actor: Actor, account_id: str, secret: byt
         "annotations_kept": {"count": 0, "fields": []},
         "exports": [],
         "deleted": {},
+        "earlier_erasures": [],
     }
     if account is None:
         audit.record(session, actor=actor, action="report.create", details={"known": False})
         return report
     report["erased_on"] = _day(account.erased_at)
     report["human_review_consent"] = account.human_review or "not given (review not allowed)"
-    clips = list(
-        session.execute(select(Clip).where(Clip.account_id == account.id).order_by(Clip.recorded_at)).scalars()
-    )
+    # Earlier erasures of this account id stay in its history: the customer recording again after
+    # an erasure must still learn who heard the erased recordings, and that they were erased.
+    earlier = [t for t in erased_accounts(session, secret=secret, account_id=account_id) if t.id != account.id]
+    report["earlier_erasures"] = [_day(t.erased_at) for t in earlier]
+    owners = [account.id, *(t.id for t in earlier)]
+    clips = list(session.execute(select(Clip).where(Clip.account_id.in_(owners)).order_by(Clip.recorded_at)).scalars())
     by_status = Counter(c.status for c in clips)
     report["recordings"] = {
         "stored": sum(1 for c in clips if c.blob_key),
@@ -130,11 +146,29 @@ def build_report(session: Session, *, actor: Actor, account_id: str, secret: byt
         report["annotations_kept"] = {"count": kept, "fields": ["transcript", "intent"] if kept else []}
     if clip_by_id:
         # The training datasets that hold its recordings now; a prune removes them (and the rows).
+        # Which of its recordings a prune will take out (as `export.prune_exports` decides): erased,
+        # review no longer allowed, kept by the safety team, or, in original audio, training use
+        # no longer allowed. Another account's erasure marks the same export; that is not this one's.
+        leaving = or_(
+            Clip.erased_at.is_not(None),
+            Account.erased_at.is_not(None),
+            func.coalesce(Account.human_review, "") != Consent.allow,
+            Clip.id.in_(restricted_clips()),
+            and_(Export.audio == "original", func.coalesce(Account.training_use, "") != Consent.allow),
+        )
         held = session.execute(
-            select(Export.name, Export.format, Export.created_at, Export.state, func.count())
+            select(
+                Export.name,
+                Export.format,
+                Export.created_at,
+                func.count(),
+                func.sum(case((leaving, 1), else_=0)),
+            )
             .join(ExportClip, ExportClip.export_id == Export.id)
+            .join(Clip, Clip.id == ExportClip.clip_id)
+            .join(Account, Account.id == Clip.account_id)
             .where(ExportClip.clip_id.in_(list(clip_by_id)), Export.state != "superseded")
-            .group_by(Export.id, Export.name, Export.format, Export.created_at, Export.state)
+            .group_by(Export.id, Export.name, Export.format, Export.created_at)
             .order_by(Export.created_at)
         ).all()
         report["exports"] = [
@@ -143,14 +177,15 @@ def build_report(session: Session, *, actor: Actor, account_id: str, secret: byt
                 "format": fmt,
                 "created_on": _day(created),
                 "recordings": n,
-                "to_be_removed": state == "needs_prune",
+                "to_be_removed": int(out or 0),
             }
-            for name, fmt, created, state, n in held
+            for name, fmt, created, n, out in held
         ]
     report["deleted"] = {
         "erased_recordings": sum(1 for c in clips if c.erased_at),
         "original_audio_deleted_by_retention": sum(1 for c in clips if c.original_purged_at),
-        "protected_audio_deleted_by_retention": sum(1 for c in clips if c.derivative_purged_at),
+        # A consent withdrawal deletes the protected audio too, and marks it the same way.
+        "protected_audio_deleted_by_retention_or_withdrawal": sum(1 for c in clips if c.derivative_purged_at),
         "transcripts_deleted_by_retention": sum(1 for c in clips if c.text_purged_at),
     }
     audit.record(

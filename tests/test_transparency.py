@@ -90,12 +90,35 @@ def test_report_lists_the_exports_that_hold_the_accounts_recordings(ws: Workspac
             "format": "massive",
             "created_on": report["exports"][0]["created_on"],
             "recordings": 1,
-            "to_be_removed": False,
+            "to_be_removed": 0,
         }
     ]
     with ws.transaction() as s:
         set_consent(s, actor=Actor.cli(), account_id="acct-q0", human_review=Consent.deny)
     with ws.transaction() as s:
         report = build_report(s, actor=Actor.cli(), account_id="acct-q0", secret=ws.secret)
-    assert report["exports"][0]["to_be_removed"] is True
-    assert "being removed from it" in render_html(report)
+    assert report["exports"][0]["to_be_removed"] == 1
+    assert "1 of them being removed from it" in render_html(report)
+    # The same export is marked for pruning, but nothing of the other household leaves it.
+    with ws.transaction() as s:
+        other = build_report(s, actor=Actor.cli(), account_id="acct-q1", secret=ws.secret)
+    assert other["exports"][0]["to_be_removed"] == 0 and "being removed" not in render_html(other)
+
+
+def test_an_account_that_records_again_after_erasure_keeps_the_erased_history(ws: Workspace) -> None:
+    """The report of a reused account id showed no erasure and none of the earlier listens."""
+    f.queue_clips(ws, 1)
+    reviewer = f.user(ws, "alice", Role.reviewer)
+    with ws.transaction() as s:
+        a = lease_next(s, actor=reviewer)
+        assert a is not None
+        assignment_audio(s, user=reviewer, assignment_id=a.id, blobs=ws.blobs, keyring=ws.keyring)
+    ws.erase(actor=Actor.cli(), account_id="acct-q0")
+    erased = _report(ws, "acct-q0")
+    assert erased["erased_on"] and len(erased["human_listens"]) == 1
+    f.ingest(ws, 1, account_id="acct-q0")  # the customer records again
+    report = _report(ws, "acct-q0")
+    assert report["erased_on"] is None and report["earlier_erasures"] == [erased["erased_on"]]
+    assert report["human_listens"] == erased["human_listens"]
+    assert report["recordings"]["by_status"] == {"erased": 1, "stored": 1}
+    assert "Earlier data of this account was erased on" in render_html(report)
