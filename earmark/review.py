@@ -233,8 +233,17 @@ def _check_nlu(session: Session, text: str, intent: str, slots: list[SlotIn]) ->
         value = text[slot.start : slot.end]
         if "[" in value or "]" in value:
             raise InvalidInput("a slot cannot cover a redacted placeholder", field="slots")
-        if slot.entity_id is not None and session.get(Entity, slot.entity_id) is None:
-            raise InvalidInput(f"unknown catalog entity {slot.entity_id!r}", field="slots")
+        if slot.entity_id is not None:
+            entity = session.get(Entity, slot.entity_id)
+            if entity is None:
+                raise InvalidInput(f"unknown catalog entity {slot.entity_id!r}", field="slots")
+            if inventory.slots and inventory.slots.get(slot.type) != entity.type:
+                # "bananas" (item) linked to artist:beyonce reached the NLU exports this way.
+                raise InvalidInput(
+                    f"a {slot.type!r} slot cannot link to a {entity.type!r} entity"
+                    + ("" if inventory.slots.get(slot.type) else f"; {slot.type!r} slots link to no entity"),
+                    field="slots",
+                )
         out.append(
             {"type": slot.type, "start": slot.start, "end": slot.end, "value": value, "entity_id": slot.entity_id}
         )

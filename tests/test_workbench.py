@@ -81,6 +81,11 @@ def test_slots_are_validated_and_linked(ws: Workspace) -> None:
         _submit(ws, r, a, slots=[SlotIn(type="artist", start=10, end=400)])
     with pytest.raises(InvalidInput, match="unknown catalog entity"):
         _submit(ws, r, a, slots=[SlotIn(type="artist", start=start, end=start + 12, entity_id="nope")])
+    # A link of another type ("bananas" as an item, linked to an artist, reached the exports).
+    with pytest.raises(InvalidInput, match="'song' slot cannot link to a 'MusicArtist' entity"):
+        _submit(ws, r, a, slots=[SlotIn(type="song", start=start, end=start + 12, entity_id="artist:taylor-swift")])
+    with pytest.raises(InvalidInput, match="'item' slots link to no entity"):
+        _submit(ws, r, a, slots=[SlotIn(type="item", start=start, end=start + 12, entity_id="artist:taylor-swift")])
     ann = _submit(
         ws,
         r,

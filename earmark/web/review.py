@@ -452,7 +452,10 @@ def review_link(
 ) -> JSONResponse:
     """Ranked catalog candidates for a slot value of the clip the caller holds."""
     review.get_assignment(session, user=caller.user, assignment_id=assignment_id)
-    entity_type = load_inventory(session).slots.get(type) if type else None
+    inventory = load_inventory(session)
+    entity_type = inventory.slots.get(type) if type else None
+    if inventory.slots and entity_type is None:
+        return JSONResponse([])  # a slot type with no entity type (item, date) links to nothing
     candidates = link(session, value[:200], entity_type=entity_type)
     return JSONResponse([{"id": c.id, "name": c.name, "type": c.type, "score": c.score} for c in candidates])
 

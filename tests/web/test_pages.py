@@ -465,6 +465,23 @@ def test_the_safety_page_neither_leases_nor_records_a_pause(ws: Workspace) -> No
     assert actions == ["safety.pause"]
 
 
+def test_entity_candidates_come_only_for_slot_types_that_link_to_entities(ws: Workspace) -> None:
+    """An item slot searched the whole catalog and the page took the first hit: bananas -> Beyonce."""
+    from pathlib import Path
+
+    from earmark.catalog import import_catalog, import_inventory
+
+    data = Path(__file__).resolve().parents[2] / "earmark" / "data"
+    with ws.transaction() as s:
+        import_inventory(s, actor=Actor.cli(), path=data / "inventory.json")
+        import_catalog(s, actor=Actor.cli(), lines=(data / "catalog.jsonl").read_text().splitlines())
+    f.queue_clips(ws, 1)
+    c, _csrf, page = _open_review(ws)
+    artist = c.get(f"{page.url.path}/link", params={"type": "artist", "value": "beyonse"}).json()
+    assert artist and artist[0]["type"] == "MusicArtist"
+    assert c.get(f"{page.url.path}/link", params={"type": "item", "value": "beyonse"}).json() == []
+
+
 def test_skip_goes_straight_to_the_next_clip(ws: Workspace) -> None:
     f.queue_clips(ws, 2)
     c, csrf, page = _open_review(ws)
