@@ -326,6 +326,6 @@ def _period_sql(session: Session, period_days: int) -> Any:
     by period_days and rounded down (recording times are stored as naive UTC on both backends)."""
     if session.get_bind().dialect.name == "sqlite":
         days = cast(func.julianday(Clip.recorded_at) - 2440587.5, Integer)
-        return days / period_days  # integer division of non-negative integers: floor
+        return days // period_days  # integer division of non-negative integers: floor ("/" is real division)
     days = func.floor(func.extract("epoch", Clip.recorded_at) / 86400)
     return func.floor(days / period_days)

@@ -168,3 +168,23 @@ def _account_id(s, external_id: str) -> int:  # type: ignore[no-untyped-def]
     from earmark.models import Account
 
     return s.execute(select(Account.id).where(Account.external_id == external_id)).scalar_one()  # type: ignore[no-any-return]
+
+
+def test_most_clips_heard_per_household_counts_whole_periods(ws: Workspace) -> None:
+    """On SQLite the period was computed with real division, so each day was a period of its own
+    and three clips heard on three days of one period read as one."""
+    from datetime import UTC, datetime
+
+    from earmark.sampling_policy import period_of
+
+    days = [datetime(2026, 11, d, 9, 0, tzinfo=UTC) for d in (4, 11, 18)]
+    assert len({period_of(d, 30) for d in days}) == 1  # one 30-day period
+    for d in days:
+        f.ingest_speech(ws, "play some jazz", account_id="acct-h", recorded_at=d)
+    f.allow(ws, "acct-h")
+    f.sample_all(ws)
+    ws.process_pending()
+    f.review_all(ws, f.user(ws, "r1"))  # all three heard by a person
+    with ws.transaction() as s:
+        m = compute_metrics(s, actor=Actor.cli(), period_days=30).as_dict()
+    assert m["privacy"]["most_clips_heard_per_account_per_period"] == 3
