@@ -20,6 +20,7 @@ from earmark import audit
 from earmark.escalation import SAFETY
 from earmark.export import final_label_ids
 from earmark.models import Account, Annotation, Assignment, Clip, ClipError, ClipProtection, QueueItem
+from earmark.pii import PII_SLOT_TYPES
 from earmark.textnorm import normalize
 from earmark.types import Actor, ClipStatus
 
@@ -50,6 +51,14 @@ def _f1(tp: float | None, fp: float | None, fn: float | None) -> float | None:
 
 def _slots(slots: list[dict[str, Any]] | None) -> set[tuple[str, str]]:
     return {(str(s.get("type")), normalize(str(s.get("value", "")))) for s in slots or []}
+
+
+def _seen_slots(device: set[tuple[str, str]], shown: str | None) -> set[tuple[str, str]]:
+    """The device's slots a reviewer could judge: of a type that is not personal data, with a value
+    in the transcript they were shown. A masked name or number ("call [PERSON]", slot contact =
+    daniel) cannot be tagged, so it is not a device error."""
+    words = f" {_tokens(shown or '')} "
+    return {(t, v) for t, v in device if t.lower() not in PII_SLOT_TYPES and v and f" {v} " in words}
 
 
 @dataclass(slots=True)
@@ -102,7 +111,7 @@ def _errors_of(row: Any) -> dict[str, Any]:
     nlu = row.device_nlu or {}
     out["device_intent"] = (nlu.get("intent") or None) and str(nlu["intent"])[:64]
     if nlu.get("intent") and row.intent:
-        gold, pred = _slots(row.slots), _slots(nlu.get("slots"))
+        gold, pred = _slots(row.slots), _seen_slots(_slots(nlu.get("slots")), row.redacted_text)
         out["intent_right"] = int(nlu["intent"] == row.intent)
         out["slot_tp"], out["slot_fp"], out["slot_fn"] = len(gold & pred), len(pred - gold), len(gold - pred)
         out["corrected"] = int(out["corrected"] or not out["intent_right"] or gold != pred)

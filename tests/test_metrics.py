@@ -71,8 +71,9 @@ def test_errors_are_inverse_probability_weighted(ws: Workspace) -> None:
 
 
 def test_slot_f1_and_placeholders_count_as_one_word(ws: Workspace) -> None:
-    f.queue_clips(ws, 1, text="call [PHONE] now")  # what a redacted device transcript looks like
-    _review(ws, [("call [PHONE] now", "PlayMusic", [])])
+    # What a redacted device transcript looks like; the device's artist slot is in it.
+    f.queue_clips(ws, 1, text="call [PHONE] now taylor swift")
+    _review(ws, [("call [PHONE] now taylor swift", "PlayMusic", [])])
     with ws.transaction() as s:
         m = compute_metrics(s).as_dict()
     assert m["overall"]["asr_wer"] == 0.0
@@ -188,3 +189,22 @@ def test_most_clips_heard_per_household_counts_whole_periods(ws: Workspace) -> N
     with ws.transaction() as s:
         m = compute_metrics(s, actor=Actor.cli(), period_days=30).as_dict()
     assert m["privacy"]["most_clips_heard_per_account_per_period"] == 3
+
+
+def test_a_masked_slot_value_is_not_counted_as_a_device_error(ws: Workspace) -> None:
+    """A reviewer shown "call [PERSON]" (the device's slot: contact = jennifer) cannot tag a masked
+    name, so the slot counted as missed and the clip as corrected when the device was right."""
+    text = "call jennifer"
+    nlu = {"intent": "MakeCall", "slots": [{"type": "contact", "value": "jennifer"}], "confidence": 0.9}
+    m = f.meta(account_id="acct-m", device_asr={"text": text, "confidence": 0.9}, device_nlu=nlu)
+    ws.ingest(actor=Actor.cli(), meta=m, audio=f.speech_bytes(text), via="test")
+    f.allow(ws, "acct-m")
+    f.sample_all(ws)
+    ws.process_pending()
+    with ws.sessions() as s:
+        assert s.execute(select(Clip.redacted_text)).scalar_one() == "call [PERSON]"
+    _review(ws, [("call [PERSON]", "MakeCall", [])])
+    with ws.transaction() as s:
+        result = compute_metrics(s, actor=Actor.cli()).as_dict()
+    assert result["overall"]["slot_f1"] is None or result["overall"]["slot_f1"] == 1.0
+    assert result["cost"]["useful_labels"] == 0  # nothing was corrected
