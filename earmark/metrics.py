@@ -279,18 +279,23 @@ def _worst(session: Session, conds: list[Any]) -> list[dict[str, Any]]:
 
 
 def _cost(session: Session, *, reviewed: int, useful: int, since: datetime | None) -> dict[str, Any]:
-    q = select(func.count(), func.coalesce(func.sum(Annotation.ms), 0))
+    """Review time from the passes' own timings. Annotation retention deletes passes while the
+    error figures stay, so the time per clip is taken over the clips whose passes are still held
+    (and is unknown, not zero, when none are)."""
+    q = select(func.count(), func.coalesce(func.sum(Annotation.ms), 0), func.count(distinct(Annotation.clip_id)))
+    q = q.where(Annotation.ms.is_not(None))
     if since is not None:
         q = q.where(Annotation.created_at >= since)
-    passes, ms = session.execute(q).one()
+    passes, ms, timed_clips = session.execute(q).one()
     hours = float(ms) / 3_600_000
+    per_clip = hours * 3600 / timed_clips if timed_clips else None
     return {
         "passes": int(passes),
-        "review_hours": round(hours, 3),
+        "review_hours": round(hours, 3),  # in the passes still held
         "reviewed_clips": reviewed,
         "useful_labels": useful,  # the final label corrected the device's transcript, intent or slots
-        "seconds_per_reviewed_clip": round(hours * 3600 / reviewed, 2) if reviewed else None,
-        "seconds_per_useful_label": round(hours * 3600 / useful, 2) if useful else None,
+        "seconds_per_reviewed_clip": round(per_clip, 2) if per_clip is not None and reviewed else None,
+        "seconds_per_useful_label": round(per_clip * reviewed / useful, 2) if per_clip is not None and useful else None,
     }
 
 

@@ -208,3 +208,22 @@ def test_a_masked_slot_value_is_not_counted_as_a_device_error(ws: Workspace) -> 
         result = compute_metrics(s, actor=Actor.cli()).as_dict()
     assert result["overall"]["slot_f1"] is None or result["overall"]["slot_f1"] == 1.0
     assert result["cost"]["useful_labels"] == 0  # nothing was corrected
+
+
+def test_review_time_is_unknown_not_zero_once_the_passes_are_past_retention(ws: Workspace) -> None:
+    """The cost read '0.0 s per useful label' after annotation retention: review looked free."""
+    from datetime import timedelta
+
+    from earmark.models import utcnow
+
+    f.queue_clips(ws, 2, accounts=2, text=DEVICE)
+    _review(ws, [(DEVICE, "PlayMusic", ARTIST), ("play shake it up by taylor swift", "PlayMusic", [])])
+    with ws.transaction() as s:
+        before = compute_metrics(s).as_dict()["cost"]
+    assert before["seconds_per_useful_label"] == 60.0
+    ws.settings.retention_annotation_days = 1
+    ws.run_retention(actor=Actor.cli(), now=utcnow() + timedelta(days=2))
+    with ws.transaction() as s:
+        after = compute_metrics(s).as_dict()["cost"]
+    assert after["reviewed_clips"] == 2 and after["useful_labels"] == 1  # the error figures stay
+    assert after["seconds_per_useful_label"] is None and after["seconds_per_reviewed_clip"] is None
