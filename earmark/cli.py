@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import sys
 from collections.abc import Callable
@@ -208,16 +209,24 @@ def gc(
     out.print(f"deleted {n} orphan blob(s)")
 
 
+class TokenRole(enum.StrEnum):
+    """The roles a token may have (people log in; tokens are for systems and auditors' scripts)."""
+
+    service = "service"
+    admin = "admin"
+    auditor = "auditor"
+
+
 @token_app.command("create")
 def token_create(
-    role: Annotated[Role, typer.Option(help="Role of the token.")] = Role.service,
+    role: Annotated[TokenRole, typer.Option(help="Role of the token.")] = TokenRole.service,
     label: Annotated[str, typer.Option(help="What the token is for.")] = "",
 ) -> None:
     """Create an API token. The secret is printed once and stored only hashed."""
     ws = _open()
     try:
         with ws.transaction() as session:
-            row, secret = auth.create_token(session, actor=Actor.cli(), role=role, label=label)
+            row, secret = auth.create_token(session, actor=Actor.cli(), role=Role(role.value), label=label)
             token_id = row.id
     finally:
         ws.close()

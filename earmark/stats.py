@@ -23,8 +23,12 @@ def workspace_stats(session: Session, *, consent_default: str) -> dict[str, obje
         by_consent[key] = by_consent.get(key, 0) + count
     clips = dict(session.execute(select(Clip.status, func.count()).group_by(Clip.status)).all())
     depths = queue_depths(session)
+    # Passes submitted on clips still held (an erasure keeps its passes' rows as ids only).
     reviewed = session.execute(
-        select(func.count()).select_from(Assignment).where(Assignment.state == AssignmentState.submitted)
+        select(func.count())
+        .select_from(Assignment)
+        .join(Clip, Clip.id == Assignment.clip_id)
+        .where(Assignment.state == AssignmentState.submitted, Clip.erased_at.is_(None))
     ).scalar_one()
     total_items = session.execute(select(func.count()).select_from(QueueItem)).scalar_one()
     return {

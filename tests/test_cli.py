@@ -114,6 +114,8 @@ def test_token_is_printed_once(home: Path) -> None:
     secret = result.stdout.strip().splitlines()[-1]
     assert secret.startswith("emk_")
     assert secret.encode() not in (home / "earmark.db").read_bytes()
+    refused = run(home, "token", "create", "--role", "reviewer")  # people log in; --help lists only these
+    assert refused.exit_code != 0 and "service" in refused.output and "auditor" in refused.output
 
 
 def test_keys_rotate_with_key_file(home: Path, tmp_path: Path) -> None:

@@ -193,7 +193,12 @@ def create_app(ws: Workspace, *, worker: bool = False) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            "the request body is not valid JSON"
+            if e.get("type") == "json_invalid"
+            else f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}"
+            for e in exc.errors()
+        )
         if wants_json(request):
             return JSONResponse({"error": {"message": problems, "field": None}}, status_code=422)
         return app.state.templates.TemplateResponse(

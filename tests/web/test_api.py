@@ -144,6 +144,13 @@ def test_consent_route(ws: Workspace) -> None:
     assert ok.status_code == 200 and ok.json()["human_review"] == "allow"
     bad = c.put("/api/v1/accounts/acct-new/consent", headers=headers, json={"human_review": "maybe"})
     assert bad.status_code == 422 and "human_review" in bad.json()["error"]["message"]
+    garbled = c.put(
+        "/api/v1/accounts/acct-new/consent",
+        headers={**headers, "content-type": "application/json"},
+        content=b"{human_review: allow",
+    )
+    assert garbled.status_code == 422
+    assert garbled.json()["error"]["message"] == "the request body is not valid JSON"  # was "0: JSON decode error"
     # An id no clip could carry is refused, not recorded as a new account.
     odd = c.put("/api/v1/accounts/%20acct%20x/consent", headers=headers, json={"human_review": "allow"})
     assert odd.status_code == 422 and "account_id" in odd.json()["error"]["message"]
