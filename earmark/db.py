@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -11,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -129,3 +130,14 @@ def checkpoint(engine: Engine) -> None:
         cur.close()
     finally:
         raw.close()
+
+
+def one_at_a_time(session: Session, name: str) -> None:
+    """Wait until no other transaction holds `name`'s lock, then hold it until this one ends
+    (PostgreSQL's advisory lock; SQLite's BEGIN IMMEDIATE already runs one writer at a time).
+    For work that reads, then writes from what it read, and must not run twice at once (two metric
+    refreshes inserting the same rows; two gold picks each filling a household's place). Take it
+    first, before any row lock, so it cannot be part of a deadlock."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"earmark:{name}".encode()).digest()[:8], "big", signed=True)
+        session.execute(select(func.pg_advisory_xact_lock(key)))

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.consent import allows_review, share_lock_accounts
+from earmark.db import one_at_a_time
 from earmark.errors import InvalidInput, NotFound
 from earmark.export import final_label_ids
 from earmark.models import Account, Annotation, Assignment, Clip, ClipProtection, GoldAnswer, QueueItem
@@ -120,19 +121,6 @@ def _make_gold(session: Session, actor: Actor, clip_ids: list[int], consent_defa
     return picks
 
 
-# Any fixed number: the key of PostgreSQL's advisory lock that lets one pick run at a time.
-_PICK_LOCK = 0x6561726D_676F6C64  # "earmgold"
-
-
-def _one_pick_at_a_time(session: Session) -> None:
-    """Wait for any other pick to commit (PostgreSQL): a pick counts each household's gold clips
-    before it adds more, and two picks counting at once would each add a clip to the same
-    household, past `per_account`. Taken first, before any other lock, so it cannot be part of a
-    deadlock. SQLite: its BEGIN IMMEDIATE already runs one writer at a time."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(_PICK_LOCK)))
-
-
 @dataclass(frozen=True, slots=True)
 class Candidates:
     clips: int  # reviewed clips that may become gold now
@@ -156,7 +144,8 @@ def pick_gold(
         raise InvalidInput("pick at least one clip", field="n")
     if per_account < 1:
         raise InvalidInput("per_account must be at least 1", field="per_account")
-    _one_pick_at_a_time(session)
+    # Two picks counting at once would each add a clip to the same household, past `per_account`.
+    one_at_a_time(session, "gold.pick")
     have: dict[int, int] = {}
     for account_id in session.execute(_accounts_with_gold()).scalars():
         have[account_id] = have.get(account_id, 0) + 1

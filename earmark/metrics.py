@@ -17,6 +17,7 @@ from sqlalchemy import Float, Integer, Text, case, cast, delete, distinct, func,
 from sqlalchemy.orm import Session
 
 from earmark import audit
+from earmark.db import one_at_a_time
 from earmark.escalation import SAFETY
 from earmark.export import final_label_ids
 from earmark.models import Account, Annotation, Assignment, Clip, ClipError, ClipProtection, QueueItem
@@ -120,7 +121,9 @@ def _errors_of(row: Any) -> dict[str, Any]:
 
 def refresh_errors(session: Session, *, chunk: int = 2000) -> int:
     """Compute clip_errors rows for reviewed clips that have none or whose final label changed.
-    Returns how many were (re)computed. Caller commits."""
+    Returns how many were (re)computed. Caller commits. One refresh at a time: the page's and the
+    worker's at once each inserted the same rows, and one failed on the primary key."""
+    one_at_a_time(session, "metrics.refresh")
     final = final_label_ids()
     stale = list(
         session.execute(

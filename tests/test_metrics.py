@@ -227,3 +227,23 @@ def test_review_time_is_unknown_not_zero_once_the_passes_are_past_retention(ws: 
         after = compute_metrics(s).as_dict()["cost"]
     assert after["reviewed_clips"] == 2 and after["useful_labels"] == 1  # the error figures stay
     assert after["seconds_per_useful_label"] is None and after["seconds_per_reviewed_clip"] is None
+
+
+@f.postgres_only
+def test_two_refreshes_at_once_do_not_fail(ws: Workspace) -> None:
+    """The metrics page and the worker refreshing together each inserted the same rows; one failed
+    on the primary key (a 500 on the page). Found by tests/test_interleavings.py."""
+    from earmark.metrics import refresh_errors
+
+    f.queue_clips(ws, 2, accounts=2, text=DEVICE)
+    _review(ws, [(DEVICE, "PlayMusic", ARTIST), (DEVICE, "PlayMusic", ARTIST)])
+    other = f.Racer(lambda: _in_tx(ws, refresh_errors))
+    with f.racing(ws, other) as s:
+        assert refresh_errors(s) == 2
+    assert other.error is None, other.error
+    assert other.result == 0  # it waited, then found the rows made
+
+
+def _in_tx(ws: Workspace, target):  # type: ignore[no-untyped-def]
+    with ws.transaction() as s:
+        return target(s)
