@@ -20,6 +20,9 @@ SETTINGS_FILE = "settings.toml"
 DEFAULT_HOME = Path("earmark-data")
 
 
+MAX_RETENTION_DAYS = 36_500  # a hundred years: past this a date overflows; leave unset to keep until erasure
+
+
 class Settings(BaseSettings):
     """Workspace settings. Production refuses unsafe defaults (fails closed)."""
 
@@ -46,7 +49,7 @@ class Settings(BaseSettings):
     sample_cap_per_account: int = Field(
         5, ge=0, description="Most clips of one account sampled for human review per cap period."
     )
-    sample_cap_days: int = Field(30, gt=0, description="Length of the per-account cap period, in days.")
+    sample_cap_days: int = Field(30, gt=0, le=366, description="Length of the per-account cap period, in days.")
     keep_reviewed_after_withdrawal: bool = Field(
         False,
         description="When an account withdraws consent to human review, keep the annotations of its clips "
@@ -60,13 +63,13 @@ class Settings(BaseSettings):
         description="Hex key (64 digits) of the keyed hashes that draw clips; give the upstream stream job the "
         "same key. Default: derived from HOME/secret.key.",
     )
-    lease_seconds: int = Field(600, gt=0, description="How long a reviewer holds a clip before it returns.")
+    lease_seconds: int = Field(600, gt=0, le=86_400, description="How long a reviewer holds a clip before it returns.")
     audio_url_seconds: int = Field(
-        300, gt=0, description="Lifetime of a signed audio URL handed to a reviewer's browser."
+        300, gt=0, le=86_400, description="Lifetime of a signed audio URL handed to a reviewer's browser."
     )
-    session_hours: int = Field(10, gt=0, description="Lifetime of a login session, in hours.")
+    session_hours: int = Field(10, gt=0, le=24 * 31, description="Lifetime of a login session, in hours.")
     login_max_failures: int = Field(5, gt=0, description="Failed logins in a row before a lockout.")
-    login_lockout_minutes: int = Field(15, gt=0, description="Length of a login lockout, in minutes.")
+    login_lockout_minutes: int = Field(15, gt=0, le=60 * 24 * 31, description="Length of a login lockout, in minutes.")
     cookie_secure: bool | None = Field(
         None, description="Mark cookies Secure (HTTPS only). Default: on in production, off in development."
     )
@@ -100,7 +103,7 @@ class Settings(BaseSettings):
         description="Clips without speech: kept out of review, or sent (protected) to the restricted `wakeword` queue.",
     )
     worker_interval_seconds: float = Field(
-        2.0, gt=0, description="How often the server's background worker looks for clips to process."
+        2.0, gt=0, le=3600, description="How often the server's background worker looks for clips to process."
     )
     review_passes: int = Field(1, ge=1, le=5, description="Independent reviews of each clip in the general queue.")
     probation_extra_passes: int = Field(
@@ -113,25 +116,35 @@ class Settings(BaseSettings):
     safety_max_clips: int = Field(
         10, ge=1, description="Sensitive clips a safety reviewer hears before their queue pauses for a break."
     )
-    safety_window_minutes: int = Field(60, ge=1, description="Window over which safety_max_clips is counted.")
+    safety_window_minutes: int = Field(
+        60, ge=1, le=60 * 24 * 31, description="Window over which safety_max_clips is counted."
+    )
     safety_protocol: str = Field(
         "", description="Markdown shown on every safety clip (path to a .md file or the text itself); empty: built-in."
     )
     retention_original_days: int | None = Field(
-        90, ge=0, description="Days original audio is kept after ingest (unset: until erasure)."
+        90, ge=0, le=MAX_RETENTION_DAYS, description="Days original audio is kept after ingest (unset: until erasure)."
     )
     retention_derivative_days: int | None = Field(
-        30, ge=0, description="Days protected (redacted, anonymized) audio is kept after processing."
+        30,
+        ge=0,
+        le=MAX_RETENTION_DAYS,
+        description="Days protected (redacted, anonymized) audio is kept after processing.",
     )
     retention_transcript_days: int | None = Field(
-        90, ge=0, description="Days transcripts (device hypotheses, pipeline transcripts) are kept after ingest."
+        90,
+        ge=0,
+        le=MAX_RETENTION_DAYS,
+        description="Days transcripts (device hypotheses, pipeline transcripts) are kept after ingest.",
     )
-    retention_annotation_days: int | None = Field(365, ge=0, description="Days reviewer annotations are kept.")
+    retention_annotation_days: int | None = Field(
+        365, ge=0, le=MAX_RETENTION_DAYS, description="Days reviewer annotations are kept."
+    )
     retention_audit_days: int | None = Field(
         None, description="Must stay unset: audit rows hold ids only and the hash chain needs them all."
     )
     retention_interval_hours: float = Field(
-        24.0, gt=0, description="How often the server's worker runs the retention policy."
+        24.0, gt=0, le=24 * 31, description="How often the server's worker runs the retention policy."
     )
     bind_host: str = Field("127.0.0.1", description="Address `earmark serve` listens on.")
     bind_port: int = Field(8000, gt=0, lt=65536, description="Port `earmark serve` listens on.")
@@ -148,6 +161,15 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "must be at least 32 hex digits (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
                 )
+        return v
+
+    @field_validator("retention_audit_days")
+    @classmethod
+    def _audit_kept(cls, v: int | None) -> int | None:
+        # Refused here, at startup: the worker refused every retention run for it, so audio past
+        # its time was never deleted while the server looked healthy.
+        if v is not None:
+            raise ValueError("must stay unset: audit rows hold ids only and the hash chain needs every one")
         return v
 
     @model_validator(mode="after")

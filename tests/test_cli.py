@@ -150,6 +150,24 @@ def test_bad_settings_file_is_reported(home: Path) -> None:
     assert result.exit_code == 1 and "max_clip_seconds" in result.output
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        # Accepted before, then: every retention run refused (audio kept past its time), or an
+        # overflow in a login, a lease, a retention run or the worker thread.
+        ("retention_audit_days", "30"),
+        ("session_hours", "99999999999"),
+        ("lease_seconds", "99999999999999"),
+        ("retention_original_days", "99999999999"),
+        ("worker_interval_seconds", "inf"),
+        ("sample_cap_days", "400"),
+    ],
+)
+def test_settings_that_would_fail_later_stop_earmark_at_once(home: Path, key: str, value: str) -> None:
+    result = run(home, "stats", env={f"EARMARK_{key.upper()}": value})
+    assert result.exit_code == 1 and key in result.output and "Traceback" not in result.output
+
+
 def test_settings_changes_are_audited_by_key(home: Path) -> None:
     (home / "settings.toml").write_text("lease_seconds = 300\n")
     assert run(home, "stats").exit_code == 0
