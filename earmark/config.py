@@ -38,7 +38,9 @@ class Settings(BaseSettings):
         description="Base64 32-byte workspace key. If unset, HOME/workspace.key (mode 0600) is used.",
     )
     consent_default: Literal["allow", "deny"] = Field(
-        "deny", description="Human-review consent of an account that never said (opt-in: deny)."
+        "deny",
+        description="Human-review consent of an account that never said (opt-in: deny). Turning it from allow "
+        "to deny takes such accounts' clips out of review at the next start (recorded as their deny).",
     )
     max_clip_seconds: int = Field(30, gt=0, description="Longest clip accepted at ingest, in seconds.")
     max_upload_bytes: int = Field(

@@ -41,6 +41,46 @@ def test_default_allow_is_a_setting(ws: Workspace) -> None:
     assert _sample(ws, Consent.allow) == 2
 
 
+def test_a_default_that_turns_to_deny_takes_undecided_accounts_out_of_review(ws: Workspace) -> None:
+    """consent_default went from allow to deny, and the clips of accounts that never answered,
+    queued under the old default, could still be leased: nothing re-checks consent at a lease."""
+    from earmark.workspace import open_workspace
+
+    ws.settings.consent_default = "allow"
+    ids = [f.ingest_speech(ws, "play some jazz", account_id="never-said")]
+    f.allow(ws, "said-yes")
+    ids.append(f.ingest_speech(ws, "play some jazz", account_id="said-yes"))
+    with ws.transaction() as s:  # the snapshot of settings as they were
+        from earmark.workspace import record_settings
+
+        record_settings(s, ws.settings)
+        draw_sample(
+            s,
+            actor=Actor.cli(),
+            policy=SamplingPolicy.uniform(1.0, cap=100, period_days=30),
+            key=b"k" * 8,
+            default_consent=Consent.allow,
+        )
+    ws.process_pending()
+    keys_before = set(ws.blobs.iter_keys())
+    reopened = open_workspace(ws.settings.model_copy(update={"consent_default": "deny"}))
+    try:
+        with reopened.sessions() as s:
+            status = {ext: st for ext, st in s.execute(select(Clip.external_id, Clip.status)).all()}
+            account = s.execute(select(Account).where(Account.external_id == "never-said")).scalar_one()
+            assert account.human_review == Consent.deny
+            gone = s.execute(select(Clip.protected_blob_key).where(Clip.external_id == ids[0])).scalar_one()
+        assert status == {ids[0]: "withdrawn", ids[1]: "queued"}
+        assert gone is None and len(set(reopened.blobs.iter_keys())) == len(keys_before) - 1  # its audio deleted
+        with reopened.transaction() as s:
+            a = lease_next(s, actor=f.user(reopened, "r1"))
+            assert a is not None and a.clip_id != 0
+            clip = s.get(Clip, a.clip_id)
+            assert clip is not None and clip.external_id == ids[1]
+    finally:
+        reopened.close()
+
+
 def test_only_allowed_accounts_are_sampled(ws: Workspace) -> None:
     f.ingest(ws, 2, account_id="yes")
     f.ingest(ws, 2, account_id="no")
