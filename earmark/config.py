@@ -49,7 +49,10 @@ class Settings(BaseSettings):
     min_sample_rate: int = Field(8000, gt=0, description="Lowest sample rate accepted at ingest (Hz).")
     max_channels: int = Field(2, gt=0, description="Most audio channels accepted at ingest.")
     sample_cap_per_account: int = Field(
-        5, ge=0, description="Most clips of one account sampled for human review per cap period."
+        5,
+        ge=0,
+        description="Most clips of one account sampled for human review per cap period; a ceiling for every "
+        "draw (a policy file's own cap applies when it is lower).",
     )
     sample_cap_days: int = Field(30, gt=0, le=366, description="Length of the per-account cap period, in days.")
     keep_reviewed_after_withdrawal: bool = Field(
@@ -58,7 +61,9 @@ class Settings(BaseSettings):
         "already reviewed (training use of reviewed data). Default: delete them.",
     )
     sampling_policy: Path | None = Field(
-        None, description="Sampling policy file (TOML or YAML) `earmark sample` uses when given no --policy."
+        None,
+        description="Sampling policy file (TOML or YAML) `earmark sample` uses when given no --policy; a relative "
+        "path is taken from the workspace folder.",
     )
     sampling_key: SecretStr | None = Field(
         None,

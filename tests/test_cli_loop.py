@@ -78,6 +78,23 @@ def test_sample_with_a_policy_dry_run_then_real(home: Path, tmp_path: Path) -> N
     assert stats["clips"]["by_status"]["pending"] == report["drawn"]
 
 
+def test_the_workspace_household_cap_bounds_a_policy_files_draw(home: Path, tmp_path: Path) -> None:  # noqa: F811
+    """sample_cap_per_account applied to --rate only: a policy file's own cap (3) overrode it (1)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    manifest = folder / "m.jsonl"
+    manifest.write_text("".join(json.dumps(x) + "\n" for x in _lines(folder, 24)))
+    assert run(home, "ingest", str(manifest)).exit_code == 0
+    for a in range(4):
+        assert run(home, "consent", "set", f"acct-{a}", "--human-review", "allow").exit_code == 0
+    (home / "policy.toml").write_text(POLICY)  # its own cap: 3 per household
+    # A relative sampling_policy is the workspace's file, wherever the command runs.
+    (home / "settings.toml").write_text((home / "settings.toml").read_text() + '\nsampling_policy = "policy.toml"\n')
+    dry = run(home, "sample", "--dry-run", "--json", env={"EARMARK_SAMPLE_CAP_PER_ACCOUNT": "1"})
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["drawn"] <= 4  # one per household
+
+
 def test_sample_refuses_a_bad_policy_naming_the_key(home: Path, tmp_path: Path) -> None:  # noqa: F811
     policy = tmp_path / "policy.yaml"
     policy.write_text("rate: 0.5\nbudget: {uniform: 0.5, priority: 0.2}\nstrata: {region: {eu: 0.1}}\n")
