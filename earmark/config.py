@@ -170,6 +170,14 @@ class Settings(BaseSettings):
                 )
         return v
 
+    @field_validator("safety_protocol")
+    @classmethod
+    def _protocol_file_exists(cls, v: str) -> str:
+        # A mistyped path was shown to the safety team as if it were their protocol.
+        if v.strip().endswith(".md") and "\n" not in v and not Path(v.strip()).expanduser().is_file():
+            raise ValueError(f"no such file: {v.strip()} (give the path of a .md file, or the protocol's text)")
+        return v
+
     @field_validator("retention_audit_days")
     @classmethod
     def _audit_kept(cls, v: int | None) -> int | None:

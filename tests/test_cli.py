@@ -161,6 +161,7 @@ def test_bad_settings_file_is_reported(home: Path) -> None:
         ("retention_original_days", "99999999999"),
         ("worker_interval_seconds", "inf"),
         ("sample_cap_days", "400"),
+        ("safety_protocol", "/etc/earmark/safety-protocl.md"),  # a typo was shown as the protocol
     ],
 )
 def test_settings_that_would_fail_later_stop_earmark_at_once(home: Path, key: str, value: str) -> None:
