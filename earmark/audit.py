@@ -55,6 +55,7 @@ EVENTS: dict[str, str] = {
     "review.release": "A reviewer opened another queue; the clip they held returned to its queue unsaved "
     "(details: queue, opened).",
     "pipeline.process": "The safe-to-hear pipeline finished a clip (details: outcome, reason, pii_spans, labels).",
+    "pipeline.retry": "Clips held by a processing error were sent back to the pipeline (details: clips, skipped).",
     "pipeline.hold": "A clip's processing failed; it is held, never queued unprotected (details: reason).",
     "account.erase": "An account was erased: key shredded, text deleted (details: clips, annotations, blobs, "
     "exports_to_prune).",

@@ -298,10 +298,24 @@ def keys_rotate() -> None:
 @app.command()
 def process(
     limit: Annotated[int, typer.Option(help="Most clips to process in this run.")] = 100_000,
+    retry_held: Annotated[
+        bool,
+        typer.Option(
+            "--retry-held",
+            help="First send clips held by a processing error (error:...) back to the pipeline, once the "
+            "cause is fixed; clips of accounts that no longer allow review stay held.",
+        ),
+    ] = False,
 ) -> None:
     """Run sampled clips through the safe-to-hear pipeline and queue the protected versions."""
     ws = _open()
     try:
+        if retry_held:
+            from earmark.pipeline import retry_held as send_back
+
+            with ws.transaction() as session:
+                n = send_back(session, actor=Actor.cli(), consent_default=ws.settings.consent_default)
+            err.print(f"{n} held clip(s) sent back to the pipeline")
         with ws.sessions() as session:
             total = min(limit, len(pending_clip_ids(session, limit=limit)))
         counts: dict[str, int] = {}

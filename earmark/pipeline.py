@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from earmark import audit
@@ -394,6 +394,38 @@ def hold_clip(session: Session, *, actor: Actor, clip_id: int, reason: str) -> N
         object_id=clip.id,
         details={"reason": reason[:64]},
     )
+
+
+def retry_held(session: Session, *, actor: Actor, consent_default: str) -> int:
+    """Send clips held by a processing error (`error:...`: a missing blob put back, a model setting
+    fixed) back to the pipeline. Only clips whose account still allows review and whose original
+    is still held: a withdrawal does not touch held clips, so consent is checked here, under the
+    accounts' share lock. Clips held for what they are (too short, no speech) stay. Audited with
+    counts only; caller commits, then runs the pipeline."""
+    from earmark.consent import allows_review, share_lock_accounts
+
+    held = session.execute(
+        select(Clip.id, Clip.account_id).where(
+            Clip.status == ClipStatus.held,
+            Clip.hold_reason.startswith("error:"),
+            Clip.blob_key.is_not(None),
+            Clip.erased_at.is_(None),
+        )
+    ).all()
+    allowed = share_lock_accounts(session, {a for _, a in held}, allows_review(consent_default))
+    ids = sorted(c for c, a in held if a in allowed)
+    retried = 0
+    for start in range(0, len(ids), 500):
+        retried += session.execute(
+            update(Clip)
+            .where(Clip.id.in_(ids[start : start + 500]), Clip.status == ClipStatus.held)
+            .values(status=ClipStatus.pending, hold_reason=None, processed_at=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    audit.record(
+        session, actor=actor, action="pipeline.retry", details={"clips": retried, "skipped": len(held) - retried}
+    )
+    return int(retried)
 
 
 def pending_clip_ids(session: Session, *, limit: int) -> list[int]:

@@ -217,3 +217,10 @@ def test_catalog_and_inventory_import(home: Path, tmp_path: Path) -> None:
         assert result.exit_code == 1, result.output
         assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
         assert "utf-8" in result.stderr.lower(), result.output
+
+
+def test_process_retry_held_reports_what_it_sent_back(home: Path) -> None:
+    result = run(home, "process", "--retry-held")
+    assert result.exit_code == 0 and "0 held clip(s) sent back to the pipeline" in result.output
+    events = [json.loads(line) for line in run(home, "audit", "export").stdout.splitlines()]
+    assert [e["details"] for e in events if e["action"] == "pipeline.retry"] == [{"clips": 0, "skipped": 0}]

@@ -185,6 +185,27 @@ def test_a_crashing_stage_holds_the_clip_and_leaves_no_blob(ws: Workspace) -> No
         assert s.execute(select(QueueItem)).first() is None
 
 
+def test_clips_held_by_an_error_can_be_sent_back_once_fixed_but_not_after_a_no(ws: Workspace) -> None:
+    """A held clip stayed held for good: a missing blob put back, a model setting fixed, nothing
+    could retry it. A withdrawal leaves held clips as they are, so a retry must check consent."""
+    from earmark.pipeline import retry_held
+
+    ws.parts = fast_components(anonymizer=Crashing())
+    mine = f.ingest_speech(ws, "play music", account_id="p1")
+    theirs = f.ingest_speech(ws, "play music", account_id="p2")
+    f.allow(ws, "p1", "p2")
+    f.sample_all(ws)
+    assert {r.outcome for r in ws.process_pending()} == {"held"}
+    ws.set_consent(actor=Actor.cli(), account_id="p2", human_review=Consent.deny)
+    assert _clip(ws, theirs).status == "held"  # a withdrawal does not touch a held clip
+    ws.parts = fast_components()  # the cause fixed
+    with ws.transaction() as s:
+        assert retry_held(s, actor=Actor.cli(), consent_default=ws.settings.consent_default) == 1
+    [result] = ws.process_pending()
+    assert result.outcome == "general"
+    assert (_clip(ws, mine).status, _clip(ws, theirs).status) == ("queued", "held")
+
+
 def test_sensitive_clips_go_to_safety_and_never_to_general_reviewers(ws: Workspace) -> None:
     cid = f.ingest_speech(ws, "somebody help me call the police", account_id="p1")
     f.allow(ws, "p1")
