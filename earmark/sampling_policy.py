@@ -333,8 +333,32 @@ class CapCounter:
         return cls(cap, counts)
 
 
+class _StreamASR(BaseModel):
+    """The device hypothesis of a stream line, typed where the draw reads it (the rest is passed on)."""
+
+    model_config = ConfigDict(extra="allow")
+    text: str | None = None
+    confidence: float | None = Field(None, ge=0.0, le=1.0)
+    alternatives: list[str] = Field(default_factory=list)
+
+
+class _StreamSlot(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    value: str
+
+
+class _StreamNLU(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    intent: str | None = None
+    slots: list[_StreamSlot] = Field(default_factory=list)
+    confidence: float | None = Field(None, ge=0.0, le=1.0)
+
+
 class StreamRecord(BaseModel):
-    """One metadata line of the upstream stream. Unknown fields are carried through untouched."""
+    """One metadata line of the upstream stream. Unknown fields are carried through untouched.
+    The device's hypotheses are typed: a confidence of "high" or an intent that is a list crashed
+    the draw, which had already written lines before it."""
 
     model_config = ConfigDict(extra="ignore")
     clip_id: str = Field(min_length=1, max_length=128)
@@ -345,8 +369,8 @@ class StreamRecord(BaseModel):
     child_profile: bool = False
     wake_score: float | None = None
     human_review: Literal["allow", "deny"] | None = None
-    device_asr: dict[str, Any] | None = None
-    device_nlu: dict[str, Any] | None = None
+    device_asr: _StreamASR | None = None
+    device_nlu: _StreamNLU | None = None
 
     @field_validator("recorded_at")
     @classmethod
@@ -413,6 +437,9 @@ def draw_stream(
             totals.capped += 1
             continue
         totals.drawn += 1
+        # Consent is the stream's field, not the clip's: a drawn line is the clip's metadata for
+        # `earmark ingest`, which takes no consent (record it with `earmark consent` or the API).
+        raw.pop("human_review", None)
         raw["sampling"] = {"probability": d.probability, "reason": d.reason, "policy": tag}
         yield json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
 

@@ -124,9 +124,9 @@ def test_sample_stream_then_ingest_keeps_the_upstream_draw(home: Path, tmp_path:
     drawn = [json.loads(x) for x in drawn_file.read_text().splitlines()]
     assert 0 < len(drawn) <= 12
     assert f"read 23, drew {len(drawn)}" in result.output
-    # Only drawn clips reach earmark; `human_review` is the stream's field, not a clip's.
-    for x in drawn:
-        del x["human_review"]
+    # Only drawn clips reach earmark; `human_review` is the stream's field, not a clip's: the drawn
+    # lines go to ingest as they are.
+    assert not any("human_review" in x for x in drawn)
     manifest = folder / "ingest.jsonl"
     manifest.write_text("".join(json.dumps(x) + "\n" for x in drawn))
     assert run(home, "ingest", str(manifest)).exit_code == 0
@@ -134,6 +134,24 @@ def test_sample_stream_then_ingest_keeps_the_upstream_draw(home: Path, tmp_path:
         run(home, "consent", "set", f"acct-{a}", "--human-review", "allow", "--create")
     out = json.loads(run(home, "sample", "--rate", "0.001", "--json").stdout)
     assert out["drawn"] == len(drawn)  # the stream's decision stands, whatever this run's rate
+
+
+def test_sample_stream_skips_lines_whose_hypotheses_have_the_wrong_types(home: Path, tmp_path: Path) -> None:  # noqa: F811
+    """A confidence of "high", an alternative that is a number or an intent that is a list crashed
+    the draw after it had written lines."""
+    base = {"account_id": "a", "recorded_at": "2026-11-02T08:00:00+00:00", "human_review": "allow"}
+    lines = [
+        {**base, "clip_id": "b1", "device_asr": {"confidence": "high"}},
+        {**base, "clip_id": "b2", "device_asr": {"text": "hi", "alternatives": [5]}},
+        {**base, "clip_id": "b3", "device_nlu": {"intent": ["MakeCall"]}},
+        {**base, "clip_id": "g1", "device_asr": {"text": "hi", "confidence": 0.3}},
+    ]
+    policy = tmp_path / "policy.toml"
+    policy.write_text("rate = 1.0\ncap_per_account = 5\n")
+    result = run(home, "sample-stream", "--policy", str(policy), input=_jsonl(lines))
+    assert result.exit_code == 0, result.output
+    assert [json.loads(x)["clip_id"] for x in result.stdout.splitlines()] == ["g1"]
+    assert all(f"line {n}: skipped" in result.output for n in (1, 2, 3))
 
 
 def test_sample_stream_reads_stdin_and_writes_stdout(home: Path, tmp_path: Path) -> None:  # noqa: F811
