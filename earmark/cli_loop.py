@@ -21,13 +21,14 @@ from earmark.sampling_policy import (
     EntityCheck,
     SamplingPolicy,
     StreamTotals,
+    capped,
     draw_stream,
     entity_check,
     load_policy,
 )
 from earmark.textnorm import normalize
 from earmark.types import Actor, Consent
-from earmark.workspace import sampling_key
+from earmark.workspace import sampling_key, workspace_policy
 
 
 def _policy(policy: Path | None, rate: float | None) -> SamplingPolicy:
@@ -38,20 +39,10 @@ def _policy(policy: Path | None, rate: float | None) -> SamplingPolicy:
         if not 0.0 < rate <= 1.0:
             raise InvalidInput("--rate must be in (0, 1]", field="rate")
         return SamplingPolicy.uniform(rate, cap=s.sample_cap_per_account, period_days=s.sample_cap_days)
-    path = policy
-    if path is None and s.sampling_policy is not None:
-        # The workspace's own setting names a file relative to the workspace, not to where the
-        # command happens to run.
-        path = s.sampling_policy if s.sampling_policy.is_absolute() else s.home / s.sampling_policy
-    if path is None:
-        raise InvalidInput(
-            "no sampling policy: pass --policy FILE (TOML or YAML, see docs/sampling.md), set "
-            "`sampling_policy` in settings.toml, or draw uniformly with --rate",
-            field="policy",
-        )
-    loaded = load_policy(Path(path))
+    if policy is None:
+        return workspace_policy(s)
     # The workspace's household cap is a ceiling every draw keeps to, a policy file's included.
-    return loaded.model_copy(update={"cap_per_account": min(loaded.cap_per_account, s.sample_cap_per_account)})
+    return capped(load_policy(policy), s.sample_cap_per_account)
 
 
 def _print_sample(result: SampleResult, dry_run: bool) -> None:

@@ -107,10 +107,18 @@ class Settings(BaseSettings):
     )
     no_speech_route: Literal["exclude", "wakeword"] = Field(
         "exclude",
-        description="Clips without speech: kept out of review, or sent (protected) to the restricted `wakeword` queue.",
+        description="Clips without speech: kept out of review, or sent (protected) to the restricted `wakeword` "
+        "queue, which no page or command leases from yet (they wait there, counted by `earmark stats`).",
     )
     worker_interval_seconds: float = Field(
         2.0, gt=0, le=3600, description="How often the server's background worker looks for clips to process."
+    )
+    worker_sample_minutes: float | None = Field(
+        None,
+        gt=0,
+        le=60 * 24 * 7,
+        description="How often the server's worker draws a sample with the `sampling_policy` file, so clips "
+        "that arrive through the API reach the queue by themselves (unset: only `earmark sample` draws).",
     )
     review_passes: int = Field(1, ge=1, le=5, description="Independent reviews of each clip in the general queue.")
     probation_extra_passes: int = Field(
@@ -186,6 +194,12 @@ class Settings(BaseSettings):
         if v is not None:
             raise ValueError("must stay unset: audit rows hold ids only and the hash chain needs every one")
         return v
+
+    @model_validator(mode="after")
+    def _worker_sampling_needs_a_policy(self) -> Settings:
+        if self.worker_sample_minutes is not None and self.sampling_policy is None:
+            raise ValueError("worker_sample_minutes needs sampling_policy: the worker draws with that file")
+        return self
 
     @model_validator(mode="after")
     def _production_fails_closed(self) -> Settings:

@@ -333,6 +333,12 @@ class CapCounter:
         return cls(cap, counts)
 
 
+def capped(policy: SamplingPolicy, cap_per_account: int) -> SamplingPolicy:
+    """`policy` with the workspace's household cap as a ceiling (a policy file's own cap applies
+    when it is lower)."""
+    return policy.model_copy(update={"cap_per_account": min(policy.cap_per_account, cap_per_account)})
+
+
 class _StreamASR(BaseModel):
     """The device hypothesis of a stream line, typed where the draw reads it (the rest is passed on)."""
 

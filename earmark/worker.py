@@ -1,5 +1,6 @@
-"""The server's background worker: it keeps running the pipeline over newly sampled clips, so a
-queue fills by itself while the web app serves reviewers. A boundary: it owns its transactions."""
+"""The server's background worker: it keeps running the pipeline over newly sampled clips (and,
+with `worker_sample_minutes`, draws samples itself), so a queue fills by itself while the web app
+serves reviewers. A boundary: it owns its transactions."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class BackgroundWorker:
         self.processed = 0
         self._next_retention = time.monotonic()  # the first round runs it, then every interval
         self._next_metrics = time.monotonic()
+        self._next_sample = time.monotonic()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="earmark-worker", daemon=True)
@@ -53,6 +55,22 @@ class BackgroundWorker:
                 # (data past its time must not wait a whole interval more).
                 self._next_retention = time.monotonic()
                 log.warning("retention met a database conflict; it runs again next round")
+        minutes = self.ws.settings.worker_sample_minutes
+        if minutes is not None and time.monotonic() >= self._next_sample:
+            # Clips that arrive through the API reach the queue by themselves: the worker draws
+            # with the workspace's policy, as `earmark sample` would.
+            self._next_sample = time.monotonic() + minutes * 60
+            try:
+                drawn = self.ws.draw_sample(actor=Actor.system(), policy=self.ws.sampling_policy())
+                if drawn.drawn:
+                    log.info("sample: %d clip(s) drawn", drawn.drawn)
+            except EarmarkError as exc:
+                log.error("sampling refused: %s", exc)
+            except Exception as exc:
+                if not db.is_transient(exc):
+                    raise
+                self._next_sample = time.monotonic()  # rolled back: due again next round
+                log.warning("sampling met a database conflict; it runs again next round")
         results = self.ws.process_pending(limit=self.batch)
         self.processed += len(results)
         if results:

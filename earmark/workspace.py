@@ -27,7 +27,7 @@ from earmark.config import SETTINGS_FILE, Settings
 from earmark.consent import ConsentResult, set_consent
 from earmark.crypto import Keyring, new_key, parse_env_key, read_keyring, write_keyring
 from earmark.erasure import ErasureResult, erase_account
-from earmark.errors import ConfigError, EarmarkError
+from earmark.errors import ConfigError, EarmarkError, InvalidInput
 from earmark.ingest import ClipMeta, IngestResult, ingest_clip, lock_batch_accounts
 from earmark.models import Account, Clip, QueueItem, SettingsSnapshot, User, utcnow
 from earmark.pipeline import (
@@ -43,6 +43,8 @@ from earmark.pipeline import (
     store_protection,
 )
 from earmark.retention import RetentionPolicy, RetentionResult, run_retention
+from earmark.sampling import SampleResult, draw_sample
+from earmark.sampling_policy import SamplingPolicy, capped, load_policy
 from earmark.stats import workspace_stats
 from earmark.storage import InflightJournal, LocalBlobStore, collect_orphans
 from earmark.types import Actor, ClipStatus, Consent, QueueState, Role
@@ -283,6 +285,24 @@ class Workspace:
             self.blobs.delete(stored.replaced_blob)
         return stored
 
+    def sampling_policy(self) -> SamplingPolicy:
+        return workspace_policy(self.settings)
+
+    def draw_sample(self, *, actor: Actor, policy: SamplingPolicy, dry_run: bool = False) -> SampleResult:
+        """Draw with `policy` in one transaction (nothing kept when `dry_run`)."""
+        with self.transaction() as session:
+            result = draw_sample(
+                session,
+                actor=actor,
+                policy=policy,
+                key=sampling_key(self.settings),
+                default_consent=Consent(self.settings.consent_default),
+                dry_run=dry_run,
+            )
+            if dry_run:
+                session.rollback()
+        return result
+
     @property
     def retention_policy(self) -> RetentionPolicy:
         s = self.settings
@@ -383,6 +403,19 @@ def sampling_key(settings: Settings) -> bytes:
 
 
 SECRET_SETTINGS = {"workspace_key", "database_url", "home", "sampling_key"}
+
+
+def workspace_policy(s: Settings) -> SamplingPolicy:
+    """The `sampling_policy` file (a relative path from the workspace folder, not from where a
+    command runs) under the workspace's household cap, a ceiling for every draw."""
+    if s.sampling_policy is None:
+        raise InvalidInput(
+            "no sampling policy: pass --policy FILE (TOML or YAML, see docs/sampling.md), set "
+            "`sampling_policy` in settings.toml, or draw uniformly with --rate",
+            field="policy",
+        )
+    path = s.sampling_policy if s.sampling_policy.is_absolute() else s.home / s.sampling_policy
+    return capped(load_policy(path), s.sample_cap_per_account)
 
 
 def record_settings(session: Session, settings: Settings, *, freed: list[str] | None = None) -> list[str]:

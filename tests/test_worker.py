@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy import text as sql
@@ -33,6 +35,31 @@ def test_a_round_processes_sampled_clips_and_keeps_metrics_current(ws: Workspace
     worker.run_once()
     with ws.sessions() as s:
         assert s.execute(select(ClipError.asr_errors, ClipError.asr_words)).one() == (0, 7)
+
+
+def test_with_worker_sampling_a_clip_posted_to_the_api_reaches_the_queue_by_itself(ws: Workspace) -> None:
+    """Nothing sampled clips that arrived through the API until someone ran `earmark sample`."""
+    (ws.settings.home / "policy.toml").write_text("rate = 1.0\ncap_per_account = 5\n")
+    ws.settings.sampling_policy = Path("policy.toml")  # from the workspace folder
+    ws.settings.worker_sample_minutes = 5
+    f.allow(ws, "w1")
+    f.ingest_speech(ws, "play shake it off by taylor swift", account_id="w1")
+    f.ingest_speech(ws, "play shake it off by taylor swift", account_id="nobody-asked")  # no consent
+    worker = BackgroundWorker(ws, interval=0.1)
+    assert worker.run_once() == 1
+    with ws.sessions() as s:
+        assert sorted(s.execute(select(Clip.status)).scalars()) == ["queued", "stored"]
+        drawn = s.execute(select(AuditEvent).where(AuditEvent.action == "sample.draw")).scalar_one()
+        assert drawn.actor == "system" and drawn.details["drawn"] == 1
+    assert worker.run_once() == 0  # the next draw waits for its interval
+
+
+def test_worker_sampling_without_a_policy_file_is_refused_at_startup(ws: Workspace) -> None:
+    from earmark.config import load_settings
+    from earmark.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="worker_sample_minutes needs sampling_policy"):
+        load_settings(ws.settings.home, worker_sample_minutes=5)
 
 
 @f.postgres_only
