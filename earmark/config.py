@@ -186,6 +186,14 @@ class Settings(BaseSettings):
             raise ValueError(f"no such file: {v.strip()} (give the path of a .md file, or the protocol's text)")
         return v
 
+    @field_validator("whisper_model")
+    @classmethod
+    def _whisper_model_exists(cls, v: str) -> str:
+        # A wrong path held every pending clip under `serve` and crashed `earmark process`.
+        if v != "tiny.en" and not (Path(v).expanduser() / "model.bin").is_file():
+            raise ValueError(f"{v!r} is neither tiny.en nor a folder holding a CTranslate2 Whisper model (model.bin)")
+        return v
+
     @field_validator("retention_audit_days")
     @classmethod
     def _audit_kept(cls, v: int | None) -> int | None:

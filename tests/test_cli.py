@@ -162,6 +162,7 @@ def test_bad_settings_file_is_reported(home: Path) -> None:
         ("worker_interval_seconds", "inf"),
         ("sample_cap_days", "400"),
         ("safety_protocol", "/etc/earmark/safety-protocl.md"),  # a typo was shown as the protocol
+        ("whisper_model", "/nonexistent/model"),  # held every pending clip under serve
     ],
 )
 def test_settings_that_would_fail_later_stop_earmark_at_once(home: Path, key: str, value: str) -> None:
