@@ -6,6 +6,7 @@ Values come, in rising priority, from the defaults below, the workspace's `setti
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from pathlib import Path
@@ -243,11 +244,25 @@ class Settings(BaseSettings):
         return self.home / "secret.key"
 
 
+def _refuse_misspelled_variables() -> None:
+    """An EARMARK_* variable that is no setting but close to one is a typo, refused as the same
+    typo in settings.toml is (EARMARK_RETENTION_ORIGINAL_DAY=7 was ignored in silence, and audio
+    kept its default 90 days). Variables far from every setting are other tools' and are left."""
+    known = set(Settings.model_fields)
+    for name in os.environ:
+        if not name.startswith("EARMARK_") or name[8:].lower() in known:
+            continue
+        close = difflib.get_close_matches(name[8:].lower(), known, n=1, cutoff=0.85)
+        if close:
+            raise ConfigError(f"{name} is not a setting; did you mean EARMARK_{close[0].upper()}?")
+
+
 def load_settings(home: Path | None = None, **overrides: object) -> Settings:
     """Build settings for the workspace at `home` (or EARMARK_HOME, or ./earmark-data).
 
     The workspace's settings.toml fills in what the environment does not set.
     """
+    _refuse_misspelled_variables()
     if home is None:
         home = Path(os.environ.get("EARMARK_HOME", DEFAULT_HOME))
     values: dict[str, object] = {}

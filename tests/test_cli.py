@@ -170,6 +170,15 @@ def test_settings_that_would_fail_later_stop_earmark_at_once(home: Path, key: st
     assert result.exit_code == 1 and key in result.output and "Traceback" not in result.output
 
 
+def test_a_misspelled_setting_variable_is_refused_not_ignored(home: Path) -> None:
+    result = run(home, "stats", env={"EARMARK_RETENTION_ORIGINAL_DAY": "7"})
+    assert result.exit_code == 1
+    assert "EARMARK_RETENTION_ORIGINAL_DAY is not a setting; did you mean EARMARK_RETENTION_ORIGINAL_DAYS?" in (
+        result.output
+    )
+    assert run(home, "stats", env={"EARMARK_SOMETHING_ELSE_ENTIRELY": "1"}).exit_code == 0  # another tool's
+
+
 def test_settings_changes_are_audited_by_key(home: Path) -> None:
     (home / "settings.toml").write_text("lease_seconds = 300\n")
     assert run(home, "stats").exit_code == 0
