@@ -42,6 +42,16 @@ Rate = Field(gt=0.0, le=1.0)
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        # TOML's true read as 1: `cap_per_account = true` became a cap of 1, a rate of true 100%.
+        if isinstance(data, dict):
+            for name, spec in cls.model_fields.items():
+                if isinstance(data.get(name), bool) and spec.annotation is not bool:
+                    raise ValueError(f"{name}: {str(data[name]).lower()} is not a number")
+        return data
+
 
 class Budget(_Strict):
     """How the drawn clips divide between uniform and priority sampling (shares summing to 1)."""
@@ -92,6 +102,16 @@ class SamplingPolicy(_Strict):
     strata: dict[Literal["intent", "device_type", "locale"], dict[str, float]] = Field(default_factory=dict)
     exclude: Exclusions = Exclusions()
     priority: Priority = Priority()
+
+    @field_validator("strata", mode="before")
+    @classmethod
+    def _stratum_rates_are_numbers(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for dim, rates in v.items():
+                for name, r in rates.items() if isinstance(rates, dict) else ():
+                    if isinstance(r, bool):
+                        raise ValueError(f"{dim}.{name}: rate must be a number in (0, 1], got {str(r).lower()}")
+        return v
 
     @field_validator("strata")
     @classmethod
@@ -160,7 +180,7 @@ def parse_policy(raw: Any, *, source: str = "policy") -> SamplingPolicy:
             elif err["type"] == "literal_error" and err["loc"][:1] == ("strata",):
                 key = f"strata.{err['loc'][1]}"
                 msg = f"unknown stratum (known: {', '.join(STRATA)})"
-            problems.append(f"{key}: {msg}")
+            problems.append(msg if not err["loc"] and ": " in msg else f"{key}: {msg}")
         raise InvalidInput(f"{source}: " + "; ".join(problems)) from exc
 
 

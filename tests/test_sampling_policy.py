@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -236,3 +237,21 @@ def test_stream_skips_bad_lines_and_tags_drawn_ones() -> None:
     assert drawn["extra"] == {"kept": 1}  # upstream fields pass through
     assert drawn["sampling"] == {"probability": 1.0, "reason": "uniform", "policy": p.digest()}
     assert (totals.read, totals.drawn, totals.bad) == (5, 1, 3)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"rate": 0.5, "cap_per_account": True}, "cap_per_account: true is not a number"),
+        ({"rate": True}, "rate: true is not a number"),
+        (
+            {"rate": 0.5, "strata": {"locale": {"en-GB": True}}},
+            "locale.en-GB: rate must be a number in (0, 1], got true",
+        ),
+        ({"rate": 0.5, "budget": {"uniform": True, "priority": 0.0}}, "uniform: true is not a number"),
+    ],
+)
+def test_true_is_not_a_number_in_a_policy(raw: dict, message: str) -> None:  # type: ignore[type-arg]
+    """TOML's true read as 1: a cap of true became 1, a stratum rate of true 100%."""
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        parse_policy(raw)
