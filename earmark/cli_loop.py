@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -180,7 +182,8 @@ def sample_stream(
     if catalog is not None:
         known = _entity_check(catalog, inventory)
     totals = StreamTotals()
-    caps = _read_cap_state(state, pol.cap_per_account)
+    context = {"key": hmac.new(key, b"cap-state", hashlib.sha256).hexdigest()[:16], "period_days": pol.period_days}
+    caps = _read_cap_state(state, pol.cap_per_account, context)
 
     def bad(lineno: int, why: str) -> None:
         err.print(f"line {lineno}: skipped: {escape(why)}", highlight=False)
@@ -210,20 +213,21 @@ def sample_stream(
         tmp = state.with_name(state.name + ".tmp")
         tmp.write_text(json.dumps(caps.state(), separators=(",", ":")) + "\n", encoding="utf-8")
         tmp.replace(state)
+    late = f" ({caps.late} of them late, from a period already closed)" if caps.late else ""
     err.print(
-        f"read {totals.read}, drew {totals.drawn}, {totals.capped} held back by the per-account cap, "
+        f"read {totals.read}, drew {totals.drawn}, {totals.capped} held back by the per-account cap{late}, "
         f"{totals.bad} bad lines skipped"
     )
 
 
-def _read_cap_state(path: Path | None, cap: int) -> CapCounter:
+def _read_cap_state(path: Path | None, cap: int, context: dict[str, Any]) -> CapCounter:
     if path is None or not path.exists():
-        return CapCounter(cap)
+        return CapCounter(cap, context=context)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InvalidInput(f"{path}: cannot read the cap state ({exc})", field="state") from exc
-    return CapCounter.from_state(cap, raw)
+    return CapCounter.from_state(cap, raw, context=context)
 
 
 export_app = typer.Typer(

@@ -304,19 +304,37 @@ class CapCounter:
     """Clips kept per (household, period): first come, first kept, up to the cap.
 
     Holds only households that had a draw, and forgets periods older than the newest seen minus
-    one, so a time-ordered stream runs in memory bounded by one period's drawn households.
-    `state()` / `from_state()` carry the counts from one run of a split stream to the next.
+    one, so a time-ordered stream runs in memory bounded by one period's drawn households. A clip
+    of a forgotten period (a late arrival) is held back, never drawn: its household's count is
+    gone, so drawing it could pass the cap. `state()` / `from_state()` carry the counts from one
+    run of a split stream to the next, with the `context` (sampling key fingerprint, period
+    length) they were counted under: a state from another context is refused, not reset.
     """
 
     STATE_VERSION = 1
 
-    def __init__(self, cap: int, initial: Mapping[tuple[str, int], int] | None = None) -> None:
+    def __init__(
+        self,
+        cap: int,
+        initial: Mapping[tuple[str, int], int] | None = None,
+        *,
+        context: Mapping[str, Any] | None = None,
+        newest: int | None = None,
+    ) -> None:
         self.cap = cap
         self.counts: dict[tuple[str, int], int] = dict(initial or {})
-        self.newest = max((p for _, p in self.counts), default=None)
+        self.newest = max((p for _, p in self.counts), default=newest)
+        if newest is not None and self.newest is not None:
+            self.newest = max(self.newest, newest)
+        self.context = dict(context or {})
         self.capped = 0
+        self.late = 0
 
     def admit(self, account: str, period: int) -> bool:
+        if self.newest is not None and period < self.newest - 1:
+            self.late += 1
+            self.capped += 1
+            return False
         if self.newest is None or period > self.newest:
             self.newest = period
             self.counts = {k: v for k, v in self.counts.items() if k[1] >= period - 1}
@@ -332,13 +350,23 @@ class CapCounter:
         periods: dict[str, dict[str, int]] = {}
         for (account, period), n in sorted(self.counts.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             periods.setdefault(str(period), {})[account] = n
-        return {"version": self.STATE_VERSION, "periods": periods}
+        return {"version": self.STATE_VERSION, "context": self.context, "newest": self.newest, "periods": periods}
 
     @classmethod
-    def from_state(cls, cap: int, state: Any) -> CapCounter:
+    def from_state(cls, cap: int, state: Any, *, context: Mapping[str, Any] | None = None) -> CapCounter:
         """The counter `state()` saved; anything malformed is refused, never half-read."""
         if not isinstance(state, dict) or state.get("version") != cls.STATE_VERSION:
             raise InvalidInput(f"cap state: expected an object with version {cls.STATE_VERSION}", field="state")
+        saved = state.get("context")
+        if context is not None and saved is not None and saved != dict(context):
+            raise InvalidInput(
+                "cap state: written under another sampling key or period length, so its counts do not "
+                "apply; use the state of this key and policy, or start a new state file",
+                field="state",
+            )
+        newest = state.get("newest")
+        if newest is not None and (isinstance(newest, bool) or not isinstance(newest, int)):
+            raise InvalidInput("cap state: `newest` must be a period number", field="state")
         periods = state.get("periods")
         if not isinstance(periods, dict):
             raise InvalidInput("cap state: `periods` must be an object", field="state")
@@ -350,7 +378,7 @@ class CapCounter:
                 if not isinstance(tag, str) or isinstance(n, bool) or not isinstance(n, int) or n < 0:
                     raise InvalidInput(f"cap state: bad count for a household in period {period}", field="state")
                 counts[(tag, int(period))] = n
-        return cls(cap, counts)
+        return cls(cap, counts, context=context, newest=newest)
 
 
 def capped(policy: SamplingPolicy, cap_per_account: int) -> SamplingPolicy:

@@ -190,6 +190,28 @@ def test_cap_counter_forgets_old_periods() -> None:
     assert caps.capped == 1
 
 
+def test_a_late_clip_from_a_forgotten_period_is_held_back_never_over_the_cap() -> None:
+    """Counts older than the newest period minus one are forgotten; a late clip of such a period
+    was admitted as if its household had none there, and went over the cap."""
+    caps = CapCounter(2)
+    assert [caps.admit("h1", 0) for _ in range(2)] == [True, True]
+    assert caps.admit("h1", 2)  # a newer period: period 0's counts are forgotten
+    assert [caps.admit("h1", 0) for _ in range(3)] == [False, False, False]  # late: held back
+    assert caps.late == 3 and caps.admit("h1", 1)  # the period before the newest is still counted
+    resumed = CapCounter.from_state(2, caps.state())
+    assert not resumed.admit("h2", 0)  # the newest period survives the state file, counts or not
+
+
+def test_a_cap_state_of_another_key_or_period_length_is_refused() -> None:
+    caps = CapCounter(2, context={"key": "aaaa", "period_days": 30})
+    caps.admit("h1", 5)
+    state = caps.state()
+    assert CapCounter.from_state(2, state, context={"key": "aaaa", "period_days": 30}).counts == {("h1", 5): 1}
+    for other in ({"key": "bbbb", "period_days": 30}, {"key": "aaaa", "period_days": 7}):
+        with pytest.raises(InvalidInput, match="another sampling key or period length"):
+            CapCounter.from_state(2, state, context=other)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     events=st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 4)), max_size=40),
