@@ -288,6 +288,12 @@ def load_pending(session: Session, *, clip_id: int, blobs: LocalBlobStore, keyri
     return PendingClip(clip.id, clip.external_id, x, sr, clip.device_asr_text, extra, list(slots or []))
 
 
+def _spans_of(extra: Any) -> list[tuple[int, int]]:
+    """Reported spans as sorted pairs, from the column (pairs) or from `Span`s."""
+    pairs = [(x.start, x.end) if isinstance(x, Span) else tuple(x) for x in extra or []]
+    return sorted((int(a), int(b)) for a, b in pairs if int(b) > int(a) >= 0)
+
+
 def store_protection(
     session: Session,
     *,
@@ -298,8 +304,10 @@ def store_protection(
     keyring: Keyring,
     journal: InflightJournal,
     passes_for: dict[str, int] | None = None,
+    redactions: list[Span] | None = None,
 ) -> ProcessResult:
-    """Record a clip's pipeline result and route it. Audited; caller commits.
+    """Record a clip's pipeline result and route it. Audited; caller commits. `redactions`: the
+    reported spans the result was made with; if the clip's changed since, nothing is stored.
 
     The models run outside any transaction (they take seconds; SQLite has one writer), so the
     clip is re-checked here: if consent was withdrawn meanwhile, nothing is stored.
@@ -311,6 +319,10 @@ def store_protection(
     clip = lock_clip(session, clip_id)
     if clip is None or clip.status != ClipStatus.pending:
         return ProcessResult(clip_id, "skipped", "no_longer_pending")
+    if redactions is not None and _spans_of(clip.extra_redactions) != _spans_of(redactions):
+        # A reviewer reported more audible personal data while the models ran: this result does
+        # not bleep it. Nothing is stored; the clip stays pending and the next round redoes it.
+        return ProcessResult(clip_id, "skipped", "redactions_changed")
     passes_for = passes_for or {}
     replaced: str | None = None
     now = utcnow()

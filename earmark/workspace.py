@@ -267,6 +267,7 @@ class Workspace:
                     keyring=self.keyring,
                     journal=journal,
                     passes_for={"general": self.settings.review_passes},
+                    redactions=pending.extra_spans,
                 )
         except Exception as exc:
             self._discard(journal, journal.keys)

@@ -246,6 +246,39 @@ def test_consent_withdrawn_during_processing_stores_nothing(ws: Workspace) -> No
     assert clip.status == "withdrawn" and clip.protected_blob_key is None
 
 
+def test_a_span_reported_while_the_models_run_is_not_stored_unbleeped(ws: Workspace) -> None:
+    """The store re-checked the clip's status but not its reported spans: a span added while the
+    models ran (the clip still pending) was stored without its bleep. Now the clip stays pending
+    and the next round bleeps it."""
+    from sqlalchemy import update
+
+    cid = f.ingest_speech(ws, "play music", account_id="p1")
+    f.allow(ws, "p1")
+    f.sample_all(ws)
+    real_protect = protect
+
+    def report_midway(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with ws.transaction() as s:  # as a second missed-PII report would add its span
+            s.execute(update(Clip).where(Clip.external_id == cid).values(extra_redactions=[[1600, 8000]]))
+        return real_protect(*args, **kwargs)
+
+    import earmark.workspace as wsmod
+
+    original = wsmod.protect
+    wsmod.protect = report_midway  # type: ignore[assignment]
+    try:
+        [result] = ws.process_pending()
+    finally:
+        wsmod.protect = original
+    assert (result.outcome, result.reason) == ("skipped", "redactions_changed")
+    assert _clip(ws, cid).status == "pending" and _clip(ws, cid).protected_blob_key is None
+    [again] = ws.process_pending()
+    assert again.outcome == "general"
+    with ws.sessions() as s:
+        prot = s.execute(select(ClipProtection).join(Clip).where(Clip.external_id == cid)).scalar_one()
+    assert any(a <= 1600 and 8000 <= b for a, b in prot.audio_spans)  # bleeped (padded)
+
+
 def _assert_withdrawn_everywhere(ws: Workspace, cid: str, *, derivative_gone: bool = True) -> None:
     clip = _clip(ws, cid)
     with ws.sessions() as s:
