@@ -10,7 +10,7 @@ import difflib
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -185,6 +185,21 @@ class Settings(BaseSettings):
         # A mistyped path was shown to the safety team as if it were their protocol.
         if v.strip().endswith(".md") and "\n" not in v and not Path(v.strip()).expanduser().is_file():
             raise ValueError(f"no such file: {v.strip()} (give the path of a .md file, or the protocol's text)")
+        return v
+
+    @field_validator(
+        "retention_original_days",
+        "retention_derivative_days",
+        "retention_transcript_days",
+        "retention_annotation_days",
+        "worker_sample_minutes",
+        mode="before",
+    )
+    @classmethod
+    def _unset_spelled_out(cls, v: Any) -> Any:
+        # "Unset" could not be said: an environment variable is a string and TOML has no null.
+        if isinstance(v, str) and v.strip().lower() in ("", "none", "unset", "never"):
+            return None
         return v
 
     @field_validator("whisper_model")

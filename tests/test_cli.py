@@ -170,6 +170,15 @@ def test_settings_that_would_fail_later_stop_earmark_at_once(home: Path, key: st
     assert result.exit_code == 1 and key in result.output and "Traceback" not in result.output
 
 
+def test_unset_can_be_said_for_the_retention_days(home: Path) -> None:
+    from earmark.config import load_settings
+
+    (home / "settings.toml").write_text('retention_transcript_days = "unset"\n')
+    settings = load_settings(home, retention_original_days="none")
+    assert settings.retention_transcript_days is None and settings.retention_original_days is None
+    assert run(home, "stats", env={"EARMARK_RETENTION_ORIGINAL_DAYS": "never"}).exit_code == 0
+
+
 def test_a_misspelled_setting_variable_is_refused_not_ignored(home: Path) -> None:
     result = run(home, "stats", env={"EARMARK_RETENTION_ORIGINAL_DAY": "7"})
     assert result.exit_code == 1
