@@ -24,7 +24,7 @@ from typing import Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from earmark.errors import ConfigError, KeyUnavailable
+from earmark.errors import BlobDamaged, ConfigError, KeyUnavailable
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -64,12 +64,12 @@ def encrypt_blob(data_key: bytes, plaintext: bytes, *, blob_key: str) -> bytes:
 
 def decrypt_blob(data_key: bytes, ciphertext: bytes, *, blob_key: str) -> bytes:
     if not ciphertext.startswith(BLOB_MAGIC):
-        raise KeyUnavailable(f"blob {blob_key} is not an earmark encrypted blob")
+        raise BlobDamaged(f"blob {blob_key} is not an earmark encrypted blob")
     body = ciphertext[len(BLOB_MAGIC) :]
     try:
         return AESGCM(data_key).decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], _aad("blob", blob_key))
     except InvalidTag as exc:
-        raise KeyUnavailable(f"blob {blob_key} does not open with its account key (tampered?)") from exc
+        raise BlobDamaged(f"blob {blob_key} does not open with its account key (changed or damaged?)") from exc
 
 
 def content_mac(data_key: bytes, data: bytes) -> str:

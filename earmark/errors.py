@@ -80,6 +80,11 @@ class KeyUnavailable(EarmarkError):
     http_status = 500
 
 
+class BlobDamaged(KeyUnavailable):
+    """A stored blob is not an earmark blob, or fails its authentication: changed or damaged on
+    disk (a clip held for it says so, not that a key is missing)."""
+
+
 class KeyRotated(KeyUnavailable):
     """Another process rotated the workspace key and this one cannot re-read it (a key from the
     environment): it must be restarted with the new key. Nothing was stored."""

@@ -17,7 +17,7 @@ from earmark.crypto import (
     wrap_key,
     write_keyring,
 )
-from earmark.errors import ConfigError, KeyUnavailable
+from earmark.errors import BlobDamaged, ConfigError, KeyUnavailable
 
 
 def test_blob_roundtrip_and_no_plaintext_in_ciphertext() -> None:
@@ -36,8 +36,10 @@ def test_blob_bound_to_its_key_name_and_data_key() -> None:
     with pytest.raises(KeyUnavailable):
         decrypt_blob(new_key(), ct, blob_key="a" * 32)
     tampered = ct[:-1] + bytes([ct[-1] ^ 1])
-    with pytest.raises(KeyUnavailable):
+    with pytest.raises(BlobDamaged, match="changed or damaged"):  # a held clip's reason says so
         decrypt_blob(dk, tampered, blob_key="a" * 32)
+    with pytest.raises(BlobDamaged, match="not an earmark encrypted blob"):
+        decrypt_blob(dk, b"RIFF....WAVE", blob_key="a" * 32)
 
 
 def test_wrapped_key_opens_only_for_its_account() -> None:
