@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     )
     consent_default: Literal["allow", "deny"] = Field(
         "deny",
-        description="Human-review consent of an account that never said (opt-in: deny). Turning it from allow "
-        "to deny takes such accounts' clips out of review at the next start (recorded as their deny).",
+        description="Human-review consent of an account that never said (opt-in: deny). Leases read it: "
+        "turned to deny, such accounts' clips already queued wait, unleased, until it allows again.",
     )
     max_clip_seconds: int = Field(30, gt=0, description="Longest clip accepted at ingest, in seconds.")
     max_upload_bytes: int = Field(
@@ -198,7 +198,7 @@ class Settings(BaseSettings):
     @classmethod
     def _unset_spelled_out(cls, v: Any) -> Any:
         # "Unset" could not be said: an environment variable is a string and TOML has no null.
-        if isinstance(v, str) and v.strip().lower() in ("", "none", "unset", "never"):
+        if isinstance(v, str) and v.strip().lower() in ("none", "unset", "never"):  # not "": a blank stays an error
             return None
         return v
 

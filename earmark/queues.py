@@ -23,7 +23,7 @@ from earmark.models import (
     User,
     utcnow,
 )
-from earmark.types import Actor, AssignmentState, ClipStatus, QueueState
+from earmark.types import Actor, AssignmentState, ClipStatus, Consent, QueueState
 
 GENERAL = "general"
 SAFETY = "safety"
@@ -101,6 +101,7 @@ def lease_next(
     max_sensitivity: float | None = None,
     resume: Collection[str] | None = None,
     only_item: int | None = None,
+    consent_default: str | None = None,
 ) -> Assignment | None:
     """Give `actor` the oldest clip of `queue` that nobody holds, or None. Audited; caller commits.
 
@@ -108,7 +109,9 @@ def lease_next(
     returned as it is; one of another queue is given back first (`_give_back`): opening a queue
     means working on it, so a senior holding a review clip who opens adjudication gets
     adjudication, not the review clip again. `only_item` restricts the lease to that queue item
-    (a gold clip chosen for this person).
+    (a gold clip chosen for this person). `consent_default` (the setting; None: not checked)
+    leaves out clips whose account does not allow review now: one that never answered, queued
+    while the default was allow, waits while it is deny.
 
     The conditional UPDATE is the lock: it only matches a row that is still free, so two concurrent
     callers can never both win the same item (PostgreSQL re-checks the WHERE after a row lock wait;
@@ -123,7 +126,7 @@ def lease_next(
     while True:
         candidates = session.execute(
             select(QueueItem.id, QueueItem.clip_id)
-            .where(*_leasable(actor, queue, now, max_sensitivity))
+            .where(*_leasable(actor, queue, now, max_sensitivity, consent_default))
             .where(*([QueueItem.id == only_item] if only_item is not None else []))
             .order_by(QueueItem.enqueued_at, QueueItem.id)
             .limit(LEASE_CANDIDATES)
@@ -257,7 +260,9 @@ def restricted_clips() -> CompoundSelect:
     return waiting.union(select(SafetyOutcome.clip_id).where(SafetyOutcome.outcome != "false_alarm"))
 
 
-def _leasable(actor: User, queue: str, now: datetime, max_sensitivity: float | None) -> list[Any]:
+def _leasable(
+    actor: User, queue: str, now: datetime, max_sensitivity: float | None, consent_default: str | None = None
+) -> list[Any]:
     """The queue items of `queue` that `actor` may lease now."""
     # One person never reviews the same clip twice: K passes need K different people. A clip
     # given back by `release` does not count: nothing was said about it.
@@ -269,6 +274,11 @@ def _leasable(actor: User, queue: str, now: datetime, max_sensitivity: float | N
     in_review = select(Clip.id).where(
         Clip.id == QueueItem.clip_id, Clip.status.in_([ClipStatus.queued, ClipStatus.reviewed])
     )
+    if consent_default is not None:
+        allowed = Account.human_review == Consent.allow
+        if consent_default == Consent.allow:
+            allowed = or_(allowed, Account.human_review.is_(None))
+        in_review = in_review.where(Clip.account_id.in_(select(Account.id).where(allowed)))
     return [
         QueueItem.queue == queue,
         _available(now),
@@ -278,12 +288,18 @@ def _leasable(actor: User, queue: str, now: datetime, max_sensitivity: float | N
     ]
 
 
-def count_leasable(session: Session, *, actor: User, queue: str, max_sensitivity: float | None = None) -> int:
+def count_leasable(
+    session: Session,
+    *,
+    actor: User,
+    queue: str,
+    max_sensitivity: float | None = None,
+    consent_default: str | None = None,
+) -> int:
     """How many clips of `queue` `actor` could lease now, one after the other (clips, not items: a
     person takes one pass of a clip). A read for a page; the lease decides."""
-    return session.execute(
-        select(func.count(distinct(QueueItem.clip_id))).where(*_leasable(actor, queue, utcnow(), max_sensitivity))
-    ).scalar_one()
+    leasable = _leasable(actor, queue, utcnow(), max_sensitivity, consent_default)
+    return session.execute(select(func.count(distinct(QueueItem.clip_id))).where(*leasable)).scalar_one()
 
 
 def _sensitivity_filter(max_sensitivity: float | None) -> list[Any]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,7 +29,7 @@ from earmark.crypto import Keyring, new_key, parse_env_key, read_keyring, write_
 from earmark.erasure import ErasureResult, erase_account
 from earmark.errors import ConfigError, EarmarkError, InvalidInput
 from earmark.ingest import ClipMeta, IngestResult, ingest_clip, lock_batch_accounts
-from earmark.models import Account, Clip, QueueItem, SettingsSnapshot, User, utcnow
+from earmark.models import Clip, SettingsSnapshot, User, utcnow
 from earmark.pipeline import (
     Components,
     PipelineConfig,
@@ -47,7 +47,7 @@ from earmark.sampling import SampleResult, draw_sample
 from earmark.sampling_policy import SamplingPolicy, capped, load_policy
 from earmark.stats import workspace_stats
 from earmark.storage import InflightJournal, LocalBlobStore, collect_orphans
-from earmark.types import Actor, ClipStatus, Consent, QueueState, Role
+from earmark.types import Actor, Consent, Role
 
 log = logging.getLogger("earmark.workspace")
 
@@ -419,10 +419,9 @@ def workspace_policy(s: Settings) -> SamplingPolicy:
     return capped(load_policy(path), s.sample_cap_per_account)
 
 
-def record_settings(session: Session, settings: Settings, *, freed: list[str] | None = None) -> list[str]:
+def record_settings(session: Session, settings: Settings) -> list[str]:
     """Audit a change of the effective settings since they were last seen (values are not logged,
-    only which keys changed). Returns the changed keys; caller commits, then deletes the blobs a
-    change freed (`freed`)."""
+    only which keys changed). Returns the changed keys; caller commits."""
     values = {
         k: (str(v) if v is not None else None) for k, v in settings.model_dump().items() if k not in SECRET_SETTINGS
     }
@@ -432,45 +431,10 @@ def record_settings(session: Session, settings: Settings, *, freed: list[str] | 
         return []
     changed = sorted(k for k in values.keys() | snap.values.keys() if values.get(k) != snap.values.get(k))
     if changed:
-        before = dict(snap.values)
         snap.values = values
         snap.updated_at = utcnow()
         audit.record(session, actor=Actor.system(), action="settings.change", details={"changed": changed})
-        if before.get("consent_default") == Consent.allow and settings.consent_default == Consent.deny:
-            keys = _default_now_denies(session, settings)
-            if freed is not None:
-                freed.extend(keys)
     return changed
-
-
-def _default_now_denies(session: Session, settings: Settings) -> list[str]:
-    """`consent_default` went from allow to deny: an account that never said either way no longer
-    allows review, so its clips leave review as a customer's "no" takes them out (recorded as a
-    deny under the system's name; leases never re-check consent). Returns the protected audio's
-    blob keys, for the caller to delete after commit."""
-    open_items = select(QueueItem.clip_id).where(QueueItem.state.in_([QueueState.queued, QueueState.leased]))
-    in_review = or_(Clip.status.in_([ClipStatus.queued, ClipStatus.pending]), Clip.id.in_(open_items))
-    undecided = (
-        session.execute(
-            select(Account.external_id)
-            .where(Account.human_review.is_(None), Account.erased_at.is_(None))
-            .where(Account.id.in_(select(Clip.account_id).where(in_review)))
-            .order_by(Account.id)
-        )
-        .scalars()
-        .all()
-    )
-    keys: list[str] = []
-    for external_id in undecided:
-        result = set_consent(
-            session,
-            actor=Actor.system(),
-            account_id=external_id,
-            human_review=Consent.deny,
-            keep_reviewed=settings.keep_reviewed_after_withdrawal,
-        )
-        keys += result.blob_keys
-    return keys
 
 
 def open_workspace(settings: Settings, *, check_schema: bool = True) -> Workspace:
@@ -497,11 +461,8 @@ def open_workspace(settings: Settings, *, check_schema: bool = True) -> Workspac
     )
     if check_schema:
         try:
-            freed: list[str] = []
             with ws.transaction() as session:
-                record_settings(session, settings, freed=freed)
-            for key in freed:
-                ws.blobs.delete(key)
+                record_settings(session, settings)
         except BaseException:
             ws.close()  # a busy database, say: its pool must not outlive the failed open
             raise

@@ -177,6 +177,8 @@ def test_unset_can_be_said_for_the_retention_days(home: Path) -> None:
     settings = load_settings(home, retention_original_days="none")
     assert settings.retention_transcript_days is None and settings.retention_original_days is None
     assert run(home, "stats", env={"EARMARK_RETENTION_ORIGINAL_DAYS": "never"}).exit_code == 0
+    # A blank is a mistake (a template's unset variable), not "keep forever".
+    assert run(home, "stats", env={"EARMARK_RETENTION_ORIGINAL_DAYS": ""}).exit_code == 1
 
 
 def test_a_misspelled_setting_variable_is_refused_not_ignored(home: Path) -> None:

@@ -116,6 +116,7 @@ def _lease_general(request: Request, session: Session, user: User) -> Assignment
         lease_seconds=ws.settings.lease_seconds,
         max_sensitivity=max_sensitivity,
         resume=REVIEW_QUEUES,
+        consent_default=ws.settings.consent_default,
     )
     assignment = lease(queue=queue, only_item=gold_item)  # the gold clip just checked, not the queue head
     if assignment is None and queue == GOLD:
@@ -126,7 +127,13 @@ def _lease_general(request: Request, session: Session, user: User) -> Assignment
 
 def _lease_adjudication(request: Request, session: Session, user: User) -> Assignment | None:
     ws = get_ws(request)
-    assignment = lease_next(session, actor=user, queue=ADJUDICATION, lease_seconds=ws.settings.lease_seconds)
+    assignment = lease_next(
+        session,
+        actor=user,
+        queue=ADJUDICATION,
+        lease_seconds=ws.settings.lease_seconds,
+        consent_default=ws.settings.consent_default,
+    )
     session.commit()
     return assignment
 
@@ -167,7 +174,8 @@ def _queue_page(
     if held.resumed is not None:
         return RedirectResponse(f"/review/{held.resumed.id}", status_code=303)
     ready = 0 if tried else count_leasable(
-        session, actor=user, queue=queue, max_sensitivity=_max_sensitivity(user) if queue == GENERAL else None
+        session, actor=user, queue=queue, max_sensitivity=_max_sensitivity(user) if queue == GENERAL else None,
+        consent_default=get_ws(request).settings.consent_default,
     )  # fmt: skip
     waiting = 0
     if queue == GENERAL:
