@@ -319,25 +319,29 @@ class CapCounter:
         initial: Mapping[tuple[str, int], int] | None = None,
         *,
         context: Mapping[str, Any] | None = None,
-        newest: int | None = None,
+        forgotten_before: int | None = None,
     ) -> None:
         self.cap = cap
         self.counts: dict[tuple[str, int], int] = dict(initial or {})
-        self.newest = max((p for _, p in self.counts), default=newest)
-        if newest is not None and self.newest is not None:
-            self.newest = max(self.newest, newest)
+        self.newest = max((p for _, p in self.counts), default=None)
+        # Periods below this had counts that were dropped: a clip of one cannot be counted. Counts
+        # given whole (the database's) drop nothing, so a future-dated clip refuses no one.
+        self.forgotten_before = forgotten_before
         self.context = dict(context or {})
         self.capped = 0
         self.late = 0
 
     def admit(self, account: str, period: int) -> bool:
-        if self.newest is not None and period < self.newest - 1:
+        if self.forgotten_before is not None and period < self.forgotten_before:
             self.late += 1
             self.capped += 1
             return False
         if self.newest is None or period > self.newest:
             self.newest = period
-            self.counts = {k: v for k, v in self.counts.items() if k[1] >= period - 1}
+            dropped = [p for _, p in self.counts if p < period - 1]
+            if dropped:
+                self.forgotten_before = max(self.forgotten_before or max(dropped) + 1, max(dropped) + 1)
+                self.counts = {k: v for k, v in self.counts.items() if k[1] >= period - 1}
         n = self.counts.get((account, period), 0)
         if n >= self.cap:
             self.capped += 1
@@ -350,7 +354,12 @@ class CapCounter:
         periods: dict[str, dict[str, int]] = {}
         for (account, period), n in sorted(self.counts.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             periods.setdefault(str(period), {})[account] = n
-        return {"version": self.STATE_VERSION, "context": self.context, "newest": self.newest, "periods": periods}
+        return {
+            "version": self.STATE_VERSION,
+            "context": self.context,
+            "forgotten_before": self.forgotten_before,
+            "periods": periods,
+        }
 
     @classmethod
     def from_state(cls, cap: int, state: Any, *, context: Mapping[str, Any] | None = None) -> CapCounter:
@@ -364,9 +373,9 @@ class CapCounter:
                 "apply; use the state of this key and policy, or start a new state file",
                 field="state",
             )
-        newest = state.get("newest")
-        if newest is not None and (isinstance(newest, bool) or not isinstance(newest, int)):
-            raise InvalidInput("cap state: `newest` must be a period number", field="state")
+        forgotten = state.get("forgotten_before")
+        if forgotten is not None and (isinstance(forgotten, bool) or not isinstance(forgotten, int)):
+            raise InvalidInput("cap state: `forgotten_before` must be a period number", field="state")
         periods = state.get("periods")
         if not isinstance(periods, dict):
             raise InvalidInput("cap state: `periods` must be an object", field="state")
@@ -378,7 +387,7 @@ class CapCounter:
                 if not isinstance(tag, str) or isinstance(n, bool) or not isinstance(n, int) or n < 0:
                     raise InvalidInput(f"cap state: bad count for a household in period {period}", field="state")
                 counts[(tag, int(period))] = n
-        return cls(cap, counts, context=context, newest=newest)
+        return cls(cap, counts, context=context, forgotten_before=forgotten)
 
 
 def capped(policy: SamplingPolicy, cap_per_account: int) -> SamplingPolicy:

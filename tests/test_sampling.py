@@ -53,6 +53,18 @@ def test_per_account_cap_holds_across_draws(ws: Workspace) -> None:
     assert n == 5
 
 
+def test_a_future_dated_clip_does_not_stop_the_draws_of_older_periods(ws: Workspace) -> None:
+    """Ingest accepts clocks that run ahead; once such a clip was sampled, every older period
+    counted as 'late' and no later draw took anything (found in review)."""
+    f.ingest(ws, 1, account_id="ahead", recorded_at=datetime(2027, 6, 1, tzinfo=UTC))
+    f.allow(ws, "ahead")
+    assert len(_draw(ws, _uniform(1.0)).clip_ids) == 1
+    for a in range(3):
+        f.ingest(ws, 1, account_id=f"on-time-{a}", recorded_at=datetime(2026, 1, 5, tzinfo=UTC))
+    f.allow(ws, *[f"on-time-{a}" for a in range(3)])
+    assert len(_draw(ws, _uniform(1.0)).clip_ids) == 3
+
+
 def test_inclusion_probability_and_reason_are_stored(ws: Workspace) -> None:
     f.ingest(ws, 3, account_id="p")
     f.allow(ws, "p")

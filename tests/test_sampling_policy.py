@@ -202,6 +202,14 @@ def test_a_late_clip_from_a_forgotten_period_is_held_back_never_over_the_cap() -
     assert not resumed.admit("h2", 0)  # the newest period survives the state file, counts or not
 
 
+def test_counts_given_whole_refuse_no_older_clip() -> None:
+    """The database seeds every sampled clip's count: one future-dated clip made every older
+    period 'late', and the draws stopped. Only counts actually dropped make a period late."""
+    caps = CapCounter(2, {("future", 700): 1, ("h1", 5): 1})
+    assert caps.admit("h1", 5) and not caps.admit("h1", 5)  # the cap, counted from the seed
+    assert caps.admit("h2", 3) and caps.late == 0
+
+
 def test_a_cap_state_of_another_key_or_period_length_is_refused() -> None:
     caps = CapCounter(2, context={"key": "aaaa", "period_days": 30})
     caps.admit("h1", 5)
