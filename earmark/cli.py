@@ -648,7 +648,13 @@ def report(
     ws = _open()
     try:
         with ws.transaction() as session:
-            data = build_report(session, actor=Actor.cli(), account_id=account, secret=ws.secret)
+            data = build_report(
+                session,
+                actor=Actor.cli(),
+                account_id=account,
+                secret=ws.secret,
+                consent_default=ws.settings.consent_default,
+            )
     finally:
         ws.close()
     print(json.dumps(data, indent=2) if fmt == "json" else render_html(data))

@@ -10,10 +10,11 @@ from importlib import resources
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from earmark import audit
+from earmark.consent import allows_review
 from earmark.erasure import erased_accounts, find_account
 from earmark.models import (
     Account,
@@ -47,7 +48,9 @@ def _day(value: datetime | None) -> str | None:
     return value.date().isoformat() if value else None
 
 
-def build_report(session: Session, *, actor: Actor, account_id: str, secret: bytes) -> dict[str, Any]:
+def build_report(
+    session: Session, *, actor: Actor, account_id: str, secret: bytes, consent_default: str = Consent.deny
+) -> dict[str, Any]:
     """The report as plain data. An account earmark never saw gets an empty report. Audited."""
     account, erased = find_account(session, secret=secret, account_id=account_id)
     report: dict[str, Any] = {
@@ -130,6 +133,7 @@ def build_report(session: Session, *, actor: Actor, account_id: str, secret: byt
             key = (int(clip_id), str(role), str(who))
             if key in rows:
                 rows[key]["times"] += 1
+                rows[key]["last_date"] = _day(at)
                 continue
             rows[key] = {
                 "clip_id": clip_by_id[int(clip_id)].external_id,
@@ -138,6 +142,7 @@ def build_report(session: Session, *, actor: Actor, account_id: str, secret: byt
                 "team": TEAMS.get(role, role),
                 "heard": "protected version: voice anonymized, personal data bleeped",
                 "times": 1,
+                "last_date": _day(at),
             }
         report["human_listens"] = list(rows.values())
         kept = session.execute(
@@ -152,7 +157,7 @@ def build_report(session: Session, *, actor: Actor, account_id: str, secret: byt
         leaving = or_(
             Clip.erased_at.is_not(None),
             Account.erased_at.is_not(None),
-            func.coalesce(Account.human_review, "") != Consent.allow,
+            not_(allows_review(consent_default)),
             Clip.id.in_(restricted_clips()),
             and_(Export.audio == "original", func.coalesce(Account.training_use, "") != Consent.allow),
         )
@@ -177,7 +182,8 @@ def build_report(session: Session, *, actor: Actor, account_id: str, secret: byt
                 "format": fmt,
                 "created_on": _day(created),
                 "recordings": n,
-                "to_be_removed": int(out or 0),
+                "to_be_removed": bool(out),  # some of this account's recordings leave it at the next prune
+                "recordings_to_be_removed": int(out or 0),
             }
             for name, fmt, created, n, out in held
         ]

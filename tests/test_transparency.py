@@ -90,19 +90,45 @@ def test_report_lists_the_exports_that_hold_the_accounts_recordings(ws: Workspac
             "format": "massive",
             "created_on": report["exports"][0]["created_on"],
             "recordings": 1,
-            "to_be_removed": 0,
+            "to_be_removed": False,
+            "recordings_to_be_removed": 0,
         }
     ]
     with ws.transaction() as s:
         set_consent(s, actor=Actor.cli(), account_id="acct-q0", human_review=Consent.deny)
     with ws.transaction() as s:
         report = build_report(s, actor=Actor.cli(), account_id="acct-q0", secret=ws.secret)
-    assert report["exports"][0]["to_be_removed"] == 1
+    assert report["exports"][0]["to_be_removed"] is True and report["exports"][0]["recordings_to_be_removed"] == 1
     assert "1 of them being removed from it" in render_html(report)
     # The same export is marked for pruning, but nothing of the other household leaves it.
     with ws.transaction() as s:
         other = build_report(s, actor=Actor.cli(), account_id="acct-q1", secret=ws.secret)
-    assert other["exports"][0]["to_be_removed"] == 0 and "being removed" not in render_html(other)
+    assert other["exports"][0]["to_be_removed"] is False and "being removed" not in render_html(other)
+
+
+def test_an_undecided_account_under_an_allowing_default_is_not_told_its_recordings_leave(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """The report counted every account that never answered as leaving, while the prune (reading
+    the default, allow) keeps its clips."""
+    from sqlalchemy import update
+
+    from earmark.export import run_export
+    from earmark.models import Account
+    from tests.test_export import _reviewed
+
+    _reviewed(ws, 2, accounts=2)
+    with ws.transaction() as s:  # acct-q1 never answered; the program's default allows
+        s.execute(update(Account).where(Account.external_id == "acct-q1").values(human_review=None))
+    ws.settings.consent_default = "allow"
+    run_export(ws, actor=Actor.cli(), fmt="massive", out=tmp_path / "nlu")
+    with ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id="acct-q0", human_review=Consent.deny)
+    with ws.transaction() as s:
+        report = build_report(
+            s, actor=Actor.cli(), account_id="acct-q1", secret=ws.secret, consent_default=Consent.allow
+        )
+    assert report["exports"][0]["to_be_removed"] is False
 
 
 def test_an_account_that_records_again_after_erasure_keeps_the_erased_history(ws: Workspace) -> None:

@@ -91,7 +91,9 @@ def get_report(account_id: str, request: Request, format: str = "json", actor: A
     if format not in ("json", "html"):
         raise InvalidInput("format must be json or html", field="format")
     with ws.transaction() as session:
-        data = build_report(session, actor=actor, account_id=account_id, secret=ws.secret)
+        data = build_report(
+            session, actor=actor, account_id=account_id, secret=ws.secret, consent_default=ws.settings.consent_default
+        )
     if format == "html":
         # A document to hand to the customer, styled by its own <style> block and nothing else:
         # the app's policy would block that block; this one allows inline style and no script.

@@ -67,6 +67,12 @@ def customer_report(
     from earmark.web.api import REPORT_CSP
 
     ws = get_ws(request)
-    data = build_report(session, actor=caller.actor, account_id=account.strip(), secret=ws.secret)
+    data = build_report(
+        session,
+        actor=caller.actor,
+        account_id=account.strip(),
+        secret=ws.secret,
+        consent_default=ws.settings.consent_default,
+    )
     session.commit()
     return HTMLResponse(render_html(data), headers={"Content-Security-Policy": REPORT_CSP})
