@@ -179,14 +179,6 @@ class Settings(BaseSettings):
                 )
         return v
 
-    @field_validator("safety_protocol")
-    @classmethod
-    def _protocol_file_exists(cls, v: str) -> str:
-        # A mistyped path was shown to the safety team as if it were their protocol.
-        if v.strip().endswith(".md") and "\n" not in v and not Path(v.strip()).expanduser().is_file():
-            raise ValueError(f"no such file: {v.strip()} (give the path of a .md file, or the protocol's text)")
-        return v
-
     @field_validator(
         "retention_original_days",
         "retention_derivative_days",
@@ -202,14 +194,6 @@ class Settings(BaseSettings):
             return None
         return v
 
-    @field_validator("whisper_model")
-    @classmethod
-    def _whisper_model_exists(cls, v: str) -> str:
-        # A wrong path held every pending clip under `serve` and crashed `earmark process`.
-        if v != "tiny.en" and not (Path(v).expanduser() / "model.bin").is_file():
-            raise ValueError(f"{v!r} is neither tiny.en nor a folder holding a CTranslate2 Whisper model (model.bin)")
-        return v
-
     @field_validator("retention_audit_days")
     @classmethod
     def _audit_kept(cls, v: int | None) -> int | None:
@@ -218,6 +202,31 @@ class Settings(BaseSettings):
         if v is not None:
             raise ValueError("must stay unset: audit rows hold ids only and the hash chain needs every one")
         return v
+
+    def _workspace_path(self, value: str) -> Path:
+        """A path as the settings give it: `~` expanded, relative to the workspace folder."""
+        path = Path(value.strip()).expanduser()
+        return path if path.is_absolute() else self.home / path
+
+    @model_validator(mode="after")
+    def _files_exist(self) -> Settings:
+        # Checked here, and stored resolved so every use reads the same file: a mistyped protocol
+        # path was shown to the safety team as their protocol, and a wrong model folder held every
+        # pending clip under `serve`.
+        text = self.safety_protocol
+        if text.strip().endswith(".md") and "\n" not in text:
+            path = self._workspace_path(text)
+            if not path.is_file():
+                raise ValueError(f"safety_protocol: no such file {path} (a .md file, or the protocol's text)")
+            self.safety_protocol = str(path)
+        if self.whisper_model != "tiny.en":
+            folder = self._workspace_path(self.whisper_model)
+            if not (folder / "model.bin").is_file():
+                raise ValueError(
+                    f"whisper_model: {folder} is neither tiny.en nor a folder holding a CTranslate2 Whisper model"
+                )
+            self.whisper_model = str(folder)
+        return self
 
     @model_validator(mode="after")
     def _worker_sampling_needs_a_policy(self) -> Settings:

@@ -170,6 +170,19 @@ def test_settings_that_would_fail_later_stop_earmark_at_once(home: Path, key: st
     assert result.exit_code == 1 and key in result.output and "Traceback" not in result.output
 
 
+def test_file_settings_resolve_from_the_workspace_as_they_are_used(home: Path) -> None:
+    """The check and the use read different paths: "~/protocol.md" passed and the team was shown
+    the text "~/protocol.md"; a relative path depended on the directory a command ran from."""
+    from earmark.config import load_settings
+    from earmark.escalation import protocol_html
+
+    (home / "protocol.md").write_text("# Our protocol\n\nStep one.\n")
+    settings = load_settings(home, safety_protocol=" protocol.md ")
+    assert settings.safety_protocol == str(home / "protocol.md")
+    assert "<h1>Our protocol</h1>" in protocol_html(settings.safety_protocol)
+    assert "Our protocol" not in protocol_html(load_settings(home).safety_protocol)  # the built-in one
+
+
 def test_unset_can_be_said_for_the_retention_days(home: Path) -> None:
     from earmark.config import load_settings
 
