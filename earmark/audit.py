@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from earmark.models import Assignment, AuditEvent, AuditHead, Clip, utcnow
@@ -292,11 +292,15 @@ def search(
     if actor:
         q = q.where(AuditEvent.actor == actor)
     if object_type == "clip" and object_id:
-        by = Clip.id == int(object_id[:18]) if object_id.isdigit() else Clip.external_id == object_id
-        found = session.execute(select(Clip.id).where(by)).scalar_one_or_none()
-        theirs = (AuditEvent.object_type == "clip") & (AuditEvent.object_id == str(found or object_id))
-        if found is not None:
-            passes = select(Assignment.id).where(Assignment.clip_id == found)
+        # An internal id (ASCII digits) or a clip id as the customer's report shows it; an all-digit
+        # clip id is looked up as such too.
+        number = int(object_id) if object_id.isascii() and object_id.isdecimal() and len(object_id) <= 18 else None
+        by = Clip.external_id == object_id if number is None else or_(Clip.id == number, Clip.external_id == object_id)
+        found = list(session.execute(select(Clip.id).where(by).order_by(Clip.id).limit(10)).scalars())
+        ids = [str(i) for i in found] or [object_id]
+        theirs = (AuditEvent.object_type == "clip") & AuditEvent.object_id.in_(ids)
+        if found:
+            passes = select(Assignment.id).where(Assignment.clip_id.in_(found))
             theirs = theirs | ((AuditEvent.object_type == "assignment") & AuditEvent.object_id.in_(passes))
         q = q.where(theirs)
     else:

@@ -293,7 +293,16 @@ def submit_annotation(
     text = clean_transcript(transcript, max_chars=max_transcript_chars)
     intent = " ".join(intent.split())
     if isinstance(opened, Annotation):
-        if (opened.transcript, opened.intent or "", opened.flags or []) != (text, intent, [flag] if flag else []):
+        sent_slots = sorted((sl.type, sl.start, sl.end, sl.entity_id or None) for sl in slots or [])
+        kept_slots = sorted(
+            (str(x.get("type")), int(x.get("start", 0)), int(x.get("end", 0)), x.get("entity_id") or None)
+            for x in opened.slots or []
+        )
+        if not opened.transcript and opened.transcript != text:
+            # The pass was superseded since (a missed-PII report emptied its text): say that.
+            raise Withdrawn("this clip was withdrawn from review after this pass; nothing was saved")
+        sent = (text, intent, [flag] if flag else [], sent_slots if flag is None else [])
+        if (opened.transcript, opened.intent or "", opened.flags or [], kept_slots) != sent:
             # The same pass submitted from a second tab or window with other content: say so,
             # rather than drop these changes in silence.
             raise Conflict(

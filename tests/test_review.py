@@ -93,6 +93,16 @@ def test_a_second_tab_submitting_other_content_is_told_it_was_not_saved(ws: Work
         review.submit_annotation(s, actor=r, assignment_id=a.id, transcript="play it tabone", intent="GetWeather")
     with ws.sessions() as s:
         assert [x.transcript for x in s.execute(select(Annotation)).scalars()] == ["play it tabone"]
+    # Only the slots differ: a second tab's tagging is not dropped in silence either.
+    with pytest.raises(Conflict), ws.transaction() as s:
+        review.submit_annotation(
+            s,
+            actor=r,
+            assignment_id=a.id,
+            transcript="play it tabone",
+            intent="PlayMusic",
+            slots=[review.SlotIn(type="song", start=5, end=7)],
+        )
 
 
 def test_submit_after_lease_expired_is_refused_and_stores_nothing(ws: Workspace) -> None:

@@ -43,6 +43,7 @@ def test_reviewer_hears_edits_submits_and_gets_the_next_clip(sqlite_ws: Workspac
         was_paused = page.evaluate("document.getElementById('clip-audio').paused")
         page.get_by_test_id("play").click()
         page.wait_for_function("(p) => document.getElementById('clip-audio').paused !== p", arg=was_paused)
+        assert page.evaluate("document.activeElement.id") == "transcript"  # Enter still submits
         label = page.get_by_test_id("play").inner_text()
         assert label.startswith("Play" if not was_paused else "Pause")
         box = page.locator("#transcript")

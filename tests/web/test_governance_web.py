@@ -76,6 +76,8 @@ def test_an_auditor_finds_who_heard_a_clip(ws: Workspace) -> None:
         rows = found.text.split('data-testid="audit-rows"')[1]
         assert "review.audio" in rows and "review.lease" in rows and "pipeline.process" in rows, key
         assert f"clip {other}<" not in rows
+    odd = c.get("/audit", params={"object_type": "clip", "object_id": "²"})  # isdigit() but no number: a 500
+    assert odd.status_code == 200 and "No events match." in odd.text
     wildcard = c.get("/audit", params={"action": "%"}).text.split('data-testid="audit-rows"')[1]
     assert "No events match." in wildcard  # "%" is a character, not a wildcard
 

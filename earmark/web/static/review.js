@@ -95,7 +95,11 @@
       if (playButton) {
         // A visible control for when autoplay is blocked, or for a mouse or a screen reader.
         const label = function () { playButton.firstChild.textContent = audio.paused ? "Play " : "Pause "; };
-        playButton.addEventListener("click", togglePlay, { signal: signal });
+        playButton.addEventListener("click", function () {
+          togglePlay();
+          // Back to the transcript: Enter there submits; on the button it would only pause.
+          if (box) box.focus();
+        }, { signal: signal });
         audio.addEventListener("play", label, { signal: signal });
         audio.addEventListener("pause", label, { signal: signal });
       }
