@@ -112,7 +112,9 @@ def _errors_of(row: Any) -> dict[str, Any]:
     nlu = row.device_nlu or {}
     out["device_intent"] = (nlu.get("intent") or None) and str(nlu["intent"])[:64]
     if nlu.get("intent") and row.intent:
-        gold, pred = _slots(row.slots), _seen_slots(_slots(nlu.get("slots")), row.redacted_text)
+        # Both sides judged alike: slots of personal-data types count on neither.
+        gold = {(t, v) for t, v in _slots(row.slots) if t.lower() not in PII_SLOT_TYPES}
+        pred = _seen_slots(_slots(nlu.get("slots")), row.redacted_text)
         out["intent_right"] = int(nlu["intent"] == row.intent)
         out["slot_tp"], out["slot_fp"], out["slot_fn"] = len(gold & pred), len(pred - gold), len(gold - pred)
         out["corrected"] = int(out["corrected"] or not out["intent_right"] or gold != pred)

@@ -247,3 +247,21 @@ def test_two_refreshes_at_once_do_not_fail(ws: Workspace) -> None:
 def _in_tx(ws: Workspace, target):  # type: ignore[no-untyped-def]
     with ws.transaction() as s:
         return target(s)
+
+
+def test_personal_data_slots_count_on_neither_side(ws: Workspace) -> None:
+    """A visible name (a clip processed before masking improved) tagged by the reviewer from the
+    device's prefill counted as a slot the device missed, since the device side was filtered."""
+    text = "text daniel on whatsapp"
+    nlu = {"intent": "SendMessage", "slots": [{"type": "contact", "value": "daniel"}], "confidence": 0.9}
+    m = f.meta(account_id="acct-n", device_asr={"text": text, "confidence": 0.9}, device_nlu=nlu)
+    ws.ingest(actor=Actor.cli(), meta=m, audio=f.speech_bytes(text), via="test")
+    f.allow(ws, "acct-n")
+    f.sample_all(ws)
+    ws.process_pending()
+    with ws.transaction() as s:  # as an older pipeline left it: the name visible
+        s.execute(update(Clip).values(redacted_text=text))
+    _review(ws, [(text, "SendMessage", [SlotIn(type="contact", start=5, end=11)])])
+    with ws.transaction() as s:
+        result = compute_metrics(s).as_dict()
+    assert result["cost"]["useful_labels"] == 0
