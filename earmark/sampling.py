@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -148,6 +149,8 @@ def draw_sample(
     key: bytes,
     default_consent: Consent,
     dry_run: bool = False,
+    ingested_since: datetime | None = None,
+    record_empty: bool = True,
 ) -> SampleResult:
     """Mark the clips `policy` draws among never-sampled stored clips; they wait for the
     safe-to-hear pipeline. Stores each clip's inclusion probability and reason. Audited; caller commits."""
@@ -160,6 +163,9 @@ def draw_sample(
         .join(Account, Account.id == Clip.account_id)
         # A clip whose original retention already purged has nothing to make safe to hear.
         .where(Clip.status == ClipStatus.stored, Clip.sampled_at.is_(None), Clip.blob_key.is_not(None))
+        # The worker's rounds: only clips that arrived since its last draw (the draw is keyed, so
+        # a clip once left out is left out again; re-reading them all each round was wasted work).
+        .where(*([Clip.ingested_at >= ingested_since] if ingested_since is not None else []))
         .order_by(Clip.recorded_at, Clip.external_id)
     ).all()
     # Clips already sampled count against their household's cap for their period.
@@ -207,7 +213,7 @@ def draw_sample(
         chosen = _still_allowed(session, chosen, default_consent)
     result.drawn = len(chosen)
     result.clip_ids = [c.external_id for c, _, _ in chosen]
-    if dry_run:
+    if dry_run or (not record_empty and not result.considered):
         return result
     digest = policy.digest()
     if chosen:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime, timedelta
 
 from earmark import db
 from earmark.errors import EarmarkError
 from earmark.metrics import refresh_errors
+from earmark.models import utcnow
 from earmark.types import Actor
 from earmark.workspace import Workspace
 
@@ -30,6 +32,9 @@ class BackgroundWorker:
         self._next_retention = time.monotonic()  # the first round runs it, then every interval
         self._next_metrics = time.monotonic()
         self._next_sample = time.monotonic()
+        self._last_draw: datetime | None = None
+        # Clips whose ingest began before a draw but committed after it are read by the next one.
+        self.draw_overlap = timedelta(minutes=1)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="earmark-worker", daemon=True)
@@ -61,7 +66,15 @@ class BackgroundWorker:
             # with the workspace's policy, as `earmark sample` would.
             self._next_sample = time.monotonic() + minutes * 60
             try:
-                drawn = self.ws.draw_sample(actor=Actor.system(), policy=self.ws.sampling_policy())
+                # After the first round, only clips that arrived since the last draw began.
+                started = utcnow()
+                drawn = self.ws.draw_sample(
+                    actor=Actor.system(),
+                    policy=self.ws.sampling_policy(),
+                    ingested_since=self._last_draw - self.draw_overlap if self._last_draw else None,
+                    record_empty=False,
+                )
+                self._last_draw = started
                 if drawn.drawn:
                     log.info("sample: %d clip(s) drawn", drawn.drawn)
             except EarmarkError as exc:

@@ -289,8 +289,17 @@ class Workspace:
     def sampling_policy(self) -> SamplingPolicy:
         return workspace_policy(self.settings)
 
-    def draw_sample(self, *, actor: Actor, policy: SamplingPolicy, dry_run: bool = False) -> SampleResult:
-        """Draw with `policy` in one transaction (nothing kept when `dry_run`)."""
+    def draw_sample(
+        self,
+        *,
+        actor: Actor,
+        policy: SamplingPolicy,
+        dry_run: bool = False,
+        ingested_since: datetime | None = None,
+        record_empty: bool = True,
+    ) -> SampleResult:
+        """Draw with `policy` in one transaction (nothing kept when `dry_run`); see
+        `sampling.draw_sample` for the worker's `ingested_since` and `record_empty`."""
         with self.transaction() as session:
             result = draw_sample(
                 session,
@@ -299,6 +308,8 @@ class Workspace:
                 key=sampling_key(self.settings),
                 default_consent=Consent(self.settings.consent_default),
                 dry_run=dry_run,
+                ingested_since=ingested_since,
+                record_empty=record_empty,
             )
             if dry_run:
                 session.rollback()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,19 @@ def test_with_worker_sampling_a_clip_posted_to_the_api_reaches_the_queue_by_itse
         drawn = s.execute(select(AuditEvent).where(AuditEvent.action == "sample.draw")).scalar_one()
         assert drawn.actor == "system" and drawn.details["drawn"] == 1
     assert worker.run_once() == 0  # the next draw waits for its interval
+    worker.draw_overlap = timedelta(0)  # the test's clips all arrived within the last minute
+    worker._next_sample = 0.0  # due: it reads only what arrived since, and records nothing for nothing
+    assert worker.run_once() == 0
+    f.ingest_speech(ws, "play it again", account_id="w1")
+    worker._next_sample = 0.0
+    assert worker.run_once() == 1
+    with ws.sessions() as s:
+        draws = (
+            s.execute(select(AuditEvent.details).where(AuditEvent.action == "sample.draw").order_by(AuditEvent.seq))
+            .scalars()
+            .all()
+        )
+    assert [d["considered"] for d in draws] == [2, 1]  # the left-out clip is not re-read every round
 
 
 def test_worker_sampling_without_a_policy_file_is_refused_at_startup(ws: Workspace) -> None:
