@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from earmark import audit
@@ -165,7 +165,15 @@ def draw_sample(
         .where(Clip.status == ClipStatus.stored, Clip.sampled_at.is_(None), Clip.blob_key.is_not(None))
         # The worker's rounds: only clips that arrived since its last draw (the draw is keyed, so
         # a clip once left out is left out again; re-reading them all each round was wasted work).
-        .where(*([Clip.ingested_at >= ingested_since] if ingested_since is not None else []))
+        # A clip of an account whose consent changed since is read again too (consent may come
+        # after the recordings).
+        .where(
+            *(
+                [or_(Clip.ingested_at >= ingested_since, Account.consent_updated_at >= ingested_since)]
+                if ingested_since is not None
+                else []
+            )
+        )
         .order_by(Clip.recorded_at, Clip.external_id)
     ).all()
     # Clips already sampled count against their household's cap for their period.

@@ -66,6 +66,9 @@ def test_with_worker_sampling_a_clip_posted_to_the_api_reaches_the_queue_by_itse
             .all()
         )
     assert [d["considered"] for d in draws] == [2, 1]  # the left-out clip is not re-read every round
+    f.allow(ws, "nobody-asked")  # consent after the recording: its clip is read again, and drawn
+    worker._next_sample = 0.0
+    assert worker.run_once() == 1
 
 
 def test_worker_sampling_without_a_policy_file_is_refused_at_startup(ws: Workspace) -> None:
