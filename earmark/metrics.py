@@ -285,18 +285,20 @@ def _worst(session: Session, conds: list[Any]) -> list[dict[str, Any]]:
 
 def _cost(session: Session, *, reviewed: int, useful: int, since: datetime | None) -> dict[str, Any]:
     """Review time from the passes' own timings. Annotation retention deletes passes while the
-    error figures stay, so the time per clip is taken over the clips whose passes are still held
-    (and is unknown, not zero, when none are)."""
-    q = select(func.count(), func.coalesce(func.sum(Annotation.ms), 0), func.count(distinct(Annotation.clip_id)))
-    q = q.where(Annotation.ms.is_not(None))
-    if since is not None:
-        q = q.where(Annotation.created_at >= since)
-    passes, ms, timed_clips = session.execute(q).one()
-    hours = float(ms) / 3_600_000
-    per_clip = hours * 3600 / timed_clips if timed_clips else None
+    error figures stay, so the time per clip is taken over the reviewed clips whose timed passes
+    are still held (every pass of them: two passes are two people's time), and is unknown, not
+    zero, when none are."""
+    window = [Annotation.created_at >= since] if since is not None else []
+    passes, ms = session.execute(select(func.count(), func.coalesce(func.sum(Annotation.ms), 0)).where(*window)).one()
+    done_ms, timed_clips = session.execute(
+        select(func.coalesce(func.sum(Annotation.ms), 0), func.count(distinct(Annotation.clip_id)))
+        .join(Clip, Clip.id == Annotation.clip_id)
+        .where(Annotation.ms.is_not(None), Clip.status == ClipStatus.reviewed, Clip.erased_at.is_(None), *window)
+    ).one()
+    per_clip = float(done_ms) / 1000 / timed_clips if timed_clips else None
     return {
         "passes": int(passes),
-        "review_hours": round(hours, 3),  # in the passes still held
+        "review_hours": round(float(ms) / 3_600_000, 3),  # in the passes still held
         "reviewed_clips": reviewed,
         "useful_labels": useful,  # the final label corrected the device's transcript, intent or slots
         "seconds_per_reviewed_clip": round(per_clip, 2) if per_clip is not None and reviewed else None,

@@ -265,3 +265,23 @@ def test_personal_data_slots_count_on_neither_side(ws: Workspace) -> None:
     with ws.transaction() as s:
         result = compute_metrics(s).as_dict()
     assert result["cost"]["useful_labels"] == 0
+
+
+def test_time_per_reviewed_clip_counts_every_pass_of_reviewed_clips_only(ws: Workspace) -> None:
+    """With two passes per clip, a clip still waiting for its second pass was counted as a timed
+    clip, and the time per reviewed clip read low."""
+    ws.settings.review_passes = 2
+    f.queue_clips(ws, 2, accounts=2, text=DEVICE)
+    first, second = f.user(ws, "p1"), f.user(ws, "p2")
+    for reviewer, n in ((first, 2), (second, 1)):  # clip A: two passes (reviewed); clip B: one
+        for _ in range(n):
+            with ws.transaction() as s:
+                a = lease_next(s, actor=reviewer)
+                assert a is not None
+                submit_annotation(
+                    s, actor=reviewer, assignment_id=a.id, transcript=DEVICE, intent="PlayMusic", ms=30_000
+                )
+    with ws.transaction() as s:
+        cost = compute_metrics(s).as_dict()["cost"]
+    assert cost["reviewed_clips"] == 1 and cost["passes"] == 3
+    assert cost["seconds_per_reviewed_clip"] == 60.0  # two people's 30 s on the one reviewed clip
