@@ -40,7 +40,8 @@ from sqlalchemy.engine import make_url
 from earmark import audit, keys
 from earmark.config import load_settings
 from earmark.errors import EarmarkError
-from earmark.export import run_export
+from earmark.escalation import lease_safety, record_outcome
+from earmark.export import prune_exports, run_export
 from earmark.gold import pick_gold, remove_gold
 from earmark.help import answer_help, ask_help
 from earmark.metrics import refresh_errors
@@ -113,6 +114,12 @@ def _prepare(ws: Workspace) -> tuple[str, str]:
             skip_assignment(s, actor=r1, assignment_id=a.id, reason="too_hard")
         held = a.id
         help_id = ask_help(s, actor=r1, assignment_id=held, start=0.1, end=0.6, question="taylor or tailor?").id
+    f.user(ws, "saf1", Role.safety)
+    r6 = f.user(ws, "r6")
+    with ws.transaction() as s:  # one clip waits in the safety queue
+        flagged = lease_next(s, actor=r6)
+        assert flagged is not None
+        flag_sensitive(s, actor=r6, assignment_id=flagged.id)
     f.ingest_speech(ws, "call jennifer on her mobile", account_id=VICTIM)
     f.sample_all(ws)  # sampled: waits for the pipeline
     f.ingest_speech(ws, "turn off the lights", account_id=VICTIM)  # stored, not sampled yet
@@ -253,6 +260,26 @@ def _remove_gold(ws: Workspace, sc: Scenario) -> None:
             remove_gold(s, actor=Actor.cli(), clip_id=clip_id)
 
 
+def _safety_outcome(ws: Workspace, sc: Scenario) -> None:
+    """As the safety page does it: a lease, then the outcome, two transactions."""
+    saf = _user(ws, "saf1")
+    with ws.transaction() as s:
+        lease = lease_safety(s, actor=saf, max_clips=100, window_minutes=60, lease_seconds=600)
+        assignment = lease.assignment.id if lease.assignment is not None else None
+    if assignment is not None:
+        with ws.transaction() as s:
+            record_outcome(s, actor=saf, assignment_id=assignment, outcome="false_alarm", note="")
+
+
+def _skip_held(ws: Workspace, sc: Scenario) -> None:
+    with ws.transaction() as s:
+        skip_assignment(s, actor=_user(ws, "r1"), assignment_id=sc.held, reason="too_hard")
+
+
+def _export_prune(ws: Workspace, sc: Scenario) -> None:
+    prune_exports(ws, actor=Actor.cli())
+
+
 def _retention(ws: Workspace, sc: Scenario) -> None:
     ws.run_retention(actor=Actor.cli(), now=utcnow() + timedelta(days=3650))
 
@@ -284,6 +311,9 @@ OTHERS: dict[str, Callable[[Workspace, Scenario], None]] = {
     "serve_gold": _serve_gold,
     "pick_gold": _pick_gold,
     "remove_gold": _remove_gold,
+    "safety_outcome": _safety_outcome,
+    "skip_held": _skip_held,
+    "export_prune": _export_prune,
     "pipeline": _pipeline,
     "sample": _sample,
     "ingest": _ingest,
