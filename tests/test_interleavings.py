@@ -43,12 +43,13 @@ from earmark.errors import EarmarkError
 from earmark.escalation import lease_safety, record_outcome
 from earmark.export import prune_exports, run_export
 from earmark.gold import pick_gold, remove_gold
-from earmark.help import answer_help, ask_help
+from earmark.help import answer_help, apply_answer, ask_help
 from earmark.metrics import refresh_errors
 from earmark.models import (
     Account,
     AccountKey,
     Annotation,
+    Assignment,
     Clip,
     GoldAnswer,
     HelpRequest,
@@ -96,6 +97,9 @@ def _prepare(ws: Workspace) -> tuple[str, str]:
     ws.settings.review_passes = 2
     f.queue_clips(ws, 2, accounts=2)
     f.review_all(ws, f.user(ws, "r2"), f.user(ws, "r3"))
+    # A victim clip whose two passes disagree: it waits for a senior's adjudication.
+    f.queue_clips(ws, 1, accounts=1)
+    f.review_all(ws, _user(ws, "r2"), _user(ws, "r3"), transcript=lambda clip_id, u: f"play {u.username} please")
     with ws.transaction() as s:
         assert len(pick_gold(s, actor=Actor.cli(), n=2, consent_default=Consent.deny, seed=0)) == 2
     f.queue_clips(ws, 4, accounts=2)
@@ -116,9 +120,17 @@ def _prepare(ws: Workspace) -> tuple[str, str]:
         help_id = ask_help(s, actor=r1, assignment_id=held, start=0.1, end=0.6, question="taylor or tailor?").id
     f.user(ws, "saf1", Role.safety)
     r6 = f.user(ws, "r6")
-    with ws.transaction() as s:  # one clip waits in the safety queue
-        flagged = lease_next(s, actor=r6)
-        assert flagged is not None
+    with ws.transaction() as s:  # a bystander's clip waits in the safety queue (not r1's clip)
+        held_clip = s.get(Assignment, held)
+        assert held_clip is not None
+        while True:
+            flagged = lease_next(s, actor=r6)
+            assert flagged is not None
+            clip = s.get(Clip, flagged.clip_id)
+            assert clip is not None
+            if clip.account_id != victim and clip.id != held_clip.clip_id:
+                break
+            skip_assignment(s, actor=r6, assignment_id=flagged.id, reason="too_hard")
         flag_sensitive(s, actor=r6, assignment_id=flagged.id)
     f.ingest_speech(ws, "call jennifer on her mobile", account_id=VICTIM)
     f.sample_all(ws)  # sampled: waits for the pipeline
@@ -260,6 +272,24 @@ def _remove_gold(ws: Workspace, sc: Scenario) -> None:
             remove_gold(s, actor=Actor.cli(), clip_id=clip_id)
 
 
+def _adjudicate(ws: Workspace, sc: Scenario) -> None:
+    """As the adjudication page does it: a lease, then the senior's answer, two transactions."""
+    senior = _user(ws, "sen1")
+    with ws.transaction() as s:
+        a = lease_next(s, actor=senior, queue="adjudication")
+        assignment = a.id if a is not None else None
+    if assignment is not None:
+        with ws.transaction() as s:
+            submit_annotation(s, actor=senior, assignment_id=assignment, transcript="play it", intent="PlayMusic")
+
+
+def _answer_and_apply(ws: Workspace, sc: Scenario) -> None:
+    with ws.transaction() as s:
+        answer_help(s, actor=_user(ws, "sen1"), help_id=sc.help_id, answer="taylor")
+    with ws.transaction() as s:
+        apply_answer(s, actor=_user(ws, "r1"), help_id=sc.help_id)
+
+
 def _safety_outcome(ws: Workspace, sc: Scenario) -> None:
     """As the safety page does it: a lease, then the outcome, two transactions."""
     saf = _user(ws, "saf1")
@@ -312,6 +342,8 @@ OTHERS: dict[str, Callable[[Workspace, Scenario], None]] = {
     "pick_gold": _pick_gold,
     "remove_gold": _remove_gold,
     "safety_outcome": _safety_outcome,
+    "adjudicate": _adjudicate,
+    "answer_and_apply": _answer_and_apply,
     "skip_held": _skip_held,
     "export_prune": _export_prune,
     "pipeline": _pipeline,
