@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import soundfile as sf
-from sqlalchemy import Select, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
@@ -437,6 +437,19 @@ class PruneResult:
     missing: list[str] = field(default_factory=list)
 
 
+def still_exportable(consent_default: Consent | str, audio: Any) -> ColumnElement[bool]:
+    """SQL: the clip (joined with its account) may stay in an export whose audio is `audio` (a
+    column or a literal): not erased, review allowed, not the safety team's, and in original audio
+    only while training use is allowed. NULL (no consent given) must be read as no, as the prune
+    and the transparency report both do."""
+    return and_(
+        Clip.erased_at.is_(None),
+        allows_review(consent_default),
+        Clip.id.not_in(restricted_clips()),
+        or_(func.coalesce(audio, "") != "original", Account.training_use == Consent.allow),
+    )
+
+
 def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
     """Render every export marked by erasure, consent withdrawal or a safety outcome again without
     the clips that may no longer be used, bump its version and record the new content hash. Audited."""
@@ -455,11 +468,8 @@ def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
             if not (folder / ITEMS).exists():
                 result.missing.append(row.path)
                 continue
-            still = [Clip.erased_at.is_(None), allows_review(consent), Clip.id.not_in(restricted_clips())]
-            if row.audio == "original":  # the customer's own voice: only while training use is allowed
-                still.append(Account.training_use == Consent.allow)
             held = session.execute(
-                select(Clip.id, Clip.external_id, and_(*still))
+                select(Clip.id, Clip.external_id, still_exportable(consent, literal(row.audio)))
                 .join(ExportClip, ExportClip.clip_id == Clip.id)
                 .join(Account, Account.id == Clip.account_id)
                 .where(ExportClip.export_id == row.id)

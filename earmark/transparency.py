@@ -10,12 +10,12 @@ from importlib import resources
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import and_, case, func, not_, or_, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from earmark import audit
-from earmark.consent import allows_review
 from earmark.erasure import erased_accounts, find_account
+from earmark.export import still_exportable
 from earmark.models import (
     Account,
     Annotation,
@@ -28,7 +28,6 @@ from earmark.models import (
     User,
     utcnow,
 )
-from earmark.queues import restricted_clips
 from earmark.types import Actor, Consent
 
 TEAMS = {
@@ -154,20 +153,15 @@ def build_report(
         # Which of its recordings a prune will take out (as `export.prune_exports` decides): erased,
         # review no longer allowed, kept by the safety team, or, in original audio, training use
         # no longer allowed. Another account's erasure marks the same export; that is not this one's.
-        leaving = or_(
-            Clip.erased_at.is_not(None),
-            Account.erased_at.is_not(None),
-            not_(allows_review(consent_default)),
-            Clip.id.in_(restricted_clips()),
-            and_(Export.audio == "original", func.coalesce(Account.training_use, "") != Consent.allow),
-        )
+        # Not true (false, or NULL for no consent given) counts as leaving, as in the prune.
+        leaving = case((still_exportable(consent_default, Export.audio), 0), else_=1)
         held = session.execute(
             select(
                 Export.name,
                 Export.format,
                 Export.created_at,
                 func.count(),
-                func.sum(case((leaving, 1), else_=0)),
+                func.sum(leaving),
             )
             .join(ExportClip, ExportClip.export_id == Export.id)
             .join(Clip, Clip.id == ExportClip.clip_id)
