@@ -17,7 +17,7 @@ from rich.table import Table
 from earmark.catalog import CatalogLine, InventoryFile, read_lines
 from earmark.cli import _open, _settings, app, err, eval_app, out
 from earmark.errors import InvalidInput
-from earmark.sampling import SampleResult, draw_sample
+from earmark.sampling import SampleResult
 from earmark.sampling_policy import (
     CapCounter,
     EntityCheck,
@@ -29,7 +29,7 @@ from earmark.sampling_policy import (
     load_policy,
 )
 from earmark.textnorm import normalize
-from earmark.types import Actor, Consent
+from earmark.types import Actor
 from earmark.workspace import sampling_key, workspace_policy
 
 
@@ -86,20 +86,8 @@ def sample(
     """Draw clips for human review by a sampling policy: capped per household, priority where people help most."""
     pol = _policy(policy, rate)
     ws = _open()
-    s = ws.settings
     try:
-        key = sampling_key(s)
-        with ws.transaction() as session:
-            result = draw_sample(
-                session,
-                actor=Actor.cli(),
-                policy=pol,
-                key=key,
-                default_consent=Consent(s.consent_default),
-                dry_run=dry_run,
-            )
-            if dry_run:
-                session.rollback()
+        result = ws.draw_sample(actor=Actor.cli(), policy=pol, dry_run=dry_run)
     finally:
         ws.close()
     if as_json:

@@ -14,7 +14,7 @@ from earmark.errors import EarmarkError
 from earmark.metrics import refresh_errors
 from earmark.models import utcnow
 from earmark.types import Actor
-from earmark.workspace import Workspace
+from earmark.workspace import Workspace, workspace_policy
 
 log = logging.getLogger("earmark.worker")
 
@@ -70,7 +70,7 @@ class BackgroundWorker:
                 started = utcnow()
                 drawn = self.ws.draw_sample(
                     actor=Actor.system(),
-                    policy=self.ws.sampling_policy(),
+                    policy=workspace_policy(self.ws.settings),
                     ingested_since=self._last_draw - self.draw_overlap if self._last_draw else None,
                     record_empty=False,
                 )

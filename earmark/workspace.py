@@ -286,9 +286,6 @@ class Workspace:
             self.blobs.delete(stored.replaced_blob)
         return stored
 
-    def sampling_policy(self) -> SamplingPolicy:
-        return workspace_policy(self.settings)
-
     def draw_sample(
         self,
         *,
