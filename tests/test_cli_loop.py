@@ -56,14 +56,19 @@ def _jsonl(lines: list[dict[str, object]]) -> str:
     return "".join(json.dumps(x) + "\n" for x in lines)
 
 
-def test_sample_with_a_policy_dry_run_then_real(home: Path, tmp_path: Path) -> None:  # noqa: F811
+def _ingest_consenting(home: Path, tmp_path: Path) -> None:  # noqa: F811
+    """24 clips of 4 households that allow review, ingested through the command line."""
     folder = tmp_path / "in"
     folder.mkdir()
     manifest = folder / "m.jsonl"
-    manifest.write_text("".join(json.dumps(x) + "\n" for x in _lines(folder, 24)))
+    manifest.write_text(_jsonl(_lines(folder, 24)))
     assert run(home, "ingest", str(manifest)).exit_code == 0
     for a in range(4):
         assert run(home, "consent", "set", f"acct-{a}", "--human-review", "allow").exit_code == 0
+
+
+def test_sample_with_a_policy_dry_run_then_real(home: Path, tmp_path: Path) -> None:  # noqa: F811
+    _ingest_consenting(home, tmp_path)
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY)
     dry = run(home, "sample", "--policy", str(policy), "--dry-run", "--json")
@@ -80,13 +85,7 @@ def test_sample_with_a_policy_dry_run_then_real(home: Path, tmp_path: Path) -> N
 
 def test_the_workspace_household_cap_bounds_a_policy_files_draw(home: Path, tmp_path: Path) -> None:  # noqa: F811
     """sample_cap_per_account applied to --rate only: a policy file's own cap (3) overrode it (1)."""
-    folder = tmp_path / "in"
-    folder.mkdir()
-    manifest = folder / "m.jsonl"
-    manifest.write_text("".join(json.dumps(x) + "\n" for x in _lines(folder, 24)))
-    assert run(home, "ingest", str(manifest)).exit_code == 0
-    for a in range(4):
-        assert run(home, "consent", "set", f"acct-{a}", "--human-review", "allow").exit_code == 0
+    _ingest_consenting(home, tmp_path)
     (home / "policy.toml").write_text(POLICY)  # its own cap: 3 per household
     # A relative sampling_policy is the workspace's file, wherever the command runs.
     (home / "settings.toml").write_text((home / "settings.toml").read_text() + '\nsampling_policy = "policy.toml"\n')

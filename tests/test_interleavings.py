@@ -200,15 +200,19 @@ def _erase(ws: Workspace, sc: Scenario) -> None:
     ws.erase(actor=Actor.cli(), account_id=VICTIM)
 
 
-def _lease_and_submit(ws: Workspace, sc: Scenario) -> None:
+def _lease_then_submit(ws: Workspace, username: str, queue: str) -> None:
     """As the workbench does it: the lease and the submit are two transactions."""
-    r4 = _user(ws, "r4")
+    user = _user(ws, username)
     with ws.transaction() as s:
-        a = lease_next(s, actor=r4)
+        a = lease_next(s, actor=user, queue=queue)
         assignment = a.id if a is not None else None
     if assignment is not None:
         with ws.transaction() as s:
-            submit_annotation(s, actor=r4, assignment_id=assignment, transcript="play it", intent="PlayMusic")
+            submit_annotation(s, actor=user, assignment_id=assignment, transcript="play it", intent="PlayMusic")
+
+
+def _lease_and_submit(ws: Workspace, sc: Scenario) -> None:
+    _lease_then_submit(ws, "r4", "general")
 
 
 def _submit_held(ws: Workspace, sc: Scenario) -> None:
@@ -273,14 +277,7 @@ def _remove_gold(ws: Workspace, sc: Scenario) -> None:
 
 
 def _adjudicate(ws: Workspace, sc: Scenario) -> None:
-    """As the adjudication page does it: a lease, then the senior's answer, two transactions."""
-    senior = _user(ws, "sen1")
-    with ws.transaction() as s:
-        a = lease_next(s, actor=senior, queue="adjudication")
-        assignment = a.id if a is not None else None
-    if assignment is not None:
-        with ws.transaction() as s:
-            submit_annotation(s, actor=senior, assignment_id=assignment, transcript="play it", intent="PlayMusic")
+    _lease_then_submit(ws, "sen1", "adjudication")
 
 
 def _answer_and_apply(ws: Workspace, sc: Scenario) -> None:

@@ -34,6 +34,16 @@ def _review(ws: Workspace, answers: list[tuple[str, str, list[SlotIn]]]) -> list
 ARTIST = [SlotIn(type="artist", start=21, end=33)]
 
 
+def _protected(ws: Workspace, text: str, intent: str, *, contact: str) -> None:
+    """One clip the device heard as `text`, with its NLU naming `contact`, made safe to hear."""
+    nlu = {"intent": intent, "slots": [{"type": "contact", "value": contact}], "confidence": 0.9}
+    m = f.meta(account_id=f"acct-{contact}", device_asr={"text": text, "confidence": 0.9}, device_nlu=nlu)
+    ws.ingest(actor=Actor.cli(), meta=m, audio=f.speech_bytes(text), via="test")
+    f.allow(ws, f"acct-{contact}")
+    f.sample_all(ws)
+    ws.process_pending()
+
+
 def test_errors_are_inverse_probability_weighted(ws: Workspace) -> None:
     f.queue_clips(ws, 2, accounts=2, text=DEVICE)
     right, wrong = _review(
@@ -194,13 +204,7 @@ def test_most_clips_heard_per_household_counts_whole_periods(ws: Workspace) -> N
 def test_a_masked_slot_value_is_not_counted_as_a_device_error(ws: Workspace) -> None:
     """A reviewer shown "call [PERSON]" (the device's slot: contact = jennifer) cannot tag a masked
     name, so the slot counted as missed and the clip as corrected when the device was right."""
-    text = "call jennifer"
-    nlu = {"intent": "MakeCall", "slots": [{"type": "contact", "value": "jennifer"}], "confidence": 0.9}
-    m = f.meta(account_id="acct-m", device_asr={"text": text, "confidence": 0.9}, device_nlu=nlu)
-    ws.ingest(actor=Actor.cli(), meta=m, audio=f.speech_bytes(text), via="test")
-    f.allow(ws, "acct-m")
-    f.sample_all(ws)
-    ws.process_pending()
+    _protected(ws, "call jennifer", "MakeCall", contact="jennifer")
     with ws.sessions() as s:
         assert s.execute(select(Clip.redacted_text)).scalar_one() == "call [PERSON]"
     _review(ws, [("call [PERSON]", "MakeCall", [])])
@@ -253,12 +257,7 @@ def test_personal_data_slots_count_on_neither_side(ws: Workspace) -> None:
     """A visible name (a clip processed before masking improved) tagged by the reviewer from the
     device's prefill counted as a slot the device missed, since the device side was filtered."""
     text = "text daniel on whatsapp"
-    nlu = {"intent": "SendMessage", "slots": [{"type": "contact", "value": "daniel"}], "confidence": 0.9}
-    m = f.meta(account_id="acct-n", device_asr={"text": text, "confidence": 0.9}, device_nlu=nlu)
-    ws.ingest(actor=Actor.cli(), meta=m, audio=f.speech_bytes(text), via="test")
-    f.allow(ws, "acct-n")
-    f.sample_all(ws)
-    ws.process_pending()
+    _protected(ws, text, "SendMessage", contact="daniel")
     with ws.transaction() as s:  # as an older pipeline left it: the name visible
         s.execute(update(Clip).values(redacted_text=text))
     _review(ws, [(text, "SendMessage", [SlotIn(type="contact", start=5, end=11)])])
