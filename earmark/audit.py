@@ -84,6 +84,7 @@ EVENTS: dict[str, str] = {
     "safety.lease": "A safety reviewer opened a clip of the safety queue.",
     "safety.outcome": "A safety reviewer recorded an outcome (details: outcome).",
     "safety.pause": "A safety reviewer reached the exposure limit; their queue paused (details: clips, window).",
+    "wakeword.answer": "The wake-word team said what woke the device for a clip without speech (details: label).",
     "gold.add": "A clip was made a gold clip with its reviewed answer (details: source, annotation).",
     "gold.remove": "A clip left the gold set (details: withdrawn_items, gold items not yet leased).",
     "keys.rotate": "The workspace key was rotated (details: old/new key ids, accounts rewrapped).",

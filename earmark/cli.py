@@ -698,6 +698,7 @@ def demo(
     if serve_ui:
         from earmark.web.server import run
 
+        settings = load_settings(settings.home)  # with what the demo wrote into its settings.toml
         p = port or settings.bind_port
         out.print(f"open [bold]http://{settings.bind_host}:{p}/[/] and log in as reviewer1")
         run(settings, host=settings.bind_host, port=p)

@@ -226,7 +226,12 @@ app.add_typer(export_app, name="export")
 
 @export_app.command("create")
 def export_create(
-    fmt: Annotated[str, typer.Option("--format", "-f", help="lhotse, nemo, hf (ASR); rasa, massive (NLU).")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", "-f", help="lhotse, nemo, hf (ASR); rasa, massive (NLU); wakeword (what woke the device)."
+        ),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write (must be empty unless --force).")],
     audio: Annotated[
         str, typer.Option(help="protected (default) or original: only accounts whose training-use consent allows.")

@@ -108,8 +108,8 @@ class Settings(BaseSettings):
     )
     no_speech_route: Literal["exclude", "wakeword"] = Field(
         "exclude",
-        description="Clips without speech: kept out of review, or sent (protected) to the restricted `wakeword` "
-        "queue, which no page or command leases from yet (they wait there, counted by `earmark stats`).",
+        description="Clips without speech: kept out of review, or sent (screened and anonymized) to the restricted "
+        "`wakeword` queue, where the `wakeword` role says what woke the device (`/wakeword`).",
     )
     worker_interval_seconds: float = Field(
         2.0, gt=0, le=3600, description="How often the server's background worker looks for clips to process."

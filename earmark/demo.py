@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from earmark import auth
 from earmark.audio import encode, resample
 from earmark.catalog import import_catalog, import_inventory
-from earmark.config import Settings
+from earmark.config import SETTINGS_FILE, Settings
 from earmark.consent import set_consent
 from earmark.errors import ConfigError
 from earmark.ingest import read_manifest
@@ -299,8 +300,13 @@ DEMO_USERS = [
     ("reviewer2", Role.reviewer),
     ("senior1", Role.senior),
     ("safety1", Role.safety),
+    ("wakeword1", Role.wakeword),
     ("auditor1", Role.auditor),
 ]
+DEMO_SETTINGS = """
+# The demo sends clips without speech to the wake-word team's queue (log in as wakeword1).
+no_speech_route = "wakeword"
+"""
 
 
 def demo_policy(settings: Settings) -> SamplingPolicy:
@@ -332,7 +338,13 @@ def build_demo(
     rng = np.random.default_rng(seed + 1)
     logins: list[DemoLogin] = []
     admin_password = auth.generate_password()
+    demo_route = "EARMARK_NO_SPEECH_ROUTE" not in os.environ  # else the caller chose
+    if demo_route:
+        settings = settings.model_copy(update={"no_speech_route": "wakeword"})
     ws, _ = init_workspace(settings, admin_username="admin", admin_password=admin_password)
+    if demo_route:
+        with (home / SETTINGS_FILE).open("a", encoding="utf-8") as fh:
+            fh.write(DEMO_SETTINGS)
     logins.append(DemoLogin("admin", "admin", admin_password))
     try:
         with tempfile.TemporaryDirectory(prefix="earmark-demo-") as tmp:

@@ -19,6 +19,7 @@ from earmark.models import Assignment, ClipProtection, QueueItem, SafetyOutcome,
 from earmark.queues import GENERAL, SAFETY, enqueue, lease_next, user_actor
 from earmark.review import lock_pass, require_active
 from earmark.types import AssignmentState, ClipStatus, QueueState
+from earmark.wakeword import WAKEWORD, found_no_speech
 
 OUTCOMES = ("false_alarm", "handled", "escalated")
 
@@ -106,7 +107,8 @@ def record_outcome(session: Session, *, actor: User, assignment_id: str, outcome
         prot = session.get(ClipProtection, clip.id)
         if prot is not None:
             prot.sensitivity = 0.0
-        enqueue(session, clip=clip, queue=GENERAL)
+        # Back where the pipeline would have sent it: a clip without speech to the wake-word team.
+        enqueue(session, clip=clip, queue=WAKEWORD if found_no_speech(session, clip.id) else GENERAL)
     else:
         clip.status = ClipStatus.reviewed
         # Kept by the safety team: never training data; an export that already holds it (its

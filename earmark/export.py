@@ -36,12 +36,13 @@ from earmark.audio import decode_mono, encode_wav, resample
 from earmark.consent import allows_review, share_lock_accounts
 from earmark.crypto import decrypt_blob
 from earmark.errors import InvalidInput, KeyUnavailable, NotFound
-from earmark.export_formats import ASR_FORMATS, FORMATS, Item, render
+from earmark.export_formats import AUDIO_FORMATS, FORMATS, WAKE_FORMATS, Item, render
 from earmark.keys import data_key
 from earmark.models import Account, Annotation, Assignment, Clip, Export, ExportClip, QueueItem, utcnow
 from earmark.quality import GOLD
 from earmark.queues import restricted_clips
 from earmark.types import Actor, ClipStatus, Consent
+from earmark.wakeword import KIND as WAKE_KIND
 
 if TYPE_CHECKING:
     from earmark.workspace import Workspace
@@ -67,15 +68,18 @@ def item_id(secret: bytes, clip_external_id: str) -> str:
     return "utt-" + hmac.new(secret, f"export-item|{clip_external_id}".encode(), hashlib.sha256).hexdigest()[:20]
 
 
-def final_label_ids() -> Subquery:
+LABEL_KINDS = ("label", "adjudication")
+
+
+def final_label_ids(kinds: tuple[str, ...] = LABEL_KINDS) -> Subquery:
     """(clip_id, ann_id) of each clip's final label: its newest label or adjudication (an
-    adjudication comes after the passes it settles). Gold-queue passes are tests of the reviewer,
-    not labels of the clip."""
+    adjudication comes after the passes it settles), or with `kinds=("wakeword",)` its wake-word
+    answer. Gold-queue passes are tests of the reviewer, not labels of the clip."""
     return (
         select(Annotation.clip_id, func.max(Annotation.id).label("ann_id"))
         .join(Assignment, Assignment.id == Annotation.assignment_id)
         .join(QueueItem, QueueItem.id == Assignment.queue_item_id)
-        .where(Annotation.kind.in_(["label", "adjudication"]), QueueItem.queue != GOLD)
+        .where(Annotation.kind.in_(kinds), QueueItem.queue != GOLD)
         .group_by(Annotation.clip_id)
         .subquery()
     )
@@ -94,9 +98,11 @@ def _exportable(query: Select[Any], consent_default: Consent, audio: str | None 
     return query
 
 
-def final_labels(session: Session, *, consent_default: Consent) -> list[tuple[Clip, Annotation]]:
-    """Each exportable clip with its final label."""
-    newest = final_label_ids()
+def final_labels(
+    session: Session, *, consent_default: Consent, kinds: tuple[str, ...] = LABEL_KINDS
+) -> list[tuple[Clip, Annotation]]:
+    """Each exportable clip with its final label (of `kinds`)."""
+    newest = final_label_ids(kinds)
     rows = session.execute(
         _exportable(
             select(Clip, Annotation)
@@ -218,10 +224,12 @@ def run_export(
     if audio not in ("protected", "original"):
         raise InvalidInput("audio must be 'protected' or 'original'", field="audio")
     _check_folder(out, force, ws.settings.home)
-    asr = fmt in ASR_FORMATS
+    asr = fmt in AUDIO_FORMATS
+    wake = fmt in WAKE_FORMATS
     consent = Consent(ws.settings.consent_default)
     with ws.sessions() as session:
-        todo = [(c.id, a.id) for c, a in final_labels(session, consent_default=consent)]
+        kinds = (WAKE_KIND,) if wake else LABEL_KINDS
+        todo = [(c.id, a.id) for c, a in final_labels(session, consent_default=consent, kinds=kinds)]
     skipped: Counter[str] = Counter()
     items: dict[int, Item] = {}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -248,6 +256,7 @@ def run_export(
                         locale=clip.locale,
                         intent=ann.intent,
                         slots=[dict(s) for s in ann.slots or []],
+                        label=ann.reason if wake else None,
                     )
                     if asr:
                         if audio == "original" and training_use != Consent.allow:

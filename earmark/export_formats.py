@@ -10,6 +10,9 @@ Every export folder keeps its items as `items.jsonl`; the format files are rende
 - `rasa`: `nlu.yml`, Rasa 3 training data; linked entities carry the catalog id as their value.
 - `massive`: `massive.jsonl` in the MASSIVE layout (`utt`, `annot_utt` with `[slot : value]`), plus
   `slots` with catalog entity ids.
+- `wakeword`: the wake-word team's answers for clips without speech: `labels.csv` (`id`, `audio`,
+  `duration`, `label`, `false_wake`) next to the audio, the layout keyword-spotting trainers read
+  (openWakeWord's negative clips, a torchaudio or Hugging Face audio-classification folder).
 
 Transcripts keep their redaction placeholders. In the NLU formats `[PHONE]` is written `<PHONE>`,
 because square brackets are slot markup there.
@@ -17,6 +20,8 @@ because square brackets are slot markup there.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from collections.abc import Iterable
@@ -27,7 +32,11 @@ import yaml
 
 ASR_FORMATS = ("lhotse", "nemo", "hf")
 NLU_FORMATS = ("rasa", "massive")
-FORMATS = ASR_FORMATS + NLU_FORMATS
+WAKE_FORMATS = ("wakeword",)
+AUDIO_FORMATS = ASR_FORMATS + WAKE_FORMATS  # exports that carry audio
+FORMATS = ASR_FORMATS + NLU_FORMATS + WAKE_FORMATS
+# Wake-word answers that say something other than the wake word woke the device.
+FALSE_WAKES = ("sound_alike", "media", "background_speech", "other_sound")
 LANGUAGES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian"}
 PLACEHOLDER = re.compile(r"\[([A-Z_]+)\]")
 
@@ -46,6 +55,7 @@ class Item:
     intent: str | None = None
     slots: list[dict[str, Any]] = field(default_factory=list)  # type, start, end, value, entity_id
     audio: str | None = None  # path relative to the export folder
+    label: str | None = None  # wakeword: what woke the device (earmark.wakeword.LABELS)
     sample_rate: int | None = None
     num_samples: int | None = None
 
@@ -177,12 +187,22 @@ def render_massive(items: list[Item]) -> dict[str, str]:
     return {"massive.jsonl": _jsonl(rows)}
 
 
+def render_wakeword(items: list[Item]) -> dict[str, str]:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["id", "audio", "duration", "label", "false_wake"])
+    for it in items:
+        w.writerow([it.id, it.audio, it.duration, it.label, int(it.label in FALSE_WAKES)])
+    return {"labels.csv": out.getvalue()}
+
+
 RENDERERS = {
     "lhotse": render_lhotse,
     "nemo": render_nemo,
     "hf": render_hf,
     "rasa": render_rasa,
     "massive": render_massive,
+    "wakeword": render_wakeword,
 }
 
 

@@ -8,7 +8,7 @@ is compared in its redacted form, so personal data is a placeholder on both side
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from earmark.models import Account, Annotation, Assignment, Clip, ClipError, Cli
 from earmark.pii import PII_SLOT_TYPES
 from earmark.textnorm import normalize
 from earmark.types import Actor, ClipStatus
+from earmark.wakeword import figures as wake_figures
 
 WORST = 10
 
@@ -70,6 +71,7 @@ class Metrics:
     worst: list[dict[str, Any]] = field(default_factory=list)
     cost: dict[str, Any] = field(default_factory=dict)
     privacy: dict[str, Any] = field(default_factory=dict)
+    wake_word: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +81,7 @@ class Metrics:
             "worst_examples": self.worst,
             "cost": self.cost,
             "privacy": self.privacy,
+            "wake_word": self.wake_word,
         }
 
 
@@ -253,6 +256,13 @@ def compute_metrics(
     ).one()
     m.cost = _cost(session, reviewed=int(reviewed), useful=int(useful or 0), since=since)
     m.privacy = _privacy(session, period_days=period_days)
+    wake = wake_figures(session, since=since)
+    m.wake_word = {
+        "answered": wake.answered,
+        "false_wakes": wake.false_wakes,
+        "false_wake_share": wake.false_wake_share,
+        "by_answer": [asdict(x) for x in wake.labels],
+    }
     if actor is not None:
         audit.record(
             session, actor=actor, action="metrics.view", details={"clips": int(reviewed), "refreshed": refreshed}

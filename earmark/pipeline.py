@@ -125,6 +125,45 @@ def _timed(stages: list[StageRecord], name: str) -> Callable[[str, dict[str, Any
     return done
 
 
+def _words_and_pii(
+    y: np.ndarray, device_text: str | None, device_slots: list[Any] | None, parts: Components, stages: list[StageRecord]
+) -> tuple[str, str, list[Word], bool, list[TextSpan]]:
+    """The transcript and transcript stages of a clip with speech: its text, where the text came
+    from, its words placed on the audio (if the aligner could), and the personal data in it."""
+    done = _timed(stages, "transcript")
+    words: list[Word] = []
+    aligned = False
+    if device_text and device_text.strip():
+        text, source = " ".join(device_text.split()), "device"
+        placed = parts.aligner.align(y, TARGET_RATE, text)
+        if placed is not None:
+            words, aligned = placed, True
+    else:
+        result = parts.transcriber.transcribe(y, TARGET_RATE)
+        text, source, words = result.text, result.source, result.words
+        # The transcriber's own word times are rough (Whisper: ~120 ms median error); the aligner
+        # places its words to ~10 ms. If that fails, the timing is not trusted for redaction.
+        placed = parts.aligner.align(y, TARGET_RATE, text) if text else None
+        if placed is not None:
+            words, aligned = placed, True
+    done(
+        "ok" if aligned or not text else "unaligned", {"source": source, "words": len(text.split()), "aligned": aligned}
+    )
+
+    done = _timed(stages, "pii")
+    found = parts.pii.detect(text)
+    pii = with_slot_hints(text, found, device_slots)
+    counts: dict[str, int] = {}
+    for p in pii:
+        counts[p.type] = counts.get(p.type, 0) + 1
+    by_slot = {"from_slots": len(pii) - len(found)} if len(pii) != len(found) else {}
+    done(
+        "found" if pii else "none",
+        {"spans": len(pii), **by_slot, **{f"type_{k}": v for k, v in sorted(counts.items())}},
+    )
+    return text, source, words, aligned, pii
+
+
 def protect(
     x: np.ndarray,
     sample_rate: int,
@@ -157,49 +196,17 @@ def protect(
     speech = parts.vad.detect(y, TARGET_RATE)
     speech_s = sum(s.length for s in speech) / TARGET_RATE
     details = {"speech_seconds": round(speech_s, 3), "ratio": round(speech_s / seconds, 3), "regions": len(speech)}
-    if speech_s < config.min_speech_seconds:
+    no_speech = speech_s < config.min_speech_seconds
+    if no_speech and config.no_speech == "exclude":
         done("no_speech", details)
-        if config.no_speech == "wakeword":
-            # A restricted queue for wake-word work: still never the original audio.
-            anon = parts.anonymizer.draw(rng)
-            audio = parts.anonymizer.apply(y, TARGET_RATE, anon)
-            return Protection(
-                "wakeword", "no_speech", stages, audio=audio, anonymizer={"name": parts.anonymizer.name, **anon}
-            )
         return Protection("excluded", "no_speech", stages)
-    done("ok", details)
-
-    done = _timed(stages, "transcript")
-    words: list[Word] = []
-    aligned = False
-    if device_text and device_text.strip():
-        text, source = " ".join(device_text.split()), "device"
-        placed = parts.aligner.align(y, TARGET_RATE, text)
-        if placed is not None:
-            words, aligned = placed, True
-    else:
-        result = parts.transcriber.transcribe(y, TARGET_RATE)
-        text, source, words = result.text, result.source, result.words
-        # The transcriber's own word times are rough (Whisper: ~120 ms median error); the aligner
-        # places its words to ~10 ms. If that fails, the timing is not trusted for redaction.
-        placed = parts.aligner.align(y, TARGET_RATE, text) if text else None
-        if placed is not None:
-            words, aligned = placed, True
-    done(
-        "ok" if aligned or not text else "unaligned", {"source": source, "words": len(text.split()), "aligned": aligned}
-    )
-
-    done = _timed(stages, "pii")
-    found = parts.pii.detect(text)
-    pii = with_slot_hints(text, found, device_slots)
-    counts: dict[str, int] = {}
-    for p in pii:
-        counts[p.type] = counts.get(p.type, 0) + 1
-    by_slot = {"from_slots": len(pii) - len(found)} if len(pii) != len(found) else {}
-    done(
-        "found" if pii else "none",
-        {"spans": len(pii), **by_slot, **{f"type_{k}": v for k, v in sorted(counts.items())}},
-    )
+    # No speech, for the restricted wake-word queue: no words to transcribe or search, but the
+    # clip is still screened (a scream is not speech to the detector), bleeped where a reviewer
+    # reported personal data, and anonymized: never the original audio.
+    done("no_speech" if no_speech else "ok", details)
+    text, source, words, aligned, pii = "", "none", [], False, []
+    if not no_speech:
+        text, source, words, aligned, pii = _words_and_pii(y, device_text, device_slots, parts, stages)
 
     done = _timed(stages, "screening")
     decision = screen(y, TARGET_RATE, text, config.thresholds)
@@ -231,8 +238,8 @@ def protect(
     done("ok", {"name": parts.anonymizer.name})
 
     return Protection(
-        outcome="safety" if decision.route == "safety" else "general",
-        reason=None,
+        outcome="safety" if decision.route == "safety" else ("wakeword" if no_speech else "general"),
+        reason="no_speech" if no_speech else None,
         stages=stages,
         audio=audio,
         transcript=text,

@@ -254,7 +254,7 @@ def _placeholders(text: str) -> list[str]:
     return re.findall(r"\[[A-Z_]+\]", text)
 
 
-def _open_pass(session: Session, actor: User, assignment_id: str) -> tuple[Assignment, Clip, QueueItem] | Annotation:
+def open_pass(session: Session, actor: User, assignment_id: str) -> tuple[Assignment, Clip, QueueItem] | Annotation:
     # Locked: two submits of one pass at once (a double click, a retried request) must not both
     # store an annotation; the second waits and then returns the first's.
     assignment, clip, item = lock_pass(session, user=actor, assignment_id=assignment_id)
@@ -289,7 +289,7 @@ def submit_annotation(
     (a second tab) it is a Conflict. Redacted placeholders ([PHONE]...) must
     survive editing: personal data cannot be typed back into a transcript.
     """
-    opened = _open_pass(session, actor, assignment_id)
+    opened = open_pass(session, actor, assignment_id)
     text = clean_transcript(transcript, max_chars=max_transcript_chars)
     intent = " ".join(intent.split())
     if isinstance(opened, Annotation):
@@ -371,7 +371,7 @@ def skip_assignment(session: Session, *, actor: User, assignment_id: str, reason
     """Give a clip back: it returns to the queue for someone else, never to this reviewer. Audited."""
     if reason not in SKIP_REASONS:
         raise InvalidInput(f"unknown reason {reason!r}; one of {', '.join(SKIP_REASONS)}", field="reason")
-    opened = _open_pass(session, actor, assignment_id)
+    opened = open_pass(session, actor, assignment_id)
     if isinstance(opened, Annotation):
         return
     assignment, _clip, item = opened
@@ -391,7 +391,7 @@ def report_missed_pii(session: Session, *, actor: User, assignment_id: str, star
     """The reviewer heard personal data the pipeline left audible (seconds of the clip): the clip is
     withdrawn at once from every queue, the span added to its redactions, and it goes back through
     the pipeline, which re-queues the re-protected clip. Audited; caller commits."""
-    opened = _open_pass(session, actor, assignment_id)
+    opened = open_pass(session, actor, assignment_id)
     if isinstance(opened, Annotation):
         raise InvalidInput("this clip was already submitted", field="assignment")
     _assignment, clip, _item = opened
@@ -425,7 +425,7 @@ def flag_sensitive(session: Session, *, actor: User, assignment_id: str) -> None
     """The reviewer met distressing content: the clip leaves their screen and every general queue
     at once for the safety queue, and the reviewer gets no near-sensitive clip for the rest of the
     day. Audited; caller commits."""
-    opened = _open_pass(session, actor, assignment_id)
+    opened = open_pass(session, actor, assignment_id)
     if isinstance(opened, Annotation):
         raise InvalidInput("this clip was already submitted", field="assignment")
     _assignment, clip, _item = opened

@@ -34,6 +34,7 @@ TEAMS = {
     "reviewer": "general review team",
     "senior": "senior reviewers",
     "safety": "safety team (trained for distressing content)",
+    "wakeword": "wake-word team (recordings in which nobody spoke to the assistant)",
     "admin": "program administrators",
 }
 REASONS = {

@@ -11,6 +11,7 @@ class Role(enum.StrEnum):
     reviewer = "reviewer"
     senior = "senior"
     safety = "safety"
+    wakeword = "wakeword"  # the wake-word team: only the restricted no-speech queue
     auditor = "auditor"
     service = "service"
 

@@ -137,6 +137,30 @@ def queue_clips(
     return ids
 
 
+def wake_clips(
+    ws: Workspace, n: int, *, account: str = "acct-w", wake_scores: list[float] | None = None, **fields: Any
+) -> list[str]:
+    """`n` clips without speech (faint noise) of one consenting account, sampled and sent by the
+    pipeline to the wake-word queue (`no_speech_route = "wakeword"`)."""
+    ws.settings.no_speech_route = "wakeword"
+    ids = []
+    for i in range(n):
+        noise = np.random.default_rng(i).normal(0, 0.001, 16_000 * 2).astype(np.float32)
+        m = meta(
+            account_id=account,
+            device_asr=None,
+            device_nlu=None,
+            wake_score=wake_scores[i] if wake_scores else None,
+            **fields,
+        )
+        ids.append(ws.ingest(actor=Actor.cli(), meta=m, audio=encode_wav(noise, 16_000), via="test").clip_id)
+    allow(ws, account)
+    sample_all(ws)
+    results = ws.process_pending()
+    assert [r.outcome for r in results] == ["wakeword"] * n, results
+    return ids
+
+
 def review_all(
     ws: Workspace,
     *users: User,

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 
-from earmark import audit, keys
+from earmark import audit, keys, wakeword
 from earmark.config import load_settings
 from earmark.errors import EarmarkError
 from earmark.escalation import lease_safety, record_outcome
@@ -132,6 +132,8 @@ def _prepare(ws: Workspace) -> tuple[str, str]:
                 break
             skip_assignment(s, actor=r6, assignment_id=flagged.id, reason="too_hard")
         flag_sensitive(s, actor=r6, assignment_id=flagged.id)
+    f.wake_clips(ws, 1, account=VICTIM)  # a victim clip without speech waits for the wake-word team
+    f.user(ws, "w1", Role.wakeword)
     f.ingest_speech(ws, "call jennifer on her mobile", account_id=VICTIM)
     f.sample_all(ws)  # sampled: waits for the pipeline
     f.ingest_speech(ws, "turn off the lights", account_id=VICTIM)  # stored, not sampled yet
@@ -298,6 +300,17 @@ def _safety_outcome(ws: Workspace, sc: Scenario) -> None:
             record_outcome(s, actor=saf, assignment_id=assignment, outcome="false_alarm", note="")
 
 
+def _wake_answer(ws: Workspace, sc: Scenario) -> None:
+    """As the wake-word page does it: a lease, then the answer, two transactions."""
+    w1 = _user(ws, "w1")
+    with ws.transaction() as s:
+        a = wakeword.lease(s, actor=w1, lease_seconds=600, consent_default="deny")
+        assignment = a.id if a is not None else None
+    if assignment is not None:
+        with ws.transaction() as s:
+            wakeword.record_answer(s, actor=w1, assignment_id=assignment, label="media")
+
+
 def _skip_held(ws: Workspace, sc: Scenario) -> None:
     with ws.transaction() as s:
         skip_assignment(s, actor=_user(ws, "r1"), assignment_id=sc.held, reason="too_hard")
@@ -339,6 +352,7 @@ OTHERS: dict[str, Callable[[Workspace, Scenario], None]] = {
     "pick_gold": _pick_gold,
     "remove_gold": _remove_gold,
     "safety_outcome": _safety_outcome,
+    "wake_answer": _wake_answer,
     "adjudicate": _adjudicate,
     "answer_and_apply": _answer_and_apply,
     "skip_held": _skip_held,

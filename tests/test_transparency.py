@@ -148,3 +148,19 @@ def test_an_account_that_records_again_after_erasure_keeps_the_erased_history(ws
     assert report["human_listens"] == erased["human_listens"]
     assert report["recordings"]["by_status"] == {"erased": 1, "stored": 1}
     assert "Earlier data of this account was erased on" in render_html(report)
+
+
+def test_a_listen_by_the_wakeword_team_is_reported_as_theirs(ws: Workspace) -> None:
+    from earmark import wakeword
+
+    f.wake_clips(ws, 1, account="acct-w")
+    team = f.user(ws, "w1", Role.wakeword)
+    with ws.transaction() as s:
+        a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
+        assert a is not None
+        assignment_audio(s, user=team, assignment_id=a.id, blobs=ws.blobs, keyring=ws.keyring)
+        wakeword.record_answer(s, actor=team, assignment_id=a.id, label="media")
+    report = _report(ws, "acct-w")
+    [listen] = report["human_listens"]
+    assert listen["role"] == "wakeword" and listen["team"].startswith("wake-word team")
+    assert report["annotations_kept"]["count"] == 1

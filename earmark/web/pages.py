@@ -155,6 +155,8 @@ def home(request: Request, caller: Caller = Depends(page_caller)) -> Response:
         return RedirectResponse("/review", status_code=303)
     if role == Role.safety:
         return RedirectResponse("/safety", status_code=303)
+    if role == Role.wakeword:
+        return RedirectResponse("/wakeword", status_code=303)
     if role == Role.admin:
         return RedirectResponse("/admin", status_code=303)
     if role == Role.auditor:

@@ -10,7 +10,7 @@ import math
 import re
 import time
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from earmark import escalation, help, review
+from earmark import escalation, help, review, wakeword
 from earmark.catalog import link, load_inventory
 from earmark.errors import EarmarkError, InvalidInput, NotFound, PermissionDenied
 from earmark.models import Assignment, Clip, User, utcnow
@@ -69,6 +69,16 @@ async def _payload(request: Request) -> dict[str, Any]:
             raise InvalidInput("the request body must be a JSON object")
         return data
     return {k: v for k, v in (await request.form()).items() if k != "csrf_token"}
+
+
+_Body = TypeVar("_Body", bound=BaseModel)
+
+
+def _validated(model: type[_Body], raw: dict[str, Any]) -> _Body:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidInput("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
 
 
 def _answer(request: Request, target: str, page: str | None = None) -> Response:
@@ -138,12 +148,22 @@ def _lease_adjudication(request: Request, session: Session, user: User) -> Assig
     return assignment
 
 
+def _lease_wakeword(request: Request, session: Session, user: User) -> Assignment | None:
+    s = get_ws(request).settings
+    assignment = wakeword.lease(session, actor=user, lease_seconds=s.lease_seconds, consent_default=s.consent_default)
+    session.commit()
+    return assignment
+
+
 def _next_after_submit(request: Request, session: Session, user: User, queue: str) -> str:
     """Where the reviewer goes next. Review and adjudication lease the next clip at once, so the
     browser goes straight to it (one round trip less between clips). The safety team goes back to
     its queue's page: one deliberate step between distressing clips."""
     if queue == escalation.SAFETY:
         return "/safety"
+    if queue == wakeword.WAKEWORD:
+        assignment = _lease_wakeword(request, session, user)
+        return f"/review/{assignment.id}" if assignment is not None else "/wakeword"
     if queue == ADJUDICATION:
         assignment = _lease_adjudication(request, session, user)
         return f"/review/{assignment.id}" if assignment is not None else "/adjudicate"
@@ -204,12 +224,24 @@ _ADJUDICATE_PAGE = {
     "empty": "No clip waits for adjudication.",
 }
 _SAFETY_PAGE = {"title": "Safety queue", "action": "/safety/next", "empty": "The safety queue is empty."}
+_WAKEWORD_PAGE = {
+    "title": "Wake-word queue",
+    "action": "/wakeword/next",
+    "empty": "No clip waits for the wake-word team.",
+}
 
 
 def _found_none(page: dict[str, str]) -> Response:
     """A start that found no clip goes back to the queue page, saying so: a redirect, so a reload
     of the page does not post the start again."""
     return RedirectResponse(page["action"].removesuffix("/next") + "?empty=1", status_code=303)
+
+
+def _opened(assignment: Assignment | None, page: dict[str, str]) -> Response:
+    """The page of the clip just leased, or the queue's page saying it found none."""
+    if assignment is None:
+        return _found_none(page)
+    return RedirectResponse(f"/review/{assignment.id}", status_code=303)
 
 
 @router.get("/review", name="review.start")
@@ -229,9 +261,7 @@ def review_next(
 ) -> Response:
     """Lease the next clip (or resume the one held) and open it."""
     assignment = _lease_general(request, session, caller.user)
-    if assignment is None:
-        return _found_none(_REVIEW_PAGE)
-    return RedirectResponse(f"/review/{assignment.id}", status_code=303)
+    return _opened(assignment, _REVIEW_PAGE)
 
 
 @router.get("/adjudicate", name="adjudicate.start")
@@ -251,9 +281,7 @@ def adjudicate_next(
 ) -> Response:
     """Seniors: the next clip whose passes disagreed (a review clip held is given back)."""
     assignment = _lease_adjudication(request, session, caller.user)
-    if assignment is None:
-        return _found_none(_ADJUDICATE_PAGE)
-    return RedirectResponse(f"/review/{assignment.id}", status_code=303)
+    return _opened(assignment, _ADJUDICATE_PAGE)
 
 
 # -- the review page -------------------------------------------------------------------------------
@@ -273,7 +301,8 @@ def review_page(
         raise
     except EarmarkError as exc:
         return _closed(request, exc)
-    if view.queue == escalation.SAFETY and Role(caller.user.role) != Role.safety:
+    restricted = {escalation.SAFETY: Role.safety, wakeword.WAKEWORD: Role.wakeword}
+    if view.queue in restricted and Role(caller.user.role) != restricted[view.queue]:
         raise NotFound("no such assignment")
     inventory = load_inventory(session)
     config = {
@@ -301,6 +330,7 @@ def review_page(
             "protocol": escalation.protocol_html(ws.settings.safety_protocol)
             if view.queue == escalation.SAFETY
             else "",
+            "wake_labels": wakeword.LABELS,
         },
     )
 
@@ -345,10 +375,7 @@ def review_submit(
     ws = get_ws(request)
     if isinstance(raw.get("slots"), str):
         raw["slots"] = load_json(raw["slots"] or "[]", field="slots")
-    try:
-        body = SubmitBody.model_validate(raw)
-    except ValidationError as exc:
-        raise InvalidInput("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
+    body = _validated(SubmitBody, raw)
     s = ws.settings
     item = review.queue_of(session, user=caller.user, assignment_id=assignment_id)
     try:
@@ -604,9 +631,7 @@ def safety_next(
     session.commit()
     if lease.paused:
         return _safety_paused(request, lease.heard_in_window)
-    if lease.assignment is None:
-        return _found_none(_SAFETY_PAGE)
-    return RedirectResponse(f"/review/{lease.assignment.id}", status_code=303)
+    return _opened(lease.assignment, _SAFETY_PAGE)
 
 
 @router.post("/safety/{assignment_id}/outcome", name="safety.outcome")
@@ -630,6 +655,59 @@ def safety_outcome(
     )
     session.commit()
     return _answer(request, "/safety")
+
+
+# -- the wake-word queue ---------------------------------------------------------------------------
+
+
+class WakeAnswerBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str = ""
+    ms: int | None = None
+
+
+@router.get("/wakeword", name="wakeword.start")
+def wakeword_start(
+    request: Request,
+    empty: bool = Query(False),
+    caller: Caller = Depends(page_caller),
+    session: Session = Depends(get_db),
+) -> Response:
+    """The wake-word team's queue: the clip held, or how many wait."""
+    return _queue_page(request, session, caller.user, queue=wakeword.WAKEWORD, tried=empty, **_WAKEWORD_PAGE)
+
+
+@router.post("/wakeword/next", name="wakeword.next")
+def wakeword_next(
+    request: Request, caller: Caller = Depends(csrf_checked), session: Session = Depends(get_db)
+) -> Response:
+    """The next clip without speech (audited by the lease)."""
+    assignment = _lease_wakeword(request, session, caller.user)
+    return _opened(assignment, _WAKEWORD_PAGE)
+
+
+@router.post("/wakeword/{assignment_id}/answer", name="wakeword.answer")
+def wakeword_answer(
+    request: Request,
+    assignment_id: str,
+    caller: Caller = Depends(csrf_checked),
+    session: Session = Depends(get_db),
+    raw: dict[str, Any] = Depends(_payload),
+) -> Response:
+    """What woke the device; then the next clip at once."""
+    if raw.get("ms") == "":  # the plain form's field, when no script timed the page
+        raw.pop("ms")
+    body = _validated(WakeAnswerBody, raw)
+    try:
+        wakeword.record_answer(session, actor=caller.user, assignment_id=assignment_id, label=body.label, ms=body.ms)
+    except (NotFound, InvalidInput):
+        raise
+    except EarmarkError as exc:
+        session.rollback()
+        return _closed(request, exc)
+    session.commit()
+    target = _next_after_submit(request, session, caller.user, wakeword.WAKEWORD)
+    return _answer(request, target, page=_next_page(request, target, caller, session))
 
 
 # -- a reviewer's own figures ----------------------------------------------------------------------

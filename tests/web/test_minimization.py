@@ -20,24 +20,30 @@ AUDIO_RE = re.compile(r'src="(/review/[^"]+/audio\?[^"]+)"')
 TEXT = "call jennifer on five five five one two three four"
 
 
-def _run_reviews(ws: Workspace, username: str, role: Role, seen: list[str]) -> None:
+def _run_reviews(ws: Workspace, username: str, role: Role, seen: list[str], queue: str = "/review") -> None:
     f.user(ws, username, role, password="minimize-password")
     c = client(ws)
     csrf = login(c, username, "minimize-password")
-    for path in ("/", "/review"):
+    for path in ("/", queue):
         r = c.get(path, follow_redirects=True)
         seen.append(str(r.headers) + r.text)
     for _ in range(2):
-        page = next_clip(c, csrf)
+        page = next_clip(c, csrf, queue)
         seen.append(str(page.headers) + page.text)
         found = AUDIO_RE.search(page.text)
         if not found:
             break
         audio = c.get(found.group(1).replace("&amp;", "&"))
         seen.append(str(audio.headers) + audio.content.decode("latin-1"))
-        done = c.post(
-            page.url.path + "/submit", data={"transcript": "call [PERSON]", "intent": "MakeCall", "csrf_token": csrf}
-        )
+        if queue == "/wakeword":
+            done = c.post(
+                page.url.path.replace("/review/", "/wakeword/") + "/answer", data={"label": "media", "csrf_token": csrf}
+            )
+        else:
+            done = c.post(
+                page.url.path + "/submit",
+                data={"transcript": "call [PERSON]", "intent": "MakeCall", "csrf_token": csrf},
+            )
         seen.append(str(done.headers) + done.text)
 
 
@@ -48,11 +54,14 @@ def test_human_roles_never_receive_customer_metadata(ws: Workspace, caplog: pyte
     f.allow(ws, *[f"acct-secret-{i}" for i in range(4)])
     f.sample_all(ws)
     ws.process_pending()
+    f.wake_clips(ws, 2, account="acct-secret-w", device_id="device-secret-w", locale="en-GB")
     seen: list[str] = []
     for name, role in (("rev1", Role.reviewer), ("sen1", Role.senior), ("saf1", Role.safety)):
         _run_reviews(ws, name, role, seen)
+    _run_reviews(ws, "wake1", Role.wakeword, seen, "/wakeword")
     everything = "\n".join(seen)
     assert "audio/wav" in everything  # the run did reach the audio
+    assert 'id="wakeword-form"' in everything
     with ws.sessions() as s:
         clips = s.execute(select(Clip)).scalars().all()
     forbidden = ["acct-secret", "device-secret", "en-GB", "GB<", "/blobs", "2026-11-20T"]

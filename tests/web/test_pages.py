@@ -496,7 +496,13 @@ def test_skip_goes_straight_to_the_next_clip(ws: Workspace) -> None:
 
 def test_every_workbench_link_opens_for_the_role_that_sees_it(ws: Workspace) -> None:
     f.queue_clips(ws, 1)
-    pages = {Role.reviewer: "/review", Role.senior: "/adjudicate", Role.safety: "/safety", Role.admin: "/me"}
+    pages = {
+        Role.reviewer: "/review",
+        Role.senior: "/adjudicate",
+        Role.safety: "/safety",
+        Role.wakeword: "/wakeword",
+        Role.admin: "/me",
+    }
     for role, page in pages.items():
         f.user(ws, f"nav-{role.value}", role)
         c = client(ws)

@@ -332,3 +332,42 @@ def test_another_reviewers_assignment_is_404(sqlite_ws: Workspace) -> None:
         assert two.locator("#clip-audio").count() == 0
         assert two.request.get(f"{base}{audio}").status in (403, 404)
         assert two.request.get(f"{url}/inbox").status == 404
+
+
+def test_the_wakeword_team_answers_from_the_keyboard(sqlite_ws: Workspace) -> None:
+    ws = sqlite_ws
+    f.wake_clips(ws, 3)
+    f.user(ws, "wake1", Role.wakeword)
+    with live_server(ws) as base, chromium() as browser:
+        page = _login(browser, base, "wake1")
+        assert page.url == f"{base}/wakeword"
+        _start(page, base, "/wakeword")
+        page.wait_for_selector("#wakeword-form")
+        first = page.url
+        page.keyboard.press("Enter")  # nothing chosen: nothing is sent
+        assert page.locator("#status").inner_text().startswith("choose what woke the device first")
+        assert page.url == first
+        page.keyboard.press("3")
+        assert page.get_by_label("TV, radio or music").is_checked()
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "(first) => location.href !== first && !!document.getElementById('wakeword-form')", arg=first
+        )
+        second = page.url
+        # The next clip's page was swapped in with nothing chosen; a held key does not repeat.
+        assert page.locator("input[name=label]:checked").count() == 0
+        page.keyboard.press("1")
+        page.keyboard.down("Enter")
+        page.keyboard.up("Enter")
+        page.wait_for_function("(second) => location.href !== second", arg=second)
+        page.keyboard.press("6")
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"{base}/wakeword")
+        assert page.get_by_test_id("queue-empty").count() == 1
+        assert page.evaluate("window.__pointer") == 0
+    with ws.sessions() as s:
+        assert s.execute(select(Annotation.reason).order_by(Annotation.id)).scalars().all() == [
+            "media",
+            "wake_word",
+            "unclear",
+        ]

@@ -30,6 +30,7 @@
     const csrf = document.querySelector('meta[name="csrf-token"]').content;
     const audio = document.getElementById("clip-audio");
     const form = document.getElementById("review-form");
+    const wake = document.getElementById("wakeword-form"); // the wake-word team's page instead
     const box = document.getElementById("transcript");
     const intent = document.getElementById("intent");
     const status = document.getElementById("status");
@@ -287,6 +288,27 @@
     }
     if (form) form.addEventListener("submit", function (ev) { ev.preventDefault(); submit(null); });
 
+    // The wake-word page: one choice (keys 1 to 6), then Enter.
+    async function answerWake() {
+      if (busy || !wake) return;
+      const picked = wake.querySelector('input[name="label"]:checked');
+      if (!picked) { say("choose what woke the device first (keys 1 to " + wake.querySelectorAll('input[name="label"]').length + ")"); return; }
+      busy = true;
+      say("saving…");
+      try {
+        const data = await post("/wakeword/" + cfg.assignment + "/answer", {
+          label: picked.value,
+          ms: Math.round(performance.now() - shownAt),
+        });
+        if (data.html && data.next) swap(data.next, data.html);
+        else location.assign(data.next || "/wakeword");
+      } catch (e) {
+        busy = false;
+        say(e.message);
+      }
+    }
+    if (wake) wake.addEventListener("submit", function (ev) { ev.preventDefault(); answerWake(); }, { signal: signal });
+
     const helpDialog = document.getElementById("help-dialog");
     const question = document.getElementById("question");
     if (helpDialog) {
@@ -393,9 +415,30 @@
         range = [s, Math.min(e, cfg.duration)];
         showRange(); return;
       }
-      if (!form) return; // the safety page has only the player keys
+      if (!form && !wake) return; // the safety page has only the player keys
       // A held key repeats: never let that submit clip after clip nobody heard.
-      if (ev.repeat && (ev.key === "Enter" || ev.altKey)) { ev.preventDefault(); return; }
+      if (ev.repeat && (ev.key === "Enter" || ev.altKey || /^Digit[1-9]$/.test(ev.code))) { ev.preventDefault(); return; }
+      if (ev.altKey && ev.code === "KeyP") {
+        ev.preventDefault();
+        const r = currentRange();
+        action("/pii", { start: r[0], end: r[1] }, "Report personal data audible at " + r[0].toFixed(1) + "–" + r[1].toFixed(1) + " s? The clip will be re-protected.");
+        return;
+      }
+      if (ev.altKey && ev.code === "KeyS") { ev.preventDefault(); if (audio) audio.pause(); action("/sensitive", {}); return; }
+      if (wake) {
+        const plain = !ev.shiftKey && !ev.ctrlKey && !ev.altKey && !ev.metaKey && !ev.isComposing;
+        if (plain && /^Digit[1-9]$/.test(ev.code)) {
+          const radio = wake.querySelector('input[data-key="' + ev.code.slice(5) + '"]');
+          if (radio) { ev.preventDefault(); radio.checked = true; radio.focus(); }
+          return;
+        }
+        if (plain && ev.key === "Enter") {
+          const control = ev.target && ev.target.closest && ev.target.closest("a, button, select, summary, [role=button]");
+          if (control) return;
+          ev.preventDefault(); answerWake();
+        }
+        return;
+      }
       if (ev.altKey && /^Digit[1-9]$/.test(ev.code)) { ev.preventDefault(); tagSlot(parseInt(ev.code.slice(5), 10) - 1); return; }
       if (ev.altKey && ev.code === "KeyL") { ev.preventDefault(); cycleCandidate(); return; }
       if (ev.altKey && ev.code === "KeyX") { ev.preventDefault(); slots.pop(); renderSlots(); return; }
@@ -404,13 +447,6 @@
       if (ev.altKey && ev.code === "KeyA") { ev.preventDefault(); submit("accidental_activation"); return; }
       if (ev.altKey && ev.code === "KeyU") { ev.preventDefault(); submit("unintelligible"); return; }
       if (ev.altKey && ev.code === "KeyN") { ev.preventDefault(); submit("not_english"); return; }
-      if (ev.altKey && ev.code === "KeyP") {
-        ev.preventDefault();
-        const r = currentRange();
-        action("/pii", { start: r[0], end: r[1] }, "Report personal data audible at " + r[0].toFixed(1) + "–" + r[1].toFixed(1) + " s? The clip will be re-protected.");
-        return;
-      }
-      if (ev.altKey && ev.code === "KeyS") { ev.preventDefault(); if (audio) audio.pause(); action("/sensitive", {}); return; }
       if (ev.altKey && ev.code === "KeyH") { ev.preventDefault(); helpDialog.showModal(); question.focus(); return; }
       if (ev.altKey && ev.code === "KeyY") { ev.preventDefault(); applyAnswer(); return; }
       if (ev.altKey && ev.code === "KeyK") { ev.preventDefault(); skipDialog.showModal(); document.getElementById("skip-reason").focus(); return; }

@@ -1,0 +1,156 @@
+"""The wake-word queue: clips the device woke for but in which nobody spoke to it.
+
+With `no_speech_route = "wakeword"`, the pipeline sends such clips (screened, anonymized, never the
+original) to a restricted queue that only the `wakeword` role leases from. The wake-word team hears
+each one and says what woke the device, so the team that builds the wake-word model learns which
+false wakes to train against and at what detector scores they happen. The answers are passes
+(`Annotation` rows of kind `wakeword`, the answer in `reason`), so retention and erasure remove
+them as they remove every other pass.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from earmark import audit
+from earmark.errors import Conflict, InvalidInput, NotFound
+from earmark.export_formats import FALSE_WAKES
+from earmark.models import Annotation, Assignment, Clip, ClipStage, User, utcnow
+from earmark.queues import lease_next, user_actor
+from earmark.review import open_pass
+from earmark.types import AssignmentState, ClipStatus, QueueState
+
+WAKEWORD = "wakeword"
+KIND = "wakeword"  # the Annotation kind of a wake-word answer
+
+# The answers, in the order the page offers them (keys 1 to 6).
+LABELS: dict[str, str] = {
+    "wake_word": "The wake word, said to the device (then nothing)",
+    "sound_alike": "A word that sounds like the wake word",
+    "media": "TV, radio or music",
+    "background_speech": "People talking, not to the device",
+    "other_sound": "Another sound, no speech",
+    "unclear": "Cannot tell",
+}
+
+
+def found_no_speech(session: Session, clip_id: int) -> bool:
+    """Did the pipeline's last run find no speech in the clip? (Such a clip belongs in the
+    wake-word queue, not in general review, whatever else happens to it.)"""
+    outcome = session.execute(
+        select(ClipStage.outcome)
+        .where(ClipStage.clip_id == clip_id, ClipStage.stage == "speech")
+        .order_by(ClipStage.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return outcome == "no_speech"
+
+
+def lease(session: Session, *, actor: User, lease_seconds: int, consent_default: str) -> Assignment | None:
+    """The next wake-word clip for `actor`, or None. Audited (by the lease); caller commits."""
+    return lease_next(
+        session, actor=actor, queue=WAKEWORD, lease_seconds=lease_seconds, consent_default=consent_default
+    )
+
+
+def record_answer(
+    session: Session, *, actor: User, assignment_id: str, label: str, ms: int | None = None
+) -> Annotation:
+    """Store what woke the device and close the clip. A second submit of the same answer (a double
+    click) returns the first; another answer from a second tab is a Conflict. Audited; caller
+    commits."""
+    if label not in LABELS:
+        raise InvalidInput(f"choose one of: {', '.join(LABELS)}", field="label")
+    opened = open_pass(session, actor, assignment_id)
+    if isinstance(opened, Annotation):
+        if opened.kind != KIND:
+            raise NotFound("no such wake-word clip")
+        if opened.reason != label:
+            raise Conflict(
+                "this clip was already answered (from another tab or window) with another answer; "
+                "this one was not saved"
+            )
+        return opened
+    assignment, clip, item = opened
+    if item.queue != WAKEWORD:
+        raise NotFound("no such wake-word clip")
+    now = utcnow()
+    answer = Annotation(
+        clip_id=clip.id,
+        assignment_id=assignment.id,
+        user_id=actor.id,
+        transcript="",
+        intent=None,
+        created_at=now,
+        kind=KIND,
+        reason=label,
+        ms=ms if ms is None or 0 <= ms < 86_400_000 else None,
+    )
+    session.add(answer)
+    assignment.state = AssignmentState.submitted
+    assignment.closed_at = now
+    item.state = QueueState.done
+    item.lease_expires_at = None
+    clip.status = ClipStatus.reviewed
+    session.flush()
+    audit.record(
+        session, actor=user_actor(actor), action="wakeword.answer", object_type="assignment", object_id=assignment.id,
+        details={"label": label},
+    )  # fmt: skip
+    return answer
+
+
+@dataclass(frozen=True, slots=True)
+class LabelFigures:
+    label: str
+    description: str
+    clips: int
+    median_wake_score: float | None  # of the clips whose device reported one
+
+
+@dataclass(frozen=True, slots=True)
+class WakeFigures:
+    """What the wake-word team found: per answer, how many clips and at what detector score."""
+
+    answered: int
+    false_wakes: int
+    labels: list[LabelFigures]
+
+    @property
+    def false_wake_share(self) -> float | None:
+        return self.false_wakes / self.answered if self.answered else None
+
+
+def figures(session: Session, *, since: datetime | None = None) -> WakeFigures:
+    """Each answered clip's newest answer, counted per answer (erased clips left out)."""
+    newest = (
+        select(func.max(Annotation.id).label("id"))
+        .where(Annotation.kind == KIND, *([Annotation.created_at >= since] if since is not None else []))
+        .group_by(Annotation.clip_id)
+        .subquery()
+    )
+    scores: dict[str, list[float]] = {label: [] for label in LABELS}
+    counts = dict.fromkeys(LABELS, 0)
+    for label, wake in session.execute(
+        select(Annotation.reason, Clip.wake_score)
+        .join(newest, newest.c.id == Annotation.id)
+        .join(Clip, Clip.id == Annotation.clip_id)
+        .where(Clip.erased_at.is_(None))
+    ).all():
+        if label not in counts:
+            continue
+        counts[label] += 1
+        if wake is not None:
+            scores[label].append(float(wake))
+    rows = [
+        LabelFigures(
+            label, LABELS[label], counts[label], round(statistics.median(scores[label]), 3) if scores[label] else None
+        )
+        for label in LABELS
+    ]
+    return WakeFigures(sum(counts.values()), sum(counts[x] for x in FALSE_WAKES), rows)

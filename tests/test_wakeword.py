@@ -1,0 +1,202 @@
+"""The wake-word queue: clips without speech reach only the wake-word team, screened and protected;
+its answers are stored as passes, counted, exported, and erased with everything else."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from sqlalchemy import func, select
+
+from earmark import escalation, review, wakeword
+from earmark.errors import Conflict, InvalidInput, NotFound
+from earmark.export import run_export
+from earmark.metrics import compute_metrics
+from earmark.models import Annotation, AuditEvent, Clip, QueueItem
+from earmark.pipeline import PipelineConfig, protect
+from earmark.queues import lease_next
+from earmark.redaction import Span
+from earmark.types import Actor, Role
+from earmark.workspace import Workspace
+from tests import factories as f
+from tests.fakes import fast_components
+
+SR = 16_000
+
+
+class NoSpeech:
+    """A speech detector that hears nothing (a scream need not be speech to a real one)."""
+
+    def detect(self, x: np.ndarray, sample_rate: int) -> list[Span]:
+        return []
+
+
+def _scream(seconds: float = 1.5) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    phase = 2 * np.pi * np.cumsum(750 + 60 * np.sin(2 * np.pi * 3 * t)) / SR
+    x = sum((0.5 / k) * np.sin(k * phase) for k in range(1, 6)).astype(np.float32)
+    return (0.8 * x / np.abs(x).max()).astype(np.float32)
+
+
+def _protect(x: np.ndarray, config: PipelineConfig | None = None, **kw: object):  # type: ignore[no-untyped-def]
+    return protect(
+        x,
+        SR,
+        device_text=None,
+        parts=fast_components(vad=NoSpeech()),
+        config=config or PipelineConfig(no_speech="wakeword"),
+        rng=np.random.default_rng(0),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_a_clip_without_speech_is_still_screened_for_distress() -> None:
+    result = _protect(_scream())
+    assert (result.outcome, result.reason) == ("safety", "no_speech")
+    assert result.screening is not None and "screaming" in result.screening.labels
+    quiet = _protect(np.random.default_rng(1).normal(0, 0.001, SR * 2).astype(np.float32))
+    assert (quiet.outcome, quiet.reason) == ("wakeword", "no_speech")
+    assert [st.stage for st in quiet.stages] == ["decode", "speech", "screening", "redaction", "anonymize"]
+
+
+def test_a_range_reported_in_a_clip_without_speech_is_bleeped() -> None:
+    x = np.random.default_rng(2).normal(0, 0.001, SR * 2).astype(np.float32)
+    silence = PipelineConfig(no_speech="wakeword", redaction_mode="silence")
+    result = _protect(x, silence, extra_spans=[Span(SR // 2, SR)])
+    assert result.outcome == "wakeword" and result.audio is not None
+    assert result.audio_spans == [Span(SR // 2 - SR // 10, SR + SR // 10)]
+    inside = float(np.sqrt(np.mean(result.audio[SR // 2 : SR] ** 2)))
+    outside = float(np.sqrt(np.mean(result.audio[int(1.3 * SR) :] ** 2)))
+    assert inside < outside / 10  # silenced, where the noise was
+
+
+def _answer(ws: Workspace, user, label: str):  # type: ignore[no-untyped-def]
+    with ws.transaction() as s:
+        a = wakeword.lease(s, actor=user, lease_seconds=600, consent_default="deny")
+        assert a is not None
+        return a.id, wakeword.record_answer(s, actor=user, assignment_id=a.id, label=label, ms=1500).id
+
+
+def test_only_the_wakeword_queue_holds_clips_without_speech(ws: Workspace) -> None:
+    f.wake_clips(ws, 1)
+    reviewer = f.user(ws, "r1")
+    team = f.user(ws, "w1", Role.wakeword)
+    with ws.transaction() as s:
+        assert lease_next(s, actor=reviewer) is None
+    assignment_id, answer_id = _answer(ws, team, "media")
+    with ws.sessions() as s:
+        answer = s.get(Annotation, answer_id)
+        assert answer is not None
+        assert (answer.kind, answer.reason, answer.transcript, answer.ms) == ("wakeword", "media", "", 1500)
+        clip = s.get(Clip, answer.clip_id)
+        assert clip is not None and clip.status == "reviewed"
+        item = s.execute(select(QueueItem).where(QueueItem.clip_id == answer.clip_id)).scalar_one()
+        assert item.state == "done"
+        event = s.execute(select(AuditEvent).where(AuditEvent.action == "wakeword.answer")).scalar_one()
+        assert (event.object_id, event.details) == (assignment_id, {"label": "media"})
+
+
+def test_a_second_answer_returns_the_first_or_says_it_differs(ws: Workspace) -> None:
+    f.wake_clips(ws, 1)
+    team = f.user(ws, "w1", Role.wakeword)
+    assignment_id, first = _answer(ws, team, "media")
+    with ws.transaction() as s:
+        assert wakeword.record_answer(s, actor=team, assignment_id=assignment_id, label="media").id == first
+    with ws.transaction() as s, pytest.raises(Conflict):
+        wakeword.record_answer(s, actor=team, assignment_id=assignment_id, label="wake_word")
+    with ws.sessions() as s:
+        assert s.execute(select(func.count()).select_from(Annotation)).scalar_one() == 1
+
+
+def test_an_unknown_answer_is_refused_and_the_clip_stays_held(ws: Workspace) -> None:
+    f.wake_clips(ws, 1)
+    team = f.user(ws, "w1", Role.wakeword)
+    with ws.transaction() as s:
+        a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
+        assert a is not None
+    with ws.transaction() as s, pytest.raises(InvalidInput, match="wake_word, sound_alike"):
+        wakeword.record_answer(s, actor=team, assignment_id=a.id, label="alexa")
+    with ws.transaction() as s:
+        assert wakeword.record_answer(s, actor=team, assignment_id=a.id, label="unclear").reason == "unclear"
+
+
+def test_an_answer_closes_only_a_wakeword_clip(ws: Workspace) -> None:
+    f.queue_clips(ws, 1)
+    reviewer = f.user(ws, "r1")
+    with ws.transaction() as s:
+        a = lease_next(s, actor=reviewer)
+        assert a is not None
+    with ws.transaction() as s, pytest.raises(NotFound):
+        wakeword.record_answer(s, actor=reviewer, assignment_id=a.id, label="media")
+
+
+def test_a_false_alarm_from_the_safety_team_goes_back_to_the_wakeword_queue(ws: Workspace) -> None:
+    [cid] = f.wake_clips(ws, 1)
+    team = f.user(ws, "w1", Role.wakeword)
+    safety = f.user(ws, "s1", Role.safety)
+    with ws.transaction() as s:
+        a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
+        assert a is not None
+        review.flag_sensitive(s, actor=team, assignment_id=a.id)
+    with ws.transaction() as s:
+        lease = escalation.lease_safety(s, actor=safety, max_clips=10, window_minutes=60, lease_seconds=600)
+        assert lease.assignment is not None
+        escalation.record_outcome(s, actor=safety, assignment_id=lease.assignment.id, outcome="false_alarm", note="")
+    with ws.sessions() as s:
+        clip_id = s.execute(select(Clip.id).where(Clip.external_id == cid)).scalar_one()
+        queued = s.execute(
+            select(QueueItem.queue).where(QueueItem.clip_id == clip_id, QueueItem.state == "queued")
+        ).scalars()
+        assert list(queued) == ["wakeword"]
+
+
+def test_figures_count_each_answer_with_its_median_wake_score(ws: Workspace) -> None:
+    f.wake_clips(ws, 4, wake_scores=[0.52, 0.58, 0.61, 0.93])
+    team = f.user(ws, "w1", Role.wakeword)
+    for label in ("media", "media", "other_sound", "wake_word"):  # queue order: oldest first
+        _answer(ws, team, label)
+    with ws.sessions() as s:
+        fig = wakeword.figures(s)
+    by = {r.label: r for r in fig.labels}
+    assert (fig.answered, fig.false_wakes, fig.false_wake_share) == (4, 3, 0.75)
+    assert (by["media"].clips, by["media"].median_wake_score) == (2, 0.55)
+    assert (by["wake_word"].clips, by["wake_word"].median_wake_score) == (1, 0.93)
+    assert (by["unclear"].clips, by["unclear"].median_wake_score) == (0, None)
+    assert list(by) == list(wakeword.LABELS)
+    with ws.transaction() as s:
+        shown = compute_metrics(s).as_dict()["wake_word"]
+    assert (shown["answered"], shown["false_wakes"]) == (4, 3)
+
+
+def test_erasure_removes_the_answers_and_the_figures_forget_them(ws: Workspace) -> None:
+    f.wake_clips(ws, 2, account="acct-w")
+    f.wake_clips(ws, 1, account="acct-x")
+    team = f.user(ws, "w1", Role.wakeword)
+    for _ in range(3):
+        _answer(ws, team, "background_speech")
+    ws.erase(actor=Actor.cli(), account_id="acct-w")
+    with ws.sessions() as s:
+        assert s.execute(select(func.count()).select_from(Annotation)).scalar_one() == 1
+        assert wakeword.figures(s).answered == 1
+
+
+def test_the_wakeword_export_holds_the_answers_and_their_audio(ws: Workspace, tmp_path: Path) -> None:
+    f.wake_clips(ws, 3)
+    team = f.user(ws, "w1", Role.wakeword)
+    for label in ("sound_alike", "wake_word", "unclear"):
+        _answer(ws, team, label)
+    result = run_export(ws, actor=Actor.cli(), fmt="wakeword", out=tmp_path / "wake")
+    assert result.items == 3
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "wake" / "labels.csv").read_text())))
+    assert [(r["label"], r["false_wake"]) for r in rows] == [("sound_alike", "1"), ("wake_word", "0"), ("unclear", "0")]
+    for r in rows:
+        info = sf.info(tmp_path / "wake" / r["audio"])
+        assert info.samplerate == SR and abs(info.duration - float(r["duration"])) < 1e-3
+        assert r["id"].startswith("utt-")
+    # Not transcripts: an ASR export has nothing to take from these clips.
+    with pytest.raises(InvalidInput, match="nothing to export"):
+        run_export(ws, actor=Actor.cli(), fmt="lhotse", out=tmp_path / "asr")
