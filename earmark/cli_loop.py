@@ -362,7 +362,13 @@ def metrics(
     try:
         since = utcnow() - timedelta(days=since_days) if since_days else None
         with ws.transaction() as session:
-            result = compute_metrics(session, actor=Actor.cli(), since=since, period_days=ws.settings.sample_cap_days)
+            result = compute_metrics(
+                session,
+                actor=Actor.cli(),
+                since=since,
+                period_days=ws.settings.sample_cap_days,
+                consent_default=ws.settings.consent_default,
+            )
     finally:
         ws.close()
     data = result.as_dict()
@@ -399,3 +405,13 @@ def metrics(
         f"{p['period_days']} days; PII found in {pct(p['share_of_processed_with_pii'])} of processed clips; "
         f"{p['clips_routed_to_safety']} to safety"
     )
+    w = data["wake_word"]
+    if w["answered"]:
+        table = Table(title=f"what woke the device ({w['answered']} clips without speech, {w['hours']} hours)")
+        for col in ("answer", "clips", "median wake score"):
+            table.add_column(col, justify="left" if col == "answer" else "right")
+        for r in w["by_answer"]:
+            score = r["median_wake_score"]
+            table.add_row(r["description"], str(r["clips"]), "–" if score is None else f"{score:.2f}")
+        out.print(table)
+        out.print(f"false wakes: {w['false_wakes']} ({pct(w['false_wake_share'])})")

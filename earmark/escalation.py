@@ -72,9 +72,19 @@ def lease_safety(
     return SafetyLease(assignment, False, heard)
 
 
-def record_outcome(session: Session, *, actor: User, assignment_id: str, outcome: str, note: str) -> SafetyOutcome:
-    """Close a safety clip: a false alarm goes back to general review; handled and escalated end
-    here. A note is required for `handled` and `escalated`. Audited; caller commits."""
+def record_outcome(
+    session: Session,
+    *,
+    actor: User,
+    assignment_id: str,
+    outcome: str,
+    note: str,
+    no_speech_route: str = "wakeword",
+) -> SafetyOutcome:
+    """Close a safety clip: a false alarm goes back where the pipeline would have sent it (general
+    review; a clip without speech to the wake-word queue, or out of review if `no_speech_route` is
+    `exclude` now); handled and escalated end here. A note is required for `handled` and
+    `escalated`. Audited; caller commits."""
     if outcome not in OUTCOMES:
         raise InvalidInput(f"outcome must be one of {', '.join(OUTCOMES)}", field="outcome")
     text = " ".join(note.split())
@@ -107,8 +117,12 @@ def record_outcome(session: Session, *, actor: User, assignment_id: str, outcome
         prot = session.get(ClipProtection, clip.id)
         if prot is not None:
             prot.sensitivity = 0.0
-        # Back where the pipeline would have sent it: a clip without speech to the wake-word team.
-        enqueue(session, clip=clip, queue=WAKEWORD if found_no_speech(session, clip.id) else GENERAL)
+        if not found_no_speech(session, clip.id):
+            enqueue(session, clip=clip, queue=GENERAL)
+        elif no_speech_route == "wakeword":
+            enqueue(session, clip=clip, queue=WAKEWORD)
+        else:
+            clip.status, clip.hold_reason = ClipStatus.excluded, "no_speech"
     else:
         clip.status = ClipStatus.reviewed
         # Kept by the safety team: never training data; an export that already holds it (its

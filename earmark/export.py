@@ -42,6 +42,7 @@ from earmark.models import Account, Annotation, Assignment, Clip, Export, Export
 from earmark.quality import GOLD
 from earmark.queues import restricted_clips
 from earmark.types import Actor, ClipStatus, Consent
+from earmark.wakeword import EXPORTED as WAKE_EXPORTED
 from earmark.wakeword import KIND as WAKE_KIND
 
 if TYPE_CHECKING:
@@ -249,6 +250,9 @@ def run_export(
                 for clip, ann, training_use in rows:
                     if clip.erased_at is not None:
                         skipped["erased"] += 1
+                        continue
+                    if wake and ann.reason not in WAKE_EXPORTED:
+                        skipped[f"answer_{ann.reason}"] += 1
                         continue
                     it = Item(
                         id=item_id(ws.secret, clip.external_id),

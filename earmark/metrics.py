@@ -23,7 +23,8 @@ from earmark.export import final_label_ids
 from earmark.models import Account, Annotation, Assignment, Clip, ClipError, ClipProtection, QueueItem
 from earmark.pii import PII_SLOT_TYPES
 from earmark.textnorm import normalize
-from earmark.types import Actor, ClipStatus
+from earmark.types import Actor, ClipStatus, Consent
+from earmark.wakeword import KIND as WAKE_KIND
 from earmark.wakeword import figures as wake_figures
 
 WORST = 10
@@ -226,7 +227,12 @@ def _aggregate(session: Session, conds: list[Any], dim: Any | None) -> dict[str,
 
 
 def compute_metrics(
-    session: Session, *, actor: Actor | None = None, since: datetime | None = None, period_days: int = 30
+    session: Session,
+    *,
+    actor: Actor | None = None,
+    since: datetime | None = None,
+    period_days: int = 30,
+    consent_default: str = Consent.deny,
 ) -> Metrics:
     """Every figure of the metrics dashboard and `earmark metrics`, aggregated in SQL over
     clip_errors (refreshed first for new or changed labels). Audited when `actor` is given."""
@@ -256,11 +262,12 @@ def compute_metrics(
     ).one()
     m.cost = _cost(session, reviewed=int(reviewed), useful=int(useful or 0), since=since)
     m.privacy = _privacy(session, period_days=period_days)
-    wake = wake_figures(session, since=since)
+    wake = wake_figures(session, since=since, consent_default=consent_default)
     m.wake_word = {
         "answered": wake.answered,
         "false_wakes": wake.false_wakes,
         "false_wake_share": wake.false_wake_share,
+        "hours": wake.hours,
         "by_answer": [asdict(x) for x in wake.labels],
     }
     if actor is not None:
@@ -298,7 +305,8 @@ def _cost(session: Session, *, reviewed: int, useful: int, since: datetime | Non
     error figures stay, so the time per clip is taken over the reviewed clips whose timed passes
     are still held (every pass of them: two passes are two people's time), and is unknown, not
     zero, when none are."""
-    window = [Annotation.created_at >= since] if since is not None else []
+    # The wake-word team's answers are not review passes: their time is in the wake-word figures.
+    window = [Annotation.kind != WAKE_KIND, *([Annotation.created_at >= since] if since is not None else [])]
     passes, ms = session.execute(select(func.count(), func.coalesce(func.sum(Annotation.ms), 0)).where(*window)).one()
     done_ms, timed_clips = session.execute(
         select(func.coalesce(func.sum(Annotation.ms), 0), func.count(distinct(Annotation.clip_id)))

@@ -200,13 +200,13 @@ def protect(
     if no_speech and config.no_speech == "exclude":
         done("no_speech", details)
         return Protection("excluded", "no_speech", stages)
-    # No speech, for the restricted wake-word queue: no words to transcribe or search, but the
-    # clip is still screened (a scream is not speech to the detector), bleeped where a reviewer
-    # reported personal data, and anonymized: never the original audio.
+    # No speech, for the restricted wake-word queue: nobody spoke to the device, but people may talk
+    # nearby, too little for the detector. Such a clip goes through every stage all the same: what
+    # the device or the transcriber heard in it is screened and searched for personal data (what
+    # cannot be placed in time bleeps the whole clip), and it is anonymized. The wake-word team is
+    # shown no words (earmark.review.view_assignment).
     done("no_speech" if no_speech else "ok", details)
-    text, source, words, aligned, pii = "", "none", [], False, []
-    if not no_speech:
-        text, source, words, aligned, pii = _words_and_pii(y, device_text, device_slots, parts, stages)
+    text, source, words, aligned, pii = _words_and_pii(y, device_text, device_slots, parts, stages)
 
     done = _timed(stages, "screening")
     decision = screen(y, TARGET_RATE, text, config.thresholds)
@@ -217,8 +217,9 @@ def protect(
     spans, unplaced = pii_audio_spans(text, words if aligned else [], pii, pad=pad, num_samples=y.size)
     wholesale = bool(unplaced)
     if wholesale:
-        # We cannot tell where (some of) the PII is spoken: silence every speech region instead.
-        spans = speech_regions_holding(speech, pad=pad, num_samples=y.size)
+        # We cannot tell where (some of) the PII is spoken: silence every speech region instead, or
+        # the whole clip where the detector found no speech region.
+        spans = speech_regions_holding(speech, pad=pad, num_samples=y.size) or [Span(0, y.size)]
     # Spans a reviewer reported as missed personal data, padded like the detected ones: bleeped
     # in the audio and masked in the transcript (the words spoken there).
     reported = [Span(max(0, e.start - pad), min(y.size, e.end + pad)) for e in extra_spans or [] if e.start < y.size]

@@ -27,6 +27,10 @@ from earmark.types import Actor, AssignmentState, ClipStatus, Consent, QueueStat
 
 GENERAL = "general"
 SAFETY = "safety"
+WAKEWORD = "wakeword"  # clips without speech, for the wake-word team (earmark.wakeword)
+# Queues where one person makes one judgement of a clip, not one of K independent passes: there
+# the same person may take a clip again (after their lease ran out, or once it was re-protected).
+SINGLE_JUDGEMENT = (SAFETY, WAKEWORD)
 LEASE_CANDIDATES = 8
 
 
@@ -282,7 +286,7 @@ def _leasable(
     return [
         QueueItem.queue == queue,
         _available(now),
-        QueueItem.clip_id.not_in(seen_before),
+        *([] if queue in SINGLE_JUDGEMENT else [QueueItem.clip_id.not_in(seen_before)]),
         in_review.exists(),
         *_sensitivity_filter(max_sensitivity),
     ]

@@ -18,7 +18,7 @@ from earmark.errors import Conflict, InvalidInput, LeaseExpired, NotFound, Withd
 from earmark.keys import data_key
 from earmark.models import Annotation, Assignment, Clip, ClipProtection, Entity, GoldAnswer, QueueItem, User, utcnow
 from earmark.quality import after_submit
-from earmark.queues import SAFETY, enqueue, lock_clip, record_events, user_actor, withdraw_clips
+from earmark.queues import SAFETY, SINGLE_JUDGEMENT, enqueue, lock_clip, record_events, user_actor, withdraw_clips
 from earmark.storage import LocalBlobStore
 from earmark.types import AssignmentState, ClipStatus, QueueState
 
@@ -128,6 +128,11 @@ def view_assignment(session: Session, *, user: User, assignment_id: str) -> Revi
         ).scalars():
             passes.append({"transcript": a.transcript, "intent": a.intent or "", "slots": a.slots})
     prot = session.get(ClipProtection, clip.id) if queue == "safety" else None
+    if queue == "wakeword":
+        # The wake-word team says what woke the device from the audio alone: no words the device
+        # or the transcriber heard, no guessed intent (they would bias the answer, and people
+        # talking nearby never spoke to the assistant).
+        text, nlu = "", {}
     return ReviewView(
         assignment_id=assignment.id,
         expires_at_iso=assignment.expires_at.isoformat(timespec="seconds"),
@@ -311,6 +316,8 @@ def submit_annotation(
             )
         return opened
     assignment, clip, item = opened
+    if item.queue in SINGLE_JUDGEMENT:  # the safety team and the wake-word team record their own way
+        raise NotFound("no such review clip")
     if len(intent) > INTENT_MAX:
         raise InvalidInput(f"intent is longer than {INTENT_MAX} characters", field="intent")
     if flag is not None and flag not in FLAGS:

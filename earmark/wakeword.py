@@ -18,14 +18,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from earmark import audit
+from earmark.consent import allows_review
 from earmark.errors import Conflict, InvalidInput, NotFound
 from earmark.export_formats import FALSE_WAKES
-from earmark.models import Annotation, Assignment, Clip, ClipStage, User, utcnow
-from earmark.queues import lease_next, user_actor
+from earmark.models import Account, Annotation, Assignment, Clip, ClipStage, User, utcnow
+from earmark.queues import WAKEWORD, lease_next, user_actor
 from earmark.review import open_pass
-from earmark.types import AssignmentState, ClipStatus, QueueState
+from earmark.types import AssignmentState, ClipStatus, Consent, QueueState
 
-WAKEWORD = "wakeword"
 KIND = "wakeword"  # the Annotation kind of a wake-word answer
 
 # The answers, in the order the page offers them (keys 1 to 6).
@@ -37,6 +37,9 @@ LABELS: dict[str, str] = {
     "other_sound": "Another sound, no speech",
     "unclear": "Cannot tell",
 }
+# The answers a `wakeword` export carries. Not `background_speech`: the voices of people who never
+# spoke to the assistant do not become training data. Not `unclear`: it says nothing to learn from.
+EXPORTED = ("wake_word", "sound_alike", "media", "other_sound")
 
 
 def found_no_speech(session: Session, clip_id: int) -> bool:
@@ -51,10 +54,23 @@ def found_no_speech(session: Session, clip_id: int) -> bool:
     return outcome == "no_speech"
 
 
-def lease(session: Session, *, actor: User, lease_seconds: int, consent_default: str) -> Assignment | None:
-    """The next wake-word clip for `actor`, or None. Audited (by the lease); caller commits."""
+def lease(
+    session: Session,
+    *,
+    actor: User,
+    lease_seconds: int,
+    consent_default: str,
+    max_sensitivity: float | None = None,
+) -> Assignment | None:
+    """The next wake-word clip for `actor`, or None (`max_sensitivity`: none more sensitive, for a
+    person who met distressing content today). Audited (by the lease); caller commits."""
     return lease_next(
-        session, actor=actor, queue=WAKEWORD, lease_seconds=lease_seconds, consent_default=consent_default
+        session,
+        actor=actor,
+        queue=WAKEWORD,
+        lease_seconds=lease_seconds,
+        consent_default=consent_default,
+        max_sensitivity=max_sensitivity,
     )
 
 
@@ -115,32 +131,33 @@ class LabelFigures:
 
 @dataclass(frozen=True, slots=True)
 class WakeFigures:
-    """What the wake-word team found: per answer, how many clips and at what detector score."""
+    """What the wake-word team found: per answer, how many clips and at what detector score, and
+    the time their answers took."""
 
     answered: int
     false_wakes: int
     labels: list[LabelFigures]
+    hours: float = 0.0
 
     @property
     def false_wake_share(self) -> float | None:
         return self.false_wakes / self.answered if self.answered else None
 
 
-def figures(session: Session, *, since: datetime | None = None) -> WakeFigures:
-    """Each answered clip's newest answer, counted per answer (erased clips left out)."""
-    newest = (
-        select(func.max(Annotation.id).label("id"))
-        .where(Annotation.kind == KIND, *([Annotation.created_at >= since] if since is not None else []))
-        .group_by(Annotation.clip_id)
-        .subquery()
-    )
+def figures(session: Session, *, since: datetime | None = None, consent_default: str = Consent.deny) -> WakeFigures:
+    """Each answered clip's newest answer, counted per answer: of clips not erased, whose account
+    allows review now (as the other metrics: an account that said no since leaves the figures).
+    Answers go with annotation retention, and the figures with them."""
+    window = [Annotation.kind == KIND, *([Annotation.created_at >= since] if since is not None else [])]
+    newest = select(func.max(Annotation.id).label("id")).where(*window).group_by(Annotation.clip_id).subquery()
     scores: dict[str, list[float]] = {label: [] for label in LABELS}
     counts = dict.fromkeys(LABELS, 0)
     for label, wake in session.execute(
         select(Annotation.reason, Clip.wake_score)
         .join(newest, newest.c.id == Annotation.id)
         .join(Clip, Clip.id == Annotation.clip_id)
-        .where(Clip.erased_at.is_(None))
+        .join(Account, Account.id == Clip.account_id)
+        .where(Clip.erased_at.is_(None), allows_review(consent_default))
     ).all():
         if label not in counts:
             continue
@@ -153,4 +170,5 @@ def figures(session: Session, *, since: datetime | None = None) -> WakeFigures:
         )
         for label in LABELS
     ]
-    return WakeFigures(sum(counts.values()), sum(counts[x] for x in FALSE_WAKES), rows)
+    ms = session.execute(select(func.coalesce(func.sum(Annotation.ms), 0)).where(*window)).scalar_one()
+    return WakeFigures(sum(counts.values()), sum(counts[x] for x in FALSE_WAKES), rows, round(float(ms) / 3_600_000, 3))

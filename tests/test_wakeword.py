@@ -5,25 +5,28 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from earmark import escalation, review, wakeword
+from earmark.audio import encode_wav
+from earmark.consent import set_consent
 from earmark.errors import Conflict, InvalidInput, NotFound
 from earmark.export import run_export
 from earmark.metrics import compute_metrics
-from earmark.models import Annotation, AuditEvent, Clip, QueueItem
+from earmark.models import Annotation, AuditEvent, Clip, ClipProtection, QueueItem, utcnow
 from earmark.pipeline import PipelineConfig, protect
 from earmark.queues import lease_next
 from earmark.redaction import Span
-from earmark.types import Actor, Role
+from earmark.types import Actor, Consent, Role
 from earmark.workspace import Workspace
 from tests import factories as f
-from tests.fakes import fast_components
+from tests.fakes import FailingAligner, fast_components
 
 SR = 16_000
 
@@ -60,7 +63,26 @@ def test_a_clip_without_speech_is_still_screened_for_distress() -> None:
     assert result.screening is not None and "screaming" in result.screening.labels
     quiet = _protect(np.random.default_rng(1).normal(0, 0.001, SR * 2).astype(np.float32))
     assert (quiet.outcome, quiet.reason) == ("wakeword", "no_speech")
-    assert [st.stage for st in quiet.stages] == ["decode", "speech", "screening", "redaction", "anonymize"]
+    stages = [st.stage for st in quiet.stages]
+    assert stages == ["decode", "speech", "transcript", "pii", "screening", "redaction", "anonymize"]
+
+
+def test_what_the_device_heard_in_a_clip_without_speech_is_screened_and_searched() -> None:
+    faint = np.random.default_rng(3).normal(0, 0.001, SR * 2).astype(np.float32)
+    parts = fast_components(vad=NoSpeech(), aligner=FailingAligner())
+    config = PipelineConfig(no_speech="wakeword")
+
+    def run(text: str):  # type: ignore[no-untyped-def]
+        return protect(faint, SR, device_text=text, parts=parts, config=config, rng=np.random.default_rng(0))
+
+    # Whispered or far away: too little for the speech detector, not for the device's recognizer.
+    cry = run("help me somebody help call nine one one")
+    assert cry.outcome == "safety" and cry.screening is not None and cry.screening.labels
+    # A name it heard there cannot be placed in time: the whole clip is bleeped.
+    named = run("tell jennifer the code is on the fridge")
+    assert named.outcome == "wakeword" and [p.type for p in named.pii] == ["PERSON"]
+    assert named.wholesale and named.audio_spans == [Span(0, faint.size)]
+    assert run("turn it up").audio_spans == []
 
 
 def test_a_range_reported_in_a_clip_without_speech_is_bleeped() -> None:
@@ -185,14 +207,15 @@ def test_erasure_removes_the_answers_and_the_figures_forget_them(ws: Workspace) 
 
 
 def test_the_wakeword_export_holds_the_answers_and_their_audio(ws: Workspace, tmp_path: Path) -> None:
-    f.wake_clips(ws, 3)
+    f.wake_clips(ws, 5)
     team = f.user(ws, "w1", Role.wakeword)
-    for label in ("sound_alike", "wake_word", "unclear"):
+    for label in ("sound_alike", "wake_word", "unclear", "background_speech", "media"):
         _answer(ws, team, label)
     result = run_export(ws, actor=Actor.cli(), fmt="wakeword", out=tmp_path / "wake")
-    assert result.items == 3
+    # Not the voices of people who never spoke to the assistant; not what nobody could tell.
+    assert result.items == 3 and result.skipped == {"answer_background_speech": 1, "answer_unclear": 1}
     rows = list(csv.DictReader(io.StringIO((tmp_path / "wake" / "labels.csv").read_text())))
-    assert [(r["label"], r["false_wake"]) for r in rows] == [("sound_alike", "1"), ("wake_word", "0"), ("unclear", "0")]
+    assert [(r["label"], r["false_wake"]) for r in rows] == [("sound_alike", "1"), ("wake_word", "0"), ("media", "1")]
     for r in rows:
         info = sf.info(tmp_path / "wake" / r["audio"])
         assert info.samplerate == SR and abs(info.duration - float(r["duration"])) < 1e-3
@@ -200,3 +223,96 @@ def test_the_wakeword_export_holds_the_answers_and_their_audio(ws: Workspace, tm
     # Not transcripts: an ASR export has nothing to take from these clips.
     with pytest.raises(InvalidInput, match="nothing to export"):
         run_export(ws, actor=Actor.cli(), fmt="lhotse", out=tmp_path / "asr")
+
+
+def test_a_reviewer_who_met_distress_today_gets_no_near_sensitive_wakeword_clip(ws: Workspace) -> None:
+    f.wake_clips(ws, 1)
+    team = f.user(ws, "w1", Role.wakeword)
+    with ws.transaction() as s:
+        s.execute(update(ClipProtection).values(sensitivity=0.45))
+    with ws.transaction() as s:
+        assert wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny", max_sensitivity=0.3) is None
+        assert wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny") is not None
+
+
+def test_the_wakeword_page_shows_no_words_and_no_guessed_intent(ws: Workspace) -> None:
+    ws.settings.no_speech_route = "wakeword"
+    m = f.meta(
+        account_id="acct-w",
+        device_asr={"text": "call maria", "confidence": 0.4},
+        device_nlu={"intent": "CallContact", "slots": [{"type": "contact", "value": "maria"}]},
+    )
+    ws.parts = fast_components(vad=NoSpeech())
+    faint = np.random.default_rng(4).normal(0, 0.001, SR * 2).astype(np.float32)
+    ws.ingest(actor=Actor.cli(), meta=m, audio=encode_wav(faint, SR), via="test")
+    f.allow(ws, "acct-w")
+    f.sample_all(ws)
+    assert [r.outcome for r in ws.process_pending()] == ["wakeword"]
+    team = f.user(ws, "w1", Role.wakeword)
+    with ws.transaction() as s:
+        a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
+        assert a is not None
+        view = review.view_assignment(s, user=team, assignment_id=a.id)
+    assert (view.transcript, view.intent, view.slots, view.queue) == ("", "", [], "wakeword")
+
+
+def test_the_same_person_may_take_a_wakeword_clip_again_after_their_lease_ran_out(ws: Workspace) -> None:
+    f.wake_clips(ws, 1)
+    team = f.user(ws, "w1", Role.wakeword)
+    with ws.transaction() as s:
+        first = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
+        assert first is not None
+        past = utcnow() - timedelta(seconds=1)
+        first.expires_at = past
+        s.execute(update(QueueItem).where(QueueItem.assignment_id == first.id).values(lease_expires_at=past))
+    with ws.transaction() as s:
+        again = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
+        assert again is not None and again.id != first.id and again.clip_id == first.clip_id
+
+
+def test_a_false_alarm_without_speech_stays_out_when_such_clips_are_excluded_now(ws: Workspace) -> None:
+    [cid] = f.wake_clips(ws, 1)
+    team, safety = f.user(ws, "w1", Role.wakeword), f.user(ws, "s1", Role.safety)
+    with ws.transaction() as s:
+        a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
+        assert a is not None
+        review.flag_sensitive(s, actor=team, assignment_id=a.id)
+    with ws.transaction() as s:
+        lease = escalation.lease_safety(s, actor=safety, max_clips=10, window_minutes=60, lease_seconds=600)
+        assert lease.assignment is not None
+        escalation.record_outcome(
+            s,
+            actor=safety,
+            assignment_id=lease.assignment.id,
+            outcome="false_alarm",
+            note="",
+            no_speech_route="exclude",
+        )
+    with ws.sessions() as s:
+        clip = s.execute(select(Clip).where(Clip.external_id == cid)).scalar_one()
+        assert (clip.status, clip.hold_reason) == ("excluded", "no_speech")
+        assert s.execute(select(QueueItem).where(QueueItem.state == "queued")).first() is None
+
+
+def test_a_wakeword_clip_cannot_be_submitted_as_a_review_label(ws: Workspace) -> None:
+    f.wake_clips(ws, 1)
+    team = f.user(ws, "w1", Role.wakeword)
+    with ws.transaction() as s:
+        a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
+        assert a is not None
+    with ws.transaction() as s, pytest.raises(NotFound):
+        review.submit_annotation(s, actor=team, assignment_id=a.id, transcript="", intent="")
+
+
+def test_answers_leave_the_figures_when_consent_is_withdrawn_and_cost_no_review_time(ws: Workspace) -> None:
+    f.wake_clips(ws, 2, account="acct-w")
+    f.wake_clips(ws, 1, account="acct-x")
+    team = f.user(ws, "w1", Role.wakeword)
+    for _ in range(3):
+        _answer(ws, team, "media")
+    with ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id="acct-w", human_review=Consent.deny, keep_reviewed=True)
+    with ws.transaction() as s:
+        m = compute_metrics(s).as_dict()
+    assert (m["wake_word"]["answered"], m["wake_word"]["hours"]) == (1, round(4.5 / 3600, 3))
+    assert (m["cost"]["passes"], m["cost"]["review_hours"]) == (0, 0.0)  # review time is the reviewers'

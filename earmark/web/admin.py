@@ -34,7 +34,14 @@ def metrics_page(
 ) -> Response:
     """Where the device is wrong (weighted by inverse inclusion probability), cost, privacy figures."""
     since = utcnow() - timedelta(days=days) if days else None
-    m = compute_metrics(session, actor=caller.actor, since=since, period_days=get_ws(request).settings.sample_cap_days)
+    settings = get_ws(request).settings
+    m = compute_metrics(
+        session,
+        actor=caller.actor,
+        since=since,
+        period_days=settings.sample_cap_days,
+        consent_default=settings.consent_default,
+    )
     session.commit()  # the metrics.view audit row
     return render(request, "metrics.html", {"m": m.as_dict(), "days": days})
 

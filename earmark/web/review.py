@@ -150,7 +150,13 @@ def _lease_adjudication(request: Request, session: Session, user: User) -> Assig
 
 def _lease_wakeword(request: Request, session: Session, user: User) -> Assignment | None:
     s = get_ws(request).settings
-    assignment = wakeword.lease(session, actor=user, lease_seconds=s.lease_seconds, consent_default=s.consent_default)
+    assignment = wakeword.lease(
+        session,
+        actor=user,
+        lease_seconds=s.lease_seconds,
+        consent_default=s.consent_default,
+        max_sensitivity=_max_sensitivity(user),
+    )
     session.commit()
     return assignment
 
@@ -194,7 +200,8 @@ def _queue_page(
     if held.resumed is not None:
         return RedirectResponse(f"/review/{held.resumed.id}", status_code=303)
     ready = 0 if tried else count_leasable(
-        session, actor=user, queue=queue, max_sensitivity=_max_sensitivity(user) if queue == GENERAL else None,
+        session, actor=user, queue=queue,
+        max_sensitivity=_max_sensitivity(user) if queue in (GENERAL, wakeword.WAKEWORD) else None,
         consent_default=get_ws(request).settings.consent_default,
     )  # fmt: skip
     waiting = 0
@@ -287,6 +294,16 @@ def adjudicate_next(
 # -- the review page -------------------------------------------------------------------------------
 
 
+RESTRICTED = {escalation.SAFETY: Role.safety, wakeword.WAKEWORD: Role.wakeword}
+
+
+def _only_for_its_team(queue: str, user: User) -> None:
+    """A restricted queue's clip opens only for its team's role (one who held it before a role
+    change does not keep it)."""
+    if queue in RESTRICTED and Role(user.role) != RESTRICTED[queue]:
+        raise NotFound("no such assignment")
+
+
 @router.get("/review/{assignment_id}", name="review.page")
 def review_page(
     request: Request, assignment_id: str, caller: Caller = Depends(page_caller), session: Session = Depends(get_db)
@@ -301,9 +318,7 @@ def review_page(
         raise
     except EarmarkError as exc:
         return _closed(request, exc)
-    restricted = {escalation.SAFETY: Role.safety, wakeword.WAKEWORD: Role.wakeword}
-    if view.queue in restricted and Role(caller.user.role) != restricted[view.queue]:
-        raise NotFound("no such assignment")
+    _only_for_its_team(view.queue, caller.user)
     inventory = load_inventory(session)
     config = {
         "assignment": view.assignment_id,
@@ -347,6 +362,7 @@ def review_audio(
     """The protected clip, for the assignment's holder only, from a URL that expires."""
     ws = get_ws(request)
     _check_signature(ws, sig, exp, "audio", assignment_id, caller.user.id)
+    _only_for_its_team(review.queue_of(session, user=caller.user, assignment_id=assignment_id), caller.user)
     wav = review.assignment_audio(
         session, user=caller.user, assignment_id=assignment_id, blobs=ws.blobs, keyring=ws.keyring
     )
@@ -648,6 +664,7 @@ def safety_outcome(
         assignment_id=assignment_id,
         outcome=str(raw.get("outcome", "")),
         note=str(raw.get("note", "")),
+        no_speech_route=get_ws(request).settings.no_speech_route,
     )
     s = get_ws(request).settings
     escalation.pause_if_due(

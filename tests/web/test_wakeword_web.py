@@ -7,8 +7,9 @@ import re
 
 from sqlalchemy import select
 
+from earmark import auth
 from earmark.models import Annotation, AuditEvent
-from earmark.types import Role
+from earmark.types import Actor, Role
 from earmark.workspace import Workspace
 from tests import factories as f
 from tests.conftest import ADMIN_PASSWORD
@@ -110,3 +111,22 @@ def test_the_metrics_page_says_what_woke_the_device(ws: Workspace) -> None:
     section = re.search(r'data-testid="wake-word">(.*?)</section>', html, re.S).group(1)  # type: ignore[union-attr]
     assert "for 2 clip(s) without speech" in section and "1 false wake(s) (50.0%)" in section
     assert "<td>TV, radio or music</td><td>1</td>\n      <td>0.55</td>" in section
+
+
+def test_a_wakeword_clip_stays_with_the_team_when_its_holder_changes_role(ws: Workspace) -> None:
+    f.wake_clips(ws, 1)
+    c, csrf = _team(ws)
+    page = next_clip(c, csrf, "/wakeword")
+    aid = ASSIGNMENT_RE.search(str(page.url)).group(1)  # type: ignore[union-attr]
+    audio = re.search(r'src="(/review/[^"]+/audio\?[^"]+)"', page.text).group(1).replace("&amp;", "&")  # type: ignore[union-attr]
+    with ws.transaction() as s:
+        auth.change_role(s, actor=Actor.cli(), username="wake1", role=Role.reviewer)
+    c2 = client(ws)
+    csrf2 = login(c2, "wake1", "reviewer-password")
+    headers = {"X-CSRF-Token": csrf2}
+    assert c2.get(f"/review/{aid}").status_code == 404
+    assert c2.get(audio).status_code == 404
+    submit = c2.post(f"/review/{aid}/submit", json={"transcript": "", "intent": "PlayMusic"}, headers=headers)
+    assert submit.status_code == 404
+    with ws.sessions() as s:
+        assert s.execute(select(Annotation)).first() is None

@@ -260,7 +260,7 @@ def test_sensitive_flag_takes_the_clip_off_screen_into_the_safety_queue(sqlite_w
         assert saf.get_by_test_id("protocol").inner_text().strip() != ""
         # No outcome is preselected: recording without a choice is refused in the page, so a
         # distressing clip never goes back to general review by default.
-        assert not saf.get_by_label("False alarm: back to general review").is_checked()
+        assert not saf.get_by_label("False alarm: back to review").is_checked()
         safety_page = saf.url
         saf.get_by_role("button", name="Record outcome").click()
         assert saf.url == safety_page and saf.locator("input[name=outcome]:invalid").count() == 3
@@ -349,6 +349,12 @@ def test_the_wakeword_team_answers_from_the_keyboard(sqlite_ws: Workspace) -> No
         assert page.url == first
         page.keyboard.press("3")
         assert page.get_by_label("TV, radio or music").is_checked()
+        page.keyboard.press("?")  # also with the choice focused: it is not a text field
+        page.get_by_test_id("keys").wait_for()
+        assert "choose what woke the device" in page.get_by_test_id("keys").inner_text()
+        page.keyboard.press("Escape")
+        page.wait_for_function("() => !document.getElementById('keys-dialog').open")
+        page.get_by_label("TV, radio or music").focus()
         page.keyboard.press("Enter")
         page.wait_for_function(
             "(first) => location.href !== first && !!document.getElementById('wakeword-form')", arg=first
@@ -356,9 +362,16 @@ def test_the_wakeword_team_answers_from_the_keyboard(sqlite_ws: Workspace) -> No
         second = page.url
         # The next clip's page was swapped in with nothing chosen; a held key does not repeat.
         assert page.locator("input[name=label]:checked").count() == 0
-        page.keyboard.press("1")
-        page.keyboard.down("Enter")
-        page.keyboard.up("Enter")
+        page.keyboard.press("Numpad1")
+        assert page.get_by_label("The wake word, said to the device (then nothing)").is_checked()
+        # A key held down sends repeats: they never record an answer.
+        page.evaluate(
+            """() => document.activeElement.dispatchEvent(new KeyboardEvent("keydown",
+                 {key: "Enter", code: "Enter", repeat: true, bubbles: true, cancelable: true}))"""
+        )
+        page.wait_for_timeout(300)
+        assert page.url == second
+        page.keyboard.press("Enter")
         page.wait_for_function("(second) => location.href !== second", arg=second)
         page.keyboard.press("6")
         page.keyboard.press("Enter")

@@ -388,7 +388,8 @@
     const keys = document.getElementById("keys-dialog");
     document.addEventListener("keydown", function (ev) {
       if (signal.aborted) return;
-      const inText = ev.target && (ev.target.tagName === "TEXTAREA" || ev.target.tagName === "INPUT");
+      const inText = ev.target && (ev.target.tagName === "TEXTAREA"
+        || (ev.target.tagName === "INPUT" && !["radio", "checkbox", "button", "submit"].includes(ev.target.type)));
       const inDialog = ev.target && ev.target.closest && ev.target.closest("dialog");
       if (inDialog) return;
       if ((ev.key === "?" && !inText) || (ev.ctrlKey && ev.key === "/")) {
@@ -417,7 +418,8 @@
       }
       if (!form && !wake) return; // the safety page has only the player keys
       // A held key repeats: never let that submit clip after clip nobody heard.
-      if (ev.repeat && (ev.key === "Enter" || ev.altKey || /^Digit[1-9]$/.test(ev.code))) { ev.preventDefault(); return; }
+      const digit = /^(Digit|Numpad)[1-9]$/.test(ev.code) ? ev.code.slice(-1) : null;
+      if (ev.repeat && (ev.key === "Enter" || ev.altKey || (wake && digit))) { ev.preventDefault(); return; }
       if (ev.altKey && ev.code === "KeyP") {
         ev.preventDefault();
         const r = currentRange();
@@ -427,8 +429,8 @@
       if (ev.altKey && ev.code === "KeyS") { ev.preventDefault(); if (audio) audio.pause(); action("/sensitive", {}); return; }
       if (wake) {
         const plain = !ev.shiftKey && !ev.ctrlKey && !ev.altKey && !ev.metaKey && !ev.isComposing;
-        if (plain && /^Digit[1-9]$/.test(ev.code)) {
-          const radio = wake.querySelector('input[data-key="' + ev.code.slice(5) + '"]');
+        if (plain && digit) {
+          const radio = wake.querySelector('input[data-key="' + digit + '"]');
           if (radio) { ev.preventDefault(); radio.checked = true; radio.focus(); }
           return;
         }
