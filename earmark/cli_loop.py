@@ -219,7 +219,7 @@ def _read_cap_state(path: Path | None, cap: int, context: dict[str, Any]) -> Cap
 
 
 export_app = typer.Typer(
-    no_args_is_help=True, help="Training-data exports (ASR and NLU formats), versioned and prunable."
+    no_args_is_help=True, help="Training-data exports (ASR, NLU and wake-word formats), versioned and prunable."
 )
 app.add_typer(export_app, name="export")
 

@@ -23,6 +23,7 @@ from earmark.storage import LocalBlobStore
 from earmark.types import AssignmentState, ClipStatus, QueueState
 
 INTENT_MAX = 64
+MIN_REPORTED_SECONDS = 0.05  # the shortest range a missed-PII report may mark
 SUPERSEDED = "superseded"  # an annotation kind: a pass made before a missed-PII report, its text gone
 
 
@@ -407,6 +408,14 @@ def report_missed_pii(session: Session, *, actor: User, assignment_id: str, star
     if not 0 <= start < end or end * rate > total + rate // 10:
         raise InvalidInput(f"the span must lie inside the clip (0 to {total / rate:.2f} s)", field="span")
     span = [int(start * rate), min(total, int(end * rate))]
+    if span[1] - span[0] < MIN_REPORTED_SECONDS * rate:
+        # Marked at the very end of the clip, or start and end at one moment: nothing would be
+        # bleeped, and the clip would come back as it was.
+        raise InvalidInput(
+            f"the range is empty: mark where the personal data is heard (at least {MIN_REPORTED_SECONDS} s, "
+            "Alt+[ at its start and Alt+] at its end)",
+            field="span",
+        )
     events: list[dict[str, Any]] = []  # recorded after the rows below (docs/architecture.md)
     withdraw_clips(session, actor=user_actor(actor), clip_ids=[clip.id], reason="pii_missed", events=events)
     # Earlier passes were typed while the personal data was audible: their text goes, and they no

@@ -94,7 +94,7 @@ def reviewer_table(session: Session, *, page: int = 1, per_page: int = 50) -> tu
     """One page of people who review: clips today, mean seconds per clip today, gold accuracy.
     Aggregated in SQL with a page of users at a time; returns (rows, total users)."""
     today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-    reviewers = select(User.id).where(User.role.in_(["reviewer", "senior"]), User.active.is_(True))
+    reviewers = select(User.id).where(User.role.in_(["reviewer", "senior", "wakeword"]), User.active.is_(True))
     total = session.execute(select(func.count()).select_from(reviewers.subquery())).scalar_one()
     users = session.execute(
         select(User.id, User.username, User.role, User.probation)

@@ -29,6 +29,7 @@ from earmark.models import (
     utcnow,
 )
 from earmark.types import Actor, Consent
+from earmark.wakeword import KIND as WAKE_KIND
 
 TEAMS = {
     "reviewer": "general review team",
@@ -145,10 +146,17 @@ def build_report(
                 "last_date": _day(at),
             }
         report["human_listens"] = list(rows.values())
-        kept = session.execute(
-            select(func.count()).select_from(Annotation).where(Annotation.clip_id.in_(list(clip_by_id)))
-        ).scalar_one()
-        report["annotations_kept"] = {"count": kept, "fields": ["transcript", "intent"] if kept else []}
+        by_kind = dict(
+            session.execute(
+                select(Annotation.kind, func.count())
+                .where(Annotation.clip_id.in_(list(clip_by_id)))
+                .group_by(Annotation.kind)
+            ).all()
+        )
+        fields = ["transcript", "intent"] if set(by_kind) - {WAKE_KIND} else []
+        if WAKE_KIND in by_kind:  # the wake-word team's answers hold no words
+            fields.append("what woke the device")
+        report["annotations_kept"] = {"count": int(sum(by_kind.values())), "fields": fields}
     if clip_by_id:
         # The training datasets that hold its recordings now; a prune removes them (and the rows).
         # Which of its recordings a prune will take out (as `export.prune_exports` decides): erased,

@@ -163,4 +163,5 @@ def test_a_listen_by_the_wakeword_team_is_reported_as_theirs(ws: Workspace) -> N
     report = _report(ws, "acct-w")
     [listen] = report["human_listens"]
     assert listen["role"] == "wakeword" and listen["team"].startswith("wake-word team")
-    assert report["annotations_kept"]["count"] == 1
+    # The answer holds no words: the report does not claim a transcript is kept.
+    assert report["annotations_kept"] == {"count": 1, "fields": ["what woke the device"]}

@@ -316,3 +316,21 @@ def test_answers_leave_the_figures_when_consent_is_withdrawn_and_cost_no_review_
         m = compute_metrics(s).as_dict()
     assert (m["wake_word"]["answered"], m["wake_word"]["hours"]) == (1, round(4.5 / 3600, 3))
     assert (m["cost"]["passes"], m["cost"]["review_hours"]) == (0, 0.0)  # review time is the reviewers'
+
+
+def test_an_empty_range_reported_as_personal_data_is_refused(ws: Workspace) -> None:
+    f.wake_clips(ws, 1)
+    team = f.user(ws, "w1", Role.wakeword)
+    with ws.transaction() as s:
+        a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
+        assert a is not None
+    for start, end in ((1.0363, 1.0364), (2.0, 2.05)):  # one moment; the very end of a 2 s clip
+        with ws.transaction() as s, pytest.raises(InvalidInput, match="the range is empty"):
+            review.report_missed_pii(s, actor=team, assignment_id=a.id, start=start, end=end)
+    with ws.transaction() as s:
+        review.report_missed_pii(s, actor=team, assignment_id=a.id, start=0.5, end=0.9)
+    [result] = ws.process_pending()
+    assert result.outcome == "wakeword"
+    with ws.sessions() as s:
+        prot = s.execute(select(ClipProtection)).scalar_one()
+        assert prot.audio_spans == [[int(0.4 * SR), int(1.0 * SR)]]  # bleeped, with its padding

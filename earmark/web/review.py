@@ -78,7 +78,11 @@ def _validated(model: type[_Body], raw: dict[str, Any]) -> _Body:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidInput("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
+        errors = exc.errors()
+        raise InvalidInput(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors),
+            field=str(errors[0]["loc"][0]) if errors and errors[0]["loc"] else None,
+        ) from exc
 
 
 def _answer(request: Request, target: str, page: str | None = None) -> Response:
@@ -680,7 +684,7 @@ def safety_outcome(
 class WakeAnswerBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str = ""
-    ms: int | None = None
+    ms: int | None = Field(None, ge=0, lt=86_400_000)  # the page's own timing, under a day
 
 
 @router.get("/wakeword", name="wakeword.start")

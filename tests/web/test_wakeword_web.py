@@ -35,6 +35,7 @@ def test_the_wakeword_team_hears_each_clip_and_answers_with_one_choice(ws: Works
     assert 'id="wakeword-form"' in page.text and 'id="review-form"' not in page.text
     assert 'id="transcript"' not in page.text and "nothing is preselected" in page.text
     assert 'id="mode"' not in page.text  # no verify/edit badge: there is nothing to verify
+    assert "<title>Wake-word clip · earmark</title>" in page.text
     assert len(re.findall(r'name="label" value="', page.text)) == 6
     assert 'name="label" value="media" required data-key="3"' in page.text
     first = ASSIGNMENT_RE.search(str(page.url)).group(1)  # type: ignore[union-attr]
@@ -47,6 +48,10 @@ def test_the_wakeword_team_hears_each_clip_and_answers_with_one_choice(ws: Works
     last = c.post(f"/wakeword/{second}/answer", json={"label": "wake_word", "ms": 2100}, headers={"X-CSRF-Token": csrf})
     assert last.status_code == 200 and last.json() == {"next": "/wakeword"}
     assert "No clip waits for the wake-word team." in c.get("/wakeword").text
+    admin = client(ws)
+    login(admin, "admin", ADMIN_PASSWORD)
+    reviewers = re.search(r'data-testid="reviewers".*?</table>', admin.get("/admin").text, re.S)
+    assert reviewers is not None and "wake1" in reviewers.group(0)  # their day's work is on the admin page
     with ws.sessions() as s:
         answers = s.execute(select(Annotation.reason, Annotation.ms).order_by(Annotation.id)).all()
         assert [tuple(a) for a in answers] == [("media", None), ("wake_word", 2100)]
@@ -60,9 +65,16 @@ def test_a_bad_answer_is_refused_and_the_clip_stays_open(ws: Workspace) -> None:
     page = next_clip(c, csrf, "/wakeword")
     aid = ASSIGNMENT_RE.search(str(page.url)).group(1)  # type: ignore[union-attr]
     headers = {"X-CSRF-Token": csrf}
-    for body in ({"label": "alexa"}, {"label": "media", "ms": "soon"}, {"label": "media", "note": "x"}):
+    for body, field in (
+        ({"label": "alexa"}, "label"),
+        ({"label": 3}, "label"),
+        ({"label": "media", "ms": "soon"}, "ms"),
+        ({"label": "media", "ms": -5}, "ms"),
+        ({"label": "media", "ms": 10**12}, "ms"),
+        ({"label": "media", "note": "x"}, "note"),
+    ):
         resp = c.post(f"/wakeword/{aid}/answer", json=body, headers=headers)
-        assert resp.status_code == 422 and resp.json()["error"]["message"], body
+        assert resp.status_code == 422 and resp.json()["error"]["field"] == field, (body, resp.json())
     bad_json = {**headers, "Content-Type": "application/json"}
     resp = c.post(f"/wakeword/{aid}/answer", content=b"{not json", headers=bad_json)
     assert resp.status_code == 422 and "JSON" in resp.json()["error"]["message"]

@@ -343,6 +343,7 @@ def test_the_wakeword_team_answers_from_the_keyboard(sqlite_ws: Workspace) -> No
         assert page.url == f"{base}/wakeword"
         _start(page, base, "/wakeword")
         page.wait_for_selector("#wakeword-form")
+        page.wait_for_function("() => document.activeElement.id === 'wake-choice'")  # said to a screen reader
         first = page.url
         page.keyboard.press("Enter")  # nothing chosen: nothing is sent
         assert page.locator("#status").inner_text().startswith("choose what woke the device first")

@@ -308,6 +308,8 @@
       }
     }
     if (wake) wake.addEventListener("submit", function (ev) { ev.preventDefault(); answerWake(); }, { signal: signal });
+    // Focus on the question, so a screen reader says that a new clip is here and what to answer.
+    if (wake) document.getElementById("wake-choice").focus();
 
     const helpDialog = document.getElementById("help-dialog");
     const question = document.getElementById("question");
