@@ -361,6 +361,9 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
     for k, v in sorted(clips["by_status"].items()):
         table.add_row(f"  {k}", str(v))
     table.add_row("queued", str(queue["queued"]))
+    for name, states in sorted(queue["by_queue"].items()):
+        if states.get("queued"):
+            table.add_row(f"  {name}", str(states["queued"]))
     table.add_row("leased", str(queue["leased"]))
     table.add_row("reviewed", str(data["reviewed"]))
     out.print(table)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from earmark import escalation, review, wakeword
 from earmark.audio import encode_wav
 from earmark.consent import set_consent
 from earmark.errors import Conflict, InvalidInput, NotFound
-from earmark.export import run_export
+from earmark.export import prune_exports, run_export
 from earmark.metrics import compute_metrics
 from earmark.models import Annotation, AuditEvent, Clip, ClipProtection, QueueItem, utcnow
 from earmark.pipeline import PipelineConfig, protect
@@ -334,3 +335,40 @@ def test_an_empty_range_reported_as_personal_data_is_refused(ws: Workspace) -> N
     with ws.sessions() as s:
         prot = s.execute(select(ClipProtection)).scalar_one()
         assert prot.audio_spans == [[int(0.4 * SR), int(1.0 * SR)]]  # bleeped, with its padding
+
+
+def test_a_wakeword_export_is_pruned_after_an_erasure_and_nlu_exports_never_hold_answers(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    f.wake_clips(ws, 2, account="acct-w")
+    f.wake_clips(ws, 1, account="acct-x")
+    team = f.user(ws, "w1", Role.wakeword)
+    for _ in range(3):
+        _answer(ws, team, "media")
+    f.queue_clips(ws, 1)
+    f.review_all(ws, f.user(ws, "r1"))
+    out = tmp_path / "wake"
+    assert run_export(ws, actor=Actor.cli(), fmt="wakeword", out=out).items == 3
+    assert run_export(ws, actor=Actor.cli(), fmt="rasa", out=tmp_path / "nlu").items == 1  # the review label only
+    ws.erase(actor=Actor.cli(), account_id="acct-w")
+    result = prune_exports(ws, actor=Actor.cli())
+    assert result.items_removed == 2
+    rows = list(csv.DictReader(io.StringIO((out / "labels.csv").read_text())))
+    assert len(rows) == 1 and sorted(p.name for p in (out / "audio").iterdir()) == [rows[0]["audio"].split("/")[1]]
+
+
+def test_the_cli_shows_the_wakeword_queue_and_what_woke_the_device(sqlite_ws: Workspace) -> None:
+    from typer.testing import CliRunner
+
+    from earmark.cli import app
+
+    f.wake_clips(sqlite_ws, 3, wake_scores=[0.5, 0.6, 0.7])
+    _answer(sqlite_ws, f.user(sqlite_ws, "w1", Role.wakeword), "sound_alike")
+    home = str(sqlite_ws.settings.home)
+    stats = CliRunner().invoke(app, ["--home", home, "stats"], terminal_width=200)
+    assert stats.exit_code == 0 and re.search(r"wakeword\s*│\s*2", stats.output), stats.output
+    metrics = CliRunner().invoke(app, ["--home", home, "metrics"], terminal_width=200)
+    assert metrics.exit_code == 0, metrics.output
+    assert "what woke the device (1 clips without speech" in metrics.output
+    assert re.search(r"A word that sounds like the wake word\s*│\s*1\s*│\s*0\.50", metrics.output), metrics.output
+    assert "false wakes: 1 (100.0%)" in metrics.output
