@@ -79,7 +79,7 @@ def record_outcome(
     assignment_id: str,
     outcome: str,
     note: str,
-    no_speech_route: str = "wakeword",
+    no_speech_route: str = "exclude",
 ) -> SafetyOutcome:
     """Close a safety clip: a false alarm goes back where the pipeline would have sent it (general
     review; a clip without speech to the wake-word queue, or out of review if `no_speech_route` is

@@ -9,7 +9,7 @@ import math
 import secrets
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from earmark import audit
@@ -17,11 +17,11 @@ from earmark.audio import decode_mono, encode_wav
 from earmark.crypto import Keyring, decrypt_blob
 from earmark.errors import InvalidInput, NotFound
 from earmark.keys import data_key
-from earmark.models import Clip, HelpRequest, User, utcnow
-from earmark.queues import user_actor
+from earmark.models import Clip, HelpRequest, QueueItem, User, utcnow
+from earmark.queues import SINGLE_JUDGEMENT, restricted_clips, user_actor
 from earmark.review import lock_pass, require_active
 from earmark.storage import LocalBlobStore
-from earmark.types import ClipStatus, Role
+from earmark.types import ClipStatus, QueueState, Role
 
 MAX_QUESTION = 500
 CONTEXT_SECONDS = 0.5  # heard either side of the asked range
@@ -33,9 +33,11 @@ def ask_help(
     """Ask the seniors about seconds [start, end) of the clip `actor` holds. Audited; caller commits."""
     # Locked and read afresh: a withdrawal or erasure in flight closes and deletes the clip's
     # requests; one asked unlocked meanwhile outlived it, question and all, open for the seniors.
-    assignment, clip, _item = lock_pass(session, user=actor, assignment_id=assignment_id)
+    assignment, clip, item = lock_pass(session, user=actor, assignment_id=assignment_id)
     require_active(assignment)
     assert clip is not None
+    if item is None or item.queue in SINGLE_JUDGEMENT:  # the safety and wake-word teams' clips
+        raise NotFound("no such review clip")
     rate = clip.protected_sample_rate or 16_000
     total = clip.protected_num_samples or 0
     if not (math.isfinite(start) and math.isfinite(end)) or not 0 <= start < end or int(start * rate) >= total:
@@ -89,8 +91,15 @@ def help_audio(session: Session, *, user: User, help_id: str, blobs: LocalBlobSt
     if req is None or Role(user.role) not in (Role.senior, Role.admin) or req.state != "open":
         raise NotFound("no audio for this request")
     clip = session.get(Clip, req.clip_id)
-    # Fail closed: only a clip still in review (withdrawal also closes its requests).
+    # Fail closed: only a clip still in review (withdrawal also closes its requests), and never one
+    # of the safety or the wake-word team's.
     if clip is None or not clip.protected_blob_key or clip.status not in (ClipStatus.queued, ClipStatus.reviewed):
+        raise NotFound("the clip was withdrawn")
+    in_team_queue = select(QueueItem.clip_id).where(
+        QueueItem.queue.in_(SINGLE_JUDGEMENT), QueueItem.state.in_([QueueState.queued, QueueState.leased])
+    )
+    restricted = or_(Clip.id.in_(restricted_clips()), Clip.id.in_(in_team_queue))
+    if session.execute(select(Clip.id).where(Clip.id == clip.id, restricted)).first() is not None:
         raise NotFound("the clip was withdrawn")
     dk = data_key(session, keyring, clip.account_id)
     whole = decrypt_blob(dk, blobs.get(clip.protected_blob_key), blob_key=clip.protected_blob_key)

@@ -49,6 +49,7 @@ from earmark.vad import SpeechDetector
 
 TARGET_RATE = 16_000
 Outcome = Literal["general", "safety", "wakeword", "held", "excluded"]
+NO_SPEECH_PROB = 0.6  # a transcriber this sure that nothing was said: its words are not used
 QUEUE_FOR: dict[str, str] = {"general": "general", "safety": "safety", "wakeword": "wakeword"}
 SENSITIVE_LABELS = ("help_request", "emergency", "threat_violence", "self_harm", "sexual", "screaming", "crying")
 
@@ -126,10 +127,18 @@ def _timed(stages: list[StageRecord], name: str) -> Callable[[str, dict[str, Any
 
 
 def _words_and_pii(
-    y: np.ndarray, device_text: str | None, device_slots: list[Any] | None, parts: Components, stages: list[StageRecord]
+    y: np.ndarray,
+    device_text: str | None,
+    device_slots: list[Any] | None,
+    parts: Components,
+    stages: list[StageRecord],
+    *,
+    no_speech: bool = False,
 ) -> tuple[str, str, list[Word], bool, list[TextSpan]]:
-    """The transcript and transcript stages of a clip with speech: its text, where the text came
-    from, its words placed on the audio (if the aligner could), and the personal data in it."""
+    """The transcript and personal-data stages of a clip: its text, where the text came from, its
+    words placed on the audio (if the aligner could), and the personal data in it. For a clip the
+    speech detector found `no_speech` in, the transcriber's text is dropped if it agrees there was
+    no speech (Whisper makes up words for silence)."""
     done = _timed(stages, "transcript")
     words: list[Word] = []
     aligned = False
@@ -141,6 +150,8 @@ def _words_and_pii(
     else:
         result = parts.transcriber.transcribe(y, TARGET_RATE)
         text, source, words = result.text, result.source, result.words
+        if no_speech and result.no_speech is not None and result.no_speech >= NO_SPEECH_PROB:
+            text, words = "", []
         # The transcriber's own word times are rough (Whisper: ~120 ms median error); the aligner
         # places its words to ~10 ms. If that fails, the timing is not trusted for redaction.
         placed = parts.aligner.align(y, TARGET_RATE, text) if text else None
@@ -206,7 +217,7 @@ def protect(
     # cannot be placed in time bleeps the whole clip), and it is anonymized. The wake-word team is
     # shown no words (earmark.review.view_assignment).
     done("no_speech" if no_speech else "ok", details)
-    text, source, words, aligned, pii = _words_and_pii(y, device_text, device_slots, parts, stages)
+    text, source, words, aligned, pii = _words_and_pii(y, device_text, device_slots, parts, stages, no_speech=no_speech)
 
     done = _timed(stages, "screening")
     decision = screen(y, TARGET_RATE, text, config.thresholds)
@@ -215,8 +226,12 @@ def protect(
     done = _timed(stages, "redaction")
     pad = int(config.pad_ms * TARGET_RATE / 1000)
     spans, unplaced = pii_audio_spans(text, words if aligned else [], pii, pad=pad, num_samples=y.size)
-    wholesale = bool(unplaced)
-    if wholesale:
+    # In a clip without speech, words placed on faint audio are not trusted to say where personal
+    # data is: any found bleeps the whole clip.
+    wholesale = bool(unplaced) or (no_speech and bool(pii))
+    if wholesale and no_speech:
+        spans = [Span(0, y.size)]
+    elif wholesale:
         # We cannot tell where (some of) the PII is spoken: silence every speech region instead, or
         # the whole clip where the detector found no speech region.
         spans = speech_regions_holding(speech, pad=pad, num_samples=y.size) or [Span(0, y.size)]

@@ -29,7 +29,8 @@ GENERAL = "general"
 SAFETY = "safety"
 WAKEWORD = "wakeword"  # clips without speech, for the wake-word team (earmark.wakeword)
 # Queues where one person makes one judgement of a clip, not one of K independent passes: there
-# the same person may take a clip again (after their lease ran out, or once it was re-protected).
+# a person whose lease on a clip ran out may take it again (a team of one would never see it
+# again), but not one who judged it, flagged it or reported it.
 SINGLE_JUDGEMENT = (SAFETY, WAKEWORD)
 LEASE_CANDIDATES = 8
 
@@ -269,9 +270,12 @@ def _leasable(
 ) -> list[Any]:
     """The queue items of `queue` that `actor` may lease now."""
     # One person never reviews the same clip twice: K passes need K different people. A clip
-    # given back by `release` does not count: nothing was said about it.
+    # given back by `release` does not count: nothing was said about it. In a single-judgement
+    # queue a lease that ran out does not count either.
+    said = [AssignmentState.submitted, AssignmentState.withdrawn, AssignmentState.skipped]
     seen_before = select(Assignment.clip_id).where(
-        Assignment.user_id == actor.id, Assignment.state != AssignmentState.released
+        Assignment.user_id == actor.id,
+        Assignment.state.in_(said) if queue in SINGLE_JUDGEMENT else Assignment.state != AssignmentState.released,
     )
     # Only a clip that is in review now: a withdrawn, erased or re-protecting clip's items are
     # closed by what changed it; this is the second lock on that door.
@@ -286,7 +290,7 @@ def _leasable(
     return [
         QueueItem.queue == queue,
         _available(now),
-        *([] if queue in SINGLE_JUDGEMENT else [QueueItem.clip_id.not_in(seen_before)]),
+        QueueItem.clip_id.not_in(seen_before),
         in_review.exists(),
         *_sensitivity_filter(max_sensitivity),
     ]

@@ -265,7 +265,10 @@ def open_pass(session: Session, actor: User, assignment_id: str) -> tuple[Assign
     # store an annotation; the second waits and then returns the first's.
     assignment, clip, item = lock_pass(session, user=actor, assignment_id=assignment_id)
     if assignment.state == AssignmentState.submitted:
-        return session.execute(select(Annotation).where(Annotation.assignment_id == assignment.id)).scalar_one()
+        done = session.execute(select(Annotation).where(Annotation.assignment_id == assignment.id)).scalar_one_or_none()
+        if done is None:  # closed by a safety outcome, which is not an annotation
+            raise NotFound("no such review clip")
+        return done
     require_active(assignment)
     assert clip is not None and item is not None
     if item.assignment_id != assignment.id or item.state != QueueState.leased:
@@ -298,6 +301,8 @@ def submit_annotation(
     opened = open_pass(session, actor, assignment_id)
     text = clean_transcript(transcript, max_chars=max_transcript_chars)
     intent = " ".join(intent.split())
+    if isinstance(opened, Annotation) and opened.kind == "wakeword":
+        raise NotFound("no such review clip")
     if isinstance(opened, Annotation):
         sent_slots = sorted((sl.type, sl.start, sl.end, sl.entity_id or None) for sl in slots or [])
         kept_slots = sorted(
@@ -412,8 +417,8 @@ def report_missed_pii(session: Session, *, actor: User, assignment_id: str, star
         # Marked at the very end of the clip, or start and end at one moment: nothing would be
         # bleeped, and the clip would come back as it was.
         raise InvalidInput(
-            f"the range is empty: mark where the personal data is heard (at least {MIN_REPORTED_SECONDS} s, "
-            "Alt+[ at its start and Alt+] at its end)",
+            "the range is empty or too short: mark where the personal data is heard "
+            f"(at least {MIN_REPORTED_SECONDS} s, Alt+[ at its start and Alt+] at its end)",
             field="span",
         )
     events: list[dict[str, Any]] = []  # recorded after the rows below (docs/architecture.md)

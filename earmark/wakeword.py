@@ -146,8 +146,9 @@ class WakeFigures:
 
 def figures(session: Session, *, since: datetime | None = None, consent_default: str = Consent.deny) -> WakeFigures:
     """Each answered clip's newest answer, counted per answer: of clips not erased, whose account
-    allows review now (as the other metrics: an account that said no since leaves the figures).
-    Answers go with annotation retention, and the figures with them."""
+    allows review now (an account that said no since leaves the figures, also when it let its
+    reviewed clips be kept). `hours`: the time of every answer in the window. Answers go with
+    annotation retention, and the figures with them."""
     window = [Annotation.kind == KIND, *([Annotation.created_at >= since] if since is not None else [])]
     newest = select(func.max(Annotation.id).label("id")).where(*window).group_by(Annotation.clip_id).subquery()
     scores: dict[str, list[float]] = {label: [] for label in LABELS}

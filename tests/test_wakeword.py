@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from sqlalchemy import func, select, update
 
-from earmark import escalation, review, wakeword
+from earmark import escalation, help, review, wakeword
 from earmark.audio import encode_wav
 from earmark.consent import set_consent
 from earmark.errors import Conflict, InvalidInput, NotFound
@@ -24,10 +24,11 @@ from earmark.models import Annotation, AuditEvent, Clip, ClipProtection, QueueIt
 from earmark.pipeline import PipelineConfig, protect
 from earmark.queues import lease_next
 from earmark.redaction import Span
+from earmark.transcribe import Transcript
 from earmark.types import Actor, Consent, Role
 from earmark.workspace import Workspace
 from tests import factories as f
-from tests.fakes import FailingAligner, fast_components
+from tests.fakes import FailingAligner, KeywordPii, ProportionalAligner, fast_components
 
 SR = 16_000
 
@@ -168,7 +169,14 @@ def test_a_false_alarm_from_the_safety_team_goes_back_to_the_wakeword_queue(ws: 
     with ws.transaction() as s:
         lease = escalation.lease_safety(s, actor=safety, max_clips=10, window_minutes=60, lease_seconds=600)
         assert lease.assignment is not None
-        escalation.record_outcome(s, actor=safety, assignment_id=lease.assignment.id, outcome="false_alarm", note="")
+        escalation.record_outcome(
+            s,
+            actor=safety,
+            assignment_id=lease.assignment.id,
+            outcome="false_alarm",
+            note="",
+            no_speech_route="wakeword",
+        )
     with ws.sessions() as s:
         clip_id = s.execute(select(Clip.id).where(Clip.external_id == cid)).scalar_one()
         queued = s.execute(
@@ -326,7 +334,7 @@ def test_an_empty_range_reported_as_personal_data_is_refused(ws: Workspace) -> N
         a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
         assert a is not None
     for start, end in ((1.0363, 1.0364), (2.0, 2.05)):  # one moment; the very end of a 2 s clip
-        with ws.transaction() as s, pytest.raises(InvalidInput, match="the range is empty"):
+        with ws.transaction() as s, pytest.raises(InvalidInput, match="the range is empty or too short"):
             review.report_missed_pii(s, actor=team, assignment_id=a.id, start=start, end=end)
     with ws.transaction() as s:
         review.report_missed_pii(s, actor=team, assignment_id=a.id, start=0.5, end=0.9)
@@ -372,3 +380,87 @@ def test_the_cli_shows_the_wakeword_queue_and_what_woke_the_device(sqlite_ws: Wo
     assert "what woke the device (1 clips without speech" in metrics.output
     assert re.search(r"A word that sounds like the wake word\s*│\s*1\s*│\s*0\.50", metrics.output), metrics.output
     assert "false wakes: 1 (100.0%)" in metrics.output
+
+
+class TinyRegion:
+    """A speech detector that hears 0.1 s: less than a clip with speech needs."""
+
+    def detect(self, x: np.ndarray, sample_rate: int) -> list[Span]:
+        return [Span(int(1.5 * sample_rate), int(1.6 * sample_rate))]
+
+
+def test_personal_data_in_a_clip_without_speech_bleeps_the_whole_clip_wherever_words_were_placed() -> None:
+    faint = np.random.default_rng(5).normal(0, 0.001, SR * 4).astype(np.float32)
+    for aligner in (FailingAligner(), ProportionalAligner()):
+        parts = fast_components(vad=TinyRegion(), aligner=aligner)
+        result = protect(
+            faint,
+            SR,
+            device_text="tell jennifer the code is on the fridge",
+            parts=parts,
+            config=PipelineConfig(no_speech="wakeword"),
+            rng=np.random.default_rng(0),
+        )
+        assert result.outcome == "wakeword" and result.wholesale, aligner
+        assert result.audio_spans == [Span(0, faint.size)], aligner
+
+
+class SilentWhisper:
+    """A transcriber that makes up words and says it heard no speech, as Whisper does on silence."""
+
+    name = "silent"
+
+    def __init__(self, no_speech: float) -> None:
+        self.no_speech = no_speech
+
+    def transcribe(self, x: np.ndarray, sample_rate: int) -> Transcript:
+        return Transcript("call maria", self.name, [], no_speech=self.no_speech)
+
+
+def test_words_a_transcriber_makes_up_for_a_clip_without_speech_are_dropped() -> None:
+    faint = np.random.default_rng(6).normal(0, 0.001, SR * 2).astype(np.float32)
+
+    def run(no_speech: float, vad: object):  # type: ignore[no-untyped-def]
+        parts = fast_components(vad=vad, transcriber=SilentWhisper(no_speech), pii=KeywordPii())
+        return protect(
+            faint, SR, device_text=None, parts=parts, config=PipelineConfig(no_speech="wakeword"),
+            rng=np.random.default_rng(0),
+        )  # fmt: skip
+
+    assert run(0.9, NoSpeech()).transcript == ""  # both say nobody spoke: nothing made up to bleep
+    heard = run(0.2, NoSpeech())  # the transcriber heard words: they are searched
+    assert heard.transcript == "call maria" and heard.wholesale and heard.audio_spans == [Span(0, faint.size)]
+
+
+def test_one_who_flagged_a_wakeword_clip_does_not_get_it_back_after_a_false_alarm(ws: Workspace) -> None:
+    f.wake_clips(ws, 1)
+    team, other = f.user(ws, "w1", Role.wakeword), f.user(ws, "w2", Role.wakeword)
+    safety = f.user(ws, "s1", Role.safety)
+    with ws.transaction() as s:
+        a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
+        assert a is not None
+        review.flag_sensitive(s, actor=team, assignment_id=a.id)
+    with ws.transaction() as s:
+        lease = escalation.lease_safety(s, actor=safety, max_clips=10, window_minutes=60, lease_seconds=600)
+        assert lease.assignment is not None
+        escalation.record_outcome(
+            s,
+            actor=safety,
+            assignment_id=lease.assignment.id,
+            outcome="false_alarm",
+            note="",
+            no_speech_route="wakeword",
+        )
+    with ws.transaction() as s:
+        assert wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny") is None
+        assert wakeword.lease(s, actor=other, lease_seconds=600, consent_default="deny") is not None
+
+
+def test_no_help_request_on_a_wakeword_clip(ws: Workspace) -> None:
+    f.wake_clips(ws, 1)
+    team = f.user(ws, "w1", Role.wakeword)
+    with ws.transaction() as s:
+        a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
+        assert a is not None
+    with ws.transaction() as s, pytest.raises(NotFound):
+        help.ask_help(s, actor=team, assignment_id=a.id, start=0.1, end=1.0, question="what is this?")

@@ -15,19 +15,21 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from earmark import escalation, help, review, wakeword
 from earmark.catalog import link, load_inventory
+from earmark.consent import allows_review
 from earmark.errors import EarmarkError, InvalidInput, NotFound, PermissionDenied
-from earmark.models import Assignment, Clip, User, utcnow
+from earmark.models import Account, Assignment, Clip, QueueItem, User, utcnow
 from earmark.quality import ADJUDICATION, GOLD, is_gold_lease, serve_gold
-from earmark.queues import GENERAL, active_assignment, count_leasable, held_in, lease_next
+from earmark.queues import GENERAL, SINGLE_JUDGEMENT, active_assignment, count_leasable, held_in, lease_next
 from earmark.stats import reviewer_stats
-from earmark.types import ClipStatus, Role
+from earmark.types import ClipStatus, QueueState, Role
 from earmark.web.deps import Caller, csrf_checked, get_db, get_ws, load_json, page_caller
 from earmark.web.pages import render
+from earmark.web.policy import REVIEW_ROLES, allowed
 from earmark.workspace import Workspace
 
 router = APIRouter()
@@ -165,10 +167,23 @@ def _lease_wakeword(request: Request, session: Session, user: User) -> Assignmen
     return assignment
 
 
+# The route that leases from each queue: a person goes on in a queue only if their role may.
+NEXT_ROUTE = {
+    GENERAL: "review.next",
+    GOLD: "review.next",
+    ADJUDICATION: "adjudicate.next",
+    escalation.SAFETY: "safety.next",
+    wakeword.WAKEWORD: "wakeword.next",
+}
+
+
 def _next_after_submit(request: Request, session: Session, user: User, queue: str) -> str:
     """Where the reviewer goes next. Review and adjudication lease the next clip at once, so the
     browser goes straight to it (one round trip less between clips). The safety team goes back to
-    its queue's page: one deliberate step between distressing clips."""
+    its queue's page: one deliberate step between distressing clips. One whose role changed since
+    the lease goes home, where their role's queue is."""
+    if not allowed(NEXT_ROUTE.get(queue, "review.next"), user.role):
+        return "/"
     if queue == escalation.SAFETY:
         return "/safety"
     if queue == wakeword.WAKEWORD:
@@ -208,10 +223,23 @@ def _queue_page(
         max_sensitivity=_max_sensitivity(user) if queue in (GENERAL, wakeword.WAKEWORD) else None,
         consent_default=get_ws(request).settings.consent_default,
     )  # fmt: skip
-    waiting = 0
+    waiting = others = 0
     if queue == GENERAL:
         waiting = session.execute(
             select(func.count()).select_from(Clip).where(Clip.status == ClipStatus.pending)
+        ).scalar_one()
+    elif queue in SINGLE_JUDGEMENT and not ready:
+        # Clips of this queue that wait for someone else: ones this person judged, flagged or
+        # reported before go to another member of the team.
+        others = session.execute(
+            select(func.count(distinct(QueueItem.clip_id)))
+            .join(Clip, Clip.id == QueueItem.clip_id)
+            .join(Account, Account.id == Clip.account_id)
+            .where(
+                QueueItem.queue == queue,
+                QueueItem.state == QueueState.queued,
+                allows_review(get_ws(request).settings.consent_default),
+            )
         ).scalar_one()
     return render(
         request,
@@ -221,6 +249,7 @@ def _queue_page(
             "action": action,
             "ready": ready,
             "waiting": waiting,
+            "others": others,
             "empty": empty,
             "held_elsewhere": held.elsewhere.id if held.elsewhere is not None else None,
             "page_url": action.removesuffix("/next"),
@@ -302,9 +331,10 @@ RESTRICTED = {escalation.SAFETY: Role.safety, wakeword.WAKEWORD: Role.wakeword}
 
 
 def _only_for_its_team(queue: str, user: User) -> None:
-    """A restricted queue's clip opens only for its team's role (one who held it before a role
-    change does not keep it)."""
-    if queue in RESTRICTED and Role(user.role) != RESTRICTED[queue]:
+    """A restricted queue's clip opens only for its team's role, a review clip only for the review
+    roles (one who held it before a role change does not keep it)."""
+    team = {RESTRICTED[queue]} if queue in RESTRICTED else REVIEW_ROLES
+    if Role(user.role) not in team:
         raise NotFound("no such assignment")
 
 

@@ -8,7 +8,7 @@ import re
 from sqlalchemy import select
 
 from earmark import auth
-from earmark.models import Annotation, AuditEvent
+from earmark.models import Annotation, Assignment, AuditEvent
 from earmark.types import Actor, Role
 from earmark.workspace import Workspace
 from tests import factories as f
@@ -142,3 +142,34 @@ def test_a_wakeword_clip_stays_with_the_team_when_its_holder_changes_role(ws: Wo
     assert submit.status_code == 404
     with ws.sessions() as s:
         assert s.execute(select(Annotation)).first() is None
+
+
+def test_after_a_role_change_nothing_leases_from_the_old_queue(ws: Workspace) -> None:
+    f.wake_clips(ws, 3)
+    c, csrf = _team(ws)
+    first = ASSIGNMENT_RE.search(str(next_clip(c, csrf, "/wakeword").url)).group(1)  # type: ignore[union-attr]
+    answered = c.post(f"/wakeword/{first}/answer", json={"label": "media"}, headers={"X-CSRF-Token": csrf})
+    held = ASSIGNMENT_RE.fullmatch(answered.json()["next"]).group(1)  # type: ignore[union-attr]
+    with ws.transaction() as s:
+        auth.change_role(s, actor=Actor.cli(), username="wake1", role=Role.reviewer)
+    c2 = client(ws)
+    headers = {"X-CSRF-Token": login(c2, "wake1", "reviewer-password")}
+    # The answered pass is not a review label, and a skip of the held clip leases no wake-word clip.
+    assert c2.post(f"/review/{first}/submit", json={"transcript": "", "intent": ""}, headers=headers).status_code == 404
+    skipped = c2.post(f"/review/{held}/skip", json={"reason": "too_hard"}, headers=headers)
+    assert skipped.status_code == 200 and skipped.json()["next"] == "/"
+    with ws.sessions() as s:
+        active = s.execute(select(Assignment).where(Assignment.state == "active")).scalars().all()
+        assert active == []
+
+
+def test_a_team_of_one_is_told_when_clips_wait_for_someone_else(ws: Workspace) -> None:
+    f.wake_clips(ws, 1)
+    c, csrf = _team(ws)
+    aid = ASSIGNMENT_RE.search(str(next_clip(c, csrf, "/wakeword").url)).group(1)  # type: ignore[union-attr]
+    report = c.post(f"/review/{aid}/pii", json={"start": 0.2, "end": 0.8}, headers={"X-CSRF-Token": csrf})
+    assert report.status_code == 200
+    ws.process_pending()  # re-protected: back in the wake-word queue, for someone else
+    page = c.get("/wakeword").text
+    assert "No clip waits for the wake-word team." in page
+    assert 'data-testid="others">1 clip(s) wait for another member of your team' in page

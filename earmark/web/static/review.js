@@ -98,8 +98,10 @@
         const label = function () { playButton.firstChild.textContent = audio.paused ? "Play " : "Pause "; };
         playButton.addEventListener("click", function () {
           togglePlay();
-          // Back to the transcript: Enter there submits; on the button it would only pause.
+          // Back to the transcript (or the wake-word question): Enter there submits; on the
+          // button it would only pause.
           if (box) box.focus();
+          else if (wake) document.getElementById("wake-choice").focus();
         }, { signal: signal });
         audio.addEventListener("play", label, { signal: signal });
         audio.addEventListener("pause", label, { signal: signal });
@@ -420,7 +422,8 @@
       }
       if (!form && !wake) return; // the safety page has only the player keys
       // A held key repeats: never let that submit clip after clip nobody heard.
-      const digit = /^(Digit|Numpad)[1-9]$/.test(ev.code) ? ev.code.slice(-1) : null;
+      // A digit typed (not End or an arrow from the keypad with NumLock off).
+      const digit = /^(Digit|Numpad)[1-9]$/.test(ev.code) && /^[1-9]$/.test(ev.key) ? ev.key : null;
       if (ev.repeat && (ev.key === "Enter" || ev.altKey || (wake && digit))) { ev.preventDefault(); return; }
       if (ev.altKey && ev.code === "KeyP") {
         ev.preventDefault();
