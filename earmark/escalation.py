@@ -17,8 +17,8 @@ from earmark import audit
 from earmark.errors import InvalidInput, NotFound
 from earmark.models import Assignment, ClipProtection, QueueItem, SafetyOutcome, User, utcnow
 from earmark.queues import GENERAL, SAFETY, enqueue, lease_next, user_actor
-from earmark.review import lock_pass, require_active
-from earmark.types import AssignmentState, ClipStatus, QueueState
+from earmark.review import close_pass, lock_pass, require_active
+from earmark.types import AssignmentState, ClipStatus
 from earmark.wakeword import WAKEWORD, found_no_speech
 
 OUTCOMES = ("false_alarm", "handled", "escalated")
@@ -109,10 +109,7 @@ def record_outcome(
     now = utcnow()
     row = SafetyOutcome(clip_id=clip.id, user_id=actor.id, outcome=outcome, note=text or None)
     session.add(row)
-    assignment.state = AssignmentState.submitted
-    assignment.closed_at = now
-    item.state = QueueState.done
-    item.lease_expires_at = None
+    close_pass(assignment, item, now)
     if outcome == "false_alarm":
         prot = session.get(ClipProtection, clip.id)
         if prot is not None:

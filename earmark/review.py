@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -276,6 +277,15 @@ def open_pass(session: Session, actor: User, assignment_id: str) -> tuple[Assign
     return assignment, clip, item
 
 
+def close_pass(assignment: Assignment, item: QueueItem, now: datetime) -> None:
+    """The pass is done: its assignment submitted, its queue item done (the caller stores what
+    was said, under the locks `lock_pass` took)."""
+    assignment.state = AssignmentState.submitted
+    assignment.closed_at = now
+    item.state = QueueState.done
+    item.lease_expires_at = None
+
+
 def submit_annotation(
     session: Session,
     *,
@@ -350,10 +360,7 @@ def submit_annotation(
         ms=ms if ms is None or 0 <= ms < 86_400_000 else None,
     )
     session.add(annotation)
-    assignment.state = AssignmentState.submitted
-    assignment.closed_at = now
-    item.state = QueueState.done
-    item.lease_expires_at = None
+    close_pass(assignment, item, now)
     session.flush()
     prior_intent = str((clip.device_nlu or {}).get("intent", ""))
     audit.record(

@@ -23,8 +23,8 @@ from earmark.errors import Conflict, InvalidInput, NotFound
 from earmark.export_formats import FALSE_WAKES
 from earmark.models import Account, Annotation, Assignment, Clip, ClipStage, User, utcnow
 from earmark.queues import WAKEWORD, lease_next, user_actor
-from earmark.review import open_pass
-from earmark.types import AssignmentState, ClipStatus, Consent, QueueState
+from earmark.review import close_pass, open_pass
+from earmark.types import ClipStatus, Consent
 
 KIND = "wakeword"  # the Annotation kind of a wake-word answer
 
@@ -108,10 +108,7 @@ def record_answer(
         ms=ms if ms is None or 0 <= ms < 86_400_000 else None,
     )
     session.add(answer)
-    assignment.state = AssignmentState.submitted
-    assignment.closed_at = now
-    item.state = QueueState.done
-    item.lease_expires_at = None
+    close_pass(assignment, item, now)
     clip.status = ClipStatus.reviewed
     session.flush()
     audit.record(

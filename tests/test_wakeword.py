@@ -98,6 +98,14 @@ def test_a_range_reported_in_a_clip_without_speech_is_bleeped() -> None:
     assert inside < outside / 10  # silenced, where the noise was
 
 
+def _held(ws: Workspace, user):  # type: ignore[no-untyped-def]
+    """`user` leases the next wake-word clip (one transaction); its assignment."""
+    with ws.transaction() as s:
+        a = wakeword.lease(s, actor=user, lease_seconds=600, consent_default="deny")
+        assert a is not None
+        return a
+
+
 def _answer(ws: Workspace, user, label: str):  # type: ignore[no-untyped-def]
     with ws.transaction() as s:
         a = wakeword.lease(s, actor=user, lease_seconds=600, consent_default="deny")
@@ -139,9 +147,7 @@ def test_a_second_answer_returns_the_first_or_says_it_differs(ws: Workspace) -> 
 def test_an_unknown_answer_is_refused_and_the_clip_stays_held(ws: Workspace) -> None:
     f.wake_clips(ws, 1)
     team = f.user(ws, "w1", Role.wakeword)
-    with ws.transaction() as s:
-        a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
-        assert a is not None
+    a = _held(ws, team)
     with ws.transaction() as s, pytest.raises(InvalidInput, match="wake_word, sound_alike"):
         wakeword.record_answer(s, actor=team, assignment_id=a.id, label="alexa")
     with ws.transaction() as s:
@@ -158,10 +164,8 @@ def test_an_answer_closes_only_a_wakeword_clip(ws: Workspace) -> None:
         wakeword.record_answer(s, actor=reviewer, assignment_id=a.id, label="media")
 
 
-def test_a_false_alarm_from_the_safety_team_goes_back_to_the_wakeword_queue(ws: Workspace) -> None:
-    [cid] = f.wake_clips(ws, 1)
-    team = f.user(ws, "w1", Role.wakeword)
-    safety = f.user(ws, "s1", Role.safety)
+def _flag_then_false_alarm(ws: Workspace, team, safety, *, no_speech_route: str) -> None:  # type: ignore[no-untyped-def]
+    """`team` flags the wake-word clip it leases as distressing; the safety team calls it a false alarm."""
     with ws.transaction() as s:
         a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
         assert a is not None
@@ -175,8 +179,15 @@ def test_a_false_alarm_from_the_safety_team_goes_back_to_the_wakeword_queue(ws: 
             assignment_id=lease.assignment.id,
             outcome="false_alarm",
             note="",
-            no_speech_route="wakeword",
+            no_speech_route=no_speech_route,
         )
+
+
+def test_a_false_alarm_from_the_safety_team_goes_back_to_the_wakeword_queue(ws: Workspace) -> None:
+    [cid] = f.wake_clips(ws, 1)
+    team = f.user(ws, "w1", Role.wakeword)
+    safety = f.user(ws, "s1", Role.safety)
+    _flag_then_false_alarm(ws, team, safety, no_speech_route="wakeword")
     with ws.sessions() as s:
         clip_id = s.execute(select(Clip.id).where(Clip.external_id == cid)).scalar_one()
         queued = s.execute(
@@ -282,21 +293,7 @@ def test_the_same_person_may_take_a_wakeword_clip_again_after_their_lease_ran_ou
 def test_a_false_alarm_without_speech_stays_out_when_such_clips_are_excluded_now(ws: Workspace) -> None:
     [cid] = f.wake_clips(ws, 1)
     team, safety = f.user(ws, "w1", Role.wakeword), f.user(ws, "s1", Role.safety)
-    with ws.transaction() as s:
-        a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
-        assert a is not None
-        review.flag_sensitive(s, actor=team, assignment_id=a.id)
-    with ws.transaction() as s:
-        lease = escalation.lease_safety(s, actor=safety, max_clips=10, window_minutes=60, lease_seconds=600)
-        assert lease.assignment is not None
-        escalation.record_outcome(
-            s,
-            actor=safety,
-            assignment_id=lease.assignment.id,
-            outcome="false_alarm",
-            note="",
-            no_speech_route="exclude",
-        )
+    _flag_then_false_alarm(ws, team, safety, no_speech_route="exclude")
     with ws.sessions() as s:
         clip = s.execute(select(Clip).where(Clip.external_id == cid)).scalar_one()
         assert (clip.status, clip.hold_reason) == ("excluded", "no_speech")
@@ -306,9 +303,7 @@ def test_a_false_alarm_without_speech_stays_out_when_such_clips_are_excluded_now
 def test_a_wakeword_clip_cannot_be_submitted_as_a_review_label(ws: Workspace) -> None:
     f.wake_clips(ws, 1)
     team = f.user(ws, "w1", Role.wakeword)
-    with ws.transaction() as s:
-        a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
-        assert a is not None
+    a = _held(ws, team)
     with ws.transaction() as s, pytest.raises(NotFound):
         review.submit_annotation(s, actor=team, assignment_id=a.id, transcript="", intent="")
 
@@ -330,9 +325,7 @@ def test_answers_leave_the_figures_when_consent_is_withdrawn_and_cost_no_review_
 def test_an_empty_range_reported_as_personal_data_is_refused(ws: Workspace) -> None:
     f.wake_clips(ws, 1)
     team = f.user(ws, "w1", Role.wakeword)
-    with ws.transaction() as s:
-        a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
-        assert a is not None
+    a = _held(ws, team)
     for start, end in ((1.0363, 1.0364), (2.0, 2.05)):  # one moment; the very end of a 2 s clip
         with ws.transaction() as s, pytest.raises(InvalidInput, match="the range is empty or too short"):
             review.report_missed_pii(s, actor=team, assignment_id=a.id, start=start, end=end)
@@ -436,21 +429,7 @@ def test_one_who_flagged_a_wakeword_clip_does_not_get_it_back_after_a_false_alar
     f.wake_clips(ws, 1)
     team, other = f.user(ws, "w1", Role.wakeword), f.user(ws, "w2", Role.wakeword)
     safety = f.user(ws, "s1", Role.safety)
-    with ws.transaction() as s:
-        a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
-        assert a is not None
-        review.flag_sensitive(s, actor=team, assignment_id=a.id)
-    with ws.transaction() as s:
-        lease = escalation.lease_safety(s, actor=safety, max_clips=10, window_minutes=60, lease_seconds=600)
-        assert lease.assignment is not None
-        escalation.record_outcome(
-            s,
-            actor=safety,
-            assignment_id=lease.assignment.id,
-            outcome="false_alarm",
-            note="",
-            no_speech_route="wakeword",
-        )
+    _flag_then_false_alarm(ws, team, safety, no_speech_route="wakeword")
     with ws.transaction() as s:
         assert wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny") is None
         assert wakeword.lease(s, actor=other, lease_seconds=600, consent_default="deny") is not None
@@ -459,8 +438,6 @@ def test_one_who_flagged_a_wakeword_clip_does_not_get_it_back_after_a_false_alar
 def test_no_help_request_on_a_wakeword_clip(ws: Workspace) -> None:
     f.wake_clips(ws, 1)
     team = f.user(ws, "w1", Role.wakeword)
-    with ws.transaction() as s:
-        a = wakeword.lease(s, actor=team, lease_seconds=600, consent_default="deny")
-        assert a is not None
+    a = _held(ws, team)
     with ws.transaction() as s, pytest.raises(NotFound):
         help.ask_help(s, actor=team, assignment_id=a.id, start=0.1, end=1.0, question="what is this?")
