@@ -33,7 +33,7 @@ _TOKEN_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{0,64}$")
 EVENTS: dict[str, str] = {
     "workspace.init": "A workspace was created.",
     "user.create": "A user account was created (details: role).",
-    "user.role_change": "A user's role changed (details: old, new).",
+    "user.role_change": "A user's role changed (details: old, new, clips_given_back).",
     "user.deactivate": "A user account was deactivated.",
     "auth.login": "A user logged in.",
     "auth.login_failed": "A login failed (details: reason; object is the user id when the name exists).",
@@ -52,8 +52,8 @@ EVENTS: dict[str, str] = {
     "review.audio": "A reviewer's browser fetched a clip's audio (details: bytes).",
     "review.submit": "A reviewer submitted an annotation (details: words, intent_changed).",
     "review.expire": "A lease ran out and its clip returned to the queue.",
-    "review.release": "A reviewer opened another queue; the clip they held returned to its queue unsaved "
-    "(details: queue, opened).",
+    "review.release": "A reviewer opened another queue, or their role changed; the clip they held returned to "
+    "its queue unsaved (details: queue, and opened or reason).",
     "pipeline.process": "The safe-to-hear pipeline finished a clip (details: outcome, reason, pii_spans, labels).",
     "pipeline.retry": "Clips held by a processing error were sent back to the pipeline (details: clips, skipped).",
     "pipeline.hold": "A clip's processing failed; it is held, never queued unprotected (details: reason).",

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from earmark import audit
 from earmark.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from earmark.models import ApiToken, User, WebSession, utcnow
+from earmark.queues import give_back_held
 from earmark.types import Actor, Role
 
 _hasher = PasswordHasher()
@@ -246,14 +247,24 @@ def _user(session: Session, username: str) -> User:
 
 
 def change_role(session: Session, *, actor: Actor, username: str, role: Role) -> User:
-    """Give a user another role; their open sessions end (new rights need a new login). Audited."""
+    """Give a user another role; their open sessions end (new rights need a new login) and the
+    clip they hold goes back to its queue unsaved (it may be of a queue the new role may not work
+    in: a safety or wake-word clip). Audited."""
     user = _user(session, username)
     old = user.role
+    # The held clip first (its clip row, then item and assignment), then the user row: the order
+    # a pass takes them in (a flag locks the clip, then sets the user's day block).
+    given = give_back_held(session, user=user) if Role(role) != Role(old) else []
     user.role = Role(role)
     session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    for assignment_id, queue in given:
+        audit.record(
+            session, actor=actor, action="review.release", object_type="assignment", object_id=assignment_id,
+            details={"queue": queue, "reason": "role_change"},
+        )  # fmt: skip
     audit.record(
         session, actor=actor, action="user.role_change", object_type="user", object_id=user.id,
-        details={"old": old, "new": str(role)},
+        details={"old": old, "new": str(role), "clips_given_back": len(given)},
     )  # fmt: skip
     return user
 

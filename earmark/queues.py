@@ -159,6 +159,31 @@ def lease_next(
     return leased
 
 
+def give_back_held(session: Session, *, user: User) -> list[tuple[str, str]]:
+    """Give back unsaved every clip `user` holds (their role changed: the clip belongs to a queue
+    they may no longer work in). Clips are locked first, as every change to a pass locks them;
+    returns (assignment id, queue) of each given back, for the caller's audit events, which it
+    records after its own rows. Caller commits."""
+    now = utcnow()
+    held = list(
+        session.execute(
+            select(Assignment)
+            .where(Assignment.user_id == user.id, Assignment.state == AssignmentState.active)
+            .order_by(Assignment.clip_id)
+        ).scalars()
+    )
+    given: list[tuple[str, str]] = []
+    for assignment in held:
+        # Locked for a change, as a pass's own change (a flag, a report) locks it: one waits for the
+        # other at the clip, instead of each holding what the other needs next.
+        lock_clip(session, assignment.clip_id)
+        item = session.get(QueueItem, assignment.queue_item_id)
+        queue = item.queue if item is not None else GENERAL
+        if _give_back(session, assignment, now):
+            given.append((assignment.id, queue))
+    return given
+
+
 def _lock_clips(session: Session, clip_ids: list[int]) -> None:
     """Key-share-lock these clips in id order, in one statement (PostgreSQL; SQLite: a read)."""
     if clip_ids:

@@ -108,7 +108,9 @@ def require_active(assignment: Assignment) -> None:
     ):
         raise LeaseExpired("your lease on this clip expired and it went back to the queue; nothing was saved")
     if assignment.state == AssignmentState.released:
-        raise LeaseExpired("you opened another queue, so this clip went back to its queue; nothing was saved")
+        raise LeaseExpired(
+            "this clip went back to its queue (you opened another queue, or your role changed); nothing was saved"
+        )
     if assignment.state != AssignmentState.active:
         raise LeaseExpired("this assignment is closed")
 

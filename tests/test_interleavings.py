@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 
-from earmark import audit, keys, wakeword
+from earmark import audit, auth, keys, wakeword
 from earmark.config import load_settings
 from earmark.errors import EarmarkError
 from earmark.escalation import lease_safety, record_outcome
@@ -311,6 +311,12 @@ def _wake_answer(ws: Workspace, sc: Scenario) -> None:
             wakeword.record_answer(s, actor=w1, assignment_id=assignment, label="media")
 
 
+def _role_change(ws: Workspace, sc: Scenario) -> None:
+    """An admin makes r1, who holds a victim clip, a senior: the clip goes back to its queue."""
+    with ws.transaction() as s:
+        auth.change_role(s, actor=Actor.cli(), username="r1", role=Role.senior)
+
+
 def _skip_held(ws: Workspace, sc: Scenario) -> None:
     with ws.transaction() as s:
         skip_assignment(s, actor=_user(ws, "r1"), assignment_id=sc.held, reason="too_hard")
@@ -353,6 +359,7 @@ OTHERS: dict[str, Callable[[Workspace, Scenario], None]] = {
     "remove_gold": _remove_gold,
     "safety_outcome": _safety_outcome,
     "wake_answer": _wake_answer,
+    "role_change": _role_change,
     "adjudicate": _adjudicate,
     "answer_and_apply": _answer_and_apply,
     "skip_held": _skip_held,

@@ -133,13 +133,24 @@ def test_a_wakeword_clip_stays_with_the_team_when_its_holder_changes_role(ws: Wo
     audio = re.search(r'src="(/review/[^"]+/audio\?[^"]+)"', page.text).group(1).replace("&amp;", "&")  # type: ignore[union-attr]
     with ws.transaction() as s:
         auth.change_role(s, actor=Actor.cli(), username="wake1", role=Role.reviewer)
+    # The clip went back to its queue at once, for the team.
+    with ws.sessions() as s:
+        assert s.execute(select(Assignment.state).where(Assignment.id == aid)).scalar_one() == "released"
+        events = s.execute(select(AuditEvent.action, AuditEvent.details).order_by(AuditEvent.seq.desc()).limit(2)).all()
+    assert [tuple(e) for e in events] == [
+        ("user.role_change", {"old": "wakeword", "new": "reviewer", "clips_given_back": 1}),
+        ("review.release", {"queue": "wakeword", "reason": "role_change"}),
+    ]
     c2 = client(ws)
     csrf2 = login(c2, "wake1", "reviewer-password")
     headers = {"X-CSRF-Token": csrf2}
-    assert c2.get(f"/review/{aid}").status_code == 404
+    closed = c2.get(f"/review/{aid}")
+    assert closed.status_code == 409 and "your role changed" in closed.text
     assert c2.get(audio).status_code == 404
     submit = c2.post(f"/review/{aid}/submit", json={"transcript": "", "intent": "PlayMusic"}, headers=headers)
-    assert submit.status_code == 404
+    assert submit.status_code == 409
+    other, other_csrf = _team(ws, "wake2")
+    assert ASSIGNMENT_RE.search(str(next_clip(other, other_csrf, "/wakeword").url))  # free for the team now
     with ws.sessions() as s:
         assert s.execute(select(Annotation)).first() is None
 
@@ -154,13 +165,14 @@ def test_after_a_role_change_nothing_leases_from_the_old_queue(ws: Workspace) ->
         auth.change_role(s, actor=Actor.cli(), username="wake1", role=Role.reviewer)
     c2 = client(ws)
     headers = {"X-CSRF-Token": login(c2, "wake1", "reviewer-password")}
-    # The answered pass is not a review label, and a skip of the held clip leases no wake-word clip.
+    # The answered pass is not a review label; the held clip went back, and going on from it
+    # leases no wake-word clip to a reviewer.
     assert c2.post(f"/review/{first}/submit", json={"transcript": "", "intent": ""}, headers=headers).status_code == 404
-    skipped = c2.post(f"/review/{held}/skip", json={"reason": "too_hard"}, headers=headers)
-    assert skipped.status_code == 200 and skipped.json()["next"] == "/"
+    assert c2.post(f"/review/{held}/skip", json={"reason": "too_hard"}, headers=headers).status_code == 409
     with ws.sessions() as s:
         active = s.execute(select(Assignment).where(Assignment.state == "active")).scalars().all()
         assert active == []
+    assert "The review queue is empty." in next_clip(c2, headers["X-CSRF-Token"]).text
 
 
 def test_a_team_of_one_is_told_when_clips_wait_for_someone_else(ws: Workspace) -> None:
