@@ -19,7 +19,7 @@ from earmark.models import Assignment, ClipProtection, QueueItem, SafetyOutcome,
 from earmark.queues import GENERAL, SAFETY, enqueue, lease_next, user_actor
 from earmark.review import close_pass, lock_pass, require_active
 from earmark.types import AssignmentState, ClipStatus
-from earmark.wakeword import WAKEWORD, found_no_speech
+from earmark.wakeword import WAKEWORD, for_the_team
 
 OUTCOMES = ("false_alarm", "handled", "escalated")
 
@@ -82,8 +82,8 @@ def record_outcome(
     no_speech_route: str = "exclude",
 ) -> SafetyOutcome:
     """Close a safety clip: a false alarm goes back where the pipeline would have sent it (general
-    review; a clip without speech to the wake-word queue, or out of review if `no_speech_route` is
-    `exclude` now); handled and escalated end here. A note is required for `handled` and
+    review; a clip of the wake-word team's, `wakeword.for_the_team`, to its queue, or out of review
+    if `no_speech_route` is `exclude` now); handled and escalated end here. A note is required for `handled` and
     `escalated`. Audited; caller commits."""
     if outcome not in OUTCOMES:
         raise InvalidInput(f"outcome must be one of {', '.join(OUTCOMES)}", field="outcome")
@@ -114,7 +114,7 @@ def record_outcome(
         prot = session.get(ClipProtection, clip.id)
         if prot is not None:
             prot.sensitivity = 0.0
-        if not found_no_speech(session, clip.id):
+        if not for_the_team(session, clip):
             enqueue(session, clip=clip, queue=GENERAL)
         elif no_speech_route == "wakeword":
             enqueue(session, clip=clip, queue=WAKEWORD)

@@ -69,7 +69,7 @@ class UpstreamDraw(_Strict):
     """The `sampling` object `earmark sample-stream` adds to a drawn line."""
 
     probability: float = Field(gt=0.0, le=1.0)
-    reason: Literal["uniform", "priority"]
+    reason: Literal["uniform", "priority", "wake_word"]  # wake_word: for the wake-word team only
     policy: str = Field(max_length=64)
 
 

@@ -41,6 +41,7 @@ from earmark.redaction import (
     reported_text_spans,
     speech_regions_holding,
 )
+from earmark.sampling_policy import WAKE_WORD_REASON
 from earmark.screening import Screening, ScreeningThresholds, screen
 from earmark.storage import InflightJournal, LocalBlobStore, new_blob_key
 from earmark.transcribe import Aligner, Transcriber
@@ -185,10 +186,12 @@ def protect(
     rng: np.random.Generator,
     extra_spans: list[Span] | None = None,
     device_slots: list[Any] | None = None,
+    for_wake_word: bool = False,
 ) -> Protection:
     """Run every stage on one clip. Never returns unprotected audio for a queue. `device_slots`,
     the device's language-understanding slots, add the values it tagged as personal data
-    (`earmark.pii.PII_SLOT_TYPES`) to what the detector finds."""
+    (`earmark.pii.PII_SLOT_TYPES`) to what the detector finds. A clip drawn `for_wake_word` (an
+    accidental activation) goes to the wake-word queue, speech or not, or out if there is none."""
     stages: list[StageRecord] = []
 
     done = _timed(stages, "decode")
@@ -211,6 +214,10 @@ def protect(
     if no_speech and config.no_speech == "exclude":
         done("no_speech", details)
         return Protection("excluded", "no_speech", stages)
+    if for_wake_word and config.no_speech == "exclude":
+        # Drawn for a wake-word team this workspace does not have: never general review.
+        done("no_speech" if no_speech else "ok", details)
+        return Protection("excluded", "wake_word_sample", stages)
     # No speech, for the restricted wake-word queue: nobody spoke to the device, but people may talk
     # nearby, too little for the detector. Such a clip goes through every stage all the same: what
     # the device or the transcriber heard in it is screened and searched for personal data (what
@@ -254,7 +261,7 @@ def protect(
     done("ok", {"name": parts.anonymizer.name})
 
     return Protection(
-        outcome="safety" if decision.route == "safety" else ("wakeword" if no_speech else "general"),
+        outcome="safety" if decision.route == "safety" else ("wakeword" if no_speech or for_wake_word else "general"),
         reason="no_speech" if no_speech else None,
         stages=stages,
         audio=audio,
@@ -296,6 +303,7 @@ class PendingClip:
     device_text: str | None
     extra_spans: list[Span]
     device_slots: list[Any] = field(default_factory=list)
+    for_wake_word: bool = False  # drawn for the wake-word team only (sampling reason `wake_word`)
 
 
 def load_pending(session: Session, *, clip_id: int, blobs: LocalBlobStore, keyring: Keyring) -> PendingClip | None:
@@ -308,7 +316,16 @@ def load_pending(session: Session, *, clip_id: int, blobs: LocalBlobStore, keyri
     x, sr = decode_mono(original)
     extra = [Span(int(a), int(b)) for a, b in (clip.extra_redactions or []) if int(b) > int(a) >= 0]
     slots = (clip.device_nlu or {}).get("slots") if isinstance(clip.device_nlu, dict) else None
-    return PendingClip(clip.id, clip.external_id, x, sr, clip.device_asr_text, extra, list(slots or []))
+    return PendingClip(
+        clip.id,
+        clip.external_id,
+        x,
+        sr,
+        clip.device_asr_text,
+        extra,
+        list(slots or []),
+        for_wake_word=clip.sample_reason == WAKE_WORD_REASON,
+    )
 
 
 def _spans_of(extra: Any) -> list[tuple[int, int]]:

@@ -42,6 +42,7 @@ class SampleResult:
     excluded: dict[str, int] = field(default_factory=dict)
     strata: dict[str, StratumCount] = field(default_factory=dict)
     mean_score: float = 0.0  # observed in this run; the policy's priority.mean_score should match it
+    wake_word: int = 0  # accidental activations drawn for the wake-word team (not in eligible or strata)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +52,7 @@ class SampleResult:
             "capped": self.capped,
             "excluded": self.excluded,
             "mean_score": round(self.mean_score, 4),
+            "wake_word": self.wake_word,
             "strata": {
                 k: {
                     "eligible": v.eligible,
@@ -200,6 +202,14 @@ def draw_sample(
             d = replace(d, drawn=True, reason=clip.sample_reason or "uniform", probability=clip.inclusion_probability)
         if d.reason.startswith("excluded:"):
             excluded[d.reason.removeprefix("excluded:")] += 1
+            continue
+        if d.for_wake_word:
+            # Not a candidate for review: outside the eligible clips, their strata and mean score.
+            if d.drawn and caps.admit(account_ext, d.period):
+                result.wake_word += 1
+                chosen.append((clip, d.probability, d.reason))
+            elif d.drawn:
+                result.capped += 1
             continue
         result.eligible += 1
         st = result.strata.setdefault(d.stratum, StratumCount())

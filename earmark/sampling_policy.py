@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from earmark.errors import InvalidInput
 from earmark.textnorm import normalize
 
+WAKE_WORD_REASON = "wake_word"  # drawn among accidental activations, for the wake-word team only
 STRATA = ("intent", "device_type", "locale")  # a clip takes the rate of the first stratum that lists it
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -102,6 +103,9 @@ class SamplingPolicy(_Strict):
     strata: dict[Literal["intent", "device_type", "locale"], dict[str, float]] = Field(default_factory=dict)
     exclude: Exclusions = Exclusions()
     priority: Priority = Priority()
+    # Share of the accidental activations (excluded above) drawn for the wake-word team instead: they
+    # reach only that team (`no_speech_route = "wakeword"`), never general review. 0: none.
+    wake_word_rate: float = Field(0.0, ge=0.0, le=1.0)
 
     @field_validator("strata", mode="before")
     @classmethod
@@ -242,11 +246,12 @@ class Decision:
     """
 
     drawn: bool
-    reason: str  # uniform | priority | excluded:<why> | not_in_panel | not_drawn
+    reason: str  # uniform | priority | wake_word | excluded:<why> | not_in_panel | not_drawn
     probability: float
     stratum: str
     period: int
     score: float = 0.0
+    for_wake_word: bool = False  # an accidental activation, decided for the wake-word team
 
     @property
     def weight(self) -> float:
@@ -276,7 +281,16 @@ def decide(
         return Decision(False, "excluded:child_profile", 0.0, stratum, period)
     wake = rec.get("wake_score")
     if ex.accidental_activations and wake is not None and wake < ex.min_wake_score:
-        return Decision(False, "excluded:accidental_activation", 0.0, stratum, period)
+        # Not for review; a share of them, for the wake-word team (panel and cap as for any clip).
+        rate = policy.wake_word_rate
+        if rate <= 0:
+            return Decision(False, "excluded:accidental_activation", 0.0, stratum, period)
+        probability = policy.panel_rate * rate
+        if keyed_unit(key, "panel", rec["account_id"], str(period)) >= policy.panel_rate:
+            return Decision(False, "not_in_panel", probability, stratum, period, for_wake_word=True)
+        if keyed_unit(key, "clip", rec["clip_id"]) >= rate:
+            return Decision(False, "not_drawn", probability, stratum, period, for_wake_word=True)
+        return Decision(True, WAKE_WORD_REASON, probability, stratum, period, for_wake_word=True)
     r = policy.base_rate(rec)
     b = policy.budget
     score = priority_score(rec, policy.priority, known_entity) if b.priority > 0 else 0.0

@@ -42,6 +42,8 @@ REASONS = {
     "uniform": "chosen at random from consenting accounts (probability {p:.1%})",
     "priority": "chosen because the assistant was unsure what was said or meant, where a person's check helps "
     "most (probability {p:.1%})",
+    "wake_word": "chosen at random among recordings the assistant may have started by mistake, to be heard only "
+    "by the team that improves how it listens for its wake word (probability {p:.1%})",
 }
 
 

@@ -24,6 +24,7 @@ from earmark.export_formats import FALSE_WAKES
 from earmark.models import Account, Annotation, Assignment, Clip, ClipStage, User, utcnow
 from earmark.queues import WAKEWORD, lease_next, user_actor
 from earmark.review import close_pass, open_pass
+from earmark.sampling_policy import WAKE_WORD_REASON
 from earmark.types import ClipStatus, Consent
 
 KIND = "wakeword"  # the Annotation kind of a wake-word answer
@@ -42,12 +43,14 @@ LABELS: dict[str, str] = {
 EXPORTED = ("wake_word", "sound_alike", "media", "other_sound")
 
 
-def found_no_speech(session: Session, clip_id: int) -> bool:
-    """Did the pipeline's last run find no speech in the clip? (Such a clip belongs in the
-    wake-word queue, not in general review, whatever else happens to it.)"""
+def for_the_team(session: Session, clip: Clip) -> bool:
+    """Does the clip belong to the wake-word team, not to general review? One drawn for it (an
+    accidental activation), or one the pipeline's last run found no speech in."""
+    if clip.sample_reason == WAKE_WORD_REASON:
+        return True
     outcome = session.execute(
         select(ClipStage.outcome)
-        .where(ClipStage.clip_id == clip_id, ClipStage.stage == "speech")
+        .where(ClipStage.clip_id == clip.id, ClipStage.stage == "speech")
         .order_by(ClipStage.id.desc())
         .limit(1)
     ).scalar_one_or_none()

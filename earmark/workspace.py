@@ -256,6 +256,7 @@ class Workspace:
                 rng=clip_rng(self.secret, pending.external_id),
                 extra_spans=pending.extra_spans,
                 device_slots=pending.device_slots,
+                for_wake_word=pending.for_wake_word,
             )
             with self.transaction() as session:
                 stored = store_protection(

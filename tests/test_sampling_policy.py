@@ -149,6 +149,26 @@ def test_exclusions_come_before_everything() -> None:
     assert decide(p, KEY, rec(1, wake_score=0.9), consent=True).drawn
 
 
+def test_a_share_of_accidental_activations_is_drawn_for_the_wake_word_team_only() -> None:
+    p = parse_policy({"rate": 0.01, "panel_rate": 0.5, "wake_word_rate": 0.3})
+    decisions = [decide(p, KEY, rec(i, wake_score=0.2), consent=True) for i in range(4000)]
+    drawn = [d for d in decisions if d.drawn]
+    assert {d.reason for d in drawn} == {"wake_word"}
+    assert {d.reason for d in decisions if not d.drawn} == {"not_drawn", "not_in_panel"}
+    assert abs(len(drawn) / len(decisions) - 0.5 * 0.3) < 0.03  # the panel, then the rate
+    assert {d.probability for d in drawn} == {0.15}
+    # The child's profile and consent still come first; clips above the threshold are drawn as ever.
+    assert decide(p, KEY, rec(1, wake_score=0.2, child_profile=True), consent=True).reason == "excluded:child_profile"
+    assert decide(p, KEY, rec(1, wake_score=0.2), consent=False).reason == "excluded:consent"
+    assert not any(decide(p, KEY, rec(i, wake_score=0.9), consent=True).reason == "wake_word" for i in range(500))
+    # None by default: excluded as ever.
+    assert not any(
+        decide(SamplingPolicy(rate=1.0), KEY, rec(i, wake_score=0.2), consent=True).drawn for i in range(500)
+    )
+    with pytest.raises(InvalidInput, match="wake_word_rate"):
+        parse_policy({"rate": 0.1, "wake_word_rate": True})
+
+
 def test_panel_bounds_what_households_contribute() -> None:
     p = parse_policy({"rate": 1.0, "panel_rate": 0.2, "cap_per_account": 10**6})
     everyone: dict[tuple[object, int], int] = {}

@@ -20,11 +20,14 @@ from earmark.consent import set_consent
 from earmark.errors import Conflict, InvalidInput, NotFound
 from earmark.export import prune_exports, run_export
 from earmark.metrics import compute_metrics
-from earmark.models import Annotation, AuditEvent, Clip, ClipProtection, QueueItem, utcnow
+from earmark.models import Annotation, Assignment, AuditEvent, Clip, ClipProtection, QueueItem, utcnow
 from earmark.pipeline import PipelineConfig, protect
 from earmark.queues import lease_next
 from earmark.redaction import Span
+from earmark.sampling import draw_sample
+from earmark.sampling_policy import SamplingPolicy
 from earmark.transcribe import Transcript
+from earmark.transparency import build_report
 from earmark.types import Actor, Consent, Role
 from earmark.workspace import Workspace
 from tests import factories as f
@@ -441,3 +444,69 @@ def test_no_help_request_on_a_wakeword_clip(ws: Workspace) -> None:
     a = _held(ws, team)
     with ws.transaction() as s, pytest.raises(NotFound):
         help.ask_help(s, actor=team, assignment_id=a.id, start=0.1, end=1.0, question="what is this?")
+
+
+def _draw_for_the_team(ws: Workspace, *texts: str) -> list[str]:
+    """Clips with speech but a low wake score (accidental activations), drawn by a policy that
+    gives a share of them to the wake-word team."""
+    ids = [f.ingest_speech(ws, t, account_id="acct-aa", wake_score=0.2, device_nlu=None) for t in texts]
+    f.allow(ws, "acct-aa")
+    with ws.transaction() as s:
+        draw_sample(
+            s,
+            actor=Actor.cli(),
+            policy=SamplingPolicy(rate=0.01, wake_word_rate=1.0, cap_per_account=10),
+            key=b"k" * 32,
+            default_consent=Consent.deny,
+        )
+    return ids
+
+
+def test_accidental_activations_drawn_for_the_team_reach_only_the_team_speech_or_not(ws: Workspace) -> None:
+    ws.settings.no_speech_route = "wakeword"
+    [cid] = _draw_for_the_team(ws, "so i told her the doctor called about jennifer")
+    with ws.sessions() as s:
+        clip = s.execute(select(Clip).where(Clip.external_id == cid)).scalar_one()
+        assert (clip.sample_reason, clip.inclusion_probability) == ("wake_word", 1.0)
+    [result] = ws.process_pending()
+    assert result.outcome == "wakeword"  # speech, but never general review
+    team = f.user(ws, "w1", Role.wakeword)
+    with ws.transaction() as s:
+        view = review.view_assignment(s, user=team, assignment_id=_held(ws, team).id)
+    assert (view.transcript, view.intent) == ("", "")
+    # A safety false alarm sends it back to the team, not to general review.
+    with ws.transaction() as s:
+        s.execute(update(Assignment).values(state="expired"))
+        s.execute(update(QueueItem).values(state="queued", assignment_id=None, lease_expires_at=None))
+    _flag_then_false_alarm(ws, team, f.user(ws, "s1", Role.safety), no_speech_route="wakeword")
+    with ws.sessions() as s:
+        queued = s.execute(select(QueueItem.queue).where(QueueItem.state == "queued")).scalars().all()
+    assert queued == ["wakeword"]
+    with ws.transaction() as s:
+        why = build_report(s, actor=Actor.cli(), account_id="acct-aa", secret=ws.secret)["sampled_for_human_review"]
+    assert "only by the team that improves how it listens for its wake word" in why[0]["why"]
+
+
+def test_without_a_wake_word_team_such_clips_stay_out(ws: Workspace) -> None:
+    _draw_for_the_team(ws, "turn the music down")
+    [result] = ws.process_pending()
+    assert (result.outcome, result.reason) == ("excluded", "wake_word_sample")
+
+
+def test_a_draw_for_the_team_leaves_the_review_figures_of_the_draw_alone(ws: Workspace) -> None:
+    f.ingest_speech(ws, "play some jazz", account_id="acct-aa", wake_score=0.9)
+    for i in range(3):
+        f.ingest_speech(ws, f"they said {i}", account_id="acct-aa", wake_score=0.2)
+    f.allow(ws, "acct-aa")
+    with ws.transaction() as s:
+        result = draw_sample(
+            s,
+            actor=Actor.cli(),
+            policy=SamplingPolicy(rate=1.0, wake_word_rate=1.0, cap_per_account=3),
+            key=b"k" * 32,
+            default_consent=Consent.deny,
+            dry_run=True,
+        )
+    # One review candidate; two for the team, the third over the household's cap of three.
+    assert (result.eligible, result.drawn, result.wake_word, result.capped) == (1, 3, 2, 1)
+    assert result.as_dict()["strata"]["default"]["eligible"] == 1
