@@ -34,7 +34,7 @@ EVENTS: dict[str, str] = {
     "workspace.init": "A workspace was created.",
     "user.create": "A user account was created (details: role).",
     "user.role_change": "A user's role changed (details: old, new, clips_given_back).",
-    "user.deactivate": "A user account was deactivated.",
+    "user.deactivate": "A user account was deactivated (details: clips_given_back).",
     "auth.login": "A user logged in.",
     "auth.login_failed": "A login failed (details: reason; object is the user id when the name exists).",
     "auth.lockout": "Too many failed logins locked a user out (details: minutes).",
@@ -43,7 +43,8 @@ EVENTS: dict[str, str] = {
     "token.revoke": "A service token was revoked.",
     "clip.ingest": "A clip was stored (details: format, sample_rate, channels, num_samples, via).",
     "consent.set": "An account's consent changed (details: human_review, training_use, withdrawn, exports_to_prune).",
-    "sample.draw": "Clips were drawn for review by a policy (details: policy, eligible, drawn, priority, capped).",
+    "sample.draw": "Clips were drawn for review, or for the wake-word team, by a policy (details: policy, eligible, "
+    "drawn, priority, wake_word, capped).",
     "export.create": "A training-data export was written (details: format, version, items, audio, skipped counts).",
     "export.prune": "An export was rewritten without erased or withdrawn clips (details: version, removed, items).",
     "metrics.view": "Program metrics were computed for someone (details: clips counted).",
@@ -52,8 +53,8 @@ EVENTS: dict[str, str] = {
     "review.audio": "A reviewer's browser fetched a clip's audio (details: bytes).",
     "review.submit": "A reviewer submitted an annotation (details: words, intent_changed).",
     "review.expire": "A lease ran out and its clip returned to the queue.",
-    "review.release": "A reviewer opened another queue, or their role changed; the clip they held returned to "
-    "its queue unsaved (details: queue, and opened or reason).",
+    "review.release": "A reviewer opened another queue, or their role changed or they were deactivated; the clip "
+    "they held returned to its queue unsaved (details: queue, and opened or reason).",
     "pipeline.process": "The safe-to-hear pipeline finished a clip (details: outcome, reason, pii_spans, labels).",
     "pipeline.retry": "Clips held by a processing error were sent back to the pipeline (details: clips, skipped).",
     "pipeline.hold": "A clip's processing failed; it is held, never queued unprotected (details: reason).",

@@ -247,9 +247,9 @@ def _user(session: Session, username: str) -> User:
 
 
 def change_role(session: Session, *, actor: Actor, username: str, role: Role) -> User:
-    """Give a user another role; their open sessions end (new rights need a new login) and the
-    clip they hold goes back to its queue unsaved (it may be of a queue the new role may not work
-    in: a safety or wake-word clip). Audited."""
+    """Give a user another role; their open sessions end (new rights need a new login) and, if the
+    role is another, the clip they hold goes back to its queue unsaved (it may be of a queue the
+    new role may not work in: a safety or wake-word clip). Audited."""
     user = _user(session, username)
     old = user.role
     # The held clip first (its clip row, then item and assignment), then the user row: the order
@@ -257,11 +257,7 @@ def change_role(session: Session, *, actor: Actor, username: str, role: Role) ->
     given = give_back_held(session, user=user) if Role(role) != Role(old) else []
     user.role = Role(role)
     session.execute(delete(WebSession).where(WebSession.user_id == user.id))
-    for assignment_id, queue in given:
-        audit.record(
-            session, actor=actor, action="review.release", object_type="assignment", object_id=assignment_id,
-            details={"queue": queue, "reason": "role_change"},
-        )  # fmt: skip
+    _record_given_back(session, actor, given, "role_change")
     audit.record(
         session, actor=actor, action="user.role_change", object_type="user", object_id=user.id,
         details={"old": old, "new": str(role), "clips_given_back": len(given)},
@@ -270,9 +266,22 @@ def change_role(session: Session, *, actor: Actor, username: str, role: Role) ->
 
 
 def deactivate_user(session: Session, *, actor: Actor, username: str) -> User:
-    """Lock a user out for good and end their sessions. Audited."""
+    """Lock a user out for good, end their sessions and give back the clip they hold. Audited."""
     user = _user(session, username)
+    given = give_back_held(session, user=user)  # the clip first, then the user row (as in change_role)
     user.active = False
     session.execute(delete(WebSession).where(WebSession.user_id == user.id))
-    audit.record(session, actor=actor, action="user.deactivate", object_type="user", object_id=user.id)
+    _record_given_back(session, actor, given, "deactivated")
+    audit.record(
+        session, actor=actor, action="user.deactivate", object_type="user", object_id=user.id,
+        details={"clips_given_back": len(given)},
+    )  # fmt: skip
     return user
+
+
+def _record_given_back(session: Session, actor: Actor, given: list[tuple[str, str]], reason: str) -> None:
+    for assignment_id, queue in given:
+        audit.record(
+            session, actor=actor, action="review.release", object_type="assignment", object_id=assignment_id,
+            details={"queue": queue, "reason": reason},
+        )  # fmt: skip

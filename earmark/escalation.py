@@ -18,6 +18,7 @@ from earmark.errors import InvalidInput, NotFound
 from earmark.models import Assignment, ClipProtection, QueueItem, SafetyOutcome, User, utcnow
 from earmark.queues import GENERAL, SAFETY, enqueue, lease_next, user_actor
 from earmark.review import close_pass, lock_pass, require_active
+from earmark.sampling_policy import WAKE_WORD_REASON
 from earmark.types import AssignmentState, ClipStatus
 from earmark.wakeword import WAKEWORD, for_the_team
 
@@ -119,7 +120,8 @@ def record_outcome(
         elif no_speech_route == "wakeword":
             enqueue(session, clip=clip, queue=WAKEWORD)
         else:
-            clip.status, clip.hold_reason = ClipStatus.excluded, "no_speech"
+            clip.status = ClipStatus.excluded
+            clip.hold_reason = "wake_word_sample" if clip.sample_reason == WAKE_WORD_REASON else "no_speech"
     else:
         clip.status = ClipStatus.reviewed
         # Kept by the safety team: never training data; an export that already holds it (its

@@ -44,6 +44,7 @@ from earmark.queues import restricted_clips
 from earmark.types import Actor, ClipStatus, Consent
 from earmark.wakeword import EXPORTED as WAKE_EXPORTED
 from earmark.wakeword import KIND as WAKE_KIND
+from earmark.wakeword import found_no_speech
 
 if TYPE_CHECKING:
     from earmark.workspace import Workspace
@@ -253,6 +254,11 @@ def run_export(
                         continue
                     if wake and ann.reason not in WAKE_EXPORTED:
                         skipped[f"answer_{ann.reason}"] += 1
+                        continue
+                    if wake and not found_no_speech(session, clip.id):
+                        # Drawn for the team, with speech in it: voices that never spoke to the
+                        # assistant, whatever woke it.
+                        skipped["speech"] += 1
                         continue
                     it = Item(
                         id=item_id(ws.secret, clip.external_id),

@@ -10,7 +10,8 @@ Every export folder keeps its items as `items.jsonl`; the format files are rende
 - `rasa`: `nlu.yml`, Rasa 3 training data; linked entities carry the catalog id as their value.
 - `massive`: `massive.jsonl` in the MASSIVE layout (`utt`, `annot_utt` with `[slot : value]`), plus
   `slots` with catalog entity ids.
-- `wakeword`: the wake-word team's answers for clips without speech: `labels.csv` (`id`, `audio`,
+- `wakeword`: the wake-word team's answers for clips without speech (none the pipeline found speech in,
+  none answered `background_speech` or `unclear`): `labels.csv` (`id`, `audio`,
   `duration`, `label`, `false_wake`) next to the audio, the layout keyword-spotting trainers read
   (openWakeWord's negative clips, a torchaudio or Hugging Face audio-classification folder).
 

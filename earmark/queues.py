@@ -181,6 +181,12 @@ def give_back_held(session: Session, *, user: User) -> list[tuple[str, str]]:
         queue = item.queue if item is not None else GENERAL
         if _give_back(session, assignment, now):
             given.append((assignment.id, queue))
+            # Their questions about it go too: the answer would reach no one holding the clip.
+            session.execute(
+                update(HelpRequest)
+                .where(HelpRequest.assignment_id == assignment.id, HelpRequest.state == "open")
+                .values(state="closed")
+            )
     return given
 
 

@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 from earmark import audit
 from earmark.consent import allows_review, share_lock_accounts
 from earmark.models import Account, Clip, Entity, InventoryItem, utcnow
-from earmark.sampling_policy import CapCounter, EntityCheck, SamplingPolicy, decide, entity_check, period_of
+from earmark.sampling_policy import (
+    WAKE_WORD_REASON,
+    CapCounter,
+    EntityCheck,
+    SamplingPolicy,
+    decide,
+    entity_check,
+    period_of,
+)
 from earmark.textnorm import normalize
 from earmark.types import Actor, ClipStatus, Consent
 
@@ -199,7 +207,11 @@ def draw_sample(
         if clip.inclusion_probability is not None and not d.reason.startswith("excluded:"):
             # Drawn upstream (`earmark sample-stream`): keep that decision; consent, exclusions
             # and the household cap still apply here.
-            d = replace(d, drawn=True, reason=clip.sample_reason or "uniform", probability=clip.inclusion_probability)
+            # An accidental activation (by this policy or upstream's) is the wake-word team's only,
+            # whatever reason upstream gave: never a review candidate.
+            team = d.for_wake_word or clip.sample_reason == WAKE_WORD_REASON
+            reason = WAKE_WORD_REASON if team else clip.sample_reason or "uniform"
+            d = replace(d, drawn=True, reason=reason, probability=clip.inclusion_probability, for_wake_word=team)
         if d.reason.startswith("excluded:"):
             excluded[d.reason.removeprefix("excluded:")] += 1
             continue
@@ -264,6 +276,7 @@ def draw_sample(
             "eligible": result.eligible,
             "drawn": result.drawn,
             "priority": sum(1 for _, _, r in chosen if r == "priority"),
+            **({"wake_word": result.wake_word} if result.wake_word else {}),
             "capped": result.capped,
             "cap": policy.cap_per_account,
         },

@@ -147,8 +147,19 @@ class SamplingPolicy(_Strict):
         return f"{found[0]}={found[1]}" if found else "default"
 
     def digest(self) -> str:
-        """Short content hash naming this policy in audit rows and export manifests."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        """Short content hash naming this policy in audit rows and export manifests. A key added
+        since, at its default, is left out: a policy keeps its name across upgrades."""
+        exclude = {"wake_word_rate"} if self.wake_word_rate == 0.0 else set()
+        return hashlib.sha256(self.model_dump_json(exclude=exclude).encode()).hexdigest()[:16]
+
+    @model_validator(mode="after")
+    def _wake_word_share_needs_the_exclusion(self) -> SamplingPolicy:
+        if self.wake_word_rate > 0 and not self.exclude.accidental_activations:
+            raise ValueError(
+                "wake_word_rate draws among the accidental activations that exclude.accidental_activations "
+                "keeps out of review; with it false they would go to general review: set it true"
+            )
+        return self
 
 
 def load_policy(path: Path) -> SamplingPolicy:

@@ -25,7 +25,6 @@ from earmark.models import (
     Export,
     ExportClip,
     HelpRequest,
-    User,
     utcnow,
 )
 from earmark.types import Actor, Consent
@@ -42,8 +41,8 @@ REASONS = {
     "uniform": "chosen at random from consenting accounts (probability {p:.1%})",
     "priority": "chosen because the assistant was unsure what was said or meant, where a person's check helps "
     "most (probability {p:.1%})",
-    "wake_word": "chosen at random among recordings the assistant may have started by mistake, to be heard only "
-    "by the team that improves how it listens for its wake word (probability {p:.1%})",
+    "wake_word": "chosen at random among recordings the assistant may have started by mistake, for the team that "
+    "improves how it listens for its wake word, not for general review (probability {p:.1%})",
 }
 
 
@@ -105,9 +104,9 @@ def build_report(
     clip_by_id = {c.id: c for c in clips}
     if clip_by_id:
         listens = session.execute(
-            select(AuditEvent.at, Assignment.clip_id, User.role, AuditEvent.seq, AuditEvent.actor)
+            # The listener's role when they listened (the event's), not their role now.
+            select(AuditEvent.at, Assignment.clip_id, AuditEvent.actor_role, AuditEvent.seq, AuditEvent.actor)
             .join(Assignment, Assignment.id == AuditEvent.object_id)
-            .join(User, User.id == Assignment.user_id)
             .where(AuditEvent.action == "review.audio", Assignment.clip_id.in_(list(clip_by_id)))
             .order_by(AuditEvent.seq)
         ).all()

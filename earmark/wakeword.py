@@ -39,22 +39,26 @@ LABELS: dict[str, str] = {
     "unclear": "Cannot tell",
 }
 # The answers a `wakeword` export carries. Not `background_speech`: the voices of people who never
-# spoke to the assistant do not become training data. Not `unclear`: it says nothing to learn from.
+# spoke to the assistant do not become training data (nor does any clip the pipeline found speech
+# in, whatever the answer: `earmark.export`). Not `unclear`: it says nothing to learn from.
 EXPORTED = ("wake_word", "sound_alike", "media", "other_sound")
+
+
+def found_no_speech(session: Session, clip_id: int) -> bool:
+    """Did the pipeline's last run find no speech in the clip?"""
+    outcome = session.execute(
+        select(ClipStage.outcome)
+        .where(ClipStage.clip_id == clip_id, ClipStage.stage == "speech")
+        .order_by(ClipStage.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return outcome == "no_speech"
 
 
 def for_the_team(session: Session, clip: Clip) -> bool:
     """Does the clip belong to the wake-word team, not to general review? One drawn for it (an
     accidental activation), or one the pipeline's last run found no speech in."""
-    if clip.sample_reason == WAKE_WORD_REASON:
-        return True
-    outcome = session.execute(
-        select(ClipStage.outcome)
-        .where(ClipStage.clip_id == clip.id, ClipStage.stage == "speech")
-        .order_by(ClipStage.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    return outcome == "no_speech"
+    return clip.sample_reason == WAKE_WORD_REASON or found_no_speech(session, clip.id)
 
 
 def lease(

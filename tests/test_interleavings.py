@@ -312,9 +312,10 @@ def _wake_answer(ws: Workspace, sc: Scenario) -> None:
 
 
 def _role_change(ws: Workspace, sc: Scenario) -> None:
-    """An admin makes r1, who holds a victim clip, a senior: the clip goes back to its queue."""
+    """An admin moves r1, who holds a victim clip and asked about it, to the wake-word team: the
+    clip goes back to its queue, the question is closed."""
     with ws.transaction() as s:
-        auth.change_role(s, actor=Actor.cli(), username="r1", role=Role.senior)
+        auth.change_role(s, actor=Actor.cli(), username="r1", role=Role.wakeword)
 
 
 def _skip_held(ws: Workspace, sc: Scenario) -> None:
@@ -460,6 +461,16 @@ def _check(ws: Workspace, done: list[_Op]) -> None:
                 left = s.execute(select(func.count()).select_from(table).where(column.in_(ids))).scalar_one()
                 assert left == 0, table.__name__
             assert s.get(AccountKey, victim.id) is None
+        if "role_change" in ok:  # r1 holds nothing under the new role; questions on a clip given back are closed
+            r1 = s.execute(select(User.id).where(User.username == "r1")).scalar_one()
+            held = s.execute(select(Assignment.id).where(Assignment.user_id == r1, Assignment.state == "active")).all()
+            assert held == []
+            asked = s.execute(
+                select(HelpRequest.id)
+                .join(Assignment, Assignment.id == HelpRequest.assignment_id)
+                .where(HelpRequest.asker_id == r1, HelpRequest.state == "open", Assignment.state == "released")
+            )
+            assert asked.all() == []
         referenced = {
             k for c in s.execute(select(Clip.blob_key, Clip.protected_blob_key)).all() for k in c if k is not None
         }
@@ -513,3 +524,14 @@ def test_any_two_operations_at_once_end_without_a_database_error(
     that no row points at, and the chain verifies (`_check`)."""
     note_event(f"{first} / {second}")
     _run(scenario, tmp_path, (first, OTHERS[first]), (second, OTHERS[second]), at)
+
+
+@pytest.mark.parametrize("partner", ["flag", "report_pii", "submit_held", "ask", "answer_and_apply", "erase"])
+@pytest.mark.parametrize("at", [1, 3, 6])
+def test_a_role_change_against_what_its_holder_does_with_the_clip(
+    scenario: Scenario, tmp_path: Path, partner: str, at: int
+) -> None:
+    """The role change's own check, beside the random pairs: the holder's pass and the change at
+    once, each first, at three points of the first."""
+    for first, second in (("role_change", partner), (partner, "role_change")):
+        _run(scenario, tmp_path, (first, OTHERS[first]), (second, OTHERS[second]), at)

@@ -167,6 +167,15 @@ def test_a_share_of_accidental_activations_is_drawn_for_the_wake_word_team_only(
     )
     with pytest.raises(InvalidInput, match="wake_word_rate"):
         parse_policy({"rate": 0.1, "wake_word_rate": True})
+    # With the exclusion off, low-score clips with speech would go to general review: refused.
+    with pytest.raises(InvalidInput, match="with it false they would go to general review"):
+        parse_policy({"rate": 0.1, "wake_word_rate": 0.5, "exclude": {"accidental_activations": False}})
+
+
+def test_a_policy_keeps_its_name_across_the_upgrade_that_added_wake_word_rate() -> None:
+    shipped = load_policy(Path(__file__).resolve().parents[1] / "earmark" / "data" / "sampling-policy.toml")
+    assert shipped.digest() == "b9cf7e49d55feb9d"  # its name in audit rows and manifests before the key existed
+    assert shipped.model_copy(update={"wake_word_rate": 0.1}).digest() != shipped.digest()
 
 
 def test_panel_bounds_what_households_contribute() -> None:

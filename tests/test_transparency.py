@@ -165,3 +165,10 @@ def test_a_listen_by_the_wakeword_team_is_reported_as_theirs(ws: Workspace) -> N
     assert listen["role"] == "wakeword" and listen["team"].startswith("wake-word team")
     # The answer holds no words: the report does not claim a transcript is kept.
     assert report["annotations_kept"] == {"count": 1, "fields": ["what woke the device"]}
+    # The team of the listen is the listener's role then, not now.
+    from earmark import auth
+
+    with ws.transaction() as s:
+        auth.change_role(s, actor=Actor.cli(), username="w1", role=Role.reviewer)
+    [listen] = _report(ws, "acct-w")["human_listens"]
+    assert listen["role"] == "wakeword"

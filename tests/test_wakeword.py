@@ -484,7 +484,7 @@ def test_accidental_activations_drawn_for_the_team_reach_only_the_team_speech_or
     assert queued == ["wakeword"]
     with ws.transaction() as s:
         why = build_report(s, actor=Actor.cli(), account_id="acct-aa", secret=ws.secret)["sampled_for_human_review"]
-    assert "only by the team that improves how it listens for its wake word" in why[0]["why"]
+    assert "for the team that improves how it listens for its wake word, not for general review" in why[0]["why"]
 
 
 def test_without_a_wake_word_team_such_clips_stay_out(ws: Workspace) -> None:
@@ -510,3 +510,42 @@ def test_a_draw_for_the_team_leaves_the_review_figures_of_the_draw_alone(ws: Wor
     # One review candidate; two for the team, the third over the household's cap of three.
     assert (result.eligible, result.drawn, result.wake_word, result.capped) == (1, 3, 2, 1)
     assert result.as_dict()["strata"]["default"]["eligible"] == 1
+
+
+def test_an_accidental_activation_drawn_upstream_for_review_goes_to_the_team_all_the_same(ws: Workspace) -> None:
+    """An upstream draw under another policy said 'uniform'; this policy counts the clip as an
+    accidental activation: it is the wake-word team's, never general review's."""
+    ws.settings.no_speech_route = "wakeword"
+    upstream = {"probability": 0.2, "reason": "uniform", "policy": "upstream"}
+    m = f.meta(account_id="acct-aa", wake_score=0.2, sampling=upstream)
+    ws.ingest(actor=Actor.cli(), meta=m, audio=f.speech_bytes("play shake it off by taylor swift"), via="test")
+    f.allow(ws, "acct-aa")
+    with ws.transaction() as s:
+        result = draw_sample(
+            s,
+            actor=Actor.cli(),
+            policy=SamplingPolicy(rate=0.01, wake_word_rate=0.001),
+            key=b"k" * 32,
+            default_consent=Consent.deny,
+        )
+    assert (result.eligible, result.wake_word) == (0, 1)
+    with ws.sessions() as s:
+        assert s.execute(select(Clip.sample_reason)).scalar_one() == "wake_word"
+    assert [r.outcome for r in ws.process_pending()] == ["wakeword"]
+
+
+def test_a_clip_drawn_for_the_team_with_speech_in_it_never_leaves_in_an_export(ws: Workspace, tmp_path: Path) -> None:
+    ws.settings.no_speech_route = "wakeword"
+    _draw_for_the_team(ws, "did you see the game last night")
+    assert [r.outcome for r in ws.process_pending()] == ["wakeword"]
+    f.wake_clips(ws, 1, account="acct-w")
+    team = f.user(ws, "w1", Role.wakeword)
+    _answer(ws, team, "media")
+    _answer(ws, team, "media")
+    with ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id="acct-aa", training_use=Consent.allow)
+    result = run_export(ws, actor=Actor.cli(), fmt="wakeword", out=tmp_path / "protected")
+    assert (result.items, result.skipped) == (1, {"speech": 1})
+    # Not as original audio either, though that account allows training use.
+    with pytest.raises(InvalidInput, match="speech 1"):
+        run_export(ws, actor=Actor.cli(), fmt="wakeword", out=tmp_path / "original", audio="original")

@@ -185,3 +185,15 @@ def test_a_team_of_one_is_told_when_clips_wait_for_someone_else(ws: Workspace) -
     page = c.get("/wakeword").text
     assert "No clip waits for the wake-word team." in page
     assert 'data-testid="others">1 clip(s) wait for another member of your team' in page
+
+
+def test_a_deactivated_member_gives_back_the_clip_they_held(ws: Workspace) -> None:
+    f.wake_clips(ws, 1)
+    c, csrf = _team(ws)
+    aid = ASSIGNMENT_RE.search(str(next_clip(c, csrf, "/wakeword").url)).group(1)  # type: ignore[union-attr]
+    with ws.transaction() as s:
+        auth.deactivate_user(s, actor=Actor.cli(), username="wake1")
+    with ws.sessions() as s:
+        assert s.execute(select(Assignment.state).where(Assignment.id == aid)).scalar_one() == "released"
+    other, other_csrf = _team(ws, "wake2")
+    assert ASSIGNMENT_RE.search(str(next_clip(other, other_csrf, "/wakeword").url))
