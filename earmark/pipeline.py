@@ -385,7 +385,10 @@ def store_protection(
         clip.protected_blob_key = key
         clip.protected_sample_rate = TARGET_RATE
         clip.protected_num_samples = int(result.audio.size)
-        clip.redacted_text = result.redacted_text
+        # The wake-word team is shown no words, and nobody else reads a wake-word clip's: they were
+        # needed to screen it and find personal data, and are not kept (often bystanders' words).
+        words_kept = result.outcome != "wakeword"
+        clip.redacted_text = result.redacted_text if words_kept else ""
         clip.hold_reason = None
         existing = session.get(ClipProtection, clip.id)
         if existing is not None:
@@ -396,8 +399,10 @@ def store_protection(
             ClipProtection(
                 clip_id=clip.id,
                 transcript_source=result.transcript_source,
-                transcript=result.transcript,
-                words=[[w.text, w.char_start, w.char_end, w.span.start, w.span.end] for w in result.words],
+                transcript=result.transcript if words_kept else "",
+                words=[[w.text, w.char_start, w.char_end, w.span.start, w.span.end] for w in result.words]
+                if words_kept
+                else [],
                 aligned=result.aligned,
                 pii=[{"start": p.start, "end": p.end, "type": p.type} for p in result.pii],
                 audio_spans=[[s.start, s.end] for s in result.audio_spans],

@@ -549,3 +549,21 @@ def test_a_clip_drawn_for_the_team_with_speech_in_it_never_leaves_in_an_export(w
     # Not as original audio either, though that account allows training use.
     with pytest.raises(InvalidInput, match="speech 1"):
         run_export(ws, actor=Actor.cli(), fmt="wakeword", out=tmp_path / "original", audio="original")
+
+
+def test_the_words_heard_in_a_wakeword_clip_are_not_kept_once_it_is_protected(ws: Workspace) -> None:
+    ws.settings.no_speech_route = "wakeword"
+    ws.parts = fast_components(vad=NoSpeech())
+    faint = np.random.default_rng(7).normal(0, 0.001, SR * 2).astype(np.float32)
+    text = "tell jennifer the code is on the fridge"
+    m = f.meta(account_id="acct-w", device_asr={"text": text, "confidence": 0.3}, device_nlu=None)
+    ws.ingest(actor=Actor.cli(), meta=m, audio=encode_wav(faint, SR), via="test")
+    f.allow(ws, "acct-w")
+    f.sample_all(ws)
+    assert [r.outcome for r in ws.process_pending()] == ["wakeword"]
+    with ws.sessions() as s:
+        clip = s.execute(select(Clip)).scalar_one()
+        prot = s.get(ClipProtection, clip.id)
+        assert prot is not None
+        assert (clip.redacted_text, prot.transcript, prot.words) == ("", "", [])
+        assert [p["type"] for p in prot.pii] == ["PERSON"] and prot.wholesale  # what was found, and done
