@@ -407,11 +407,13 @@ def metrics(
     )
     w = data["wake_word"]
     if w["answered"]:
-        table = Table(title=f"what woke the device ({w['answered']} clips without speech, {w['hours']} hours)")
+        table = Table(title=f"what woke the device ({w['answered']} clips answered, {w['hours']} hours)")
         for col in ("answer", "clips", "median wake score"):
             table.add_column(col, justify="left" if col == "answer" else "right")
         for r in w["by_answer"]:
             score = r["median_wake_score"]
             table.add_row(r["description"], str(r["clips"]), "–" if score is None else f"{score:.2f}")
         out.print(table)
-        out.print(f"false wakes: {w['false_wakes']} ({pct(w['false_wake_share'])})")
+        out.print(
+            f"false wakes: {w['false_wakes']}; weighted by how the clips were drawn, {pct(w['false_wake_share'])}"
+        )

@@ -142,10 +142,10 @@ class WakeFigures:
     false_wakes: int
     labels: list[LabelFigures]
     hours: float = 0.0
-
-    @property
-    def false_wake_share(self) -> float | None:
-        return self.false_wakes / self.answered if self.answered else None
+    # Of the clips the answers stand for, each weighted by 1 / its inclusion probability: clips
+    # without speech drawn at the review rate and accidental activations drawn at
+    # `wake_word_rate` stand for as many clips as they were drawn from.
+    false_wake_share: float | None = None
 
 
 def figures(session: Session, *, since: datetime | None = None, consent_default: str = Consent.deny) -> WakeFigures:
@@ -157,8 +157,9 @@ def figures(session: Session, *, since: datetime | None = None, consent_default:
     newest = select(func.max(Annotation.id).label("id")).where(*window).group_by(Annotation.clip_id).subquery()
     scores: dict[str, list[float]] = {label: [] for label in LABELS}
     counts = dict.fromkeys(LABELS, 0)
-    for label, wake in session.execute(
-        select(Annotation.reason, Clip.wake_score)
+    weights = dict.fromkeys(LABELS, 0.0)
+    for label, wake, probability in session.execute(
+        select(Annotation.reason, Clip.wake_score, Clip.inclusion_probability)
         .join(newest, newest.c.id == Annotation.id)
         .join(Clip, Clip.id == Annotation.clip_id)
         .join(Account, Account.id == Clip.account_id)
@@ -167,6 +168,7 @@ def figures(session: Session, *, since: datetime | None = None, consent_default:
         if label not in counts:
             continue
         counts[label] += 1
+        weights[label] += 1.0 / probability if probability else 1.0
         if wake is not None:
             scores[label].append(float(wake))
     rows = [
@@ -176,4 +178,11 @@ def figures(session: Session, *, since: datetime | None = None, consent_default:
         for label in LABELS
     ]
     ms = session.execute(select(func.coalesce(func.sum(Annotation.ms), 0)).where(*window)).scalar_one()
-    return WakeFigures(sum(counts.values()), sum(counts[x] for x in FALSE_WAKES), rows, round(float(ms) / 3_600_000, 3))
+    total = sum(weights.values())
+    return WakeFigures(
+        sum(counts.values()),
+        sum(counts[x] for x in FALSE_WAKES),
+        rows,
+        round(float(ms) / 3_600_000, 3),
+        sum(weights[x] for x in FALSE_WAKES) / total if total else None,
+    )

@@ -211,6 +211,12 @@ def test_figures_count_each_answer_with_its_median_wake_score(ws: Workspace) -> 
     assert (by["media"].clips, by["media"].median_wake_score) == (2, 0.55)
     assert (by["wake_word"].clips, by["wake_word"].median_wake_score) == (1, 0.93)
     assert (by["unclear"].clips, by["unclear"].median_wake_score) == (0, None)
+    # A clip drawn at a tenth of the others' probability stands for ten times as many.
+    with ws.transaction() as s:
+        wake_word_clip = s.execute(select(Annotation.clip_id).where(Annotation.reason == "wake_word")).scalar_one()
+        s.execute(update(Clip).where(Clip.id == wake_word_clip).values(inclusion_probability=0.1))
+    with ws.sessions() as s:
+        assert wakeword.figures(s).false_wake_share == pytest.approx(3 / 13)
     assert list(by) == list(wakeword.LABELS)
     with ws.transaction() as s:
         shown = compute_metrics(s).as_dict()["wake_word"]
@@ -373,9 +379,9 @@ def test_the_cli_shows_the_wakeword_queue_and_what_woke_the_device(sqlite_ws: Wo
     assert stats.exit_code == 0 and re.search(r"wakeword\s*│\s*2", stats.output), stats.output
     metrics = CliRunner().invoke(app, ["--home", home, "metrics"], terminal_width=200)
     assert metrics.exit_code == 0, metrics.output
-    assert "what woke the device (1 clips without speech" in metrics.output
+    assert "what woke the device (1 clips answered" in metrics.output
     assert re.search(r"A word that sounds like the wake word\s*│\s*1\s*│\s*0\.50", metrics.output), metrics.output
-    assert "false wakes: 1 (100.0%)" in metrics.output
+    assert "false wakes: 1; weighted by how the clips were drawn, 100.0%" in metrics.output
 
 
 class TinyRegion:

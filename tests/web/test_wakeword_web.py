@@ -121,7 +121,8 @@ def test_the_metrics_page_says_what_woke_the_device(ws: Workspace) -> None:
     login(admin, "admin", ADMIN_PASSWORD)
     html = admin.get("/admin/metrics").text
     section = re.search(r'data-testid="wake-word">(.*?)</section>', html, re.S).group(1)  # type: ignore[union-attr]
-    assert "for 2 clip(s) without speech" in section and "1 false wake(s) (50.0%)" in section
+    assert "for 2 accidental activation(s)" in section and "1 false wake(s)" in section
+    assert "Weighted by how the clips were drawn,\n    50.0% of them" in section
     assert "<td>TV, radio or music</td><td>1</td>\n      <td>0.55</td>" in section
 
 
