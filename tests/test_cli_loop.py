@@ -224,3 +224,28 @@ def test_sample_stream_in_batches_keeps_the_cap_across_runs_with_a_state_file(
     bad = run(home, "sample-stream", "--policy", str(policy), "-i", str(second), "--state", str(state))
     assert bad.exit_code == 1 and "cap state: bad period 'x'" in bad.output
     assert state.read_text() == '{"version": 1, "periods": {"x": {}}}'
+
+
+def test_accidental_activations_drawn_upstream_for_the_wake_word_team_stay_the_teams(
+    home: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    folder, lines = _allowed_lines(tmp_path, 8)
+    for line in lines:
+        line["wake_score"] = 0.2  # under min_wake_score: accidental activations
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY.replace("cap_per_account = 3", "cap_per_account = 3\nwake_word_rate = 1.0"))
+    result = run(home, "sample-stream", "--policy", str(policy), input=_jsonl(lines))
+    assert result.exit_code == 0, result.output
+    drawn = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
+    assert len(drawn) == 8 and {x["sampling"]["reason"] for x in drawn} == {"wake_word"}
+    manifest = folder / "ingest.jsonl"
+    manifest.write_text(_jsonl(drawn))
+    assert run(home, "ingest", str(manifest)).exit_code == 0, "ingest takes the wake_word reason"
+    for a in range(4):
+        run(home, "consent", "set", f"acct-{a}", "--human-review", "allow")
+    # A database draw whose policy draws nothing for the team leaves them out: its policy decides.
+    plain = json.loads(run(home, "sample", "--rate", "1.0", "--json").stdout)
+    assert (plain["drawn"], plain["excluded"]) == (0, {"accidental_activation": 8})
+    out = json.loads(run(home, "sample", "--policy", str(policy), "--json").stdout)
+    assert (out["eligible"], out["wake_word"], out["drawn"]) == (0, 8, 8)  # none a review candidate
