@@ -44,7 +44,7 @@ from earmark.queues import restricted_clips
 from earmark.types import Actor, ClipStatus, Consent
 from earmark.wakeword import EXPORTED as WAKE_EXPORTED
 from earmark.wakeword import KIND as WAKE_KIND
-from earmark.wakeword import found_no_speech
+from earmark.wakeword import no_speech_clips
 
 if TYPE_CHECKING:
     from earmark.workspace import Workspace
@@ -248,6 +248,7 @@ def run_export(
                     .where(Clip.id.in_(list(chunk)), Annotation.id.in_(list(chunk.values())))
                 ).all()
                 keys: dict[int, bytes] = {}
+                quiet = no_speech_clips(session, list(chunk)) if wake else set()
                 for clip, ann, training_use in rows:
                     if clip.erased_at is not None:
                         skipped["erased"] += 1
@@ -255,7 +256,7 @@ def run_export(
                     if wake and ann.reason not in WAKE_EXPORTED:
                         skipped[f"answer_{ann.reason}"] += 1
                         continue
-                    if wake and not found_no_speech(session, clip.id):
+                    if wake and clip.id not in quiet:
                         # Drawn for the team, with speech in it: voices that never spoke to the
                         # assistant, whatever woke it.
                         skipped["speech"] += 1

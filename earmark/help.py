@@ -9,7 +9,7 @@ import math
 import secrets
 
 import numpy as np
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from earmark import audit
@@ -17,11 +17,11 @@ from earmark.audio import decode_mono, encode_wav
 from earmark.crypto import Keyring, decrypt_blob
 from earmark.errors import InvalidInput, NotFound
 from earmark.keys import data_key
-from earmark.models import Clip, HelpRequest, QueueItem, User, utcnow
+from earmark.models import Clip, HelpRequest, User, utcnow
 from earmark.queues import SINGLE_JUDGEMENT, restricted_clips, user_actor
 from earmark.review import lock_pass, require_active
 from earmark.storage import LocalBlobStore
-from earmark.types import ClipStatus, QueueState, Role
+from earmark.types import ClipStatus, Role
 
 MAX_QUESTION = 500
 CONTEXT_SECONDS = 0.5  # heard either side of the asked range
@@ -95,11 +95,7 @@ def help_audio(session: Session, *, user: User, help_id: str, blobs: LocalBlobSt
     # of the safety or the wake-word team's.
     if clip is None or not clip.protected_blob_key or clip.status not in (ClipStatus.queued, ClipStatus.reviewed):
         raise NotFound("the clip was withdrawn")
-    in_team_queue = select(QueueItem.clip_id).where(
-        QueueItem.queue.in_(SINGLE_JUDGEMENT), QueueItem.state.in_([QueueState.queued, QueueState.leased])
-    )
-    restricted = or_(Clip.id.in_(restricted_clips()), Clip.id.in_(in_team_queue))
-    if session.execute(select(Clip.id).where(Clip.id == clip.id, restricted)).first() is not None:
+    if session.execute(select(Clip.id).where(Clip.id == clip.id, Clip.id.in_(restricted_clips()))).first():
         raise NotFound("the clip was withdrawn")
     dk = data_key(session, keyring, clip.account_id)
     whole = decrypt_blob(dk, blobs.get(clip.protected_blob_key), blob_key=clip.protected_blob_key)

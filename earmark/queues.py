@@ -23,7 +23,7 @@ from earmark.models import (
     User,
     utcnow,
 )
-from earmark.types import Actor, AssignmentState, ClipStatus, Consent, QueueState
+from earmark.types import Actor, AssignmentState, ClipStatus, QueueState
 
 GENERAL = "general"
 SAFETY = "safety"
@@ -288,10 +288,11 @@ def _claim(
 
 
 def restricted_clips() -> CompoundSelect:
-    """Ids of clips that belong to the safety team: flagged and waiting there, or judged there to
-    be more than a false alarm. No general path (gold, help) may serve them."""
+    """Ids of clips that belong to a restricted team: waiting in the safety or the wake-word queue,
+    or judged by the safety team to be more than a false alarm. No general path (gold, help) may
+    serve them."""
     waiting = select(QueueItem.clip_id).where(
-        QueueItem.queue == SAFETY, QueueItem.state.in_([QueueState.queued, QueueState.leased])
+        QueueItem.queue.in_(SINGLE_JUDGEMENT), QueueItem.state.in_([QueueState.queued, QueueState.leased])
     )
     return waiting.union(select(SafetyOutcome.clip_id).where(SafetyOutcome.outcome != "false_alarm"))
 
@@ -314,10 +315,9 @@ def _leasable(
         Clip.id == QueueItem.clip_id, Clip.status.in_([ClipStatus.queued, ClipStatus.reviewed])
     )
     if consent_default is not None:
-        allowed = Account.human_review == Consent.allow
-        if consent_default == Consent.allow:
-            allowed = or_(allowed, Account.human_review.is_(None))
-        in_review = in_review.where(Clip.account_id.in_(select(Account.id).where(allowed)))
+        from earmark.consent import allows_review  # consent -> queues at import time
+
+        in_review = in_review.where(Clip.account_id.in_(select(Account.id).where(allows_review(consent_default))))
     return [
         QueueItem.queue == queue,
         _available(now),

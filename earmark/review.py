@@ -279,6 +279,11 @@ def open_pass(session: Session, actor: User, assignment_id: str) -> tuple[Assign
     return assignment, clip, item
 
 
+def kept_ms(ms: int | None) -> int | None:
+    """A page's own timing of a pass, kept if it is plausible (under a day), else dropped."""
+    return ms if ms is None or 0 <= ms < 86_400_000 else None
+
+
 def close_pass(assignment: Assignment, item: QueueItem, now: datetime) -> None:
     """The pass is done: its assignment submitted, its queue item done (the caller stores what
     was said, under the locks `lock_pass` took)."""
@@ -359,7 +364,7 @@ def submit_annotation(
         slots=stored_slots,
         flags=[flag] if flag else [],
         mode=mode,
-        ms=ms if ms is None or 0 <= ms < 86_400_000 else None,
+        ms=kept_ms(ms),
     )
     session.add(annotation)
     close_pass(assignment, item, now)

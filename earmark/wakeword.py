@@ -23,7 +23,7 @@ from earmark.errors import Conflict, InvalidInput, NotFound
 from earmark.export_formats import FALSE_WAKES
 from earmark.models import Account, Annotation, Assignment, Clip, ClipStage, User, utcnow
 from earmark.queues import WAKEWORD, lease_next, user_actor
-from earmark.review import close_pass, open_pass
+from earmark.review import close_pass, kept_ms, open_pass
 from earmark.sampling_policy import WAKE_WORD_REASON
 from earmark.types import ClipStatus, Consent
 
@@ -44,15 +44,23 @@ LABELS: dict[str, str] = {
 EXPORTED = ("wake_word", "sound_alike", "media", "other_sound")
 
 
+def no_speech_clips(session: Session, clip_ids: list[int]) -> set[int]:
+    """Of `clip_ids`, those the pipeline's last run found no speech in (one query)."""
+    last = (
+        select(func.max(ClipStage.id))
+        .where(ClipStage.clip_id.in_(clip_ids), ClipStage.stage == "speech")
+        .group_by(ClipStage.clip_id)
+    )
+    return set(
+        session.execute(
+            select(ClipStage.clip_id).where(ClipStage.id.in_(last), ClipStage.outcome == "no_speech")
+        ).scalars()
+    )
+
+
 def found_no_speech(session: Session, clip_id: int) -> bool:
     """Did the pipeline's last run find no speech in the clip?"""
-    outcome = session.execute(
-        select(ClipStage.outcome)
-        .where(ClipStage.clip_id == clip_id, ClipStage.stage == "speech")
-        .order_by(ClipStage.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    return outcome == "no_speech"
+    return clip_id in no_speech_clips(session, [clip_id])
 
 
 def for_the_team(session: Session, clip: Clip) -> bool:
@@ -112,7 +120,7 @@ def record_answer(
         created_at=now,
         kind=KIND,
         reason=label,
-        ms=ms if ms is None or 0 <= ms < 86_400_000 else None,
+        ms=kept_ms(ms),
     )
     session.add(answer)
     close_pass(assignment, item, now)

@@ -4,6 +4,7 @@ their own tests). Every outcome is stored and explained; nothing unprotected rea
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from datetime import timedelta
 
 import numpy as np
@@ -16,7 +17,7 @@ from earmark.audio import encode_wav
 from earmark.consent import set_consent
 from earmark.erasure import erase_account
 from earmark.models import Clip, ClipProtection, ClipStage, QueueItem, utcnow
-from earmark.pipeline import PipelineConfig, load_pending, protect, store_protection
+from earmark.pipeline import PipelineConfig, ProcessResult, load_pending, protect, store_protection
 from earmark.queues import lease_next, lock_clip
 from earmark.retention import RetentionPolicy, run_retention
 from earmark.types import Actor, Consent
@@ -40,6 +41,23 @@ def _ingest_audio(ws: Workspace, audio: np.ndarray, text: str | None = "play mus
     f.allow(ws, account)
     f.sample_all(ws)
     return cid
+
+
+def _process_with_midway(ws: Workspace, midway: Callable[[], None]) -> list[ProcessResult]:
+    """Process the pending clips with `midway` run while the models run (after the clip was read,
+    before its result is stored)."""
+    import earmark.workspace as wsmod
+
+    def protect_after(*args, **kwargs):  # type: ignore[no-untyped-def]
+        midway()
+        return protect(*args, **kwargs)
+
+    original = wsmod.protect
+    wsmod.protect = protect_after  # type: ignore[assignment]
+    try:
+        return ws.process_pending()
+    finally:
+        wsmod.protect = original
 
 
 def test_pii_is_masked_in_text_and_bleeped_in_audio(ws: Workspace) -> None:
@@ -226,21 +244,12 @@ def test_consent_withdrawn_during_processing_stores_nothing(ws: Workspace) -> No
     cid = f.ingest_speech(ws, "play music", account_id="p1")
     f.allow(ws, "p1")
     f.sample_all(ws)
-    real_protect = protect
 
-    def withdraw_midway(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def withdraw() -> None:
         with ws.transaction() as s:
             set_consent(s, actor=Actor.cli(), account_id="p1", human_review=Consent.deny)
-        return real_protect(*args, **kwargs)
 
-    import earmark.workspace as wsmod
-
-    original = wsmod.protect
-    wsmod.protect = withdraw_midway  # type: ignore[assignment]
-    try:
-        [result] = ws.process_pending()
-    finally:
-        wsmod.protect = original
+    [result] = _process_with_midway(ws, withdraw)
     assert result.outcome == "skipped"
     clip = _clip(ws, cid)
     assert clip.status == "withdrawn" and clip.protected_blob_key is None
@@ -255,21 +264,12 @@ def test_a_span_reported_while_the_models_run_is_not_stored_unbleeped(ws: Worksp
     cid = f.ingest_speech(ws, "play music", account_id="p1")
     f.allow(ws, "p1")
     f.sample_all(ws)
-    real_protect = protect
 
-    def report_midway(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def report() -> None:
         with ws.transaction() as s:  # as a second missed-PII report would add its span
             s.execute(update(Clip).where(Clip.external_id == cid).values(extra_redactions=[[1600, 8000]]))
-        return real_protect(*args, **kwargs)
 
-    import earmark.workspace as wsmod
-
-    original = wsmod.protect
-    wsmod.protect = report_midway  # type: ignore[assignment]
-    try:
-        [result] = ws.process_pending()
-    finally:
-        wsmod.protect = original
+    [result] = _process_with_midway(ws, report)
     assert (result.outcome, result.reason) == ("skipped", "redactions_changed")
     assert _clip(ws, cid).status == "pending" and _clip(ws, cid).protected_blob_key is None
     [again] = ws.process_pending()
