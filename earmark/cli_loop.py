@@ -417,3 +417,9 @@ def metrics(
         out.print(
             f"false wakes: {w['false_wakes']}; weighted by how the clips were drawn, {pct(w['false_wake_share'])}"
         )
+        devices = Table(title="false wakes by device type")
+        for col in ("device type", "clips answered", "false wakes", "weighted share"):
+            devices.add_column(col, justify="left" if col == "device type" else "right")
+        for d in w["by_device"]:
+            devices.add_row(d["device_type"], str(d["answered"]), str(d["false_wakes"]), pct(d["false_wake_share"]))
+        out.print(devices)

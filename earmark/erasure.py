@@ -36,6 +36,7 @@ from earmark.models import (
     GoldAnswer,
     HelpRequest,
     SafetyOutcome,
+    WakeAnswer,
     utcnow,
 )
 from earmark.queues import lock_account_clips, record_events, withdraw_clips
@@ -69,6 +70,7 @@ def delete_review_text(session: Session, clip_ids: list[int], *, annotations: bo
         session.execute(delete(HelpRequest).where(HelpRequest.clip_id.in_(ids)))
         session.execute(delete(GoldAnswer).where(GoldAnswer.clip_id.in_(ids)))
         session.execute(delete(ClipError).where(ClipError.clip_id.in_(ids)))
+        session.execute(delete(WakeAnswer).where(WakeAnswer.clip_id.in_(ids)))
         session.execute(
             update(SafetyOutcome)
             .where(SafetyOutcome.clip_id.in_(ids), SafetyOutcome.note.is_not(None))

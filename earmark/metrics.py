@@ -269,6 +269,7 @@ def compute_metrics(
         "false_wake_share": wake.false_wake_share,
         "hours": wake.hours,
         "by_answer": [asdict(x) for x in wake.labels],
+        "by_device": [asdict(x) for x in wake.by_device],
     }
     if actor is not None:
         audit.record(

@@ -322,6 +322,21 @@ class ClipError(Base):
     corrected: Mapped[int] = mapped_column(Integer, default=0)  # 1: the label changed something
 
 
+class WakeAnswer(Base):
+    """What woke the device, per answered wake-word clip: the newest answer and numbers only. Kept
+    past annotation retention, as `clip_errors` is, so the wake figures outlive the passes they
+    came from; erasure and consent withdrawal delete the rows. Written with each answer."""
+
+    __tablename__ = "wake_answers"
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), primary_key=True)
+    annotation_id: Mapped[int] = mapped_column(Integer)  # the answer these figures come from
+    answered_at: Mapped[datetime] = mapped_column(index=True)
+    label: Mapped[str] = mapped_column(String(32))
+    device_type: Mapped[str] = mapped_column(String(32))  # "(unknown)" if the device sent none
+    wake_score: Mapped[float | None] = mapped_column(Float)
+    weight: Mapped[float] = mapped_column(Float)  # 1 / inclusion probability
+
+
 class Export(Base):
     """One version of a training-data export: where it was written, what it holds, its content hash."""
 

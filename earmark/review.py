@@ -17,7 +17,18 @@ from earmark.catalog import load_inventory
 from earmark.crypto import Keyring, decrypt_blob
 from earmark.errors import Conflict, InvalidInput, LeaseExpired, NotFound, Withdrawn
 from earmark.keys import data_key
-from earmark.models import Annotation, Assignment, Clip, ClipProtection, Entity, GoldAnswer, QueueItem, User, utcnow
+from earmark.models import (
+    Annotation,
+    Assignment,
+    Clip,
+    ClipProtection,
+    Entity,
+    GoldAnswer,
+    QueueItem,
+    User,
+    WakeAnswer,
+    utcnow,
+)
 from earmark.quality import after_submit
 from earmark.queues import SAFETY, SINGLE_JUDGEMENT, enqueue, lock_clip, record_events, user_actor, withdraw_clips
 from earmark.storage import LocalBlobStore
@@ -447,6 +458,7 @@ def report_missed_pii(session: Session, *, actor: User, assignment_id: str, star
     # A gold answer taken from those passes goes too: its text was typed with the data audible,
     # and it no longer matches the re-protected clip.
     gold = session.execute(delete(GoldAnswer).where(GoldAnswer.clip_id == clip.id)).rowcount
+    session.execute(delete(WakeAnswer).where(WakeAnswer.clip_id == clip.id))  # a superseded answer counts no more
     clip.extra_redactions = [*(clip.extra_redactions or []), span]
     clip.status = ClipStatus.pending  # back through the pipeline before anyone hears it again
     record_events(session, events)

@@ -5,13 +5,13 @@ original) to a restricted queue that only the `wakeword` role leases from. The w
 each one and says what woke the device, so the team that builds the wake-word model learns which
 false wakes to train against and at what detector scores they happen. The answers are passes
 (`Annotation` rows of kind `wakeword`, the answer in `reason`), so retention and erasure remove
-them as they remove every other pass.
+them as they remove every other pass. The figures come from `wake_answers` (numbers and the answer
+only, written with each answer), which outlives annotation retention as `clip_errors` does.
 """
 
 from __future__ import annotations
 
-import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -21,13 +21,14 @@ from earmark import audit
 from earmark.consent import allows_review
 from earmark.errors import Conflict, InvalidInput, NotFound
 from earmark.export_formats import FALSE_WAKES
-from earmark.models import Account, Annotation, Assignment, Clip, ClipStage, User, utcnow
+from earmark.models import Account, Annotation, Assignment, Clip, ClipStage, User, WakeAnswer, utcnow
 from earmark.queues import WAKEWORD, lease_next, user_actor
 from earmark.review import close_pass, kept_ms, open_pass
 from earmark.sampling_policy import WAKE_WORD_REASON
 from earmark.types import ClipStatus, Consent
 
 KIND = "wakeword"  # the Annotation kind of a wake-word answer
+UNKNOWN_DEVICE = "(unknown)"  # the device type of a clip whose device sent none
 
 # The answers, in the order the page offers them (keys 1 to 6).
 LABELS: dict[str, str] = {
@@ -126,6 +127,15 @@ def record_answer(
     close_pass(assignment, item, now)
     clip.status = ClipStatus.reviewed
     session.flush()
+    figures_row = session.get(WakeAnswer, clip.id) or WakeAnswer(clip_id=clip.id)
+    figures_row.annotation_id = answer.id
+    figures_row.answered_at = now
+    figures_row.label = label
+    figures_row.device_type = (clip.device_type or UNKNOWN_DEVICE)[:32]
+    figures_row.wake_score = clip.wake_score
+    figures_row.weight = 1.0 / clip.inclusion_probability if clip.inclusion_probability else 1.0
+    session.add(figures_row)
+    session.flush()
     audit.record(
         session, actor=user_actor(actor), action="wakeword.answer", object_type="assignment", object_id=assignment.id,
         details={"label": label},
@@ -138,7 +148,15 @@ class LabelFigures:
     label: str
     description: str
     clips: int
-    median_wake_score: float | None  # of the clips whose device reported one
+    median_wake_score: float | None  # of the clips whose device reported one, weighted
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFigures:
+    device_type: str
+    answered: int
+    false_wakes: int
+    false_wake_share: float | None  # weighted, as WakeFigures.false_wake_share
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,37 +172,68 @@ class WakeFigures:
     # without speech drawn at the review rate and accidental activations drawn at
     # `wake_word_rate` stand for as many clips as they were drawn from.
     false_wake_share: float | None = None
+    by_device: list[DeviceFigures] = field(default_factory=list)
+
+
+def weighted_median(pairs: list[tuple[float, float]]) -> float | None:
+    """The median of (value, weight) pairs: the smallest value at which the weights of the values
+    up to it reach half of all the weight (the mean of two values where they reach exactly half)."""
+    pairs = sorted((v, w) for v, w in pairs if w > 0)
+    total = sum(w for _v, w in pairs)
+    if not pairs:
+        return None
+    seen = 0.0
+    for i, (value, weight) in enumerate(pairs):
+        seen += weight
+        if abs(seen - total / 2) <= 1e-9 * total and i + 1 < len(pairs):
+            return (value + pairs[i + 1][0]) / 2
+        if seen > total / 2:
+            return value
+    return pairs[-1][0]
 
 
 def figures(session: Session, *, since: datetime | None = None, consent_default: str = Consent.deny) -> WakeFigures:
-    """Each answered clip's newest answer, counted per answer: of clips not erased, whose account
-    allows review now (an account that said no since leaves the figures, also when it let its
-    reviewed clips be kept). `hours`: the time of every answer in the window. Answers go with
-    annotation retention, and the figures with them."""
-    window = [Annotation.kind == KIND, *([Annotation.created_at >= since] if since is not None else [])]
-    newest = select(func.max(Annotation.id).label("id")).where(*window).group_by(Annotation.clip_id).subquery()
-    scores: dict[str, list[float]] = {label: [] for label in LABELS}
+    """Each answered clip's newest answer (`wake_answers`), counted per answer and per device type:
+    of clips not erased, whose account allows review now (an account that said no since leaves the
+    figures, also when it let its reviewed clips be kept). Shares and medians are weighted by
+    1 / inclusion probability. `hours`: the time of every answer in the window, from the passes
+    (so it goes with annotation retention; the counts do not)."""
+    answers = session.execute(
+        select(WakeAnswer.label, WakeAnswer.device_type, WakeAnswer.wake_score, WakeAnswer.weight)
+        .join(Clip, Clip.id == WakeAnswer.clip_id)
+        .join(Account, Account.id == Clip.account_id)
+        .where(
+            Clip.erased_at.is_(None),
+            allows_review(consent_default),
+            *([WakeAnswer.answered_at >= since] if since is not None else []),
+        )
+    ).all()
+    scores: dict[str, list[tuple[float, float]]] = {label: [] for label in LABELS}
     counts = dict.fromkeys(LABELS, 0)
     weights = dict.fromkeys(LABELS, 0.0)
-    for label, wake, probability in session.execute(
-        select(Annotation.reason, Clip.wake_score, Clip.inclusion_probability)
-        .join(newest, newest.c.id == Annotation.id)
-        .join(Clip, Clip.id == Annotation.clip_id)
-        .join(Account, Account.id == Clip.account_id)
-        .where(Clip.erased_at.is_(None), allows_review(consent_default))
-    ).all():
+    devices: dict[str, list[float]] = {}  # device type -> [answered, false wakes, weight, false-wake weight]
+    for label, device, wake, weight in answers:
         if label not in counts:
             continue
+        false_wake = label in FALSE_WAKES
         counts[label] += 1
-        weights[label] += 1.0 / probability if probability else 1.0
+        weights[label] += weight
+        d = devices.setdefault(device, [0, 0, 0.0, 0.0])
+        d[0] += 1
+        d[1] += false_wake
+        d[2] += weight
+        d[3] += weight if false_wake else 0.0
         if wake is not None:
-            scores[label].append(float(wake))
-    rows = [
-        LabelFigures(
-            label, LABELS[label], counts[label], round(statistics.median(scores[label]), 3) if scores[label] else None
-        )
-        for label in LABELS
+            scores[label].append((float(wake), weight))
+    rows = []
+    for label in LABELS:
+        median = weighted_median(scores[label])
+        rows.append(LabelFigures(label, LABELS[label], counts[label], None if median is None else round(median, 3)))
+    by_device = [
+        DeviceFigures(device, int(n), int(false), round(fw / w, 4) if w else None)
+        for device, (n, false, w, fw) in sorted(devices.items(), key=lambda kv: (-kv[1][0], kv[0]))
     ]
+    window = [Annotation.kind == KIND, *([Annotation.created_at >= since] if since is not None else [])]
     ms = session.execute(select(func.coalesce(func.sum(Annotation.ms), 0)).where(*window)).scalar_one()
     total = sum(weights.values())
     return WakeFigures(
@@ -193,4 +242,5 @@ def figures(session: Session, *, since: datetime | None = None, consent_default:
         rows,
         round(float(ms) / 3_600_000, 3),
         sum(weights[x] for x in FALSE_WAKES) / total if total else None,
+        by_device,
     )

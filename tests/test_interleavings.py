@@ -51,10 +51,12 @@ from earmark.models import (
     Annotation,
     Assignment,
     Clip,
+    ClipError,
     GoldAnswer,
     HelpRequest,
     QueueItem,
     User,
+    WakeAnswer,
     utcnow,
 )
 from earmark.quality import serve_gold
@@ -457,6 +459,8 @@ def _check(ws: Workspace, done: list[_Op]) -> None:
                 (Annotation, Annotation.clip_id),
                 (GoldAnswer, GoldAnswer.clip_id),
                 (HelpRequest, HelpRequest.clip_id),
+                (ClipError, ClipError.clip_id),
+                (WakeAnswer, WakeAnswer.clip_id),
             ):
                 left = s.execute(select(func.count()).select_from(table).where(column.in_(ids))).scalar_one()
                 assert left == 0, table.__name__

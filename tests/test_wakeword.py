@@ -109,11 +109,11 @@ def _held(ws: Workspace, user):  # type: ignore[no-untyped-def]
         return a
 
 
-def _answer(ws: Workspace, user, label: str):  # type: ignore[no-untyped-def]
+def _answer(ws: Workspace, user, label: str, ms: int = 1500):  # type: ignore[no-untyped-def]
     with ws.transaction() as s:
         a = wakeword.lease(s, actor=user, lease_seconds=600, consent_default="deny")
         assert a is not None
-        return a.id, wakeword.record_answer(s, actor=user, assignment_id=a.id, label=label, ms=1500).id
+        return a.id, wakeword.record_answer(s, actor=user, assignment_id=a.id, label=label, ms=ms).id
 
 
 def test_only_the_wakeword_queue_holds_clips_without_speech(ws: Workspace) -> None:
@@ -200,27 +200,91 @@ def test_a_false_alarm_from_the_safety_team_goes_back_to_the_wakeword_queue(ws: 
 
 
 def test_figures_count_each_answer_with_its_median_wake_score(ws: Workspace) -> None:
-    f.wake_clips(ws, 4, wake_scores=[0.52, 0.58, 0.61, 0.93])
+    ids = f.wake_clips(ws, 5, wake_scores=[0.52, 0.58, 0.61, 0.93, 0.70])
+    # The last clip was drawn at a tenth of the others' probability: it stands for ten times as many.
+    with ws.transaction() as s:
+        s.execute(update(Clip).where(Clip.external_id == ids[4]).values(inclusion_probability=0.1))
     team = f.user(ws, "w1", Role.wakeword)
-    for label in ("media", "media", "other_sound", "wake_word"):  # queue order: oldest first
+    for label in ("media", "media", "other_sound", "wake_word", "media"):  # queue order: oldest first
         _answer(ws, team, label)
     with ws.sessions() as s:
         fig = wakeword.figures(s)
     by = {r.label: r for r in fig.labels}
-    assert (fig.answered, fig.false_wakes, fig.false_wake_share) == (4, 3, 0.75)
-    assert (by["media"].clips, by["media"].median_wake_score) == (2, 0.55)
+    assert (fig.answered, fig.false_wakes) == (5, 4)
+    assert fig.false_wake_share == pytest.approx(13 / 14)
+    # Weighted: the media clip at 0.70 outweighs the two others (0.52, 0.58) together.
+    assert (by["media"].clips, by["media"].median_wake_score) == (3, 0.7)
     assert (by["wake_word"].clips, by["wake_word"].median_wake_score) == (1, 0.93)
     assert (by["unclear"].clips, by["unclear"].median_wake_score) == (0, None)
-    # A clip drawn at a tenth of the others' probability stands for ten times as many.
-    with ws.transaction() as s:
-        wake_word_clip = s.execute(select(Annotation.clip_id).where(Annotation.reason == "wake_word")).scalar_one()
-        s.execute(update(Clip).where(Clip.id == wake_word_clip).values(inclusion_probability=0.1))
-    with ws.sessions() as s:
-        assert wakeword.figures(s).false_wake_share == pytest.approx(3 / 13)
     assert list(by) == list(wakeword.LABELS)
     with ws.transaction() as s:
         shown = compute_metrics(s).as_dict()["wake_word"]
-    assert (shown["answered"], shown["false_wakes"]) == (4, 3)
+    assert (shown["answered"], shown["false_wakes"]) == (5, 4)
+
+
+def test_the_upgrade_that_keeps_wake_answers_fills_them_from_the_answers_so_far(ws: Workspace) -> None:
+    from alembic import command
+
+    from earmark import db
+    from earmark.models import WakeAnswer
+
+    ids = f.wake_clips(ws, 3, wake_scores=[0.54, 0.55, 0.6], device_type="speaker")
+    team = f.user(ws, "w1", Role.wakeword)
+    for label in ("media", "wake_word", "other_sound"):
+        _answer(ws, team, label)
+    with ws.transaction() as s:
+        s.execute(update(Clip).where(Clip.external_id == ids[1]).values(inclusion_probability=0.25))
+        s.execute(update(Clip).where(Clip.external_id == ids[2]).values(erased_at=utcnow()))
+    with ws.sessions() as s:
+        before = {(r.clip_id, r.label) for r in s.execute(select(WakeAnswer)).scalars()}
+    cfg = db.alembic_config(ws.engine.url.render_as_string(hide_password=False))
+    with ws.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0008")
+        command.upgrade(cfg, "head")
+    with ws.sessions() as s:
+        rows = {r.label: r for r in s.execute(select(WakeAnswer)).scalars()}
+    # Every answered clip but the erased one, with its device, score and weight.
+    assert sorted(rows) == ["media", "wake_word"] and len(before) == 3
+    assert (rows["media"].device_type, rows["media"].wake_score, rows["media"].weight) == ("speaker", 0.54, 1.0)
+    assert rows["wake_word"].weight == pytest.approx(4.0)
+
+
+def test_the_weighted_median_is_where_half_the_weight_is_reached() -> None:
+    assert wakeword.weighted_median([]) is None
+    assert wakeword.weighted_median([(0.4, 1.0)]) == 0.4
+    assert wakeword.weighted_median([(0.3, 1.0), (0.1, 1.0), (0.2, 1.0)]) == 0.2
+    assert wakeword.weighted_median([(0.1, 1.0), (0.3, 1.0)]) == pytest.approx(0.2)  # exactly half: the mean
+    assert wakeword.weighted_median([(0.1, 1.0), (0.2, 1.0), (0.9, 10.0)]) == 0.9
+    assert wakeword.weighted_median([(0.1, 3.0), (0.9, 1.0), (0.5, 0.0)]) == 0.1  # weightless values count not
+
+
+def test_figures_by_device_type_and_past_annotation_retention(ws: Workspace) -> None:
+    f.wake_clips(ws, 2, device_type="speaker")
+    f.wake_clips(ws, 1, device_type="tv")
+    f.wake_clips(ws, 1)
+    team = f.user(ws, "w1", Role.wakeword)
+    for label in ("media", "wake_word", "media", "other_sound"):
+        _answer(ws, team, label, ms=60_000)
+    with ws.sessions() as s:
+        fig = wakeword.figures(s)
+    assert [(d.device_type, d.answered, d.false_wakes, d.false_wake_share) for d in fig.by_device] == [
+        ("speaker", 2, 1, 0.5),
+        ("(unknown)", 1, 1, 1.0),
+        ("tv", 1, 1, 1.0),
+    ]
+    assert fig.hours == pytest.approx(4 / 60, abs=1e-3)
+    # A year on, the passes are gone; what woke the devices is still known (numbers only).
+    result = ws.run_retention(actor=Actor.cli(), now=utcnow() + timedelta(days=400))
+    assert result.annotations == 4
+    with ws.sessions() as s:
+        assert s.execute(select(func.count()).select_from(Annotation)).scalar_one() == 0
+        fig = wakeword.figures(s)
+    assert (fig.answered, fig.false_wakes, fig.hours) == (4, 3, 0.0)
+    assert {d.device_type: d.answered for d in fig.by_device} == {"speaker": 2, "tv": 1, "(unknown)": 1}
+    with ws.transaction() as s:
+        shown = compute_metrics(s).as_dict()["wake_word"]
+    assert shown["by_device"][0] == {"device_type": "speaker", "answered": 2, "false_wakes": 1, "false_wake_share": 0.5}
 
 
 def test_erasure_removes_the_answers_and_the_figures_forget_them(ws: Workspace) -> None:
@@ -382,6 +446,7 @@ def test_the_cli_shows_the_wakeword_queue_and_what_woke_the_device(sqlite_ws: Wo
     assert "what woke the device (1 clips answered" in metrics.output
     assert re.search(r"A word that sounds like the wake word\s*│\s*1\s*│\s*0\.50", metrics.output), metrics.output
     assert "false wakes: 1; weighted by how the clips were drawn, 100.0%" in metrics.output
+    assert re.search(r"false wakes by device type.*\(unknown\)\s*│\s*1\s*│\s*1\s*│\s*100\.0%", metrics.output, re.S)
 
 
 class TinyRegion:

@@ -111,7 +111,7 @@ def test_distress_heard_in_a_wakeword_clip_goes_to_the_safety_team(ws: Workspace
 
 
 def test_the_metrics_page_says_what_woke_the_device(ws: Workspace) -> None:
-    f.wake_clips(ws, 2, wake_scores=[0.55, 0.9])
+    f.wake_clips(ws, 2, wake_scores=[0.55, 0.9], device_type="speaker")
     c, csrf = _team(ws)
     for label in ("media", "wake_word"):
         page = next_clip(c, csrf, "/wakeword")
@@ -124,6 +124,7 @@ def test_the_metrics_page_says_what_woke_the_device(ws: Workspace) -> None:
     assert "for 2 accidental activation(s)" in section and "1 false wake(s)" in section
     assert "Weighted by how the clips were drawn,\n    50.0% of them" in section
     assert "<td>TV, radio or music</td><td>1</td>\n      <td>0.55</td>" in section
+    assert "<tr><td>speaker</td><td>2</td><td>1</td>\n      <td>50.0%</td></tr>" in section
 
 
 def test_a_wakeword_clip_stays_with_the_team_when_its_holder_changes_role(ws: Workspace) -> None:

@@ -1,0 +1,51 @@
+"""wake answers: what woke the device, per answered clip, kept past annotation retention
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-05 18:00:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+import earmark.models
+
+revision = "0009"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "wake_answers",
+        sa.Column("clip_id", sa.Integer(), nullable=False),
+        sa.Column("annotation_id", sa.Integer(), nullable=False),
+        sa.Column("answered_at", earmark.models.UTCDateTime(), nullable=False),
+        sa.Column("label", sa.String(length=32), nullable=False),
+        sa.Column("device_type", sa.String(length=32), nullable=False),
+        sa.Column("wake_score", sa.Float(), nullable=True),
+        sa.Column("weight", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(["clip_id"], ["clips.id"]),
+        sa.PrimaryKeyConstraint("clip_id"),
+    )
+    op.create_index(op.f("ix_wake_answers_answered_at"), "wake_answers", ["answered_at"], unique=False)
+    # The answers given so far: each answered clip's newest, as the figures counted them before.
+    op.execute(
+        """
+        INSERT INTO wake_answers (clip_id, annotation_id, answered_at, label, device_type, wake_score, weight)
+        SELECT a.clip_id, a.id, a.created_at, a.reason, COALESCE(c.device_type, '(unknown)'), c.wake_score,
+               CASE WHEN c.inclusion_probability > 0 THEN 1.0 / c.inclusion_probability ELSE 1.0 END
+        FROM annotations a
+        JOIN clips c ON c.id = a.clip_id
+        WHERE a.id IN (SELECT MAX(id) FROM annotations WHERE kind = 'wakeword' GROUP BY clip_id)
+          AND c.erased_at IS NULL
+        """
+    )
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_wake_answers_answered_at"), table_name="wake_answers")
+    op.drop_table("wake_answers")
