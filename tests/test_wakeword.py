@@ -20,7 +20,17 @@ from earmark.consent import set_consent
 from earmark.errors import Conflict, InvalidInput, NotFound
 from earmark.export import prune_exports, run_export
 from earmark.metrics import compute_metrics
-from earmark.models import Annotation, Assignment, AuditEvent, Clip, ClipProtection, QueueItem, utcnow
+from earmark.models import (
+    Account,
+    Annotation,
+    Assignment,
+    AuditEvent,
+    Clip,
+    ClipProtection,
+    QueueItem,
+    WakeAnswer,
+    utcnow,
+)
 from earmark.pipeline import PipelineConfig, protect
 from earmark.queues import lease_next
 from earmark.redaction import Span
@@ -226,7 +236,6 @@ def test_the_upgrade_that_keeps_wake_answers_fills_them_from_the_answers_so_far(
     from alembic import command
 
     from earmark import db
-    from earmark.models import WakeAnswer
 
     ids = f.wake_clips(ws, 3, wake_scores=[0.54, 0.55, 0.6], device_type="speaker")
     team = f.user(ws, "w1", Role.wakeword)
@@ -393,6 +402,11 @@ def test_answers_leave_the_figures_when_consent_is_withdrawn_and_cost_no_review_
         m = compute_metrics(s).as_dict()
     assert (m["wake_word"]["answered"], m["wake_word"]["hours"]) == (1, round(4.5 / 3600, 3))
     assert (m["cost"]["passes"], m["cost"]["review_hours"]) == (0, 0.0)  # review time is the reviewers'
+    with ws.sessions() as s:  # the account's rows went, not only out of the figures
+        kept = s.execute(
+            select(Account.external_id).join(Clip, Clip.account_id == Account.id).join(WakeAnswer)
+        ).scalars()
+        assert list(kept) == ["acct-x"]
 
 
 def test_an_empty_range_reported_as_personal_data_is_refused(ws: Workspace) -> None:
