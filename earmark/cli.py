@@ -41,6 +41,11 @@ class _Group(TyperGroup):
         except EarmarkError as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
+        except OSError as exc:
+            if exc.filename is None or exc.strerror is None:  # not a path the user named: a real fault
+                raise
+            err.print(f"[red]error:[/] {escape(exc.strerror)}: {escape(str(exc.filename))}", highlight=False)
+            raise typer.Exit(1) from None
         except DBAPIError as exc:
             if not is_transient(exc):
                 raise

@@ -42,6 +42,7 @@ def ask_help(
     total = clip.protected_num_samples or 0
     if not (math.isfinite(start) and math.isfinite(end)) or not 0 <= start < end or int(start * rate) >= total:
         raise InvalidInput(f"the range must lie inside the clip (0 to {total / rate:.2f} s)", field="range")
+    end = min(end, total / rate)  # past the clip's end (as far as 1e308): up to its end
     text = " ".join(question.split())
     if not text:
         raise InvalidInput("write the question", field="question")
@@ -53,7 +54,7 @@ def ask_help(
         assignment_id=assignment.id,
         asker_id=actor.id,
         start=int(start * rate),
-        end=min(total, int(end * rate)),
+        end=min(total, round(end * rate)),
         question=text,
     )
     session.add(req)

@@ -258,3 +258,14 @@ def test_process_retry_held_reports_what_it_sent_back(home: Path) -> None:
     assert result.exit_code == 0 and "0 held clip(s) sent back to the pipeline" in result.output
     events = [json.loads(line) for line in run(home, "audit", "export").stdout.splitlines()]
     assert [e["details"] for e in events if e["action"] == "pipeline.retry"] == [{"clips": 0, "skipped": 0}]
+
+
+def test_an_output_path_that_cannot_be_written_is_one_clear_line(home: Path, tmp_path: Path) -> None:
+    for args, message in (
+        (("audit", "export", "-o", str(tmp_path / "no" / "such" / "x.jsonl")), "No such file or directory"),
+        (("audit", "export", "-o", str(tmp_path)), "Is a directory"),
+    ):
+        result = run(home, *args)
+        assert result.exit_code == 1, result.output
+        assert f"error: {message}: " in result.output and "Traceback" not in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)

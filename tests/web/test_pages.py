@@ -11,6 +11,7 @@ from earmark.models import (
     AuditEvent,
     Clip,
     ClipProtection,
+    HelpRequest,
     QueueItem,
     User,
     WebSession,
@@ -186,6 +187,19 @@ def test_malformed_review_input_is_refused_and_the_clip_stays_open(ws: Workspace
     ok = c.post(url + "/submit", json={"transcript": "play shake it off by taylor swift", "intent": "PlayMusic"},
                 headers=json_headers)  # fmt: skip
     assert ok.status_code == 200, ok.text
+
+
+def test_a_help_range_far_past_the_end_asks_up_to_the_end(ws: Workspace) -> None:
+    f.queue_clips(ws, 1)
+    c, csrf, page = _open_review(ws)
+    resp = c.post(
+        page.url.path + "/help", json={"start": 0.5, "end": 1e308, "question": "what?"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert resp.status_code == 200, resp.text
+    with ws.sessions() as s:
+        asked = s.execute(select(HelpRequest)).scalar_one()
+        clip = s.get(Clip, asked.clip_id)
+        assert (asked.start, asked.end) == (8000, clip.protected_num_samples)  # type: ignore[union-attr]
 
 
 def test_a_senior_holding_a_review_clip_reaches_adjudication(ws: Workspace) -> None:
