@@ -11,7 +11,11 @@ from earmark.types import Role
 PUBLIC: frozenset[str] = frozenset({"login.form", "login.submit", "health", "static"})
 
 R = Role
-REVIEW_ROLES = frozenset({R.reviewer, R.senior, R.admin})
+# Who hears customers' (protected) audio. Not admins: they run the program, and they are the ones
+# who could find out whose a clip is (docs/privacy.md, "Who sees what"). An admin who must review
+# does it under a reviewer's or senior's account, and every role change is audited.
+REVIEW_ROLES = frozenset({R.reviewer, R.senior})
+SENIORS = frozenset({R.senior})
 
 POLICY: dict[str, frozenset[Role]] = {
     "home": frozenset(Role) - {R.service},
@@ -29,12 +33,12 @@ POLICY: dict[str, frozenset[Role]] = {
     "review.help": REVIEW_ROLES,
     "review.inbox": REVIEW_ROLES,
     "help.apply": REVIEW_ROLES,
-    "help.queue": frozenset({R.senior, R.admin}),
+    "help.queue": SENIORS,
     "help.page": REVIEW_ROLES,
-    "help.audio": frozenset({R.senior, R.admin}),
-    "help.answer": frozenset({R.senior, R.admin}),
-    "adjudicate.start": frozenset({R.senior, R.admin}),
-    "adjudicate.next": frozenset({R.senior, R.admin}),
+    "help.audio": SENIORS,
+    "help.answer": SENIORS,
+    "adjudicate.start": SENIORS,
+    "adjudicate.next": SENIORS,
     "safety.start": frozenset({R.safety}),
     "safety.next": frozenset({R.safety}),
     "safety.outcome": frozenset({R.safety}),

@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 
 from fastapi.routing import APIRoute
+from sqlalchemy import select
 from starlette.routing import Mount
 
 from earmark import auth
+from earmark.models import Assignment
 from earmark.types import Actor, Role
 from earmark.web.app import create_app, routers
 from earmark.web.policy import POLICY, PUBLIC, allowed
 from earmark.workspace import Workspace
 from tests import factories as f
+from tests.conftest import ADMIN_PASSWORD
 from tests.web.helpers import client, login
 
 TOKEN_ROLES = {Role.service, Role.admin, Role.auditor}
@@ -79,3 +82,20 @@ def test_every_route_for_every_role(sqlite_ws: Workspace) -> None:
                     role.value,
                     resp.status_code,
                 )
+
+
+def test_no_admin_or_auditor_hears_a_customer(ws: Workspace) -> None:
+    """Admins run the program and can find out whose a clip is; auditors read the log. Neither
+    leases a clip or hears audio through earmark (docs/privacy.md, "Who sees what")."""
+    hearing = {name for name in POLICY if name.split(".")[0] in ("review", "help", "adjudicate", "safety", "wakeword")}
+    assert {"review.audio", "help.audio", "review.start", "adjudicate.start"} <= hearing
+    for name in hearing:
+        assert not POLICY[name] & {Role.admin, Role.auditor, Role.service}, name
+    f.queue_clips(ws, 1)
+    c = client(ws)
+    csrf = login(c, "admin", ADMIN_PASSWORD)
+    for path in ("/review", "/help", "/adjudicate"):
+        assert c.get(path).status_code == 403, path
+    assert c.post("/review/next", headers={"X-CSRF-Token": csrf}).status_code == 403
+    with ws.sessions() as s:
+        assert s.execute(select(Assignment)).first() is None
