@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from earmark.errors import InvalidInput
 from earmark.models import Assignment, AuditEvent, AuditHead, Clip, utcnow
 from earmark.types import Actor
 
@@ -62,6 +63,7 @@ EVENTS: dict[str, str] = {
     "exports_to_prune).",
     "retention.run": "The retention policy purged expired data (details: counts per data class).",
     "audit.export": "The audit log was exported (details: rows).",
+    "audit.anchor": "The chain's head was written out, to be kept outside the database (details: seq).",
     "report.create": "A transparency report was produced for an account (details: format).",
     "settings.change": "The effective settings differ from the last ones seen (details: changed keys).",
     "catalog.import": "Entities were imported into the catalog (details: added, updated, errors).",
@@ -253,6 +255,61 @@ def verify_chain(session: Session) -> VerifyResult:
     if head.seq != expected - 1 or head.hash != prev:
         return VerifyResult(False, n, expected, f"rows after {expected - 1} were deleted (head is {head.seq})")
     return VerifyResult(True, n)
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """A row of the chain as someone outside the database wrote it down: its sequence number and
+    hash. The chain alone cannot show that its newest rows were cut off (the head can be set
+    back with them); a row it no longer holds, or holds with another hash, against an anchor kept
+    elsewhere can."""
+
+    seq: int
+    hash: str
+
+
+def head_anchor(session: Session) -> Anchor:
+    """The chain's newest row, to be kept outside the database (`earmark audit anchor`)."""
+    head = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
+    return Anchor(int(head.seq), str(head.hash))
+
+
+def read_anchors(text: str, *, source: str = "anchor") -> list[Anchor]:
+    """Anchors from a file `earmark audit anchor` wrote (one JSON object per line) or from an
+    earlier `earmark audit export` (its rows are anchors; the last one names the head then)."""
+    anchors = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            anchors.append(Anchor(int(row["seq"]), str(row["hash"])))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInput(f"{source}, line {number}: not an audit anchor or exported audit row ({exc})") from None
+    if not anchors:
+        raise InvalidInput(f"{source}: holds no anchor")
+    # An export is every row: its last one says as much as all (the chain links them).
+    return [max(anchors, key=lambda a: a.seq)] if len(anchors) > 1 and _is_chain(anchors) else anchors
+
+
+def _is_chain(anchors: list[Anchor]) -> bool:
+    return [a.seq for a in anchors] == list(range(anchors[0].seq, anchors[0].seq + len(anchors)))
+
+
+def check_anchors(session: Session, anchors: list[Anchor]) -> VerifyResult | None:
+    """The first anchor the database no longer agrees with, as a failed result; None if all hold.
+    Call after `verify_chain` passed: each row's hash then stands for every row before it."""
+    last = session.execute(select(func.max(AuditEvent.seq))).scalar_one() or 0
+    for anchor in sorted(anchors, key=lambda a: a.seq):
+        row = session.execute(select(AuditEvent.hash).where(AuditEvent.seq == anchor.seq)).scalar_one_or_none()
+        if row is None:
+            gone = f"row {anchor.seq} of the anchor is gone: the chain ends at {last} (rows were cut off)"
+            return VerifyResult(False, last, anchor.seq, gone)
+        if row != anchor.hash:
+            return VerifyResult(
+                False, last, anchor.seq, f"row {anchor.seq} differs from the anchor (the chain up to it was rewritten)"
+            )
+    return None
 
 
 def event_dict(ev: AuditEvent) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import enum
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -418,19 +419,64 @@ def user_deactivate(username: str) -> None:
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the audit chain; name the first row that was changed, deleted, inserted or moved."""
+def audit_verify(
+    anchor: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--anchor",
+            help="A file `earmark audit anchor` wrote, or an earlier `earmark audit export`, kept outside the "
+            "database: the rows it names must still be there, unchanged (repeatable).",
+        ),
+    ] = None,
+) -> None:
+    """Check the audit chain; name the first row that was changed, deleted, inserted or moved.
+    Rows cut off the end (with the head set back) show only against an anchor kept elsewhere."""
+    anchors = [a for path in anchor or [] for a in audit.read_anchors(path.read_text("utf-8"), source=str(path))]
     ws = _open()
     try:
         with ws.sessions() as session:
             result = audit.verify_chain(session)
+            if result.ok and anchors:
+                result = audit.check_anchors(session, anchors) or result
+            head = audit.head_anchor(session)
     finally:
         ws.close()
     if result.ok:
-        out.print(f"OK: {result.rows} audit rows, chain intact")
+        checked = f"; {len(anchors)} anchor(s) hold" if anchors else ""
+        out.print(f"OK: {result.rows} audit rows, chain intact{checked}; head {head.seq} {head.hash}")
+        if not anchors:
+            err.print(
+                "without an anchor kept outside the database, rows cut off the end cannot be seen: "
+                "keep `earmark audit anchor` output elsewhere and pass it with --anchor"
+            )
         return
     err.print(f"[red]BROKEN[/] at sequence {result.first_bad_seq}: {result.reason}")
     raise typer.Exit(1)
+
+
+@audit_app.command("anchor")
+def audit_anchor(
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="File to append the anchor to ('-' for stdout).")
+    ] = Path("-"),
+) -> None:
+    """Write the chain's head (sequence number and hash) as one JSON line, to keep outside the
+    database (another system, write-once storage, a ticket): `audit verify --anchor` then shows
+    rows deleted from the end, which the chain alone cannot."""
+    ws = _open()
+    try:
+        with ws.transaction() as session:
+            head = audit.head_anchor(session)
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+            line = json.dumps({"seq": head.seq, "hash": head.hash, "at": now})
+            if str(output) == "-":
+                print(line)
+            else:
+                with open(output, "a", encoding="utf-8") as fh:
+                    fh.write(line + "\n")
+            audit.record(session, actor=Actor.cli(), action="audit.anchor", details={"seq": head.seq})
+    finally:
+        ws.close()
 
 
 @audit_app.command("export")

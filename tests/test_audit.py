@@ -8,6 +8,7 @@ from sqlalchemy.exc import DBAPIError
 
 from earmark import audit
 from earmark.audit import AuditDetailError, record, verify_chain
+from earmark.errors import InvalidInput
 from earmark.types import Actor
 from earmark.workspace import Workspace
 from tests import factories as f
@@ -68,6 +69,34 @@ def test_truncated_tail_is_detected(ws: Workspace) -> None:
     with ws.sessions() as s:
         result = verify_chain(s)
     assert not result.ok and result.first_bad_seq == rows
+
+
+def test_a_tail_cut_off_with_the_head_set_back_shows_only_against_an_anchor(ws: Workspace) -> None:
+    rows = _populated(ws)
+    with ws.sessions() as s:
+        anchor = audit.head_anchor(s)
+        kept = s.execute(text(f"SELECT hash FROM audit_events WHERE seq = {rows - 2}")).scalar_one()
+    assert anchor.seq == rows
+    _tamper(ws, f"DELETE FROM audit_events WHERE seq > {rows - 2}")
+    with ws.engine.begin() as conn:
+        conn.execute(text(f"UPDATE audit_head SET seq = {rows - 2}, hash = '{kept}'"))
+    with ws.sessions() as s:
+        assert verify_chain(s).ok  # the chain alone cannot tell
+        broken = audit.check_anchors(s, [anchor])
+        assert broken is not None and broken.first_bad_seq == rows and "cut off" in broken.reason
+        assert audit.check_anchors(s, [audit.Anchor(rows - 2, kept)]) is None
+        other = audit.check_anchors(s, [audit.Anchor(rows - 3, "0" * 64)])
+        assert other is not None and "rewritten" in other.reason
+
+
+def test_anchors_are_read_from_anchor_lines_or_an_earlier_export() -> None:
+    lines = '{"seq": 4, "hash": "a", "at": "x"}\n\n{"seq": 9, "hash": "b"}\n'
+    assert audit.read_anchors(lines) == [audit.Anchor(4, "a"), audit.Anchor(9, "b")]
+    export = "".join(f'{{"seq": {i}, "hash": "h{i}", "action": "x"}}\n' for i in range(1, 6))
+    assert audit.read_anchors(export) == [audit.Anchor(5, "h5")]  # the chain links the rest
+    for bad in ("", "not json", '{"seq": "x", "hash": "a"}', '{"hash": "a"}'):
+        with pytest.raises(InvalidInput, match="anchor"):
+            audit.read_anchors(bad, source="anchor.jsonl")
 
 
 def test_database_refuses_update_and_delete(ws: Workspace) -> None:

@@ -269,3 +269,22 @@ def test_an_output_path_that_cannot_be_written_is_one_clear_line(home: Path, tmp
         assert result.exit_code == 1, result.output
         assert f"error: {message}: " in result.output and "Traceback" not in result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_audit_anchor_then_verify_against_it_and_against_an_export(home: Path, tmp_path: Path) -> None:
+    anchors, export = tmp_path / "anchors.jsonl", tmp_path / "audit.jsonl"
+    assert run(home, "audit", "anchor", "-o", str(anchors)).exit_code == 0
+    assert run(home, "audit", "export", "-o", str(export)).exit_code == 0
+    assert run(home, "audit", "anchor", "-o", str(anchors)).exit_code == 0
+    assert len(anchors.read_text().splitlines()) == 2  # appended, one line each
+    ok = run(home, "audit", "verify", "--anchor", str(anchors), "--anchor", str(export))
+    assert ok.exit_code == 0 and "3 anchor(s) hold" in ok.output, ok.output  # two lines, one export
+    plain = run(home, "audit", "verify")
+    assert plain.exit_code == 0 and "without an anchor kept outside the database" in plain.output
+    # An anchor from a chain that is not this one (or this one rewritten): refused, row named.
+    (tmp_path / "other.jsonl").write_text('{"seq": 1, "hash": "' + "0" * 64 + '"}\n')
+    bad = run(home, "audit", "verify", "--anchor", str(tmp_path / "other.jsonl"))
+    assert bad.exit_code == 1 and "BROKEN at sequence 1: row 1 differs from the anchor" in bad.output
+    (tmp_path / "junk.jsonl").write_text("hello\n")
+    junk = run(home, "audit", "verify", "--anchor", str(tmp_path / "junk.jsonl"))
+    assert junk.exit_code == 1 and "not an audit anchor" in junk.output
