@@ -63,6 +63,8 @@ EVENTS: dict[str, str] = {
     "exports_to_prune).",
     "retention.run": "The retention policy purged expired data (details: counts per data class).",
     "audit.export": "The audit log was exported (details: rows).",
+    "safety.account_lookup": "The program owner looked up the account of an escalated clip (details: escalation).",
+    "safety.resolve": "The program owner closed an escalation (details: escalation, resolution).",
     "audit.anchor": "The chain's head was written out, to be kept outside the database (details: seq).",
     "report.create": "A transparency report was produced for an account (details: format).",
     "settings.change": "The effective settings differ from the last ones seen (details: changed keys).",

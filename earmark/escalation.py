@@ -5,7 +5,7 @@ in a window, a safety reviewer's queue pauses for a break."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.errors import InvalidInput, NotFound
-from earmark.models import Assignment, ClipProtection, QueueItem, SafetyOutcome, User, utcnow
+from earmark.models import Account, Assignment, AuditEvent, Clip, ClipProtection, QueueItem, SafetyOutcome, User, utcnow
 from earmark.queues import GENERAL, SAFETY, enqueue, lease_next, user_actor
 from earmark.review import close_pass, lock_pass, require_active
 from earmark.sampling_policy import WAKE_WORD_REASON
-from earmark.types import AssignmentState, ClipStatus
+from earmark.types import Actor, AssignmentState, ClipStatus
 from earmark.wakeword import WAKEWORD, for_the_team
 
 OUTCOMES = ("false_alarm", "handled", "escalated")
@@ -134,6 +134,121 @@ def record_outcome(
         details={"outcome": outcome},
     )  # fmt: skip
     return row
+
+
+# -- escalations: the program owner's follow-up ---------------------------------------------------
+# The safety team never learns whose a clip is. When it escalates (someone may be in danger), the
+# program owner (an admin) reads the note, may look up the account to act through the proper
+# channel, and records what was done. Each step is audited; the lookup is the only place earmark
+# shows an account id to a person for a clip.
+
+RESOLUTIONS: dict[str, str] = {
+    "referred": "Referred to emergency services or the authorities",
+    "contacted": "The customer was contacted through the proper channel",
+    "no_action": "Looked into: no action possible or needed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    id: int
+    clip_id: int
+    escalated_at: datetime
+    note: str | None  # gone with annotation retention or erasure
+    labels: list[str]  # what screening found, if the pipeline's record is still kept
+    resolution: str | None
+    resolved_at: datetime | None
+    account_looked_up: bool
+
+
+def escalations(session: Session, *, open_only: bool = True, limit: int = 200) -> list[Escalation]:
+    """Escalated safety outcomes, oldest open first (or every one, newest first)."""
+    query = select(SafetyOutcome, ClipProtection.labels).outerjoin(
+        ClipProtection, ClipProtection.clip_id == SafetyOutcome.clip_id
+    )
+    query = query.where(SafetyOutcome.outcome == "escalated")
+    if open_only:
+        query = query.where(SafetyOutcome.resolved_at.is_(None)).order_by(SafetyOutcome.id)
+    else:
+        query = query.order_by(SafetyOutcome.id.desc())
+    rows = session.execute(query.limit(limit)).all()
+    looked_up = set(
+        session.execute(
+            select(AuditEvent.object_id).where(
+                AuditEvent.action == "safety.account_lookup",
+                AuditEvent.object_type == "clip",
+                AuditEvent.object_id.in_([str(r.clip_id) for r, _labels in rows]),
+            )
+        ).scalars()
+    )
+    return [
+        Escalation(
+            r.id,
+            r.clip_id,
+            r.created_at,
+            r.note,
+            list(labels or []),
+            r.resolution,
+            r.resolved_at,
+            str(r.clip_id) in looked_up,
+        )
+        for r, labels in rows
+    ]
+
+
+def open_escalation_count(session: Session) -> int:
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(SafetyOutcome)
+            .where(SafetyOutcome.outcome == "escalated", SafetyOutcome.resolved_at.is_(None))
+        ).scalar_one()
+    )
+
+
+def _open_escalation(session: Session, outcome_id: int) -> SafetyOutcome:
+    row = session.execute(
+        select(SafetyOutcome).where(SafetyOutcome.id == outcome_id).with_for_update()
+    ).scalar_one_or_none()
+    if row is None or row.outcome != "escalated":
+        raise NotFound("no such escalation")
+    if row.resolved_at is not None:
+        raise InvalidInput("this escalation was closed already", field="escalation")
+    return row
+
+
+def look_up_account(session: Session, *, actor: Actor, outcome_id: int) -> str:
+    """The account id of an open escalation's clip, for the program owner to act on. Audited
+    (`safety.account_lookup`, by clip); caller commits. An erased account's id is gone: says so."""
+    row = _open_escalation(session, outcome_id)
+    external = session.execute(
+        select(Account.external_id, Account.erased_at)
+        .join(Clip, Clip.account_id == Account.id)
+        .where(Clip.id == row.clip_id)
+    ).one()
+    audit.record(
+        session, actor=actor, action="safety.account_lookup", object_type="clip", object_id=row.clip_id,
+        details={"escalation": row.id},
+    )  # fmt: skip
+    if external.erased_at is not None:
+        return "(erased: the customer asked for their data to be deleted)"
+    return str(external.external_id)
+
+
+def resolve_escalation(
+    session: Session, *, actor: Actor, user_id: int | None, outcome_id: int, resolution: str
+) -> None:
+    """Close an escalation with what was done. Audited; caller commits."""
+    if resolution not in RESOLUTIONS:
+        raise InvalidInput(f"resolution must be one of {', '.join(RESOLUTIONS)}", field="resolution")
+    row = _open_escalation(session, outcome_id)
+    row.resolution = resolution
+    row.resolved_by = user_id
+    row.resolved_at = utcnow()
+    audit.record(
+        session, actor=actor, action="safety.resolve", object_type="clip", object_id=row.clip_id,
+        details={"escalation": row.id, "resolution": resolution},
+    )  # fmt: skip
 
 
 DEFAULT_PROTOCOL = "safety_protocol.md"

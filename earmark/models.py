@@ -298,6 +298,10 @@ class SafetyOutcome(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # false_alarm | handled | escalated
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # An escalation's follow-up by the program owner (an admin): what was done, by whom, when.
+    resolution: Mapped[str | None] = mapped_column(String(32))
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    resolved_at: Mapped[datetime | None]
 
 
 class ClipError(Base):

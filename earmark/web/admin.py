@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from earmark import gold
+from earmark import escalation, gold
 from earmark.errors import InvalidInput, NotFound
 from earmark.metrics import compute_metrics
 from earmark.models import utcnow
@@ -67,6 +67,7 @@ def overview(
             "reviewers": reviewers,
             "page": page,
             "pages": max(1, -(-total // PER_PAGE)),
+            "escalations": escalation.open_escalation_count(session),
         },
     )
 
@@ -196,3 +197,81 @@ def gold_remove(
         return _gold_page(request, session, error=exc.message, status=exc.http_status)
     session.commit()
     return RedirectResponse(f"/admin/gold?removed={clip_id}", status_code=303)
+
+
+# -- escalations: the program owner's follow-up of the safety team's escalations -------------------
+
+
+def _escalations_page(
+    request: Request,
+    session: Session,
+    *,
+    notice: str = "",
+    error: str = "",
+    revealed: tuple[int, str] | None = None,
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "admin_escalations.html",
+        {
+            "open": escalation.escalations(session),
+            "closed": escalation.escalations(session, open_only=False, limit=50),
+            "resolutions": escalation.RESOLUTIONS,
+            "revealed": revealed,
+            "notice": notice,
+            "error": error,
+        },
+        status_code=status,
+    )
+
+
+@router.get("/admin/escalations", name="admin.escalations")
+def escalations_page(
+    request: Request,
+    closed: int | None = Query(None, ge=1, le=MAX_ID),
+    caller: Caller = Depends(page_caller),
+    session: Session = Depends(get_db),
+) -> Response:
+    """What the safety team escalated (someone may be in danger) and what was done about it."""
+    return _escalations_page(request, session, notice=f"Escalation {closed} closed." if closed else "")
+
+
+@router.post("/admin/escalations/{outcome_id}/lookup", name="admin.escalation_lookup")
+def escalation_lookup(
+    request: Request,
+    outcome_id: int = Path(ge=1, le=MAX_ID),
+    caller: Caller = Depends(csrf_checked),
+    session: Session = Depends(get_db),
+) -> Response:
+    """Show the account of an open escalation's clip, on this response only (never in a URL).
+    Audited before it is shown."""
+    try:
+        account = escalation.look_up_account(session, actor=caller.actor, outcome_id=outcome_id)
+    except (InvalidInput, NotFound) as exc:
+        session.rollback()
+        return _escalations_page(request, session, error=exc.message, status=exc.http_status)
+    session.commit()
+    page = _escalations_page(request, session, revealed=(outcome_id, account))
+    page.headers["Cache-Control"] = "no-store"
+    return page
+
+
+@router.post("/admin/escalations/{outcome_id}/resolve", name="admin.escalation_resolve")
+def escalation_resolve(
+    request: Request,
+    outcome_id: int = Path(ge=1, le=MAX_ID),
+    resolution: str = Form(""),
+    caller: Caller = Depends(csrf_checked),
+    session: Session = Depends(get_db),
+) -> Response:
+    """Close an escalation with what was done (audited)."""
+    try:
+        escalation.resolve_escalation(
+            session, actor=caller.actor, user_id=caller.user.id, outcome_id=outcome_id, resolution=resolution
+        )
+    except (InvalidInput, NotFound) as exc:
+        session.rollback()
+        return _escalations_page(request, session, error=exc.message, status=exc.http_status)
+    session.commit()
+    return RedirectResponse(f"/admin/escalations?closed={outcome_id}", status_code=303)

@@ -1,4 +1,5 @@
-"""wake answers: what woke the device, per answered clip, kept past annotation retention
+"""wake answers (what woke the device, per answered clip, kept past annotation retention) and the
+program owner's follow-up of safety escalations
 
 Revision ID: 0009
 Revises: 0008
@@ -32,6 +33,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("clip_id"),
     )
     op.create_index(op.f("ix_wake_answers_answered_at"), "wake_answers", ["answered_at"], unique=False)
+    with op.batch_alter_table("safety_outcomes") as batch:
+        batch.add_column(sa.Column("resolution", sa.String(length=32), nullable=True))
+        batch.add_column(sa.Column("resolved_by", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("resolved_at", earmark.models.UTCDateTime(), nullable=True))
+        batch.create_foreign_key("fk_safety_outcomes_resolved_by_users", "users", ["resolved_by"], ["id"])
     # The answers given so far: each answered clip's newest, as the figures counted them before.
     op.execute(
         """
@@ -47,5 +53,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("safety_outcomes") as batch:
+        batch.drop_constraint("fk_safety_outcomes_resolved_by_users", type_="foreignkey")
+        batch.drop_column("resolved_at")
+        batch.drop_column("resolved_by")
+        batch.drop_column("resolution")
     op.drop_index(op.f("ix_wake_answers_answered_at"), table_name="wake_answers")
     op.drop_table("wake_answers")
