@@ -4,6 +4,7 @@ or the CLI."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import datetime
 from importlib import resources
@@ -15,16 +16,21 @@ from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.erasure import erased_accounts, find_account
+from earmark.errors import InvalidInput
 from earmark.export import still_exportable
+from earmark.ingest import ID_PATTERN
 from earmark.models import (
     Account,
     Annotation,
     Assignment,
     AuditEvent,
     Clip,
+    ClipProtection,
     Export,
     ExportClip,
     HelpRequest,
+    QueueItem,
+    SafetyOutcome,
     utcnow,
 )
 from earmark.types import Actor, Consent
@@ -46,6 +52,16 @@ REASONS = {
 }
 
 
+# Why a team heard a recording, beyond why it was chosen: the queue it went to.
+SENT_TO = {
+    "general": "the general review team",
+    "safety_screening": "the safety team, because automatic screening found it may hold distress or danger",
+    "safety_flag": "the safety team, because a reviewer found it may hold distress or danger",
+    "safety": "the safety team, because it may hold distress or danger",
+    "wakeword": "the wake-word team, because nobody seemed to speak to the assistant after it started listening",
+}
+
+
 def _day(value: datetime | None) -> str | None:
     return value.date().isoformat() if value else None
 
@@ -53,7 +69,13 @@ def _day(value: datetime | None) -> str | None:
 def build_report(
     session: Session, *, actor: Actor, account_id: str, secret: bytes, consent_default: str = Consent.deny
 ) -> dict[str, Any]:
-    """The report as plain data. An account earmark never saw gets an empty report. Audited."""
+    """The report as plain data. An account earmark never saw gets an empty report of the same
+    shape. An id no account can have (the ingest rules) is refused. Audited."""
+    if not re.fullmatch(ID_PATTERN, account_id):
+        raise InvalidInput(
+            "not an account id: 1 to 128 letters, digits and . _ : @ -, starting with a letter or digit",
+            field="account_id",
+        )
     account, erased = find_account(session, secret=secret, account_id=account_id)
     report: dict[str, Any] = {
         "account_id": account_id,
@@ -61,19 +83,40 @@ def build_report(
         "known": account is not None,
         "erased_on": None,
         "human_review_consent": None,
-        "recordings": {"stored": 0, "by_status": {}, "first_recorded": None, "last_recorded": None},
+        "training_use_consent": None,
+        "recordings": {
+            "stored": 0,
+            "total_received": 0,
+            "by_status": {},
+            "first_recorded": None,
+            "last_recorded": None,
+        },
         "sampled_for_human_review": [],
         "human_listens": [],
-        "annotations_kept": {"count": 0, "fields": []},
+        "annotations_kept": {"count": 0, "fields": [], "help_questions": 0, "safety_notes": 0},
         "exports": [],
-        "deleted": {},
+        "deleted": {
+            "erased_recordings": 0,
+            "original_audio_deleted_by_retention": 0,
+            "protected_audio_deleted_by_retention_or_withdrawal": 0,
+            "transcripts_deleted_by_retention": 0,
+        },
         "earlier_erasures": [],
     }
     if account is None:
         audit.record(session, actor=actor, action="report.create", details={"known": False})
         return report
     report["erased_on"] = _day(account.erased_at)
-    report["human_review_consent"] = account.human_review or "not given (review not allowed)"
+    # The consent in effect, as sampling and review apply it: no answer means the program's default.
+    if account.human_review:
+        report["human_review_consent"] = account.human_review
+    elif Consent(consent_default) == Consent.allow:
+        report["human_review_consent"] = "allow (you gave no answer; this program reviews unless told not to)"
+    else:
+        report["human_review_consent"] = "not given (review not allowed)"
+    report["training_use_consent"] = account.training_use or (
+        "not given (your own voice is not used to train models; a version with the voice changed may be)"
+    )
     # Earlier erasures of this account id stay in its history: the customer recording again after
     # an erasure must still learn who heard the erased recordings, and that they were erased.
     earlier = [t for t in erased_accounts(session, secret=secret, account_id=account_id) if t.id != account.id]
@@ -88,6 +131,7 @@ def build_report(
         "first_recorded": _day(clips[0].recorded_at) if clips else None,
         "last_recorded": _day(clips[-1].recorded_at) if clips else None,
     }
+    sent = _sent_to(session, [c.id for c in clips if c.sampled_at is not None])
     for c in clips:
         if c.sampled_at is None:
             continue
@@ -98,6 +142,7 @@ def build_report(
                 "recorded_on": _day(c.recorded_at),
                 "sampled_on": _day(c.sampled_at),
                 "why": why,
+                "sent_to": [SENT_TO[k] for k in sent.get(c.id, [])],
                 "status": c.status,
             }
         )
@@ -157,7 +202,20 @@ def build_report(
         fields = ["transcript", "intent"] if set(by_kind) - {WAKE_KIND} else []
         if WAKE_KIND in by_kind:  # the wake-word team's answers hold no words
             fields.append("what woke the device")
-        report["annotations_kept"] = {"count": int(sum(by_kind.values())), "fields": fields}
+        asked = session.execute(
+            select(func.count()).select_from(HelpRequest).where(HelpRequest.clip_id.in_(list(clip_by_id)))
+        ).scalar_one()
+        notes = session.execute(
+            select(func.count())
+            .select_from(SafetyOutcome)
+            .where(SafetyOutcome.clip_id.in_(list(clip_by_id)), SafetyOutcome.note.is_not(None))
+        ).scalar_one()
+        report["annotations_kept"] = {
+            "count": int(sum(by_kind.values())),
+            "fields": fields,
+            "help_questions": int(asked),  # a reviewer's question to the seniors, with its answer
+            "safety_notes": int(notes),  # what the safety team wrote about a recording
+        }
     if clip_by_id:
         # The training datasets that hold its recordings now; a prune removes them (and the rows).
         # Which of its recordings a prune will take out (as `export.prune_exports` decides): erased,
@@ -207,6 +265,27 @@ def build_report(
         details={"known": True, "erased": erased, "listens": len(report["human_listens"])},
     )
     return report
+
+
+def _sent_to(session: Session, clip_ids: list[int]) -> dict[int, list[str]]:
+    """Per clip, the teams whose queue it went to, in order (keys of SENT_TO). A safety clip says
+    whether screening or a reviewer sent it there, while the pipeline's record is kept."""
+    if not clip_ids:
+        return {}
+    out: dict[int, list[str]] = {}
+    rows = session.execute(
+        select(QueueItem.clip_id, QueueItem.queue, ClipProtection.route)
+        .outerjoin(ClipProtection, ClipProtection.clip_id == QueueItem.clip_id)
+        .where(QueueItem.clip_id.in_(clip_ids))
+        .order_by(QueueItem.id)
+    ).all()
+    for clip_id, queue, route in rows:
+        key = queue
+        if queue == "safety":
+            key = {"safety": "safety_screening", None: "safety"}.get(route, "safety_flag")
+        if key in SENT_TO and key not in out.setdefault(clip_id, []):
+            out[clip_id].append(key)
+    return out
 
 
 def render_html(report: dict[str, Any]) -> str:

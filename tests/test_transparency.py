@@ -66,6 +66,68 @@ def test_unknown_account_gets_an_empty_report(ws: Workspace) -> None:
     report = _report(ws, "never-seen")
     assert report["known"] is False and report["human_listens"] == [] and report["recordings"]["stored"] == 0
     assert "no recordings" in render_html(report)
+    f.queue_clips(ws, 1)
+    known = _report(ws, "acct-q0")
+    # The same shape as a known account's, so a caller reads both alike.
+    assert known.keys() == report.keys() and known["recordings"].keys() == report["recordings"].keys()
+    assert known["deleted"].keys() == report["deleted"].keys() and report["recordings"]["total_received"] == 0
+
+
+def test_an_id_no_account_can_have_is_refused(ws: Workspace) -> None:
+    import pytest
+
+    from earmark.errors import InvalidInput
+
+    for bad in ("", " acct-q0 ", "x" * 129, "acct\x00", "-leading-dash", "acct/../x"):
+        with pytest.raises(InvalidInput, match="not an account id"):
+            _report(ws, bad)
+
+
+def test_the_report_says_which_team_heard_why_and_what_was_written_and_the_consent_in_effect(ws: Workspace) -> None:
+    from earmark import escalation, help
+    from earmark.review import flag_sensitive
+
+    f.queue_clips(ws, 2)
+    reviewer, senior = f.user(ws, "r1"), f.user(ws, "sen1", Role.senior)
+    safety = f.user(ws, "saf1", Role.safety)
+    with ws.transaction() as s:
+        first = lease_next(s, actor=reviewer)
+        assert first is not None
+        help.ask_help(s, actor=reviewer, assignment_id=first.id, start=0.1, end=0.5, question="tulsa or tulsi?")
+        submit_annotation(s, actor=reviewer, assignment_id=first.id, transcript="play music", intent="PlayMusic")
+    with ws.transaction() as s:
+        second = lease_next(s, actor=reviewer)
+        assert second is not None
+        flag_sensitive(s, actor=reviewer, assignment_id=second.id)
+    with ws.transaction() as s:
+        lease = escalation.lease_safety(s, actor=safety, max_clips=10, window_minutes=60, lease_seconds=600)
+        assert lease.assignment is not None
+        escalation.record_outcome(s, actor=safety, assignment_id=lease.assignment.id, outcome="handled", note="ok")
+    del senior
+    report = _report(ws, "acct-q0")
+    sent = {x["clip_id"]: x["sent_to"] for x in report["sampled_for_human_review"]}
+    assert sorted(map(tuple, sent.values())) == [
+        ("the general review team",),
+        ("the general review team", "the safety team, because a reviewer found it may hold distress or danger"),
+    ]
+    kept = report["annotations_kept"]
+    assert (kept["count"], kept["help_questions"], kept["safety_notes"]) == (1, 1, 1)
+    html = render_html(report)
+    assert "1 question(s) a reviewer asked senior reviewers" in html and "1 note(s) the safety team wrote" in html
+    assert "Training use of your own voice: <b>not given" in html
+    # An account that never answered, under a program that reviews unless told not to: says so.
+    with ws.transaction() as s:
+        unknown_consent = build_report(
+            s, actor=Actor.cli(), account_id="acct-q0", secret=ws.secret, consent_default=Consent.allow
+        )
+    assert unknown_consent["human_review_consent"] == "allow"  # this account did answer
+    f.ingest(ws, 1, account_id="acct-silent")
+    with ws.transaction() as s:
+        silent = build_report(
+            s, actor=Actor.cli(), account_id="acct-silent", secret=ws.secret, consent_default=Consent.allow
+        )
+    assert silent["human_review_consent"].startswith("allow (you gave no answer")
+    assert _report(ws, "acct-silent")["human_review_consent"] == "not given (review not allowed)"
 
 
 def test_report_after_erasure_says_what_was_deleted(ws: Workspace) -> None:
@@ -164,7 +226,13 @@ def test_a_listen_by_the_wakeword_team_is_reported_as_theirs(ws: Workspace) -> N
     [listen] = report["human_listens"]
     assert listen["role"] == "wakeword" and listen["team"].startswith("wake-word team")
     # The answer holds no words: the report does not claim a transcript is kept.
-    assert report["annotations_kept"] == {"count": 1, "fields": ["what woke the device"]}
+    assert report["annotations_kept"] == {
+        "count": 1, "fields": ["what woke the device"], "help_questions": 0, "safety_notes": 0,
+    }  # fmt: skip
+    [sampled] = report["sampled_for_human_review"]
+    assert sampled["sent_to"] == [
+        "the wake-word team, because nobody seemed to speak to the assistant after it started listening"
+    ]
     # The team of the listen is the listener's role then, not now.
     from earmark import auth
 

@@ -83,7 +83,12 @@ REPORT_CSP = (
 
 
 @router.get("/accounts/{account_id}/report", name="api.report")
-def get_report(account_id: str, request: Request, format: str = "json", actor: Actor = Depends(api_actor)) -> Response:
+def get_report(
+    account_id: Annotated[str, Path(pattern=ID_PATTERN, description="The account's id, as in clip metadata.")],
+    request: Request,
+    format: str = "json",
+    actor: Actor = Depends(api_actor),
+) -> Response:
     """Transparency report for an account (empty for one earmark never saw)."""
     from earmark.transparency import build_report, render_html
 
@@ -102,7 +107,11 @@ def get_report(account_id: str, request: Request, format: str = "json", actor: A
 
 
 @router.post("/accounts/{account_id}/erase", name="api.erase")
-def post_erase(account_id: str, request: Request, actor: Actor = Depends(api_actor)) -> dict[str, object]:
+def post_erase(
+    account_id: Annotated[str, Path(pattern=ID_PATTERN, description="The account's id, as in clip metadata.")],
+    request: Request,
+    actor: Actor = Depends(api_actor),
+) -> dict[str, object]:
     """Erase an account (idempotent: a second call reports it was already erased)."""
     result = get_ws(request).erase(actor=actor, account_id=account_id)
     return {

@@ -29,6 +29,11 @@ def test_report_and_erase_through_the_service_api(ws: Workspace) -> None:
     policy = html.headers["content-security-policy"]  # its own <style> applies; no script runs
     assert "style-src 'unsafe-inline'" in policy and "default-src 'none'" in policy and "script" not in policy
     assert c.get("/api/v1/accounts/nobody/report", headers=headers).json()["known"] is False
+    # An id no account can have: refused, not reported on as "we hold no data" (nor audited).
+    for bad in ("%20acct-q0%20", "x" * 129, "%00%ff", "-x"):
+        for call in (c.get(f"/api/v1/accounts/{bad}/report", headers=headers),
+                     c.post(f"/api/v1/accounts/{bad}/erase", headers=headers)):  # fmt: skip
+            assert call.status_code == 422, (bad, call.status_code, call.text[:200])
     erased = c.post("/api/v1/accounts/acct-q0/erase", headers=headers)
     assert erased.status_code == 200 and erased.json()["clips"] == 2 and not erased.json()["already_erased"]
     assert c.post("/api/v1/accounts/acct-q0/erase", headers=headers).json()["already_erased"] is True
