@@ -9,6 +9,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -263,6 +264,20 @@ def change_role(session: Session, *, actor: Actor, username: str, role: Role) ->
         details={"old": old, "new": str(role), "clips_given_back": len(given)},
     )  # fmt: skip
     return user
+
+
+def list_users(session: Session) -> list[dict[str, Any]]:
+    """Every user, by id: the id is how the audit log names them (`user:<id>`)."""
+    return [
+        {
+            "actor": f"user:{u.id}",
+            "username": u.username,
+            "role": str(u.role),
+            "active": bool(u.active),
+            "created": u.created_at.date().isoformat(),
+        }
+        for u in session.execute(select(User).order_by(User.id)).scalars()
+    ]
 
 
 def deactivate_user(session: Session, *, actor: Actor, username: str) -> User:

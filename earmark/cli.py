@@ -394,6 +394,29 @@ def user_create(
         out.print(f"password: [bold]{password}[/] (shown once)")
 
 
+@user_app.command("list")
+def user_list(json_out: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False) -> None:
+    """Every user with the id the audit log names them by (`user:<id>`), role and state."""
+    from rich.table import Table
+
+    ws = _open()
+    try:
+        with ws.sessions() as session:
+            users = auth.list_users(session)
+    finally:
+        ws.close()
+    if json_out:
+        for u in users:
+            print(json.dumps(u))
+        return
+    table = Table()
+    for col in ("audit actor", "user", "role", "state", "created"):
+        table.add_column(col)
+    for u in users:
+        table.add_row(u["actor"], u["username"], u["role"], "active" if u["active"] else "deactivated", u["created"])
+    out.print(table)
+
+
 @user_app.command("role")
 def user_role(username: str, role: Annotated[Role, typer.Option(help="The new role.")]) -> None:
     """Change a user's role (their sessions end)."""

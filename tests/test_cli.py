@@ -288,3 +288,15 @@ def test_audit_anchor_then_verify_against_it_and_against_an_export(home: Path, t
     (tmp_path / "junk.jsonl").write_text("hello\n")
     junk = run(home, "audit", "verify", "--anchor", str(tmp_path / "junk.jsonl"))
     assert junk.exit_code == 1 and "not an audit anchor" in junk.output
+
+
+def test_user_list_names_the_ids_the_audit_log_uses(home: Path) -> None:
+    assert run(home, "user", "create", "bob", "--role", "reviewer").exit_code == 0
+    assert run(home, "user", "deactivate", "bob").exit_code == 0
+    rows = [json.loads(line) for line in run(home, "user", "list", "--json").output.splitlines()]
+    assert [(r["actor"], r["username"], r["role"], r["active"]) for r in rows] == [
+        ("user:1", "admin", "admin", True),
+        ("user:2", "bob", "reviewer", False),
+    ]
+    table = run(home, "user", "list").output
+    assert "user:2" in table and "deactivated" in table

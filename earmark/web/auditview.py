@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.errors import InvalidInput
+from earmark.models import User
 from earmark.web.deps import Caller, get_db, get_ws, page_caller
 from earmark.web.pages import render
 
@@ -29,10 +31,15 @@ def audit_view(
 ) -> Response:
     if before is not None and not 0 < before < 2**63:
         raise InvalidInput("before must be an event number", field="before")
+    who = actor.strip()
+    if who and ":" not in who and who not in ("cli", "system", "anonymous"):
+        # A person's name: the log holds their user id (a name can change; the id cannot).
+        found = session.execute(select(User.id).where(User.username == who)).scalar_one_or_none()
+        who = f"user:{found}" if found is not None else who
     events = audit.search(
         session,
         action=action.strip() or None,
-        actor=actor.strip() or None,
+        actor=who or None,
         object_type=object_type if object_type in audit.OBJECT_TYPES else None,
         object_id=object_id.strip() or None,
         before_seq=before,
@@ -40,11 +47,15 @@ def audit_view(
     )
     result = audit.verify_chain(session) if verify else None
     older = events[-1].seq if len(events) == PAGE else None
+    # Who each user id is, so an investigation reads people, not numbers (auditors and admins only).
+    ids = {int(e.actor[5:]) for e in events if e.actor.startswith("user:") and e.actor[5:].isdigit()}
+    names = dict(session.execute(select(User.id, User.username).where(User.id.in_(ids))).all()) if ids else {}
     return render(
         request,
         "audit.html",
         {
             "events": events,
+            "names": {f"user:{k}": v for k, v in names.items()},
             "filters": {"action": action, "actor": actor, "object_type": object_type, "object_id": object_id},
             "object_types": audit.OBJECT_TYPES,
             "older": older,

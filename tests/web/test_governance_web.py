@@ -6,7 +6,7 @@ import re
 from sqlalchemy import select
 
 from earmark import auth
-from earmark.models import Assignment, Clip
+from earmark.models import Assignment, Clip, User
 from earmark.types import Actor, Role
 from earmark.workspace import Workspace
 from tests import factories as f
@@ -85,6 +85,13 @@ def test_an_auditor_finds_who_heard_a_clip(ws: Workspace) -> None:
     assert odd.status_code == 200 and "No events match." in odd.text
     wildcard = c.get("/audit", params={"action": "%"}).text.split('data-testid="audit-rows"')[1]
     assert "No events match." in wildcard  # "%" is a character, not a wildcard
+    # The person behind an id, and a search by name: an investigation reads people, not numbers.
+    with ws.sessions() as s:
+        rev_id = s.execute(select(User.id).where(User.username == "rev1")).scalar_one()
+    by_name = c.get("/audit", params={"actor": "rev1"}).text.split('data-testid="audit-rows"')[1]
+    assert f"<td>user:{rev_id} · rev1</td>" in by_name and "review.audio" in by_name
+    assert "aud1" not in by_name  # only rev1's events
+    assert "No events match." in c.get("/audit", params={"actor": "nobody-such"}).text
 
 
 def test_an_auditor_opens_a_customers_report_in_the_browser_ui(ws: Workspace) -> None:
