@@ -699,17 +699,21 @@ def gold_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
 
 
 @retention_app.command("run")
-def retention_run(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def retention_run(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be purged; purge nothing.")] = False,
+) -> None:
     """Purge what the retention policy says is past its time; print counts per data class."""
     ws = _open()
     try:
-        result = ws.run_retention(actor=Actor.cli())
+        result = ws.run_retention(actor=Actor.cli(), dry_run=dry_run)
     finally:
         ws.close()
     if as_json:
-        print(json.dumps(result.counts()))
+        print(json.dumps({**result.counts(), "dry_run": dry_run}))
     else:
-        out.print("retention: " + ", ".join(f"{v} {k}" for k, v in result.counts().items()))
+        verb = "retention (dry run, nothing purged): would purge " if dry_run else "retention: "
+        out.print(verb + ", ".join(f"{v} {k}" for k, v in result.counts().items()))
 
 
 @app.command()

@@ -140,7 +140,12 @@ def run_retention(
     cutoff = _before(policy.transcript_days, now)
     if cutoff is not None:
         ids = list(
-            session.execute(select(Clip.id).where(Clip.text_purged_at.is_(None), Clip.ingested_at < cutoff)).scalars()
+            # Not an erased clip's: erasure took its text already.
+            session.execute(
+                select(Clip.id).where(
+                    Clip.text_purged_at.is_(None), Clip.erased_at.is_(None), Clip.ingested_at < cutoff
+                )
+            ).scalars()
         )
         result.transcripts = len(ids)
         # Without its text a clip cannot be reviewed: queued ones leave their queue first.

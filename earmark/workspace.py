@@ -324,11 +324,15 @@ class Workspace:
             audit_days=s.retention_audit_days,
         )
 
-    def run_retention(self, *, actor: Actor, now: datetime | None = None) -> RetentionResult:
+    def run_retention(self, *, actor: Actor, now: datetime | None = None, dry_run: bool = False) -> RetentionResult:
         """Purge expired data in one transaction, then its blobs; SQLite's WAL is checkpointed so
-        no older copy of the purged text stays in it."""
+        no older copy of the purged text stays in it. `dry_run`: count what would go, keep all."""
         with self.transaction() as session:
             result = run_retention(session, actor=actor, policy=self.retention_policy, now=now)
+            if dry_run:
+                session.rollback()
+        if dry_run:
+            return result
         for key in result.blob_keys:
             self.blobs.delete(key)
         db.checkpoint(self.engine)

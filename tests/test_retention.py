@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from earmark import audit
 from earmark.errors import InvalidInput
-from earmark.models import Annotation, Clip, HelpRequest, QueueItem, utcnow
+from earmark.models import Annotation, AuditEvent, Clip, HelpRequest, QueueItem, utcnow
 from earmark.queues import lease_next
 from earmark.retention import RetentionPolicy, run_retention
 from earmark.review import submit_annotation
@@ -128,3 +128,30 @@ def test_retention_and_a_lease_in_flight_do_not_deadlock(ws: Workspace) -> None:
     assert other.error is None, other.error
     with ws.sessions() as s:
         assert s.execute(select(QueueItem.state)).scalars().all() == ["withdrawn"]
+
+
+def test_a_dry_run_counts_what_would_go_and_keeps_everything_and_erased_clips_are_not_counted(
+    ws: Workspace,
+) -> None:
+    f.queue_clips(ws, 3)
+    f.ingest(ws, 2, account_id="acct-erased")
+    ws.erase(actor=Actor.cli(), account_id="acct-erased")  # its text is gone already
+    _review_one(ws)
+    later = utcnow() + timedelta(days=400)
+    with ws.sessions() as s:
+        before = (
+            s.execute(select(func.count()).select_from(Annotation)).scalar_one(),
+            s.execute(select(func.max(AuditEvent.seq))).scalar_one(),
+        )
+    blobs = set(ws.blobs.iter_keys())
+    dry = ws.run_retention(actor=Actor.cli(), now=later, dry_run=True)
+    assert dry.transcripts == 3 and dry.originals == 3 and dry.annotations == 2  # not the 2 erased clips
+    with ws.sessions() as s:
+        after = (
+            s.execute(select(func.count()).select_from(Annotation)).scalar_one(),
+            s.execute(select(func.max(AuditEvent.seq))).scalar_one(),
+        )
+        assert s.execute(select(Clip).where(Clip.text_purged_at.is_not(None))).first() is None
+    assert after == before and set(ws.blobs.iter_keys()) == blobs  # nothing purged, nothing audited
+    real = ws.run_retention(actor=Actor.cli(), now=later)
+    assert real.counts() == dry.counts()
