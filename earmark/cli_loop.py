@@ -349,7 +349,9 @@ def eval_sampling(
 @app.command()
 def metrics(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    since_days: Annotated[int | None, typer.Option(help="Only labels of the last N days.")] = None,
+    since_days: Annotated[
+        int | None, typer.Option(min=1, max=3650, help="Only labels of the last N days (1 to 3650).")
+    ] = None,
 ) -> None:
     """Device ASR WER and NLU accuracy against reviewed labels (inverse-probability weighted), by locale,
     intent and device type; intent confusions; worst examples (masked); review cost; privacy figures."""
@@ -393,6 +395,14 @@ def metrics(
                 "–" if r["slot_f1"] is None else f"{r['slot_f1']:.2f}",
             )
         out.print(table)
+        if group == "overall" and data["overall"]["clips"]:
+            o = data["overall"]
+            f1 = "–" if o["slot_f1_unweighted"] is None else f"{o['slot_f1_unweighted']:.2f}"
+            out.print(
+                f"weights: the {o['clips']} clips are worth {o['effective_clips']} equally weighted ones "
+                f"(effective sample size); the heaviest clip carries {pct(o['largest_weight_share'])} of the weight; "
+                f"slot F1 unweighted {f1}"
+            )
     c, p = data["cost"], data["privacy"]
     out.print(
         f"cost: {c['review_hours']} review hours over {c['passes']} passes; {c['useful_labels']} of "

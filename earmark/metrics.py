@@ -56,12 +56,20 @@ def _slots(slots: list[dict[str, Any]] | None) -> set[tuple[str, str]]:
     return {(str(s.get("type")), normalize(str(s.get("value", "")))) for s in slots or []}
 
 
-def _seen_slots(device: set[tuple[str, str]], shown: str | None) -> set[tuple[str, str]]:
-    """The device's slots a reviewer could judge: of a type that is not personal data, with a value
-    in the transcript they were shown. A masked name or number ("call [PERSON]", slot contact =
-    daniel) cannot be tagged, so it is not a device error."""
+def _seen_slots(device: set[tuple[str, str]], shown: str | None, heard: str | None = None) -> set[tuple[str, str]]:
+    """The device's slots a reviewer could judge: of a type that is not personal data, and not
+    masked out of the transcript they were shown. A masked name or number ("call [PERSON]", slot
+    contact = daniel) cannot be tagged, so it is not a device error. A value the device's own
+    recognizer never heard ("parents" heard, city = paris understood) was not masked: the reviewer
+    judges it like any other. `heard`: the device's transcript before masking (None once
+    retention took it: then only values in `shown` count)."""
     words = f" {_tokens(shown or '')} "
-    return {(t, v) for t, v in device if t.lower() not in PII_SLOT_TYPES and v and f" {v} " in words}
+    before = f" {_tokens(heard)} " if heard is not None else None
+
+    def judged(value: str) -> bool:
+        return f" {value} " in words or (before is not None and f" {value} " not in before)
+
+    return {(t, v) for t, v in device if t.lower() not in PII_SLOT_TYPES and v and judged(v)}
 
 
 @dataclass(slots=True)
@@ -118,7 +126,7 @@ def _errors_of(row: Any) -> dict[str, Any]:
     if nlu.get("intent") and row.intent:
         # Both sides judged alike: slots of personal-data types count on neither.
         gold = {(t, v) for t, v in _slots(row.slots) if t.lower() not in PII_SLOT_TYPES}
-        pred = _seen_slots(_slots(nlu.get("slots")), row.redacted_text)
+        pred = _seen_slots(_slots(nlu.get("slots")), row.redacted_text, row.device_asr_text)
         out["intent_right"] = int(nlu["intent"] == row.intent)
         out["slot_tp"], out["slot_fp"], out["slot_fn"] = len(gold & pred), len(pred - gold), len(gold - pred)
         out["corrected"] = int(out["corrected"] or not out["intent_right"] or gold != pred)
@@ -164,6 +172,7 @@ def refresh_errors(session: Session, *, chunk: int = 2000) -> int:
                 Clip.device_type,
                 Clip.inclusion_probability,
                 Clip.redacted_text,
+                Clip.device_asr_text,
                 Clip.device_nlu,
                 ClipProtection.transcript_source,
                 Annotation.id.label("ann_id"),
@@ -209,12 +218,18 @@ def _aggregate(session: Session, conds: list[Any], dim: Any | None) -> dict[str,
         func.sum(e.weight * e.slot_tp),
         func.sum(e.weight * e.slot_fp),
         func.sum(e.weight * e.slot_fn),
+        func.sum(e.slot_tp),
+        func.sum(e.slot_fp),
+        func.sum(e.slot_fn),
+        func.sum(e.weight),
+        func.sum(e.weight * e.weight),
+        func.max(e.weight),
     ]
     q = select(dim if dim is not None else literal("all"), *cols).join(Clip, Clip.id == e.clip_id).where(*conds)
     if dim is not None:
         q = q.group_by(dim)
     out = {}
-    for key, n, we, ww, re_, rw, iw, iwr, inn, ir, tp, fp, fn in session.execute(q):
+    for key, n, we, ww, re_, rw, iw, iwr, inn, ir, tp, fp, fn, rtp, rfp, rfn, w, w2, wmax in session.execute(q):
         out[str(key)] = {
             "clips": int(n),
             "asr_wer": _ratio(we, ww),
@@ -222,6 +237,11 @@ def _aggregate(session: Session, conds: list[Any], dim: Any | None) -> dict[str,
             "intent_accuracy": _ratio(iwr, iw),
             "intent_accuracy_unweighted": _ratio(ir, inn),
             "slot_f1": _f1(tp, fp, fn),
+            "slot_f1_unweighted": _f1(rtp, rfp, rfn),
+            # How far the weights let a few clips decide: Kish's effective sample size, (sum w)^2 /
+            # sum w^2 (n when all weights are equal), and the largest single clip's share.
+            "effective_clips": round(float(w) ** 2 / float(w2), 1) if w2 else 0.0,
+            "largest_weight_share": round(float(wmax) / float(w), 4) if w else None,
         }
     return out
 

@@ -241,6 +241,6 @@ def figures(session: Session, *, since: datetime | None = None, consent_default:
         sum(counts[x] for x in FALSE_WAKES),
         rows,
         round(float(ms) / 3_600_000, 3),
-        sum(weights[x] for x in FALSE_WAKES) / total if total else None,
+        round(sum(weights[x] for x in FALSE_WAKES) / total, 4) if total else None,
         by_device,
     )

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from earmark.metrics import compute_metrics
-from earmark.models import AuditEvent, Clip
+from earmark.models import AuditEvent, Clip, ClipError
 from earmark.queues import lease_next
 from earmark.review import SlotIn, submit_annotation
 from earmark.types import Actor
@@ -65,6 +65,9 @@ def test_errors_are_inverse_probability_weighted(ws: Workspace) -> None:
     assert o["asr_wer"] == pytest.approx(10 / (2 * 7 + 10 * 7), abs=1e-4)  # weights 2 and 10
     assert o["intent_accuracy_unweighted"] == 0.5
     assert o["intent_accuracy"] == pytest.approx(2 / 12, abs=1e-4)
+    # How much the weights let one clip decide: (2 + 10)^2 / (4 + 100) equally weighted clips.
+    assert (o["effective_clips"], o["largest_weight_share"]) == (1.4, pytest.approx(10 / 12, abs=1e-4))
+    assert o["slot_f1_unweighted"] is not None
     assert m["intent_confusion"] == [{"device": "PlayMusic", "reviewed": "AddToPlaylist", "clips": 1}]
     assert set(m["by"]["intent"]) == {"PlayMusic", "AddToPlaylist"}
     assert m["by"]["intent"]["PlayMusic"]["asr_wer"] == 0.0
@@ -212,6 +215,25 @@ def test_a_masked_slot_value_is_not_counted_as_a_device_error(ws: Workspace) -> 
         result = compute_metrics(s, actor=Actor.cli()).as_dict()
     assert result["overall"]["slot_f1"] is None or result["overall"]["slot_f1"] == 1.0
     assert result["cost"]["useful_labels"] == 0  # nothing was corrected
+
+
+def test_a_slot_the_device_understood_though_its_recognizer_misheard_counts_when_right(ws: Workspace) -> None:
+    """The device heard "parents" and understood city = paris; the reviewer typed "paris" and tagged
+    it. The slot counted as missed: values not in the shown transcript were all taken for masked."""
+    text = "what is the weather in parents tomorrow"
+    nlu = {"intent": "GetWeather", "slots": [{"type": "city", "value": "paris"}], "confidence": 0.9}
+    m = f.meta(account_id="acct-p", device_asr={"text": text, "confidence": 0.9}, device_nlu=nlu)
+    ws.ingest(actor=Actor.cli(), meta=m, audio=f.speech_bytes(text), via="test")
+    f.allow(ws, "acct-p")
+    f.sample_all(ws)
+    ws.process_pending()
+    fixed = "what is the weather in paris tomorrow"
+    _review(ws, [(fixed, "GetWeather", [SlotIn(type="city", start=23, end=28)])])
+    with ws.transaction() as s:
+        result = compute_metrics(s, actor=Actor.cli()).as_dict()
+        row = s.execute(select(ClipError)).scalar_one()
+    assert (row.slot_tp, row.slot_fp, row.slot_fn) == (1, 0, 0)
+    assert result["overall"]["slot_f1"] == 1.0
 
 
 def test_review_time_is_unknown_not_zero_once_the_passes_are_past_retention(ws: Workspace) -> None:

@@ -221,7 +221,7 @@ def test_figures_count_each_answer_with_its_median_wake_score(ws: Workspace) -> 
         fig = wakeword.figures(s)
     by = {r.label: r for r in fig.labels}
     assert (fig.answered, fig.false_wakes) == (5, 4)
-    assert fig.false_wake_share == pytest.approx(13 / 14)
+    assert fig.false_wake_share == pytest.approx(13 / 14, abs=1e-4)
     # Weighted: the media clip at 0.70 outweighs the two others (0.52, 0.58) together.
     assert (by["media"].clips, by["media"].median_wake_score) == (3, 0.7)
     assert (by["wake_word"].clips, by["wake_word"].median_wake_score) == (1, 0.93)
