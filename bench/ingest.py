@@ -20,7 +20,7 @@ import soundfile as sf
 from sqlalchemy import create_engine, text
 
 from earmark.config import load_settings
-from earmark.ingest import ClipMeta
+from earmark.manifest import ClipMeta
 from earmark.types import Actor
 from earmark.workspace import init_workspace
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from earmark.audio import AudioLimits, decode_mono, probe_audio
 from earmark.config import Settings
 from earmark.demo import write_demo_clips
-from earmark.ingest import read_manifest
+from earmark.manifest import read_manifest
 from earmark.pipeline import PipelineConfig, build_components, clip_rng, protect
 
 

@@ -24,7 +24,7 @@ from earmark import audit, auth, db, keys
 from earmark.config import Settings, load_settings
 from earmark.db import BUSY_MESSAGE, is_transient
 from earmark.errors import EarmarkError, InvalidInput
-from earmark.ingest import ClipMeta, read_manifest
+from earmark.manifest import ClipMeta, read_manifest
 from earmark.pipeline import ProcessResult, pending_clip_ids
 from earmark.types import Actor, Consent, Role
 from earmark.workspace import Workspace, init_workspace, open_workspace

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.errors import InvalidInput, NotFound
-from earmark.ingest import ID_PATTERN, check_account_id, get_or_create_account
+from earmark.ingest import check_account_id, get_or_create_account
+from earmark.manifest import ID_PATTERN
 from earmark.models import Account, Clip, QueueItem, utcnow
 from earmark.queues import lock_account_clips, record_events, withdraw_clips
 from earmark.types import Actor, ClipStatus, Consent, QueueState

@@ -29,7 +29,7 @@ from earmark.catalog import import_catalog, import_inventory
 from earmark.config import SETTINGS_FILE, Settings
 from earmark.consent import set_consent
 from earmark.errors import ConfigError
-from earmark.ingest import read_manifest
+from earmark.manifest import read_manifest
 from earmark.pipeline import pending_clip_ids
 from earmark.sampling import draw_sample
 from earmark.sampling_policy import SamplingPolicy, load_policy

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from earmark import audit
 from earmark.errors import NotFound
 from earmark.export import mark_exports
-from earmark.ingest import ERASED_PREFIX
+from earmark.manifest import ERASED_PREFIX
 from earmark.models import (
     CLIP_TEXT,
     Account,

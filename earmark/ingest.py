@@ -1,21 +1,16 @@
 """Ingest: a recording arrives (manifest line or HTTP upload) and is stored, encrypted, once.
 
-Both entry points build a `ClipMeta` and call `ingest_clip`. Re-sending a clip is idempotent by
-`clip_id`: the same bytes and metadata are a no-op; different bytes, or the same bytes with other
-metadata (a correction sent as a retry), are a `Conflict` that changes nothing.
+Both entry points build a `ClipMeta` (earmark.manifest) and call `ingest_clip`. Re-sending a clip
+is idempotent by `clip_id`: the same bytes and metadata are a no-op; different bytes, or the same
+bytes with other metadata (a correction sent as a retry), are a `Conflict` that changes nothing.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,12 +19,10 @@ from earmark.audio import AudioInfo, AudioLimits, probe_audio
 from earmark.crypto import Keyring, content_mac, encrypt_blob
 from earmark.errors import Conflict, InvalidInput
 from earmark.keys import ensure_data_key
+from earmark.manifest import ERASED_PREFIX, ClipMeta
 from earmark.models import Account, Clip, KeyState
 from earmark.storage import InflightJournal, LocalBlobStore, new_blob_key
 from earmark.types import Actor, ClipStatus
-
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
-ERASED_PREFIX = "erased:"  # an erased account's id becomes this plus a keyed hash; no live id may start so
 
 
 def check_account_id(account_id: str) -> str:
@@ -37,145 +30,6 @@ def check_account_id(account_id: str) -> str:
     if account_id.startswith(ERASED_PREFIX):
         raise InvalidInput(f"account ids may not start with {ERASED_PREFIX!r}", field="account_id")
     return account_id
-
-
-LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
-
-Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class DeviceASR(_Strict):
-    text: str = Field(max_length=2000)
-    confidence: Confidence | None = None
-    alternatives: list[Annotated[str, Field(max_length=2000)]] = Field(default_factory=list, max_length=10)
-
-
-class Slot(_Strict):
-    type: str = Field(min_length=1, max_length=64)
-    value: str = Field(max_length=500)
-
-
-class DeviceNLU(_Strict):
-    intent: str = Field(min_length=1, max_length=64)
-    slots: list[Slot] = Field(default_factory=list, max_length=50)
-    confidence: Confidence | None = None
-
-
-class UpstreamDraw(_Strict):
-    """The `sampling` object `earmark sample-stream` adds to a drawn line."""
-
-    probability: float = Field(gt=0.0, le=1.0)
-    reason: Literal["uniform", "priority", "wake_word"]  # wake_word: for the wake-word team only
-    policy: str = Field(max_length=64)
-
-
-class ClipMeta(_Strict):
-    """Metadata of one clip, as a manifest line or the `metadata` part of an upload."""
-
-    clip_id: str | None = Field(None, pattern=ID_PATTERN)
-    account_id: str = Field(pattern=ID_PATTERN)
-    device_id: str = Field(pattern=ID_PATTERN)
-    recorded_at: AwareDatetime
-    locale: str = Field(pattern=LOCALE_PATTERN)
-    audio: str | None = Field(None, max_length=1000)
-    device_asr: DeviceASR | None = None
-    device_nlu: DeviceNLU | None = None
-    wake_score: Confidence | None = None
-    device_type: str | None = Field(None, pattern=r"^[a-z0-9_-]{1,32}$")
-    child_profile: bool = False
-    sampling: UpstreamDraw | None = None
-
-    @field_validator("account_id")
-    @classmethod
-    def _not_erased(cls, value: str) -> str:
-        if value.startswith(ERASED_PREFIX):
-            raise ValueError(f"may not start with {ERASED_PREFIX!r} (the mark of an erased account)")
-        return value
-
-    @field_validator("recorded_at")
-    @classmethod
-    def _plausible_time(cls, value: datetime) -> datetime:
-        # Year 1 with a positive offset cannot even be converted to UTC; a recording from before
-        # 1970 is a device clock error, not a time to store. (Times ahead are kept: clocks and
-        # test data run ahead, and sampling periods handle them.)
-        try:
-            utc = value.astimezone(UTC)
-        except OverflowError:
-            raise ValueError("is out of range; give the recording time in UTC") from None
-        if utc < datetime(1970, 1, 1, tzinfo=UTC):
-            raise ValueError("must not be before 1970 (check the device's clock)")
-        return value  # as given: the derived clip id uses it
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming each bad field and what it needs."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "line"
-        msg = err["msg"]
-        if err["type"] == "timezone_aware":
-            msg = "must include a time zone, e.g. 2026-01-05T09:30:00+00:00"
-        elif err["type"] == "extra_forbidden":
-            msg = (
-                "unknown field (allowed: clip_id, account_id, device_id, recorded_at, locale, audio, "
-                "device_asr, device_nlu, wake_score, device_type, child_profile, sampling)"
-            )
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-        parts.append(f"{loc}: {msg}")
-    return "; ".join(parts)
-
-
-def parse_meta(raw: Any) -> ClipMeta:
-    """Validate a decoded JSON object as ClipMeta, raising InvalidInput that names the fields."""
-    if not isinstance(raw, dict):
-        raise InvalidInput("expected a JSON object", field="metadata")
-    try:
-        return ClipMeta.model_validate(raw)
-    except ValidationError as exc:
-        raise InvalidInput(describe_validation_error(exc)) from exc
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestLine:
-    lineno: int
-    meta: ClipMeta | None
-    error: str | None
-
-
-def read_manifest(path: Path) -> Iterator[ManifestLine]:
-    """Yield each non-blank line of a JSONL manifest, parsed or with the reason it is bad."""
-    with open(path, encoding="utf-8", errors="strict") as fh:
-        lineno = 0
-        while True:
-            try:
-                line = fh.readline()
-            except UnicodeDecodeError as exc:
-                yield ManifestLine(lineno + 1, None, f"not UTF-8 text ({exc.reason})")
-                return
-            if not line:
-                return
-            lineno += 1
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield ManifestLine(lineno, None, f"not valid JSON: {exc.msg} at column {exc.colno}")
-                continue
-            try:
-                meta = parse_meta(raw)
-            except InvalidInput as exc:
-                yield ManifestLine(lineno, None, str(exc))
-                continue
-            if meta.audio is None:
-                yield ManifestLine(lineno, None, "audio: required field is missing")
-                continue
-            yield ManifestLine(lineno, meta, None)
 
 
 def derive_clip_id(meta: ClipMeta, mac: str) -> str:

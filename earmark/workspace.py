@@ -28,7 +28,8 @@ from earmark.consent import ConsentResult, set_consent
 from earmark.crypto import Keyring, new_key, parse_env_key, read_keyring, write_keyring
 from earmark.erasure import ErasureResult, erase_account
 from earmark.errors import ConfigError, EarmarkError, InvalidInput
-from earmark.ingest import ClipMeta, IngestResult, ingest_clip, lock_batch_accounts
+from earmark.ingest import IngestResult, ingest_clip, lock_batch_accounts
+from earmark.manifest import ClipMeta
 from earmark.models import Clip, SettingsSnapshot, User, utcnow
 from earmark.pipeline import (
     Components,

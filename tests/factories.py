@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from earmark import auth
 from earmark.audio import encode_wav, resample
 from earmark.consent import set_consent
-from earmark.ingest import ClipMeta
+from earmark.manifest import ClipMeta
 from earmark.models import User
 from earmark.sampling import draw_sample
 from earmark.sampling_policy import SamplingPolicy

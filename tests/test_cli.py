@@ -108,6 +108,21 @@ def test_ingest_sample_stats_flow(home: Path, tmp_path: Path) -> None:
     assert "OK" in run(home, "audit", "verify").output
 
 
+def test_ingest_rejects_only_the_line_with_a_bad_byte_and_counts_every_line(home: Path, tmp_path: Path) -> None:
+    """A byte that is not UTF-8 stopped the read of the manifest (the lines after it, and those
+    before it in the same 8 KB, were dropped in silence)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    manifest = _manifest(folder, 6, bad_line_at=3)
+    lines = manifest.read_bytes().split(b"\n")
+    lines[1] = lines[1].replace(b"weather", b"w\xe9ather")
+    manifest.write_bytes(b"\n".join(lines))
+    result = run(home, "ingest", str(manifest))
+    assert result.exit_code == 1
+    assert "ingested 4 new clip(s), 0 already present, 2 rejected" in result.output
+    assert "line 2: not UTF-8 text" in result.output and "line 4: device_id" in result.output
+
+
 def test_token_is_printed_once(home: Path) -> None:
     result = run(home, "token", "create", "--role", "service")
     assert result.exit_code == 0

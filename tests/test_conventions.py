@@ -16,6 +16,7 @@ PURE = [
     "crypto.py",
     "synth.py",
     "sampling_policy.py",
+    "manifest.py",
     "export_formats.py",
     "textnorm.py",
     "sampling_eval.py",

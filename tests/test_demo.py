@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from earmark.cli import app
 from earmark.config import load_settings
 from earmark.demo import CONFUSIONS, build_demo
-from earmark.ingest import read_manifest
+from earmark.manifest import read_manifest
 from earmark.models import Clip
 from earmark.workspace import open_workspace
 

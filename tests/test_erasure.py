@@ -177,7 +177,8 @@ def test_an_erased_accounts_tombstone_id_names_nobody(ws: Workspace) -> None:
     with ws.transaction() as s:
         assert build_report(s, actor=Actor.cli(), account_id=tomb, secret=ws.secret)["known"] is False
         assert build_report(s, actor=Actor.cli(), account_id="acct-x", secret=ws.secret)["erased_on"]
-    from earmark.ingest import get_or_create_account, parse_meta
+    from earmark.ingest import get_or_create_account
+    from earmark.manifest import parse_meta
 
     meta = {"account_id": tomb, "device_id": "d1", "recorded_at": "2026-11-25T18:00:00Z", "locale": "en-US"}
     with pytest.raises(InvalidInput, match="erased"):

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from earmark.errors import Conflict, InvalidAudio, InvalidInput
-from earmark.ingest import get_or_create_account, parse_meta, read_manifest
+from earmark.ingest import get_or_create_account
+from earmark.manifest import parse_meta, read_manifest
 from earmark.models import Account, Clip
 from earmark.types import Actor
 from earmark.workspace import Workspace
@@ -162,6 +163,56 @@ def test_manifest_reports_bad_lines_by_number(tmp_path: Path) -> None:
     assert parsed[1].error is not None and "not valid JSON" in parsed[1].error
     assert parsed[2].error is not None and "time zone" in parsed[2].error
     assert parsed[4].error is not None and "recorded_at: " in parsed[4].error and "out of range" in parsed[4].error
+
+
+@pytest.mark.parametrize(("n", "bad"), [(120, 60), (5, 3), (5, 1)])
+def test_a_line_that_is_not_utf8_is_one_bad_line_and_every_other_line_is_read(tmp_path: Path, n: int, bad: int) -> None:
+    """The manifest was decoded in 8 KB chunks: one bad byte on line 60 of 120 was reported as
+    line 50, and lines 50-59 and 61-120 were neither ingested nor reported."""
+    lines = [_line(tmp_path, f"u{i}", device_asr={"text": "cafe au lait"}) for i in range(1, n + 1)]
+    path = _write_manifest(tmp_path, lines)
+    data = path.read_bytes().split(b"\n")
+    data[bad - 1] = data[bad - 1].replace(b"cafe", b"caf\xe9", 1)  # é in Latin-1
+    path.write_bytes(b"\n".join(data))
+    at = data[bad - 1].index(b"\xe9") + 1
+    parsed = list(read_manifest(path))
+    assert [p.lineno for p in parsed] == list(range(1, n + 1))
+    assert [(p.lineno, p.error) for p in parsed if p.meta is None] == [
+        (bad, f"not UTF-8 text (invalid continuation byte at byte {at}); save the file as UTF-8")
+    ]
+
+
+def test_a_byte_order_mark_before_the_first_line_is_accepted(tmp_path: Path) -> None:
+    """Python's hint "decode using utf-8-sig" rejected line 1 of a manifest saved with a BOM."""
+    path = _write_manifest(tmp_path, [_line(tmp_path, "b1"), _line(tmp_path, "b2")])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert [(p.lineno, p.error) for p in read_manifest(path)] == [(1, None), (2, None)]
+    # Only at the start of the file: elsewhere it is not whitespace JSON allows.
+    path.write_bytes(path.read_bytes() + b"\xef\xbb\xbf" + _line(tmp_path, "b3").encode() + b"\n")
+    assert [p.lineno for p in read_manifest(path) if p.error] == [3]
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        (
+            '{"clip_id": "x1", "account_id": ',
+            "not valid JSON: expecting value at column 33, where the text ends (is it cut short?)",
+        ),
+        (
+            '{"clip_id": "x1", "account_id": "acct',
+            "not valid JSON: unterminated string starting at column 33",
+        ),
+        ('{"clip_id": "x1",, "account_id": "a"}', "not valid JSON: expecting property name enclosed in double "
+         "quotes at column 18"),
+        ('{"clip_id": "x1"} {}', "not valid JSON: extra data at column 19"),
+    ],
+)  # fmt: skip
+def test_a_json_error_names_the_column_on_the_line(tmp_path: Path, line: str, error: str) -> None:
+    """The line's own newline made an error at its end "at column 1" (of the next line); json's
+    "Unterminated string starting at" read "starting at at column 2"."""
+    path = _write_manifest(tmp_path, [line])
+    assert [p.error for p in read_manifest(path)] == [error]
 
 
 def test_ingest_killed_half_way_then_rerun_leaves_a_consistent_store(ws: Workspace, tmp_path: Path) -> None:

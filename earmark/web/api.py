@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from earmark.errors import InvalidInput, TooLarge
-from earmark.ingest import ID_PATTERN, parse_meta
+from earmark.manifest import ID_PATTERN, parse_meta
 from earmark.types import Actor, Consent
 from earmark.web.deps import api_actor, get_ws, load_json
 

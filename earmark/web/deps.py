@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from earmark import auth
 from earmark.errors import AuthenticationFailed, InvalidInput, PermissionDenied
+from earmark.manifest import load_json_text
 from earmark.models import User, WebSession
 from earmark.types import Actor, Role
 from earmark.web.policy import allowed
@@ -27,23 +27,13 @@ class LoginRequired(Exception):
     """Raised for a page that needs a login; the app redirects to /login."""
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def load_json(raw: str | bytes, *, field: str | None = None) -> Any:
-    """Parse a JSON body or field; malformed JSON, and text that is not valid Unicode (a lone
-    surrogate escape such as "\\ud800", which no database can store), are the caller's error."""
+    """Parse a JSON body or field with the rules of a manifest line (earmark.manifest.load_json_text):
+    malformed JSON, bytes that are not UTF-8 and a lone surrogate escape are the caller's error."""
     try:
-        data = json.loads(raw, parse_constant=_no_constant)
-    except ValueError as exc:  # JSONDecodeError, bytes that are not UTF-8, NaN and Infinity
-        where = f": {exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise InvalidInput(f"not valid JSON{where}", field=field) from exc
-    try:
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInput("the text holds an invalid character (a lone surrogate)", field=field) from exc
-    return data
+        return load_json_text(raw)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, field=field) from None
 
 
 def get_ws(request: Request) -> Workspace:
