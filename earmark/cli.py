@@ -180,9 +180,11 @@ def ingest(
 
             return load
 
-        columns = (TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        # Counted in manifest lines, the bad ones included (done as soon as read): the total is
+        # the manifest's, not the count of lines that parsed.
+        columns = (TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("lines"), TimeRemainingColumn())
         with Progress(*columns, console=err, transient=False) as progress:
-            task = progress.add_task("ingest", total=len(good))
+            task = progress.add_task("ingest", total=len(lines), completed=len(problems))
             outcomes = ws.ingest_many(((m, loader(m)) for _, m in good), actor=Actor.cli(), via="manifest")
             for (lineno, _), outcome in zip(good, outcomes, strict=True):
                 progress.advance(task)

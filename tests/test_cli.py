@@ -110,7 +110,8 @@ def test_ingest_sample_stats_flow(home: Path, tmp_path: Path) -> None:
 
 def test_ingest_rejects_only_the_line_with_a_bad_byte_and_counts_every_line(home: Path, tmp_path: Path) -> None:
     """A byte that is not UTF-8 stopped the read of the manifest (the lines after it, and those
-    before it in the same 8 KB, were dropped in silence)."""
+    before it in the same 8 KB, were dropped in silence), and the progress bar counted only the
+    lines that parsed (4/4 of 6)."""
     folder = tmp_path / "in"
     folder.mkdir()
     manifest = _manifest(folder, 6, bad_line_at=3)
@@ -121,6 +122,7 @@ def test_ingest_rejects_only_the_line_with_a_bad_byte_and_counts_every_line(home
     assert result.exit_code == 1
     assert "ingested 4 new clip(s), 0 already present, 2 rejected" in result.output
     assert "line 2: not UTF-8 text" in result.output and "line 4: device_id" in result.output
+    assert "6/6 lines" in result.output
 
 
 def test_token_is_printed_once(home: Path) -> None:
