@@ -10,11 +10,13 @@ from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from earmark.errors import InvalidInput, TooLarge
-from earmark.manifest import ID_PATTERN, parse_meta
+from earmark.manifest import ID_PATTERN, ClipMeta, parse_meta
 from earmark.types import Actor, Consent
 from earmark.web.deps import api_actor, get_ws, load_json
 
 router = APIRouter(prefix="/api/v1")
+# The audio comes as its own file part: an unknown field is told the others.
+METADATA_FIELDS = [name for name in ClipMeta.model_fields if name != "audio"]
 
 
 @router.post("/clips", name="api.clips.create", status_code=201)
@@ -28,7 +30,7 @@ async def create_clip(
     raw = load_json(metadata, field="metadata")
     if isinstance(raw, dict) and "audio" in raw:
         raise InvalidInput("send the audio as the 'audio' file part, not in metadata", field="metadata.audio")
-    meta = parse_meta(raw)
+    meta = parse_meta(raw, allowed=METADATA_FIELDS)
     data = await audio.read(ws.settings.max_upload_bytes + 1)
     if len(data) > ws.settings.max_upload_bytes:
         raise TooLarge(f"audio is larger than {ws.settings.max_upload_bytes} bytes", field="audio")

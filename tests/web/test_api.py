@@ -97,6 +97,20 @@ def test_bad_uploads_are_refused_with_a_reason_and_store_nothing(
     assert list(ws.blobs.iter_keys()) == []
 
 
+def test_upload_errors_read_well_and_list_what_the_route_takes(ws: Workspace) -> None:
+    """json's "Unterminated string starting at" became "starting at at column 2", and an unknown
+    field was told `audio` is allowed, which this route refuses in the metadata."""
+    c, token = client(ws), _token(ws)
+    cut = _post(c, token, f.audio_bytes(), '{"clip_id": "x1')
+    assert cut.json()["error"]["message"] == "not valid JSON: unterminated string starting at column 13"
+    unknown = _post(c, token, f.audio_bytes(), _meta(colour="blue")).json()["error"]["message"]
+    assert "colour: unknown field (allowed: clip_id, account_id, device_id, recorded_at, locale, device_asr" in unknown
+    assert "audio" not in unknown
+    nested = _post(c, token, f.audio_bytes(), _meta(device_asr={"text": "hi", "lang": "en"})).json()
+    assert "device_asr.lang: unknown field (allowed: text, confidence, alternatives)" in nested["error"]["message"]
+    assert _clips(ws) == 0
+
+
 def test_oversized_upload_is_refused_before_it_is_read(ws: Workspace) -> None:
     ws.settings.max_upload_bytes = 50_000
     c, token = client(ws), _token(ws)
