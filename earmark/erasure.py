@@ -13,8 +13,6 @@ The account's own id is replaced by a keyed hash, so a repeated request is recog
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +22,7 @@ from sqlalchemy.orm import Session
 from earmark import audit
 from earmark.errors import NotFound
 from earmark.export import mark_exports
+from earmark.ingest import erased_id
 from earmark.manifest import ERASED_PREFIX
 from earmark.models import (
     CLIP_TEXT,
@@ -41,11 +40,6 @@ from earmark.models import (
 )
 from earmark.queues import lock_account_clips, record_events, withdraw_clips
 from earmark.types import Actor, ClipStatus
-
-
-def erased_id(secret: bytes, account_id: str) -> str:
-    """What replaces an erased account's id: a keyed hash, useless without the workspace secret."""
-    return ERASED_PREFIX + hmac.new(secret, f"account:{account_id}".encode(), hashlib.sha256).hexdigest()[:40]
 
 
 @dataclass

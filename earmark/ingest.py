@@ -7,6 +7,8 @@ bytes with other metadata (a correction sent as a retry), are a `Conflict` that 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +32,21 @@ def check_account_id(account_id: str) -> str:
     if account_id.startswith(ERASED_PREFIX):
         raise InvalidInput(f"account ids may not start with {ERASED_PREFIX!r}", field="account_id")
     return account_id
+
+
+def erased_id(secret: bytes, account_id: str) -> str:
+    """What replaces an erased account's id: a keyed hash, useless without the workspace secret."""
+    return ERASED_PREFIX + hmac.new(secret, f"account:{account_id}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def _erased_account_of(session: Session, clip: Clip, *, secret: bytes, account_id: str) -> bool:
+    """Whether `clip` belonged to `account_id` and went with its erasure (tombstone id, possibly
+    with the erased row's ":<id>" suffix)."""
+    owner = session.get(Account, clip.account_id)
+    if owner is None or owner.erased_at is None:
+        return False
+    base = erased_id(secret, account_id)
+    return owner.external_id == base or owner.external_id.startswith(base + ":")
 
 
 def derive_clip_id(meta: ClipMeta, mac: str) -> str:
@@ -126,11 +143,13 @@ def ingest_clip(
     limits: AudioLimits,
     journal: InflightJournal,
     via: str,
+    secret: bytes,
 ) -> IngestResult:
     """Store one clip: validate audio, encrypt it under the account's key, write blob then row.
 
     The blob key goes into `journal` before the blob is written, so the boundary can delete it if
-    the transaction fails and a later run can if the process dies. Audited; caller commits.
+    the transaction fails and a later run can if the process dies. `secret` is the workspace's,
+    to recognise the caller's account among erased ones. Audited; caller commits.
     """
     info = probe_audio(audio, limits)
     account = get_or_create_account(session, meta.account_id)
@@ -150,6 +169,14 @@ def ingest_clip(
                     field="clip_id",
                 )
             return IngestResult(clip_id, created=False, info=info)
+        if _erased_account_of(session, existing, secret=secret, account_id=meta.account_id):
+            # Said only when the caller names the erased account: of another account's clip it
+            # tells nothing more than that the id is taken.
+            raise Conflict(
+                f"clip_id {clip_id} was erased with account {meta.account_id} at its owner's request "
+                "and is not taken again; send new recordings under a new clip_id",
+                field="clip_id",
+            )
         raise Conflict(
             f"clip_id {clip_id} already exists with different audio or account; "
             "send new recordings under a new clip_id",

@@ -134,6 +134,7 @@ class Workspace:
                         limits=self.limits,
                         journal=journal,
                         via=via,
+                        secret=self.secret,
                     )
             except IntegrityError:
                 self._discard(journal, journal.keys)
@@ -193,6 +194,7 @@ class Workspace:
                                 limits=self.limits,
                                 journal=journal,
                                 via=via,
+                                secret=self.secret,
                             )
                     except EarmarkError as exc:
                         failed += journal.keys[mark:]

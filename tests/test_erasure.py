@@ -166,8 +166,8 @@ def test_erasure_nulls_every_text_column_of_the_clips(ws: Workspace) -> None:
 
 def test_an_erased_accounts_tombstone_id_names_nobody(ws: Workspace) -> None:
     from earmark.consent import set_consent
-    from earmark.erasure import erased_id
     from earmark.errors import InvalidInput
+    from earmark.ingest import erased_id
     from earmark.transparency import build_report
     from earmark.types import Actor, Consent
 
@@ -217,6 +217,26 @@ def test_an_account_that_records_again_after_erasure_can_be_erased_again(ws: Wor
     with ws.sessions() as s:
         assert s.execute(select(Clip.status)).scalars().all() == ["erased"] * 3
         assert s.execute(select(func.count()).select_from(Account).where(Account.erased_at.is_(None))).scalar() == 0
+
+
+def test_resending_a_clip_of_an_erased_account_says_it_was_erased(ws: Workspace) -> None:
+    """It said "already exists with different audio or account", which sent the caller looking
+    for a clash that was not there."""
+    from earmark.errors import Conflict
+
+    m = f.meta(clip_id="c-gone", account_id="acct-gone")
+    audio = f.audio_bytes()
+    ws.ingest(actor=Actor.cli(), meta=m, audio=audio, via="test")
+    ws.erase(actor=Actor.cli(), account_id="acct-gone")
+    with pytest.raises(Conflict, match="clip_id c-gone was erased with account acct-gone") as exc:
+        ws.ingest(actor=Actor.cli(), meta=m, audio=audio, via="test")
+    assert "erased:" not in str(exc.value)  # not the tombstone id
+    # Sent under another account, the clip id is only taken: nothing is said of whose it was.
+    with pytest.raises(Conflict, match="already exists with different audio or account") as exc:
+        ws.ingest(actor=Actor.cli(), meta=m.model_copy(update={"account_id": "acct-else"}), audio=audio, via="test")
+    assert "erased" not in str(exc.value) and "acct-gone" not in str(exc.value)
+    with ws.sessions() as s:
+        assert s.execute(select(Clip.status)).scalars().all() == ["erased"]
 
 
 @f.postgres_only
