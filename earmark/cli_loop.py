@@ -202,9 +202,10 @@ def sample_stream(
         tmp.write_text(json.dumps(caps.state(), separators=(",", ":")) + "\n", encoding="utf-8")
         tmp.replace(state)
     late = f" ({caps.late} of them late, from a period already closed)" if caps.late else ""
+    excluded = ", ".join(f"{k} {v}" for k, v in sorted(totals.excluded.items())) or "none"
     err.print(
         f"read {totals.read}, drew {totals.drawn}, {totals.capped} held back by the per-account cap{late}, "
-        f"{totals.bad} bad lines skipped"
+        f"excluded: {excluded}; {totals.bad} bad lines skipped, {totals.duplicates} repeated clip ids skipped"
     )
 
 

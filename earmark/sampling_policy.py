@@ -21,7 +21,7 @@ import hmac
 import json
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from earmark.errors import InvalidInput
+from earmark.manifest import ClipMeta, Id, Locale, describe_validation_error, load_json_text
 from earmark.textnorm import normalize
 
 WAKE_WORD_REASON = "wake_word"  # drawn among accidental activations, for the wake-word team only
@@ -421,51 +422,18 @@ def capped(policy: SamplingPolicy, cap_per_account: int) -> SamplingPolicy:
     return policy.model_copy(update={"cap_per_account": min(policy.cap_per_account, cap_per_account)})
 
 
-class _StreamASR(BaseModel):
-    """The device hypothesis of a stream line, typed where the draw reads it (the rest is passed on)."""
+class StreamRecord(ClipMeta):
+    """One metadata line of the upstream stream, checked by ClipMeta's own rules: a value ingest
+    would refuse (a wake score of 3, a locale "NOT A LOCALE") made a line that was drawn, used up
+    a household's cap slot, and was then rejected by `earmark ingest`. The stream needs fewer
+    fields (device_id and locale may be missing), carries consent (`human_review`) and passes
+    unknown top-level fields through untouched."""
 
     model_config = ConfigDict(extra="allow")
-    text: str | None = None
-    confidence: float | None = Field(None, ge=0.0, le=1.0)
-    alternatives: list[str] = Field(default_factory=list)
-
-
-class _StreamSlot(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: str
-    value: str
-
-
-class _StreamNLU(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    intent: str | None = None
-    slots: list[_StreamSlot] = Field(default_factory=list)
-    confidence: float | None = Field(None, ge=0.0, le=1.0)
-
-
-class StreamRecord(BaseModel):
-    """One metadata line of the upstream stream. Unknown fields are carried through untouched.
-    The device's hypotheses are typed: a confidence of "high" or an intent that is a list crashed
-    the draw, which had already written lines before it."""
-
-    model_config = ConfigDict(extra="ignore")
-    clip_id: str = Field(min_length=1, max_length=128)
-    account_id: str = Field(min_length=1, max_length=128)
-    recorded_at: datetime
-    locale: str | None = None
-    device_type: str | None = None
-    child_profile: bool = False
-    wake_score: float | None = None
+    clip_id: Id  # required here: the draw is keyed by it
+    device_id: Id | None = None  # type: ignore[assignment]
+    locale: Locale | None = None  # type: ignore[assignment]
     human_review: Literal["allow", "deny"] | None = None
-    device_asr: _StreamASR | None = None
-    device_nlu: _StreamNLU | None = None
-
-    @field_validator("recorded_at")
-    @classmethod
-    def _aware(cls, v: datetime) -> datetime:
-        if v.tzinfo is None:
-            raise ValueError("must include a time zone, e.g. 2026-01-05T09:30:00+00:00")
-        return v
 
     def as_record(self) -> dict[str, Any]:
         rec = self.model_dump()
@@ -480,6 +448,8 @@ class StreamTotals:
     drawn: int = 0
     capped: int = 0
     bad: int = 0
+    duplicates: int = 0  # a clip id drawn earlier in the run, not drawn again
+    excluded: dict[str, int] = field(default_factory=dict)  # by reason: consent, child_profile...
 
 
 def draw_stream(
@@ -497,43 +467,58 @@ def draw_stream(
     `sampling` object added.
 
     Reads one line at a time; a bad line is reported through `on_error` and skipped, never drawn.
+    So is a clip id drawn before in this run (a repeated line would take a second cap slot).
     `caps` (keyed by `household_tag`) carries the cap counts of earlier runs of a split stream.
     """
     totals = totals if totals is not None else StreamTotals()
     caps = caps if caps is not None else CapCounter(policy.cap_per_account)
     tag = policy.digest()
+    # Drawn clip ids by period, forgotten with the cap counts (a clip of a forgotten period is
+    # held back anyway): memory stays bounded by the draws of two periods, not by the input.
+    drawn: dict[int, set[str]] = {}
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         totals.read += 1
         try:
-            raw = json.loads(line)  # bytes that are not UTF-8: UnicodeDecodeError, a ValueError
+            raw = load_json_text(line, first=lineno == 1)
             if not isinstance(raw, dict):
-                raise ValueError("expected a JSON object")
-            json.dumps(raw, ensure_ascii=False).encode("utf-8")  # a lone surrogate escape cannot be written
+                raise InvalidInput("expected a JSON object")
             record = StreamRecord.model_validate(raw)
-        except (ValueError, ValidationError) as exc:
+        except InvalidInput as exc:
             totals.bad += 1
             if on_error is not None:
-                on_error(lineno, str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else _brief(exc))
+                on_error(lineno, exc.message)
+            continue
+        except ValidationError as exc:
+            totals.bad += 1
+            if on_error is not None:
+                on_error(lineno, describe_validation_error(exc))
+            continue
+        if any(record.clip_id in ids for ids in drawn.values()):
+            totals.duplicates += 1
+            if on_error is not None:
+                on_error(lineno, f"clip_id {record.clip_id} was drawn on an earlier line; not drawn again")
             continue
         consent = (record.human_review or default_consent) == "allow"
         d = decide(policy, key, record.as_record(), consent=consent, known_entity=known_entity)
+        if d.reason.startswith("excluded:"):
+            why = d.reason.removeprefix("excluded:")
+            totals.excluded[why] = totals.excluded.get(why, 0) + 1
         if not d.drawn:
             continue
         if not caps.admit(household_tag(key, record.account_id), d.period):
             totals.capped += 1
             continue
         totals.drawn += 1
+        drawn.setdefault(d.period, set()).add(record.clip_id)
+        if caps.newest is not None:
+            drawn = {p: ids for p, ids in drawn.items() if p >= caps.newest - 1}
         # Consent is the stream's field, not the clip's: a drawn line is the clip's metadata for
         # `earmark ingest`, which takes no consent (record it with `earmark consent` or the API).
         raw.pop("human_review", None)
         raw["sampling"] = {"probability": d.probability, "reason": d.reason, "policy": tag}
         yield json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
-
-
-def _brief(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'line'}: {e['msg']}" for e in exc.errors())
 
 
 def entity_check(names_by_type: Mapping[str, set[str]], slot_types: Mapping[str, str | None]) -> EntityCheck:

@@ -153,6 +153,40 @@ def test_sample_stream_skips_lines_whose_hypotheses_have_the_wrong_types(home: P
     assert all(f"line {n}: skipped" in result.output for n in (1, 2, 3))
 
 
+def test_sample_stream_checks_lines_as_ingest_does_draws_a_clip_once_and_counts_exclusions(
+    home: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Values ingest refuses were drawn and took a household's cap slot, a repeated clip id was drawn
+    twice, and the summary left out the lines the policy excluded."""
+    base = {"account_id": "a", "recorded_at": "2026-11-02T08:00:00+00:00", "human_review": "allow"}
+    lines = [
+        {**base, "clip_id": "bad1", "wake_score": 3},
+        {**base, "clip_id": "bad2", "wake_score": -4},
+        {**base, "clip_id": "bad3", "locale": "NOT A LOCALE"},
+        {**base, "clip_id": "bad4", "device_type": "Car With Spaces"},
+        {**base, "clip_id": "g1", "locale": "en-GB", "wake_score": 0.9},
+        {**base, "clip_id": "g1", "locale": "en-GB", "wake_score": 0.9},
+        {**base, "clip_id": "no-consent", "human_review": "deny"},
+        {**base, "clip_id": "child", "child_profile": True},
+        {**base, "clip_id": "woke", "wake_score": 0.1},
+        {**base, "clip_id": "g2"},
+    ]
+    policy = tmp_path / "policy.toml"
+    policy.write_text("rate = 1.0\ncap_per_account = 2\n")
+    result = run(home, "sample-stream", "--policy", str(policy), input=_jsonl(lines))
+    assert result.exit_code == 0, result.output
+    assert [json.loads(x)["clip_id"] for x in result.stdout.splitlines() if x.startswith("{")] == ["g1", "g2"]
+    assert "line 1: skipped: wake_score: Input should be less than or equal to 1" in result.output
+    assert all(f"line {n}: skipped" in result.output for n in (2, 3, 4, 6)), result.output
+    assert "line 6: skipped: clip_id g1 was drawn on an earlier line" in result.output
+    assert (
+        "read 10, drew 2, 0 held back by the per-account cap, "
+        "excluded: accidental_activation 1, child_profile 1, consent 1; "
+        "4 bad lines skipped, 1 repeated clip ids skipped"
+    ) in result.output
+
+
 def test_sample_stream_reads_stdin_and_writes_stdout(home: Path, tmp_path: Path) -> None:  # noqa: F811
     _folder, lines = _allowed_lines(tmp_path, 6)
     policy = tmp_path / "policy.toml"
