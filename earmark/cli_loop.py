@@ -17,6 +17,7 @@ from rich.table import Table
 from earmark.catalog import CatalogLine, InventoryFile, read_lines
 from earmark.cli import _open, _settings, app, err, eval_app, out
 from earmark.errors import InvalidInput
+from earmark.export_formats import DEFAULT_SPLIT
 from earmark.sampling import SampleResult
 from earmark.sampling_policy import (
     CapCounter,
@@ -239,6 +240,12 @@ def export_create(
     ] = "protected",
     name: Annotated[str | None, typer.Option(help="Name of the export (default: the folder's name).")] = None,
     force: Annotated[bool, typer.Option(help="Replace a non-empty folder (a new version of its export).")] = False,
+    split: Annotated[
+        str,
+        typer.Option(
+            help="Percent of households in train/dev/test (each household wholly in one), or none: all train."
+        ),
+    ] = DEFAULT_SPLIT,
 ) -> None:
     """Export reviewed clips as training data, with a manifest (item ids, sampling, counts, content hash)."""
     from earmark.export import run_export
@@ -256,6 +263,7 @@ def export_create(
                 audio=audio,
                 name=name,
                 force=force,
+                split=split,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
     finally:
@@ -265,6 +273,7 @@ def export_create(
         f"export {escape(result.name)} v{result.version} ({result.format}): {result.items} item(s) in "
         f"{escape(str(result.path))}; skipped: {skipped}; content hash {result.content_hash[:16]}"
     )
+    out.print("split by household: " + ", ".join(f"{k} {v}" for k, v in result.splits.items()))
 
 
 @export_app.command("prune")

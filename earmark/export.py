@@ -36,7 +36,18 @@ from earmark.audio import decode_mono, encode_wav, resample
 from earmark.consent import allows_review, share_lock_accounts
 from earmark.crypto import decrypt_blob
 from earmark.errors import InvalidInput, KeyUnavailable, NotFound
-from earmark.export_formats import AUDIO_FORMATS, FORMATS, WAKE_FORMATS, Item, render
+from earmark.export_formats import (
+    AUDIO_FORMATS,
+    DEFAULT_SPLIT,
+    FORMATS,
+    SPLITS,
+    WAKE_FORMATS,
+    Item,
+    audio_path,
+    parse_split,
+    render,
+    split_of,
+)
 from earmark.keys import data_key
 from earmark.models import Account, Annotation, Assignment, Clip, Export, ExportClip, QueueItem, utcnow
 from earmark.quality import GOLD
@@ -63,6 +74,7 @@ class ExportResult:
     items: int
     content_hash: str
     skipped: dict[str, int] = field(default_factory=dict)
+    splits: dict[str, int] = field(default_factory=dict)  # items per split
 
 
 def item_id(secret: bytes, clip_external_id: str) -> str:
@@ -156,13 +168,23 @@ def content_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
-def _render_folder(folder: Path, fmt: str, items: list[Item]) -> None:
+def _render_folder(folder: Path, fmt: str, items: list[Item], before: list[Item] | None = None) -> None:
+    """Write `items` and the format's files; with `before` (the items the folder was rendered
+    from), delete the files only `before` had (a split a prune emptied) and folders left empty."""
     _write(folder / ITEMS, "".join(it.to_json() + "\n" for it in items))
-    for name, text in render(fmt, items).items():
+    files = render(fmt, items)
+    for name, text in files.items():
         _write(folder / name, text)
+    if before is not None:
+        for name in render(fmt, before).keys() - files.keys():
+            (folder / name).unlink(missing_ok=True)
+            top = folder / Path(name).parts[0]
+            if top.is_dir() and not any(p.is_file() for p in top.rglob("*")):
+                shutil.rmtree(top)  # a split's folder (hf, rasa) whose last item was pruned
 
 
 def _manifest(row: Export, items: list[Item], sampling: dict[str, Any], skipped: dict[str, int]) -> dict[str, Any]:
+    splits = Counter(it.split for it in items)
     return {
         "name": row.name,
         "version": row.version,
@@ -178,6 +200,8 @@ def _manifest(row: Export, items: list[Item], sampling: dict[str, Any], skipped:
             "slots": sum(len(it.slots) for it in items),
             "audio_seconds": round(sum(it.duration for it in items if it.audio), 3),
             "skipped": skipped,
+            # Items per split (household-disjoint); an export made before splits has none.
+            "splits": {k: splits[k] for k in SPLITS} if None not in splits else None,
         },
         "item_ids": [it.id for it in items],
         "content_hash": row.content_hash,
@@ -215,9 +239,13 @@ def run_export(
     audio: str = "protected",
     name: str | None = None,
     force: bool = False,
+    split: str = DEFAULT_SPLIT,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportResult:
     """Write an export of every exportable reviewed clip to `out` and register it (one transaction).
+
+    Each household (account) goes to one split, `split` percent of households for train/dev/test
+    (`none`: all train), by a keyed hash of its account id (export_formats.split_of).
 
     Clips erased while the export is written are left out: each chunk re-reads the clips it writes,
     and the registering transaction locks them and drops any that were erased since."""
@@ -225,6 +253,7 @@ def run_export(
         raise InvalidInput(f"unknown format {fmt!r} (one of: {', '.join(FORMATS)})", field="format")
     if audio not in ("protected", "original"):
         raise InvalidInput("audio must be 'protected' or 'original'", field="audio")
+    ratio = parse_split(split)
     _check_folder(out, force, ws.settings.home)
     asr = fmt in AUDIO_FORMATS
     wake = fmt in WAKE_FORMATS
@@ -242,14 +271,14 @@ def run_export(
             chunk = dict(todo[start : start + CHUNK])
             with ws.sessions() as session:
                 rows = session.execute(
-                    select(Clip, Annotation, Account.training_use)
+                    select(Clip, Annotation, Account.training_use, Account.external_id)
                     .join(Annotation, Annotation.clip_id == Clip.id)
                     .join(Account, Account.id == Clip.account_id)
                     .where(Clip.id.in_(list(chunk)), Annotation.id.in_(list(chunk.values())))
                 ).all()
                 keys: dict[int, bytes] = {}
                 quiet = no_speech_clips(session, list(chunk)) if wake else set()
-                for clip, ann, training_use in rows:
+                for clip, ann, training_use, household in rows:
                     if clip.erased_at is not None:
                         skipped["erased"] += 1
                         continue
@@ -268,6 +297,7 @@ def run_export(
                         intent=ann.intent,
                         slots=[dict(s) for s in ann.slots or []],
                         label=ann.reason if wake else None,
+                        split=split_of(ws.secret, household, ratio),
                     )
                     if asr:
                         if audio == "original" and training_use != Consent.allow:
@@ -286,8 +316,8 @@ def run_export(
                                     raise
                             skipped["erased"] += 1
                             continue
-                        rel = f"audio/{it.id}.wav"
-                        (tmp / "audio").mkdir(exist_ok=True)
+                        rel = audio_path(fmt, it)
+                        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                         (tmp / rel).write_bytes(wav)
                         info = sf.info(io.BytesIO(wav))
                         it = replace(it, audio=rel, sample_rate=info.samplerate, num_samples=info.frames)
@@ -304,6 +334,7 @@ def run_export(
             audio=audio if asr else None,
             name=name or out.name,
             skipped=skipped,
+            split="/".join(map(str, ratio)) if ratio else "none",
         )
     finally:
         if tmp.exists():
@@ -342,6 +373,7 @@ def _register(
     audio: str | None,
     name: str,
     skipped: Counter[str],
+    split: str,
 ) -> ExportResult:
     consent = Consent(ws.settings.consent_default)
     with ws.transaction() as session:
@@ -387,7 +419,11 @@ def _register(
             audio=audio,
             clips=len(ordered),
             content_hash=content_hash(tmp),
-            policy={"audio": audio, "clips": "reviewed, consent allows review, not erased"},
+            policy={
+                "audio": audio,
+                "clips": "reviewed, consent allows review, not erased",
+                "split": f"{split} (train/dev/test, by household)",
+            },
             state="current",
             created_by=actor.label,
             created_at=utcnow(),
@@ -417,7 +453,10 @@ def _register(
             },
         )
         _swap_in(tmp, out)
-        return ExportResult(row.name, row.version, out, fmt, len(ordered), row.content_hash, summary)
+        splits = Counter(it.split or "train" for it in ordered)
+        return ExportResult(
+            row.name, row.version, out, fmt, len(ordered), row.content_hash, summary, {k: splits[k] for k in SPLITS}
+        )
 
 
 def _swap_in(tmp: Path, out: Path) -> None:
@@ -501,7 +540,7 @@ def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
             for it in items:
                 if it.id in drop and it.audio:
                     (folder / it.audio).unlink(missing_ok=True)
-            _render_folder(folder, row.format, keep)
+            _render_folder(folder, row.format, keep, before=items)
             row.version += 1
             row.clips = len(keep)
             row.pruned_at = utcnow()

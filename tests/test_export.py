@@ -69,10 +69,10 @@ def test_lhotse_export_loads_in_lhotse(sqlite_ws: Workspace, tmp_path: Path) -> 
     lhotse = pytest.importorskip("lhotse")
     _reviewed(sqlite_ws, 3)
     out = tmp_path / "lhotse"
-    result = _export(sqlite_ws, "lhotse", out)
+    result = _export(sqlite_ws, "lhotse", out, split="none")
     assert result.items == 3 and result.version == 1
-    recordings = lhotse.RecordingSet.from_file(out / "recordings.jsonl").with_path_prefix(out)
-    supervisions = lhotse.SupervisionSet.from_file(out / "supervisions.jsonl")
+    recordings = lhotse.RecordingSet.from_file(out / "recordings_train.jsonl").with_path_prefix(out)
+    supervisions = lhotse.SupervisionSet.from_file(out / "supervisions_train.jsonl")
     cuts = lhotse.CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
     cut = next(iter(cuts))
     samples = cut.load_audio()
@@ -89,8 +89,8 @@ def test_lhotse_export_loads_in_lhotse(sqlite_ws: Workspace, tmp_path: Path) -> 
 def test_nemo_and_hf_audiofolder_exports(sqlite_ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _reviewed(sqlite_ws, 2)
     nemo = tmp_path / "nemo"
-    _export(sqlite_ws, "nemo", nemo)
-    rows = [json.loads(x) for x in (nemo / "nemo_manifest.jsonl").read_text().splitlines()]
+    _export(sqlite_ws, "nemo", nemo, split="none")
+    rows = [json.loads(x) for x in (nemo / "train_manifest.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and {r["text"] for r in rows} == {TEXT}
     for r in rows:
         info = sf.info(nemo / r["audio_filepath"])
@@ -99,7 +99,7 @@ def test_nemo_and_hf_audiofolder_exports(sqlite_ws: Workspace, tmp_path: Path, m
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     datasets = pytest.importorskip("datasets")
     hf = tmp_path / "hf"
-    _export(sqlite_ws, "hf", hf)
+    _export(sqlite_ws, "hf", hf, split="none")
     ds = datasets.load_dataset("audiofolder", data_dir=str(hf), cache_dir=str(tmp_path / "hf-cache"))["train"]
     assert ds.num_rows == 2 and set(ds["transcription"]) == {TEXT} and set(ds["intent"]) == {"PlayMusic"}
     ds = ds.cast_column("audio", datasets.Audio(decode=False))
@@ -111,8 +111,8 @@ def test_nemo_and_hf_audiofolder_exports(sqlite_ws: Workspace, tmp_path: Path, m
 def test_nlu_exports_rasa_and_massive_carry_catalog_ids(sqlite_ws: Workspace, tmp_path: Path) -> None:
     _reviewed(sqlite_ws, 2)
     rasa, massive = tmp_path / "rasa", tmp_path / "massive"
-    _export(sqlite_ws, "rasa", rasa)
-    data = yaml.safe_load((rasa / "nlu.yml").read_text())
+    _export(sqlite_ws, "rasa", rasa, split="none")
+    data = yaml.safe_load((rasa / "train" / "nlu.yml").read_text())
     assert data["version"] == "3.1"
     [block] = data["nlu"]
     assert block["intent"] == "PlayMusic"
@@ -228,7 +228,7 @@ def test_a_clip_erased_while_the_export_runs_is_never_in_it(ws: Workspace, tmp_p
 def test_erasure_marks_exports_and_prune_rewrites_them(ws: Workspace, tmp_path: Path) -> None:
     _reviewed(ws, 4, accounts=2)
     out = tmp_path / "asr"
-    first = _export(ws, "lhotse", out)
+    first = _export(ws, "lhotse", out, split="none")
     nlu = _export(ws, "massive", tmp_path / "nlu")
     ws.erase(actor=Actor.cli(), account_id="acct-q1")
     with ws.sessions() as s:
@@ -245,7 +245,7 @@ def test_erasure_marks_exports_and_prune_rewrites_them(ws: Workspace, tmp_path: 
     assert manifest["version"] == 2 and manifest["counts"]["items"] == 2 and manifest["pruned_at"]
     assert manifest["content_hash"] == content_hash(out) != first.content_hash
     assert len(list((out / "audio").iterdir())) == 2
-    assert len((out / "supervisions.jsonl").read_text().splitlines()) == 2
+    assert len((out / "supervisions_train.jsonl").read_text().splitlines()) == 2
     assert len((tmp_path / "nlu" / "massive.jsonl").read_text().splitlines()) == nlu.items - 2
     assert prune_exports(ws, actor=Actor.cli()).exports == 0  # nothing left to do
     with ws.sessions() as s:
@@ -333,7 +333,9 @@ def test_export_erase_prune_from_the_command_line(sqlite_ws: Workspace, tmp_path
     home = str(sqlite_ws.settings.home)
     runner = CliRunner()
     out = tmp_path / "cli-export"
-    made = runner.invoke(app, ["--home", home, "export", "create", "--format", "nemo", "-o", str(out)])
+    made = runner.invoke(
+        app, ["--home", home, "export", "create", "--format", "nemo", "-o", str(out), "--split", "none"]
+    )
     assert made.exit_code == 0, made.output
     assert "export cli-export v1 (nemo): 2 item(s)" in made.output
     again = runner.invoke(app, ["--home", home, "export", "create", "--format", "nemo", "-o", str(out)])
@@ -342,7 +344,7 @@ def test_export_erase_prune_from_the_command_line(sqlite_ws: Workspace, tmp_path
     assert "1 export(s) held its clips: run `earmark export prune`" in erased.output
     pruned = runner.invoke(app, ["--home", home, "export", "prune"])
     assert "pruned 1 export(s), 1 item(s) removed" in pruned.output
-    assert len((out / "nemo_manifest.jsonl").read_text().splitlines()) == 1
+    assert len((out / "train_manifest.jsonl").read_text().splitlines()) == 1
 
 
 def test_a_withdrawal_while_an_export_is_written_keeps_the_clip_out(ws: Workspace, tmp_path: Path) -> None:
@@ -378,11 +380,11 @@ def test_an_erasure_during_a_prune_is_pruned_too(
     rendering, go = threading.Event(), threading.Event()
     real = export_mod._render_folder
 
-    def render_slowly(folder, fmt, items):  # type: ignore[no-untyped-def]
+    def render_slowly(folder, fmt, items, **kw):  # type: ignore[no-untyped-def]
         if threading.current_thread().name == "pruner":
             rendering.set()
             go.wait(30)
-        real(folder, fmt, items)
+        real(folder, fmt, items, **kw)
 
     monkeypatch.setattr(export_mod, "_render_folder", render_slowly)
     pruner = threading.Thread(target=prune_exports, args=(ws,), kwargs={"actor": Actor.cli()}, name="pruner")
@@ -413,3 +415,91 @@ def test_an_erasure_between_reading_a_chunk_and_opening_its_audio_leaves_the_cli
     eraser.join()
     assert eraser.error is None, eraser.error
     assert result.items == 1 and result.skipped == {"erased": 2}
+
+
+def test_households_never_cross_splits_and_the_split_follows_the_ratio() -> None:
+    """Exports had no split at all: a random split of them put one household's voice in train and test."""
+    from earmark.export_formats import parse_split, split_of
+
+    secret = b"s" * 32
+    ratio = parse_split("80/10/10")
+    splits = [split_of(secret, f"acct-{i}", ratio) for i in range(5000)]
+    assert abs(splits.count("train") / 5000 - 0.8) < 0.03
+    assert abs(splits.count("dev") / 5000 - 0.1) < 0.02 and abs(splits.count("test") / 5000 - 0.1) < 0.02
+    assert splits == [split_of(secret, f"acct-{i}", ratio) for i in range(5000)]  # stable
+    assert split_of(secret, "acct-1", parse_split("none")) == "train"
+    for bad in ("80/20", "80/10/20", "a/b/c", "-10/60/50"):
+        with pytest.raises(InvalidInput, match=r"split: .* add up to 100"):
+            parse_split(bad)
+
+
+def test_every_format_writes_household_disjoint_splits_that_stay_across_versions(
+    sqlite_ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _reviewed(sqlite_ws, 40, accounts=20)  # two clips per household
+    with sqlite_ws.sessions() as s:
+        household = {
+            item_id(sqlite_ws.secret, ext): acct
+            for ext, acct in s.execute(select(Clip.external_id, Account.external_id).join(Account)).all()
+        }
+    massive = tmp_path / "massive"
+    result = _export(sqlite_ws, "massive", massive, split="50/25/25")
+    rows = [json.loads(x) for x in (massive / "massive.jsonl").read_text().splitlines()]
+    by_household: dict[str, set[str]] = {}
+    for r in rows:
+        by_household.setdefault(household[r["id"]], set()).add(r["partition"])
+    assert all(len(v) == 1 for v in by_household.values())  # a household is in one split
+    assert {p for v in by_household.values() for p in v} == {"train", "dev", "test"}
+    manifest = json.loads((massive / MANIFEST).read_text())
+    sizes = {k: sum(r["partition"] == k for r in rows) for k in ("train", "dev", "test")}
+    assert manifest["counts"]["splits"] == sizes == result.splits
+    assert manifest["policy"]["split"].startswith("50/25/25")
+    # The same households in the same splits in every format, and in a new version.
+    lhotse = tmp_path / "lhotse"
+    _export(sqlite_ws, "lhotse", lhotse, split="50/25/25")
+    for split in ("train", "dev", "test"):
+        sups = [json.loads(x) for x in (lhotse / f"supervisions_{split}.jsonl").read_text().splitlines()]
+        assert {household[x["id"]] for x in sups} == {h for h, v in by_household.items() if v == {split}}
+    nemo = tmp_path / "nemo"
+    _export(sqlite_ws, "nemo", nemo, split="50/25/25")
+    assert len((nemo / "dev_manifest.jsonl").read_text().splitlines()) == sizes["dev"]
+    rasa = tmp_path / "rasa"
+    _export(sqlite_ws, "rasa", rasa, split="50/25/25")
+    assert sorted(p.parent.name for p in rasa.rglob("nlu.yml")) == ["dev", "test", "train"]
+    again = _export(sqlite_ws, "massive", massive, split="50/25/25", force=True)
+    assert again.version == 2 and again.splits == sizes
+    # A prune removes households, never moves one: the others keep their split.
+    sqlite_ws.erase(actor=Actor.cli(), account_id="acct-q3")
+    prune_exports(sqlite_ws, actor=Actor.cli())
+    after = [json.loads(x) for x in (massive / "massive.jsonl").read_text().splitlines()]
+    assert {r["id"]: r["partition"] for r in after} == {
+        r["id"]: r["partition"] for r in rows if household[r["id"]] != "acct-q3"
+    }
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    datasets = pytest.importorskip("datasets")
+    hf = tmp_path / "hf"
+    hf_result = _export(sqlite_ws, "hf", hf, split="50/25/25")
+    ds = datasets.load_dataset("audiofolder", data_dir=str(hf), cache_dir=str(tmp_path / "hf-cache"))
+    assert {k: ds[k].num_rows for k in ds} == {
+        {"dev": "validation"}.get(k, k): v for k, v in hf_result.splits.items() if v
+    }
+    assert {household[i] for i in ds["validation"]["id"]}.isdisjoint(household[i] for i in ds["train"]["id"])
+
+
+def test_a_prune_that_empties_a_split_removes_its_files(sqlite_ws: Workspace, tmp_path: Path) -> None:
+    _reviewed(sqlite_ws, 6, accounts=6)
+    out = tmp_path / "hf"
+    result = _export(sqlite_ws, "hf", out, split="34/33/33")
+    items = [json.loads(x) for x in (out / ITEMS).read_text().splitlines()]
+    with sqlite_ws.sessions() as s:
+        acct = dict(s.execute(select(Clip.external_id, Account.external_id).join(Account)).all())
+    owner = {item_id(sqlite_ws.secret, ext): a for ext, a in acct.items()}
+    smallest = min((k for k, v in result.splits.items() if v), key=lambda k: result.splits[k])
+    for it in items:
+        if it["split"] == smallest:
+            sqlite_ws.erase(actor=Actor.cli(), account_id=owner[it["id"]])
+    prune_exports(sqlite_ws, actor=Actor.cli())
+    folder = {"dev": "validation"}.get(smallest, smallest)
+    assert not (out / folder).exists()
+    assert json.loads((out / MANIFEST).read_text())["counts"]["splits"][smallest] == 0

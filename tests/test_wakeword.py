@@ -318,6 +318,7 @@ def test_the_wakeword_export_holds_the_answers_and_their_audio(ws: Workspace, tm
     assert result.items == 3 and result.skipped == {"answer_background_speech": 1, "answer_unclear": 1}
     rows = list(csv.DictReader(io.StringIO((tmp_path / "wake" / "labels.csv").read_text())))
     assert [(r["label"], r["false_wake"]) for r in rows] == [("sound_alike", "1"), ("wake_word", "0"), ("media", "1")]
+    assert len({r["split"] for r in rows}) == 1  # one household: one split
     for r in rows:
         info = sf.info(tmp_path / "wake" / r["audio"])
         assert info.samplerate == SR and abs(info.duration - float(r["duration"])) < 1e-3
