@@ -47,7 +47,10 @@ EVENTS: dict[str, str] = {
     "sample.draw": "Clips were drawn for review, or for the wake-word team, by a policy (details: policy, eligible, "
     "drawn, priority, wake_word, capped).",
     "export.create": "A training-data export was written (details: format, version, items, audio, skipped counts).",
-    "export.prune": "An export was rewritten without erased or withdrawn clips (details: version, removed, items).",
+    "export.prune": (
+        "An export was rewritten without erased or withdrawn clips, or (removed 0) found to hold none and "
+        "marked current again at the same version (details: version, removed, items)."
+    ),
     "metrics.view": "Program metrics were computed for someone (details: clips counted).",
     "queue.withdraw": "A clip left its queue (details: reason).",
     "review.lease": "A reviewer leased a clip (details: queue, expires_s).",

@@ -272,7 +272,15 @@ def consent_set(
         )
     finally:
         ws.close()
-    out.print(f"account {account}: human review {result.human_review}; {result.withdrawn} clip(s) withdrawn")
+    out.print(
+        f"account {account}: human review {result.human_review}, training use {result.training_use}; "
+        f"{result.withdrawn} clip(s) withdrawn"
+    )
+    if result.exports_to_prune:
+        out.print(
+            f"{result.exports_to_prune} export(s) hold its clips and are marked: run `earmark export prune` "
+            "to rewrite them without them"
+        )
     if result.derivatives_deleted or result.annotations_deleted:
         out.print(
             f"deleted {result.derivatives_deleted} protected clip(s) and {result.annotations_deleted} annotation(s); "

@@ -287,6 +287,8 @@ def export_prune() -> None:
     finally:
         ws.close()
     out.print(f"pruned {result.exports} export(s), {result.items_removed} item(s) removed")
+    if result.unchanged:
+        out.print(f"{result.unchanged} marked export(s) held nothing to remove: same version, current again")
     for path in result.missing:
         err.print(f"[red]missing:[/] {escape(path)} is gone or moved; it stays marked until pruned", highlight=False)
     if result.missing:

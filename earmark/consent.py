@@ -27,6 +27,8 @@ class ConsentResult:
     derivatives_deleted: int = 0
     annotations_deleted: int = 0
     blob_keys: list[str] = field(default_factory=list)  # the boundary deletes them after the commit
+    training_use: Consent = Consent.deny  # the account's effective training-use consent now
+    exports_to_prune: int = 0  # exports this change marked for `earmark export prune`
 
 
 def allows_review(default: Consent | str) -> ColumnElement[bool]:
@@ -60,7 +62,8 @@ def set_consent(
 ) -> ConsentResult:
     """Record the account's choices: human review (`deny` pulls its not-yet-reviewed clips from
     every queue at once and marks exports holding its clips for pruning) and training use of its
-    original audio (`deny` marks exports too). A choice left None stays as it was.
+    original audio (`deny` marks the original-audio exports holding its clips: the others never
+    depended on it). A choice left None stays as it was.
 
     Withdrawing human-review consent also deletes what was made for reviewers: the protected audio
     (its blob keys come back in the result), the pipeline's transcript and redacted text, and, unless
@@ -104,7 +107,7 @@ def set_consent(
         from earmark.export import mark_exports
 
         every = list(session.execute(select(Clip.id).where(Clip.account_id == account.id)).scalars())
-        marked = mark_exports(session, every)
+        marked = mark_exports(session, every, audio=None if human_review == Consent.deny else "original")
     if human_review == Consent.deny:
         # Queued and pending clips, and any other with a queue item still open (a reviewed gold
         # clip waits in the gold queue).
@@ -137,7 +140,16 @@ def set_consent(
             "annotations_deleted": annotations,
         },
     )
-    return ConsentResult(account_id, Consent(account.human_review or "deny"), withdrawn, derivatives, annotations, keys)
+    return ConsentResult(
+        account_id,
+        Consent(account.human_review or "deny"),
+        withdrawn,
+        derivatives,
+        annotations,
+        keys,
+        training_use=Consent(account.training_use or "deny"),
+        exports_to_prune=marked,
+    )
 
 
 def _purge_review_data(session: Session, account_id: int, *, keep_reviewed: bool) -> tuple[int, int, list[str]]:

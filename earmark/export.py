@@ -471,16 +471,18 @@ def _swap_in(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def mark_exports(session: Session, clip_ids: list[int]) -> int:
+def mark_exports(session: Session, clip_ids: list[int], *, audio: str | None = None) -> int:
     """Mark exports that hold any of `clip_ids` (current, or already waiting for a prune that may
-    be running now) as needing a prune. Returns how many."""
+    be running now) as needing a prune; with `audio`, only exports of that audio (a training-use
+    withdrawal concerns original audio alone). Returns how many."""
     n = 0
+    only = [Export.audio == audio] if audio else []
     for i in range(0, len(clip_ids), 500):
         holding = select(ExportClip.export_id).where(ExportClip.clip_id.in_(clip_ids[i : i + 500]))
         n += (
             session.execute(
                 update(Export)
-                .where(Export.id.in_(holding), Export.state.in_(["current", "needs_prune"]))
+                .where(Export.id.in_(holding), Export.state.in_(["current", "needs_prune"]), *only)
                 .values(state="needs_prune")
                 .execution_options(synchronize_session=False)
             ).rowcount
@@ -491,8 +493,9 @@ def mark_exports(session: Session, clip_ids: list[int]) -> int:
 
 @dataclass(slots=True)
 class PruneResult:
-    exports: int = 0
+    exports: int = 0  # rewritten as a new version
     items_removed: int = 0
+    unchanged: int = 0  # marked, but held nothing to remove: same version, marked current again
     missing: list[str] = field(default_factory=list)
 
 
@@ -511,7 +514,9 @@ def still_exportable(consent_default: Consent | str, audio: Any) -> ColumnElemen
 
 def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
     """Render every export marked by erasure, consent withdrawal or a safety outcome again without
-    the clips that may no longer be used, bump its version and record the new content hash. Audited."""
+    the clips that may no longer be used, bump its version and record the new content hash. An
+    export that holds none of them (the clips were already pruned, or the mark was for another
+    audio kind) keeps its version and files. Audited."""
     result = PruneResult()
     consent = Consent(ws.settings.consent_default)
     with ws.transaction() as session:
@@ -537,6 +542,26 @@ def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
             drop = {item_id(ws.secret, ext): cid for cid, ext, ok in held if not ok}
             items = [Item.from_json(x) for x in (folder / ITEMS).read_text(encoding="utf-8").splitlines() if x]
             keep = [it for it in items if it.id not in drop]
+            if len(keep) == len(items):
+                # Nothing to remove: a new version would tell downstream copies to replace
+                # identical data.
+                row.state = "current"
+                if drop:  # not in the files (already gone from them): the rows only
+                    session.execute(
+                        delete(ExportClip).where(
+                            ExportClip.export_id == row.id, ExportClip.clip_id.in_(list(drop.values()))
+                        )
+                    )
+                audit.record(
+                    session,
+                    actor=actor,
+                    action="export.prune",
+                    object_type="export",
+                    object_id=row.id,
+                    details={"version": row.version, "removed": 0, "items": len(items)},
+                )
+                result.unchanged += 1
+                continue
             for it in items:
                 if it.id in drop and it.audio:
                     (folder / it.audio).unlink(missing_ok=True)
@@ -555,7 +580,9 @@ def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
             manifest = (
                 json.loads((folder / MANIFEST).read_text(encoding="utf-8")) if (folder / MANIFEST).exists() else {}
             )
-            skipped = {**manifest.get("counts", {}).get("skipped", {}), "pruned": len(items) - len(keep)}
+            before = manifest.get("counts", {}).get("skipped", {})
+            # Every prune of this folder so far, not only the last.
+            skipped = {**before, "pruned": before.get("pruned", 0) + len(items) - len(keep)}
             sampling = _sampling_summary(session, sorted(usable))
             _write(folder / MANIFEST, json.dumps(_manifest(row, keep, sampling, skipped), indent=2))
             audit.record(

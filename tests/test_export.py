@@ -503,3 +503,44 @@ def test_a_prune_that_empties_a_split_removes_its_files(sqlite_ws: Workspace, tm
     folder = {"dev": "validation"}.get(smallest, smallest)
     assert not (out / folder).exists()
     assert json.loads((out / MANIFEST).read_text())["counts"]["splits"][smallest] == 0
+
+
+def test_withdrawing_training_use_marks_only_original_audio_and_prune_history_is_cumulative(
+    sqlite_ws: Workspace, tmp_path: Path
+) -> None:
+    """A training-use withdrawal marked every export holding the account's clips, and the prune
+    made a new version of each (0 items removed) and overwrote the manifest's pruned count."""
+    _reviewed(sqlite_ws, 4, accounts=2)
+    with sqlite_ws.transaction() as s:
+        for acct in ("acct-q0", "acct-q1"):
+            set_consent(s, actor=Actor.cli(), account_id=acct, training_use=Consent.allow)
+    orig = tmp_path / "orig"
+    _export(sqlite_ws, "nemo", orig, audio="original")
+    _export(sqlite_ws, "nemo", tmp_path / "prot")
+    _export(sqlite_ws, "massive", tmp_path / "nlu")
+    home = str(sqlite_ws.settings.home)
+    said = CliRunner().invoke(app, ["--home", home, "consent", "set", "acct-q0", "--training-use", "deny"])
+    assert said.exit_code == 0, said.output
+    assert "human review allow, training use deny" in said.output
+    assert "1 export(s) hold its clips and are marked: run `earmark export prune`" in said.output
+    with sqlite_ws.sessions() as s:
+        states = {Path(r.path).name: r.state for r in s.execute(select(Export)).scalars()}
+    assert states == {"orig": "needs_prune", "prot": "current", "nlu": "current"}
+    first = prune_exports(sqlite_ws, actor=Actor.cli())
+    assert (first.exports, first.items_removed, first.unchanged) == (1, 2, 0)
+    sqlite_ws.erase(actor=Actor.cli(), account_id="acct-q1")
+    prune_exports(sqlite_ws, actor=Actor.cli())
+    manifest = json.loads((orig / MANIFEST).read_text())
+    assert manifest["version"] == 3 and manifest["counts"]["skipped"]["pruned"] == 4  # 2 + 2, not the last 2
+    # A marked export with nothing to remove keeps its version and files.
+    before = (tmp_path / "prot" / MANIFEST).read_text()
+    with sqlite_ws.transaction() as s:
+        row = s.execute(select(Export).where(Export.path == str((tmp_path / "prot").resolve()))).scalar_one()
+        assert row.version == 2
+        row.state = "needs_prune"
+    again = prune_exports(sqlite_ws, actor=Actor.cli())
+    assert (again.exports, again.items_removed, again.unchanged) == (0, 0, 1)
+    assert (tmp_path / "prot" / MANIFEST).read_text() == before
+    with sqlite_ws.sessions() as s:
+        row = s.execute(select(Export).where(Export.path == str((tmp_path / "prot").resolve()))).scalar_one()
+        assert (row.version, row.state) == (2, "current")
