@@ -238,7 +238,9 @@ def export_create(
     audio: Annotated[
         str, typer.Option(help="protected (default) or original: only accounts whose training-use consent allows.")
     ] = "protected",
-    name: Annotated[str | None, typer.Option(help="Name of the export (default: the folder's name).")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Name of the export (default: the folder's name; a new version keeps its name).")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Replace a non-empty folder (a new version of its export).")] = False,
     split: Annotated[
         str,

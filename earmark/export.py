@@ -40,6 +40,7 @@ from earmark.export_formats import (
     AUDIO_FORMATS,
     DEFAULT_SPLIT,
     FORMATS,
+    NLU_FORMATS,
     SPLITS,
     WAKE_FORMATS,
     Item,
@@ -152,6 +153,28 @@ def _check_folder(out: Path, force: bool, home: Path) -> None:
             )
 
 
+def _check_next_version(session: Session, out: Path, fmt: str, name: str | None) -> None:
+    """A forced export into an earlier one's folder is its next version: same format, same name.
+    Anything else would change what a name and version history mean under the reader's feet."""
+    previous = session.execute(
+        select(Export).where(Export.path == str(out.resolve()), Export.state != "superseded")
+    ).scalar_one_or_none()
+    if previous is None:
+        return
+    if previous.format != fmt:
+        raise InvalidInput(
+            f"{out} holds export {previous.name!r} in {previous.format} format; a new version keeps the format, "
+            f"so write {fmt} to a new folder",
+            field="format",
+        )
+    if name is not None and name != previous.name:
+        raise InvalidInput(
+            f"{out} holds export {previous.name!r}; a new version keeps its name, so leave out --name "
+            f"or write {name!r} to a new folder",
+            field="name",
+        )
+
+
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -253,8 +276,15 @@ def run_export(
         raise InvalidInput(f"unknown format {fmt!r} (one of: {', '.join(FORMATS)})", field="format")
     if audio not in ("protected", "original"):
         raise InvalidInput("audio must be 'protected' or 'original'", field="audio")
+    if audio == "original" and fmt in NLU_FORMATS:
+        raise InvalidInput(
+            f"{fmt} is a text-only format: it carries no audio, original or protected; leave out --audio",
+            field="audio",
+        )
     ratio = parse_split(split)
     _check_folder(out, force, ws.settings.home)
+    with ws.sessions() as session:
+        _check_next_version(session, out, fmt, name)
     asr = fmt in AUDIO_FORMATS
     wake = fmt in WAKE_FORMATS
     consent = Consent(ws.settings.consent_default)

@@ -544,3 +544,27 @@ def test_withdrawing_training_use_marks_only_original_audio_and_prune_history_is
     with sqlite_ws.sessions() as s:
         row = s.execute(select(Export).where(Export.path == str((tmp_path / "prot").resolve()))).scalar_one()
         assert (row.version, row.state) == (2, "current")
+
+
+def test_a_new_version_keeps_format_and_name_and_text_formats_refuse_original_audio(
+    sqlite_ws: Workspace, tmp_path: Path
+) -> None:
+    """`--force` made "lhotse v2" in MASSIVE format and ignored `--name`; `--audio original` was
+    accepted for rasa, which has no audio."""
+    _reviewed(sqlite_ws, 1, accounts=1)
+    out = tmp_path / "lhotse"
+    _export(sqlite_ws, "lhotse", out)
+    with pytest.raises(InvalidInput, match=r"format: .* in lhotse format; a new version keeps the format"):
+        _export(sqlite_ws, "massive", out, force=True)
+    with pytest.raises(InvalidInput, match=r"name: .* holds export 'lhotse'; a new version keeps its name"):
+        _export(sqlite_ws, "lhotse", out, force=True, name="newname")
+    assert _export(sqlite_ws, "lhotse", out, force=True, name="lhotse").version == 2
+    assert json.loads((out / MANIFEST).read_text())["format"] == "lhotse"
+    with pytest.raises(InvalidInput, match="audio: rasa is a text-only format"):
+        _export(sqlite_ws, "rasa", tmp_path / "r", audio="original")
+    assert not (tmp_path / "r").exists()
+    made = CliRunner().invoke(
+        app,
+        ["--home", str(sqlite_ws.settings.home), "export", "create", "-f", "massive", "-o", str(out), "--force"],
+    )
+    assert made.exit_code == 1 and "a new version keeps the format" in made.output
