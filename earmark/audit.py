@@ -47,6 +47,10 @@ EVENTS: dict[str, str] = {
     "sample.draw": "Clips were drawn for review, or for the wake-word team, by a policy (details: policy, eligible, "
     "drawn, priority, wake_word, capped).",
     "export.create": "A training-data export was written (details: format, version, items, audio, skipped counts).",
+    "export.forget": (
+        "An export's folder was deleted outside earmark and its row marked gone, so no prune waits "
+        "for it (details: version, state it had, items)."
+    ),
     "export.prune": (
         "An export was rewritten without erased or withdrawn clips, or (removed 0) found to hold none and "
         "marked current again at the same version (details: version, removed, items)."

@@ -292,14 +292,35 @@ def export_prune() -> None:
     if result.unchanged:
         out.print(f"{result.unchanged} marked export(s) held nothing to remove: same version, current again")
     for path in result.missing:
-        err.print(f"[red]missing:[/] {escape(path)} is gone or moved; it stays marked until pruned", highlight=False)
+        err.print(
+            f"[red]missing:[/] {escape(path)} is gone or moved; it stays marked until pruned: move it back, "
+            "or if it was deleted, run `earmark export forget FOLDER`",
+            highlight=False,
+        )
     if result.missing:
         raise typer.Exit(1)
 
 
+@export_app.command("forget")
+def export_forget(
+    export: Annotated[str, typer.Argument(help="The export's name or folder (see `earmark export list`).")],
+) -> None:
+    """Record that an export's folder was deleted, so no prune waits for it (audited; the folder must be gone)."""
+    from earmark.export import forget_export
+
+    ws = _open()
+    try:
+        with ws.transaction() as session:
+            row = forget_export(session, actor=Actor.cli(), export=export)
+            name, version, path = row.name, row.version, row.path
+    finally:
+        ws.close()
+    out.print(f"export {escape(name)} v{version} ({escape(path)}) recorded as gone; no prune waits for it")
+
+
 @export_app.command("list")
 def export_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Every export with its version, state (current, needs_prune, superseded) and item count."""
+    """Every export with its version, state (current, needs_prune, superseded, gone) and item count."""
     from earmark.export import list_exports
 
     ws = _open()

@@ -628,5 +628,42 @@ def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
     return result
 
 
+def forget_export(session: Session, *, actor: Actor, export: str) -> Export:
+    """Record that the folder of `export` (its name or folder) was deleted outside earmark: its row
+    becomes `gone`, so no prune waits for it and no erasure marks it again. Refused while the
+    folder is still there, since then it still holds its clips. Audited; caller commits."""
+    where = str(Path(export).expanduser().resolve())
+    rows = list(
+        session.execute(
+            select(Export)
+            .where(or_(Export.name == export, Export.path == where), Export.state.in_(["current", "needs_prune"]))
+            .order_by(Export.id)
+            .with_for_update()
+        ).scalars()
+    )
+    if not rows:
+        raise NotFound(f"no current export named {export!r} or written to {where} (see `earmark export list`)")
+    if len(rows) > 1:
+        folders = ", ".join(r.path for r in rows)
+        raise InvalidInput(f"{export!r} names {len(rows)} exports ({folders}); give the folder instead", field="export")
+    row = rows[0]
+    if Path(row.path).exists():
+        raise InvalidInput(
+            f"{row.path} still exists: forget only records a deleted export; delete the folder first, "
+            "or run `earmark export prune` to rewrite it",
+            field="export",
+        )
+    before, row.state = row.state, "gone"
+    audit.record(
+        session,
+        actor=actor,
+        action="export.forget",
+        object_type="export",
+        object_id=row.id,
+        details={"version": row.version, "state": before, "items": row.clips},
+    )
+    return row
+
+
 def list_exports(session: Session) -> list[Export]:
     return list(session.execute(select(Export).order_by(Export.id.desc())).scalars())

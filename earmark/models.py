@@ -354,7 +354,7 @@ class Export(Base):
     clips: Mapped[int] = mapped_column(Integer, default=0)
     content_hash: Mapped[str] = mapped_column(String(64))
     policy: Mapped[dict[str, Any]]
-    state: Mapped[str] = mapped_column(String(16), default="current")  # current | needs_prune | superseded
+    state: Mapped[str] = mapped_column(String(16), default="current")  # current | needs_prune | superseded | gone
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     pruned_at: Mapped[datetime | None]

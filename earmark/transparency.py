@@ -234,7 +234,7 @@ def build_report(
             .join(ExportClip, ExportClip.export_id == Export.id)
             .join(Clip, Clip.id == ExportClip.clip_id)
             .join(Account, Account.id == Clip.account_id)
-            .where(ExportClip.clip_id.in_(list(clip_by_id)), Export.state != "superseded")
+            .where(ExportClip.clip_id.in_(list(clip_by_id)), Export.state.not_in(["superseded", "gone"]))
             .group_by(Export.id, Export.name, Export.format, Export.created_at)
             .order_by(Export.created_at)
         ).all()

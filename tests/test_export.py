@@ -20,7 +20,7 @@ from earmark.cli import app
 from earmark.consent import set_consent
 from earmark.errors import InvalidInput
 from earmark.export import ITEMS, MANIFEST, content_hash, item_id, prune_exports, run_export
-from earmark.models import Account, Clip, Export
+from earmark.models import Account, AuditEvent, Clip, Export
 from earmark.queues import lease_next
 from earmark.review import SlotIn, submit_annotation
 from earmark.types import Actor, Consent
@@ -568,3 +568,39 @@ def test_a_new_version_keeps_format_and_name_and_text_formats_refuse_original_au
         ["--home", str(sqlite_ws.settings.home), "export", "create", "-f", "massive", "-o", str(out), "--force"],
     )
     assert made.exit_code == 1 and "a new version keeps the format" in made.output
+
+
+def test_a_deleted_export_folder_can_be_forgotten_instead_of_failing_every_prune(
+    sqlite_ws: Workspace, tmp_path: Path
+) -> None:
+    """`rm -rf` of an export folder left it in needs_prune for ever: every prune exited 1."""
+    import shutil
+
+    _reviewed(sqlite_ws, 2, accounts=2)
+    home = str(sqlite_ws.settings.home)
+    runner = CliRunner()
+    kept, deleted = tmp_path / "kept", tmp_path / "a"
+    _export(sqlite_ws, "massive", kept)
+    _export(sqlite_ws, "massive", deleted)
+    refused = runner.invoke(app, ["--home", home, "export", "forget", "a"])
+    assert refused.exit_code == 1 and "still exists: forget only records a deleted export" in refused.output
+    shutil.rmtree(deleted)
+    sqlite_ws.erase(actor=Actor.cli(), account_id="acct-q0")
+    pruned = runner.invoke(app, ["--home", home, "export", "prune"])
+    assert pruned.exit_code == 1 and "run `earmark export forget FOLDER`" in pruned.output
+    assert "pruned 1 export(s), 1 item(s) removed" in pruned.output  # the other export is done
+    unknown = runner.invoke(app, ["--home", home, "export", "forget", "nope"])
+    assert unknown.exit_code == 1 and "no current export named 'nope'" in unknown.output
+    forgot = runner.invoke(app, ["--home", home, "export", "forget", str(deleted)])
+    assert forgot.exit_code == 0, forgot.output
+    assert "export a v1" in forgot.output and "recorded as gone" in forgot.output
+    again = runner.invoke(app, ["--home", home, "export", "prune"])
+    assert again.exit_code == 0 and "pruned 0 export(s)" in again.output
+    sqlite_ws.erase(actor=Actor.cli(), account_id="acct-q1")  # a gone export is not marked again
+    with sqlite_ws.sessions() as s:
+        states = {Path(r.path).name: r.state for r in s.execute(select(Export)).scalars()}
+        forgotten = s.execute(select(AuditEvent).where(AuditEvent.action == "export.forget")).scalar_one()
+        assert audit.verify_chain(s).ok
+    assert states == {"kept": "needs_prune", "a": "gone"}
+    assert forgotten.details == {"version": 1, "state": "needs_prune", "items": 2}
+    assert runner.invoke(app, ["--home", home, "export", "prune"]).exit_code == 0
