@@ -248,6 +248,13 @@ def export_create(
             help="Percent of households in train/dev/test (each household wholly in one), or none: all train."
         ),
     ] = DEFAULT_SPLIT,
+    skip_masked: Annotated[
+        bool,
+        typer.Option(
+            help="Leave out items whose transcript holds a placeholder ([PHONE]); with --audio original, "
+            "their audio says what the text does not."
+        ),
+    ] = False,
 ) -> None:
     """Export reviewed clips as training data, with a manifest (item ids, sampling, counts, content hash)."""
     from earmark.export import run_export
@@ -266,6 +273,7 @@ def export_create(
                 name=name,
                 force=force,
                 split=split,
+                skip_masked=skip_masked,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
     finally:
@@ -276,6 +284,12 @@ def export_create(
         f"{escape(str(result.path))}; skipped: {skipped}; content hash {result.content_hash[:16]}"
     )
     out.print("split by household: " + ", ".join(f"{k} {v}" for k, v in result.splits.items()))
+    if audio == "original" and result.masked:
+        err.print(
+            f"[yellow]warning:[/] {result.masked} item(s) pair the original speech with a transcript holding "
+            "placeholders ([PHONE], [PERSON]...): a mismatched ASR target; filter them, or export with --skip-masked",
+            highlight=False,
+        )
 
 
 @export_app.command("prune")

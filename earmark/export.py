@@ -41,6 +41,7 @@ from earmark.export_formats import (
     DEFAULT_SPLIT,
     FORMATS,
     NLU_FORMATS,
+    PLACEHOLDER,
     SPLITS,
     WAKE_FORMATS,
     Item,
@@ -76,6 +77,7 @@ class ExportResult:
     content_hash: str
     skipped: dict[str, int] = field(default_factory=dict)
     splits: dict[str, int] = field(default_factory=dict)  # items per split
+    masked: int = 0  # items whose transcript holds a redaction placeholder
 
 
 def item_id(secret: bytes, clip_external_id: str) -> str:
@@ -223,6 +225,8 @@ def _manifest(row: Export, items: list[Item], sampling: dict[str, Any], skipped:
             "slots": sum(len(it.slots) for it in items),
             "audio_seconds": round(sum(it.duration for it in items if it.audio), 3),
             "skipped": skipped,
+            # In original audio these pair the customer's real words with `[PHONE]`: a wrong ASR target.
+            "masked_transcripts": sum(1 for it in items if PLACEHOLDER.search(it.text)),
             # Items per split (household-disjoint); an export made before splits has none.
             "splits": {k: splits[k] for k in SPLITS} if None not in splits else None,
         },
@@ -263,12 +267,16 @@ def run_export(
     name: str | None = None,
     force: bool = False,
     split: str = DEFAULT_SPLIT,
+    skip_masked: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportResult:
     """Write an export of every exportable reviewed clip to `out` and register it (one transaction).
 
     Each household (account) goes to one split, `split` percent of households for train/dev/test
     (`none`: all train), by a keyed hash of its account id (export_formats.split_of).
+
+    `skip_masked` leaves out items whose transcript holds a redaction placeholder (`[PHONE]`): in
+    original audio the speech says the number the text does not.
 
     Clips erased while the export is written are left out: each chunk re-reads the clips it writes,
     and the registering transaction locks them and drops any that were erased since."""
@@ -329,6 +337,9 @@ def run_export(
                         label=ann.reason if wake else None,
                         split=split_of(ws.secret, household, ratio),
                     )
+                    if skip_masked and PLACEHOLDER.search(it.text):
+                        skipped["masked"] += 1
+                        continue
                     if asr:
                         if audio == "original" and training_use != Consent.allow:
                             skipped["no_training_consent"] += 1
@@ -485,7 +496,15 @@ def _register(
         _swap_in(tmp, out)
         splits = Counter(it.split or "train" for it in ordered)
         return ExportResult(
-            row.name, row.version, out, fmt, len(ordered), row.content_hash, summary, {k: splits[k] for k in SPLITS}
+            row.name,
+            row.version,
+            out,
+            fmt,
+            len(ordered),
+            row.content_hash,
+            summary,
+            {k: splits[k] for k in SPLITS},
+            masked=sum(1 for it in ordered if PLACEHOLDER.search(it.text)),
         )
 
 

@@ -604,3 +604,35 @@ def test_a_deleted_export_folder_can_be_forgotten_instead_of_failing_every_prune
     assert states == {"kept": "needs_prune", "a": "gone"}
     assert forgotten.details == {"version": 1, "state": "needs_prune", "items": 2}
     assert runner.invoke(app, ["--home", home, "export", "prune"]).exit_code == 0
+
+
+def test_original_audio_with_placeholder_transcripts_is_counted_warned_and_can_be_left_out(
+    sqlite_ws: Workspace, tmp_path: Path
+) -> None:
+    """`--audio original` paired the customer's real speech with `call [PERSON] at [PHONE]`, without a word."""
+    f.queue_clips(sqlite_ws, 2, accounts=1, text="call zebediah on five five five one two three four")
+    f.queue_clips(sqlite_ws, 1, accounts=1, seed=1, text="play shake it off")
+    reviewer = f.user(sqlite_ws, "masker")
+    while True:
+        with sqlite_ws.transaction() as s:
+            a = lease_next(s, actor=reviewer)
+            if a is None:
+                break
+            clip = s.get(Clip, a.clip_id)
+            assert clip is not None and clip.redacted_text
+            submit_annotation(s, actor=reviewer, assignment_id=a.id, transcript=clip.redacted_text, intent="Call")
+    with sqlite_ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id="acct-q0", training_use=Consent.allow)
+    home = str(sqlite_ws.settings.home)
+    out = tmp_path / "orig"
+    args = ["--home", home, "export", "create", "-f", "nemo", "-o", str(out), "--audio", "original"]
+    made = CliRunner().invoke(app, args)
+    assert made.exit_code == 0, made.output
+    assert "warning: 2 item(s) pair the original speech with a transcript holding placeholders" in made.output
+    assert json.loads((out / MANIFEST).read_text())["counts"]["masked_transcripts"] == 2
+    skipped = _export(sqlite_ws, "nemo", tmp_path / "clean", audio="original", skip_masked=True)
+    assert skipped.items == 1 and skipped.skipped == {"masked": 2} and skipped.masked == 0
+    texts_out = [json.loads(x)["text"] for x in (tmp_path / "clean" / ITEMS).read_text().splitlines()]
+    assert texts_out == ["play shake it off"] and all("[" not in t for t in texts_out)
+    protected = CliRunner().invoke(app, ["--home", home, "export", "create", "-f", "nemo", "-o", str(tmp_path / "p")])
+    assert protected.exit_code == 0 and "warning" not in protected.output  # bleeped audio matches the placeholders
