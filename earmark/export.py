@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import soundfile as sf
-from sqlalchemy import ColumnElement, Select, and_, delete, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
@@ -527,7 +527,9 @@ def mark_exports(session: Session, clip_ids: list[int], *, audio: str | None = N
     n = 0
     only = [Export.audio == audio] if audio else []
     for i in range(0, len(clip_ids), 500):
-        holding = select(ExportClip.export_id).where(ExportClip.clip_id.in_(clip_ids[i : i + 500]))
+        holding = select(ExportClip.export_id).where(
+            ExportClip.clip_id.in_(clip_ids[i : i + 500]), ExportClip.removed_at.is_(None)
+        )
         n += (
             session.execute(
                 update(Export)
@@ -561,6 +563,16 @@ def still_exportable(consent_default: Consent | str, audio: Any) -> ColumnElemen
     )
 
 
+def _removed(session: Session, export_id: int, clip_ids: list[int]) -> None:
+    """The clips left the export: their rows stay, marked, for the customers' reports."""
+    session.execute(
+        update(ExportClip)
+        .where(ExportClip.export_id == export_id, ExportClip.clip_id.in_(clip_ids), ExportClip.removed_at.is_(None))
+        .values(removed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
 def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
     """Render every export marked by erasure, consent withdrawal or a safety outcome again without
     the clips that may no longer be used, bump its version and record the new content hash. An
@@ -585,7 +597,7 @@ def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
                 select(Clip.id, Clip.external_id, still_exportable(consent, literal(row.audio)))
                 .join(ExportClip, ExportClip.clip_id == Clip.id)
                 .join(Account, Account.id == Clip.account_id)
-                .where(ExportClip.export_id == row.id)
+                .where(ExportClip.export_id == row.id, ExportClip.removed_at.is_(None))
             ).all()
             usable = {cid for cid, _, ok in held if ok}  # NULL (no consent given) is not ok: fail closed
             drop = {item_id(ws.secret, ext): cid for cid, ext, ok in held if not ok}
@@ -596,11 +608,7 @@ def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
                 # identical data.
                 row.state = "current"
                 if drop:  # not in the files (already gone from them): the rows only
-                    session.execute(
-                        delete(ExportClip).where(
-                            ExportClip.export_id == row.id, ExportClip.clip_id.in_(list(drop.values()))
-                        )
-                    )
+                    _removed(session, row.id, list(drop.values()))
                 audit.record(
                     session,
                     actor=actor,
@@ -621,11 +629,7 @@ def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
             row.state = "current"
             row.content_hash = content_hash(folder)
             if drop:
-                session.execute(
-                    delete(ExportClip).where(
-                        ExportClip.export_id == row.id, ExportClip.clip_id.in_(list(drop.values()))
-                    )
-                )
+                _removed(session, row.id, list(drop.values()))
             manifest = (
                 json.loads((folder / MANIFEST).read_text(encoding="utf-8")) if (folder / MANIFEST).exists() else {}
             )

@@ -361,11 +361,14 @@ class Export(Base):
 
 
 class ExportClip(Base):
-    """A clip an export version contains, so erasure can find and prune every export that holds it."""
+    """A clip an export version contains, so erasure can find and prune every export that holds it.
+    A prune that takes the clip out keeps the row with `removed_at`: the customer's transparency
+    report still says their recording was in that dataset (copies made before may exist)."""
 
     __tablename__ = "export_clips"
     export_id: Mapped[int] = mapped_column(ForeignKey("exports.id"), primary_key=True)
     clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id"), primary_key=True, index=True)
+    removed_at: Mapped[datetime | None]
 
 
 class User(Base):

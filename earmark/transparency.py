@@ -11,14 +11,14 @@ from importlib import resources
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from earmark import audit
 from earmark.erasure import erased_accounts, find_account
 from earmark.errors import InvalidInput
 from earmark.export import still_exportable
-from earmark.ingest import ID_PATTERN
+from earmark.manifest import ID_PATTERN
 from earmark.models import (
     Account,
     Annotation,
@@ -95,6 +95,7 @@ def build_report(
         "human_listens": [],
         "annotations_kept": {"count": 0, "fields": [], "help_questions": 0, "safety_notes": 0},
         "exports": [],
+        "exports_left": [],
         "deleted": {
             "erased_recordings": 0,
             "original_audio_deleted_by_retention": 0,
@@ -234,10 +235,44 @@ def build_report(
             .join(ExportClip, ExportClip.export_id == Export.id)
             .join(Clip, Clip.id == ExportClip.clip_id)
             .join(Account, Account.id == Clip.account_id)
-            .where(ExportClip.clip_id.in_(list(clip_by_id)), Export.state.not_in(["superseded", "gone"]))
+            .where(
+                ExportClip.clip_id.in_(list(clip_by_id)),
+                ExportClip.removed_at.is_(None),
+                Export.state.not_in(["superseded", "gone"]),
+            )
             .group_by(Export.id, Export.name, Export.format, Export.created_at)
             .order_by(Export.created_at)
         ).all()
+        # The datasets its recordings were taken out of (by a prune) or that were deleted (gone):
+        # copies made before may exist, so the customer is told.
+        left = session.execute(
+            select(
+                Export.name,
+                Export.format,
+                Export.created_at,
+                Export.state,
+                func.count(),
+                func.max(ExportClip.removed_at),
+            )
+            .join(ExportClip, ExportClip.export_id == Export.id)
+            .where(
+                ExportClip.clip_id.in_(list(clip_by_id)),
+                or_(ExportClip.removed_at.is_not(None), Export.state == "gone"),
+            )
+            .group_by(Export.id, Export.name, Export.format, Export.created_at, Export.state)
+            .order_by(Export.created_at)
+        ).all()
+        report["exports_left"] = [
+            {
+                "name": name,
+                "format": fmt,
+                "created_on": _day(created),
+                "recordings": int(n),
+                "removed_on": _day(removed),
+                "how": "the dataset was deleted" if state == "gone" else "taken out of the dataset",
+            }
+            for name, fmt, created, state, n, removed in left
+        ]
         report["exports"] = [
             {
                 "name": name,

@@ -166,6 +166,21 @@ def test_report_lists_the_exports_that_hold_the_accounts_recordings(ws: Workspac
     with ws.transaction() as s:
         other = build_report(s, actor=Actor.cli(), account_id="acct-q1", secret=ws.secret)
     assert other["exports"][0]["to_be_removed"] is False and "being removed" not in render_html(other)
+    # After the prune the recording is out of the dataset, and the report still says it was in it
+    # (copies made before may exist); the other household's stays where it is.
+    from earmark.export import prune_exports
+
+    assert prune_exports(ws, actor=Actor.cli()).items_removed == 1
+    with ws.transaction() as s:
+        report = build_report(s, actor=Actor.cli(), account_id="acct-q0", secret=ws.secret)
+    assert report["exports"] == []
+    [left] = report["exports_left"]
+    assert (left["name"], left["recordings"], left["how"]) == ("nlu-2026-11", 1, "taken out of the dataset")
+    assert left["removed_on"] is not None
+    assert "taken out of the dataset on" in render_html(report)
+    with ws.transaction() as s:
+        other = build_report(s, actor=Actor.cli(), account_id="acct-q1", secret=ws.secret)
+    assert other["exports"][0]["recordings"] == 1 and other["exports_left"] == []
 
 
 def test_an_undecided_account_under_an_allowing_default_is_not_told_its_recordings_leave(

@@ -1,5 +1,5 @@
-"""wake answers (what woke the device, per answered clip, kept past annotation retention) and the
-program owner's follow-up of safety escalations
+"""wake answers (what woke the device, per answered clip, kept past annotation retention), the
+program owner's follow-up of safety escalations, and export membership kept after a prune
 
 Revision ID: 0009
 Revises: 0008
@@ -33,6 +33,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("clip_id"),
     )
     op.create_index(op.f("ix_wake_answers_answered_at"), "wake_answers", ["answered_at"], unique=False)
+    with op.batch_alter_table("export_clips") as batch:
+        batch.add_column(sa.Column("removed_at", earmark.models.UTCDateTime(), nullable=True))
     with op.batch_alter_table("safety_outcomes") as batch:
         batch.add_column(sa.Column("resolution", sa.String(length=32), nullable=True))
         batch.add_column(sa.Column("resolved_by", sa.Integer(), nullable=True))
@@ -53,6 +55,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("export_clips") as batch:
+        batch.drop_column("removed_at")
     with op.batch_alter_table("safety_outcomes") as batch:
         batch.drop_constraint("fk_safety_outcomes_resolved_by_users", type_="foreignkey")
         batch.drop_column("resolved_at")
