@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -35,7 +36,7 @@ from earmark.sampling import draw_sample
 from earmark.sampling_policy import SamplingPolicy, load_policy
 from earmark.synth import VARIANTS, synthesize
 from earmark.types import Actor, Consent, Role
-from earmark.workspace import init_workspace
+from earmark.workspace import init_workspace, sampling_key
 
 TARGET_RATE = 16_000
 
@@ -309,6 +310,13 @@ no_speech_route = "wakeword"
 """
 
 
+DEMO_KEY_SETTING = """
+# The demo's draw key, from its seed, so its draws can be made again. A real workspace keeps its key
+# out of this file (EARMARK_SAMPLING_KEY) or leaves it unset (derived from secret.key).
+sampling_key = "{key}"
+"""
+
+
 def demo_policy(settings: Settings) -> SamplingPolicy:
     """The shipped demo policy, with the workspace's household cap."""
     policy = load_policy(Path(str(resources.files("earmark") / "data" / "sampling-policy.toml")))
@@ -341,10 +349,20 @@ def build_demo(
     demo_route = "EARMARK_NO_SPEECH_ROUTE" not in os.environ  # else the caller chose
     if demo_route:
         settings = settings.model_copy(update={"no_speech_route": "wakeword"})
+    # The demo draws with a key from its seed (the same seed draws the same clips), and the
+    # workspace keeps that key: a later `earmark sample` under the same policy then agrees with the
+    # demo's draw (a clip not drawn stays not drawn) instead of drawing again with another key.
+    demo_key = (
+        None if settings.sampling_key is not None else hashlib.sha256(f"earmark-demo-{seed}".encode()).hexdigest()
+    )
+    if demo_key is not None:
+        settings = settings.model_copy(update={"sampling_key": SecretStr(demo_key)})
     ws, _ = init_workspace(settings, admin_username="admin", admin_password=admin_password)
-    if demo_route:
-        with (home / SETTINGS_FILE).open("a", encoding="utf-8") as fh:
+    with (home / SETTINGS_FILE).open("a", encoding="utf-8") as fh:
+        if demo_route:
             fh.write(DEMO_SETTINGS)
+        if demo_key is not None:
+            fh.write(DEMO_KEY_SETTING.format(key=demo_key))
     logins.append(DemoLogin("admin", "admin", admin_password))
     try:
         with tempfile.TemporaryDirectory(prefix="earmark-demo-") as tmp:
@@ -372,7 +390,7 @@ def build_demo(
                 session,
                 actor=Actor.cli(),
                 policy=demo_policy(settings),
-                key=hashlib.sha256(f"earmark-demo-{seed}".encode()).digest(),
+                key=sampling_key(settings),
                 default_consent=Consent(settings.consent_default),
             )
             data = resources.files("earmark") / "data"

@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 
 from earmark.cli import app
 from earmark.config import load_settings
-from earmark.demo import CONFUSIONS, build_demo
+from earmark.demo import CONFUSIONS, build_demo, demo_policy
 from earmark.manifest import read_manifest
 from earmark.models import Clip
+from earmark.types import Actor
 from earmark.workspace import open_workspace
 
 
@@ -83,3 +84,11 @@ def test_demo_is_deterministic_for_a_seed(tmp_path: Path) -> None:
         finally:
             ws.close()
     assert drawn[0] == drawn[1] and drawn[0]
+    # The workspace keeps the demo's key: a later draw under the same policy agrees with the
+    # demo's (a clip not drawn stays not drawn), instead of drawing more with another key.
+    ws = open_workspace(load_settings(tmp_path / "h1"))
+    try:
+        again = ws.draw_sample(actor=Actor.cli(), policy=demo_policy(ws.settings), dry_run=True)
+    finally:
+        ws.close()
+    assert again.drawn == 0, again
