@@ -71,6 +71,8 @@ def put_consent(
         "withdrawn": result.withdrawn,
         "derivatives_deleted": result.derivatives_deleted,
         "annotations_deleted": result.annotations_deleted,
+        "training_use": str(result.training_use),
+        "exports_to_prune": result.exports_to_prune,  # run `earmark export prune` to take the clips out
     }
 
 

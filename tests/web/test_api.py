@@ -156,6 +156,7 @@ def test_consent_route(ws: Workspace) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     ok = c.put("/api/v1/accounts/acct-new/consent", headers=headers, json={"human_review": "allow"})
     assert ok.status_code == 200 and ok.json()["human_review"] == "allow"
+    assert (ok.json()["training_use"], ok.json()["exports_to_prune"]) == ("deny", 0)  # the consent in effect
     bad = c.put("/api/v1/accounts/acct-new/consent", headers=headers, json={"human_review": "maybe"})
     assert bad.status_code == 422 and "human_review" in bad.json()["error"]["message"]
     garbled = c.put(
