@@ -159,7 +159,7 @@ def _check_next_version(session: Session, out: Path, fmt: str, name: str | None)
     """A forced export into an earlier one's folder is its next version: same format, same name.
     Anything else would change what a name and version history mean under the reader's feet."""
     previous = session.execute(
-        select(Export).where(Export.path == str(out.resolve()), Export.state != "superseded")
+        select(Export).where(Export.path == str(out.resolve()), Export.state.not_in(["superseded", "gone"]))
     ).scalar_one_or_none()
     if previous is None:
         return
@@ -450,7 +450,7 @@ def _register(
             raise InvalidInput(f"nothing to export: no reviewed clip can go out ({why})", field="format")
         _render_folder(tmp, fmt, ordered)
         previous = session.execute(
-            select(Export).where(Export.path == str(out.resolve()), Export.state != "superseded")
+            select(Export).where(Export.path == str(out.resolve()), Export.state.not_in(["superseded", "gone"]))
         ).scalar_one_or_none()
         row = Export(
             name=previous.name if previous else name,
@@ -677,6 +677,12 @@ def forget_export(session: Session, *, actor: Actor, export: str) -> Export:
             field="export",
         )
     before, row.state = row.state, "gone"
+    # Its clips left with the folder: the customers' reports say when.
+    _removed(
+        session,
+        row.id,
+        list(session.execute(select(ExportClip.clip_id).where(ExportClip.export_id == row.id)).scalars()),
+    )
     audit.record(
         session,
         actor=actor,

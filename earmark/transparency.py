@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from earmark import audit
@@ -243,36 +243,56 @@ def build_report(
             .group_by(Export.id, Export.name, Export.format, Export.created_at)
             .order_by(Export.created_at)
         ).all()
-        # The datasets its recordings were taken out of (by a prune) or that were deleted (gone):
-        # copies made before may exist, so the customer is told.
-        left = session.execute(
+        # The datasets its recordings were in and are no longer: taken out by a prune, left out of
+        # a newer version, or the dataset deleted (forgotten). Copies made before may exist, so the
+        # customer is told. Per export name, as its versions share it.
+        ever = session.execute(
             select(
+                Export.id,
                 Export.name,
                 Export.format,
                 Export.created_at,
                 Export.state,
-                func.count(),
-                func.max(ExportClip.removed_at),
+                ExportClip.clip_id,
+                ExportClip.removed_at,
             )
             .join(ExportClip, ExportClip.export_id == Export.id)
-            .where(
-                ExportClip.clip_id.in_(list(clip_by_id)),
-                or_(ExportClip.removed_at.is_not(None), Export.state == "gone"),
-            )
-            .group_by(Export.id, Export.name, Export.format, Export.created_at, Export.state)
-            .order_by(Export.created_at)
+            .where(ExportClip.clip_id.in_(list(clip_by_id)))
+            .order_by(Export.id)
         ).all()
-        report["exports_left"] = [
-            {
-                "name": name,
-                "format": fmt,
-                "created_on": _day(created),
-                "recordings": int(n),
-                "removed_on": _day(removed),
-                "how": "the dataset was deleted" if state == "gone" else "taken out of the dataset",
-            }
-            for name, fmt, created, state, n, removed in left
-        ]
+        now_in = {(r.name, r.clip_id) for r in ever if r.state not in ("superseded", "gone") and r.removed_at is None}
+        by_name: dict[str, list[Any]] = {}
+        for r in ever:
+            by_name.setdefault(r.name, []).append(r)
+        newest = (
+            dict(
+                session.execute(
+                    select(Export.name, func.max(Export.created_at))
+                    .where(Export.name.in_(list(by_name)))
+                    .group_by(Export.name)
+                ).all()
+            )
+            if by_name
+            else {}
+        )
+        report["exports_left"] = []
+        for name, rows in by_name.items():
+            out_clips = {r.clip_id for r in rows} - {c for n, c in now_in if n == name}
+            if not out_clips:
+                continue
+            gone = rows[-1].state == "gone"
+            removed = [r.removed_at for r in rows if r.clip_id in out_clips and r.removed_at is not None]
+            report["exports_left"].append(
+                {
+                    "name": name,
+                    "format": rows[-1].format,
+                    "created_on": _day(rows[0].created_at),
+                    "recordings": len(out_clips),
+                    # Left out of a newer version (no prune): the day that version was made.
+                    "removed_on": _day(max(removed) if removed else newest.get(name)),
+                    "how": "the dataset was deleted" if gone else "taken out of the dataset",
+                }
+            )
         report["exports"] = [
             {
                 "name": name,

@@ -604,6 +604,24 @@ def test_a_deleted_export_folder_can_be_forgotten_instead_of_failing_every_prune
     assert states == {"kept": "needs_prune", "a": "gone"}
     assert forgotten.details == {"version": 1, "state": "needs_prune", "items": 2}
     assert runner.invoke(app, ["--home", home, "export", "prune"]).exit_code == 0
+    # The customer is told the dataset that held their recording was deleted, and when.
+    from earmark.transparency import build_report
+
+    with sqlite_ws.transaction() as s:
+        report = build_report(s, actor=Actor.cli(), account_id="acct-q1", secret=sqlite_ws.secret)
+    [left] = [e for e in report["exports_left"] if e["name"] == "a"]
+    assert left["how"] == "the dataset was deleted" and left["removed_on"] is not None
+    # The forgotten export's folder is free: a new export there is a new export, in any format,
+    # and the deleted dataset stays in the report.
+    f.queue_clips(sqlite_ws, 1, seed=3)
+    f.review_all(sqlite_ws, f.user(sqlite_ws, "late"))
+    assert run_export(sqlite_ws, actor=Actor.cli(), fmt="rasa", out=deleted).items == 1
+    with sqlite_ws.sessions() as s:
+        rows = [(r.name, r.version, r.format, r.state) for r in s.execute(select(Export).order_by(Export.id)).scalars()]
+    assert rows[-1] == ("a", 1, "rasa", "current") and ("a", 1, "massive", "gone") in rows
+    with sqlite_ws.transaction() as s:
+        report = build_report(s, actor=Actor.cli(), account_id="acct-q1", secret=sqlite_ws.secret)
+    assert [e["how"] for e in report["exports_left"] if e["name"] == "a"] == ["the dataset was deleted"]
 
 
 def test_original_audio_with_placeholder_transcripts_is_counted_warned_and_can_be_left_out(

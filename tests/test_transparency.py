@@ -183,6 +183,26 @@ def test_report_lists_the_exports_that_hold_the_accounts_recordings(ws: Workspac
     assert other["exports"][0]["recordings"] == 1 and other["exports_left"] == []
 
 
+def test_a_recording_left_out_of_a_newer_version_stays_in_the_history(ws: Workspace, tmp_path: Path) -> None:
+    """A forced new version instead of a prune marked v1 superseded: the report then said no
+    dataset had ever held the recording, though v1 did and copies may exist."""
+    from earmark.export import run_export
+    from tests.test_export import _reviewed
+
+    _reviewed(ws, 2, accounts=2)
+    run_export(ws, actor=Actor.cli(), fmt="massive", out=tmp_path / "a")
+    with ws.transaction() as s:
+        set_consent(s, actor=Actor.cli(), account_id="acct-q0", human_review=Consent.deny)
+    run_export(ws, actor=Actor.cli(), fmt="massive", out=tmp_path / "a", force=True)
+    report = _report(ws, "acct-q0")
+    assert report["exports"] == []
+    [left] = report["exports_left"]
+    assert (left["name"], left["recordings"], left["how"]) == ("a", 1, "taken out of the dataset")
+    assert left["removed_on"] is not None
+    other = _report(ws, "acct-q1")  # in both versions: held now, not left
+    assert [e["name"] for e in other["exports"]] == ["a"] and other["exports_left"] == []
+
+
 def test_an_undecided_account_under_an_allowing_default_is_not_told_its_recordings_leave(
     ws: Workspace, tmp_path: Path
 ) -> None:

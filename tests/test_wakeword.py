@@ -238,10 +238,12 @@ def test_the_upgrade_that_keeps_wake_answers_fills_them_from_the_answers_so_far(
     from earmark import db
 
     ids = f.wake_clips(ws, 3, wake_scores=[0.54, 0.55, 0.6], device_type="speaker")
+    f.wake_clips(ws, 1, account="acct-said-no")
     team = f.user(ws, "w1", Role.wakeword)
-    for label in ("media", "wake_word", "other_sound"):
+    for label in ("media", "wake_word", "other_sound", "unclear"):
         _answer(ws, team, label)
-    with ws.transaction() as s:
+    with ws.transaction() as s:  # withdrew, keeping its reviewed passes: the rows a withdrawal deletes
+        s.execute(update(Account).where(Account.external_id == "acct-said-no").values(human_review="deny"))
         s.execute(update(Clip).where(Clip.external_id == ids[1]).values(inclusion_probability=0.25))
         s.execute(update(Clip).where(Clip.external_id == ids[2]).values(erased_at=utcnow()))
     with ws.sessions() as s:
@@ -253,8 +255,8 @@ def test_the_upgrade_that_keeps_wake_answers_fills_them_from_the_answers_so_far(
         command.upgrade(cfg, "head")
     with ws.sessions() as s:
         rows = {r.label: r for r in s.execute(select(WakeAnswer)).scalars()}
-    # Every answered clip but the erased one, with its device, score and weight.
-    assert sorted(rows) == ["media", "wake_word"] and len(before) == 3
+    # Every answered clip but the erased one and the withdrawn account's, with device, score and weight.
+    assert sorted(rows) == ["media", "wake_word"] and len(before) == 4
     assert (rows["media"].device_type, rows["media"].wake_score, rows["media"].weight) == ("speaker", 0.54, 1.0)
     assert rows["wake_word"].weight == pytest.approx(4.0)
 

@@ -40,7 +40,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("resolved_by", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("resolved_at", earmark.models.UTCDateTime(), nullable=True))
         batch.create_foreign_key("fk_safety_outcomes_resolved_by_users", "users", ["resolved_by"], ["id"])
-    # The answers given so far: each answered clip's newest, as the figures counted them before.
+    # The answers given so far: each answered clip's newest, as the figures counted them before;
+    # not an erased clip's, nor one of an account that withdrew (a withdrawal deletes the rows).
     op.execute(
         """
         INSERT INTO wake_answers (clip_id, annotation_id, answered_at, label, device_type, wake_score, weight)
@@ -48,13 +49,18 @@ def upgrade() -> None:
                CASE WHEN c.inclusion_probability > 0 THEN 1.0 / c.inclusion_probability ELSE 1.0 END
         FROM annotations a
         JOIN clips c ON c.id = a.clip_id
+        JOIN accounts acc ON acc.id = c.account_id
         WHERE a.id IN (SELECT MAX(id) FROM annotations WHERE kind = 'wakeword' GROUP BY clip_id)
           AND c.erased_at IS NULL
+          AND (acc.human_review IS NULL OR acc.human_review <> 'deny')
         """
     )
 
 
 def downgrade() -> None:
+    # 0008 deleted a pruned clip's row and knew no `gone` export: as it would have left them.
+    op.execute("DELETE FROM export_clips WHERE removed_at IS NOT NULL")
+    op.execute("UPDATE exports SET state = 'superseded' WHERE state = 'gone'")
     with op.batch_alter_table("export_clips") as batch:
         batch.drop_column("removed_at")
     with op.batch_alter_table("safety_outcomes") as batch:
