@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import select
 
 from earmark import escalation
@@ -15,6 +16,7 @@ from earmark.types import Actor, Role
 from earmark.workspace import Workspace
 from tests import factories as f
 from tests.conftest import ADMIN_PASSWORD
+from tests.web.browser import chromium, live_server
 from tests.web.helpers import client, login
 
 
@@ -126,3 +128,30 @@ def test_an_erased_customers_escalation_says_so_instead_of_an_id(ws: Workspace) 
         account = escalation.look_up_account(s, actor=Actor.cli(), outcome_id=e.id)
         assert account.startswith("(erased") and "acct-q0" not in account
         assert s.execute(select(Account.external_id)).scalar_one() != "acct-q0"
+
+
+@pytest.mark.browser
+def test_the_program_owner_follows_an_escalation_up_in_chromium(sqlite_ws: Workspace) -> None:
+    ws = sqlite_ws
+    f.queue_clips(ws, 2)
+    _escalate(ws)
+    with live_server(ws) as base, chromium() as browser:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"{base}/login")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", ADMIN_PASSWORD)
+        page.press("input[name=password]", "Enter")
+        page.wait_for_url(f"{base}/admin")
+        page.get_by_test_id("open-escalations").get_by_role("link").click()
+        page.wait_for_url(f"{base}/admin/escalations")
+        assert "someone may be hurt" in page.locator("[data-escalation]").inner_text()
+        page.get_by_role("button", name="Look up account").click()
+        assert page.get_by_test_id("account").inner_text() == "acct-q0"
+        page.get_by_label("What was done").select_option("contacted")
+        page.get_by_role("button", name="Close").click()
+        page.wait_for_url(lambda u: "closed=" in u)
+        assert page.get_by_test_id("no-escalations").is_visible()
+        assert "contacted through the proper channel" in page.get_by_test_id("closed-escalations").inner_text()
+        assert not errors, errors
