@@ -81,7 +81,10 @@ def set_consent(
     else:
         account = session.execute(select(Account).where(Account.external_id == account_id)).scalar_one_or_none()
         if account is None:
-            raise NotFound(f"unknown account {account_id!r} (use --create to record consent ahead of clips)")
+            raise NotFound(
+                f"unknown account {account_id!r}: earmark holds no clips for it (nor, once erased, its id); "
+                "use --create to record consent ahead of its clips"
+            )
     if human_review is None and training_use is None:
         raise InvalidInput("give human_review, training_use or both", field="human_review")
     # The rows this change may touch are locked before the first audit event takes the chain head
