@@ -498,6 +498,8 @@ def audit_anchor(
     rows deleted from the end, which the chain alone cannot."""
     ws = _open()
     try:
+        if str(output) != "-":
+            _check_anchor_file(output, ws.settings.home)
         with ws.transaction() as session:
             head = audit.head_anchor(session)
             now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -510,6 +512,18 @@ def audit_anchor(
             audit.record(session, actor=Actor.cli(), action="audit.anchor", details={"seq": head.seq})
     finally:
         ws.close()
+    if str(output) != "-":
+        err.print(f"anchor of row {head.seq} appended to {output}; keep it where no admin can write")
+
+
+def _check_anchor_file(path: Path, home: Path) -> None:
+    """Anchors go outside the workspace (an anchor beside the database proves nothing, and an
+    append to secret.key or earmark.db would break them) and only into an anchor file."""
+    where, ws_home = path.expanduser().resolve(), home.resolve()
+    if where == ws_home or ws_home in where.parents:
+        raise InvalidInput(f"{path} is inside the workspace; keep anchors outside it, where no admin can write")
+    if where.is_file() and where.stat().st_size:
+        audit.read_anchors(where.read_text("utf-8", errors="replace"), source=f"{path} (not an anchor file)")
 
 
 @audit_app.command("export")

@@ -283,7 +283,16 @@ def export_create(
         f"export {escape(result.name)} v{result.version} ({result.format}): {result.items} item(s) in "
         f"{escape(str(result.path))}; skipped: {skipped}; content hash {result.content_hash[:16]}"
     )
-    out.print("split by household: " + ", ".join(f"{k} {v}" for k, v in result.splits.items()))
+    if split.strip().lower() == "none":
+        out.print(f"no split: all {result.items} item(s) in train")
+    else:
+        out.print("split by household: " + ", ".join(f"{k} {v}" for k, v in result.splits.items()))
+        empty = [k for k in ("train", "dev", "test") if not result.splits.get(k)]
+        if empty:
+            err.print(
+                f"[yellow]warning:[/] no item in {', '.join(empty)}: too few households for this split; "
+                "evaluate on another export or choose other ratios (--split)"
+            )
     if audio == "original" and result.masked:
         err.print(
             f"[yellow]warning:[/] {result.masked} item(s) pair the original speech with a transcript holding "

@@ -446,8 +446,12 @@ def _register(
             skipped["erased" if clip_id in erased else "withdrawn"] += 1
         ordered = [items[k] for k in sorted(items)]
         if not ordered:
-            why = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "no reviewed clips yet"
-            raise InvalidInput(f"nothing to export: no reviewed clip can go out ({why})", field="format")
+            wake = fmt in WAKE_FORMATS
+            why = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or (
+                "no wake-word answers yet: the wake-word team answers at /wakeword" if wake else "no reviewed clips yet"
+            )
+            what = "no answered wake-word clip" if wake else "no reviewed clip"
+            raise InvalidInput(f"nothing to export: {what} can go out ({why})", field="format")
         _render_folder(tmp, fmt, ordered)
         previous = session.execute(
             select(Export).where(Export.path == str(out.resolve()), Export.state.not_in(["superseded", "gone"]))
@@ -463,7 +467,7 @@ def _register(
             policy={
                 "audio": audio,
                 "clips": "reviewed, consent allows review, not erased",
-                "split": f"{split} (train/dev/test, by household)",
+                "split": f"{split} (train/dev/test, by household)" if parse_split(split) else "none (all in train)",
             },
             state="current",
             created_by=actor.label,
@@ -677,12 +681,7 @@ def forget_export(session: Session, *, actor: Actor, export: str) -> Export:
             field="export",
         )
     before, row.state = row.state, "gone"
-    # Its clips left with the folder: the customers' reports say when.
-    _removed(
-        session,
-        row.id,
-        list(session.execute(select(ExportClip.clip_id).where(ExportClip.export_id == row.id)).scalars()),
-    )
+    row.forgotten_at = utcnow()  # the clips it still held left with the folder: reports say when
     audit.record(
         session,
         actor=actor,

@@ -358,6 +358,7 @@ class Export(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     pruned_at: Mapped[datetime | None]
+    forgotten_at: Mapped[datetime | None]  # `export forget`: its folder was deleted outside earmark
 
 
 class ExportClip(Base):

@@ -248,11 +248,11 @@ def build_report(
         # customer is told. Per export name, as its versions share it.
         ever = session.execute(
             select(
-                Export.id,
                 Export.name,
                 Export.format,
                 Export.created_at,
                 Export.state,
+                Export.forgotten_at,
                 ExportClip.clip_id,
                 ExportClip.removed_at,
             )
@@ -261,38 +261,46 @@ def build_report(
             .order_by(Export.id)
         ).all()
         now_in = {(r.name, r.clip_id) for r in ever if r.state not in ("superseded", "gone") and r.removed_at is None}
-        by_name: dict[str, list[Any]] = {}
-        for r in ever:
-            by_name.setdefault(r.name, []).append(r)
+        names = sorted({r.name for r in ever})
         newest = (
             dict(
                 session.execute(
-                    select(Export.name, func.max(Export.created_at))
-                    .where(Export.name.in_(list(by_name)))
-                    .group_by(Export.name)
+                    select(Export.name, func.max(Export.created_at)).where(Export.name.in_(names)).group_by(Export.name)
                 ).all()
             )
-            if by_name
+            if names
             else {}
         )
-        report["exports_left"] = []
-        for name, rows in by_name.items():
-            out_clips = {r.clip_id for r in rows} - {c for n, c in now_in if n == name}
-            if not out_clips:
-                continue
-            gone = rows[-1].state == "gone"
-            removed = [r.removed_at for r in rows if r.clip_id in out_clips and r.removed_at is not None]
-            report["exports_left"].append(
-                {
-                    "name": name,
-                    "format": rows[-1].format,
-                    "created_on": _day(rows[0].created_at),
-                    "recordings": len(out_clips),
-                    # Left out of a newer version (no prune): the day that version was made.
-                    "removed_on": _day(max(removed) if removed else newest.get(name)),
-                    "how": "the dataset was deleted" if gone else "taken out of the dataset",
-                }
-            )
+        # Per export name and way out: each clip once, by how it left (a prune's removal stands
+        # even if the folder was deleted later) and when.
+        left: dict[tuple[str, str], dict[str, Any]] = {}
+        for name in names:
+            rows = [r for r in ever if r.name == name]
+            for clip_id in sorted({r.clip_id for r in rows} - {c for n, c in now_in if n == name}):
+                mine = [r for r in rows if r.clip_id == clip_id]
+                removed = [r.removed_at for r in mine if r.removed_at is not None]
+                forgotten = [r.forgotten_at for r in mine if r.state == "gone" and r.removed_at is None]
+                if removed:
+                    how, when = "taken out of the dataset", max(removed)
+                elif forgotten and forgotten[-1] is not None:
+                    how, when = "the dataset was deleted", forgotten[-1]
+                else:  # left out of a newer version: the day that version was made
+                    how, when = "taken out of the dataset", newest.get(name)
+                entry = left.setdefault(
+                    (name, how),
+                    {
+                        "name": name,
+                        "format": rows[-1].format,
+                        "created_on": _day(rows[0].created_at),
+                        "recordings": 0,
+                        "removed_on": None,
+                        "how": how,
+                    },
+                )
+                entry["recordings"] += 1
+                day = _day(when)
+                entry["removed_on"] = max(filter(None, [entry["removed_on"], day]), default=None)
+        report["exports_left"] = list(left.values())
         report["exports"] = [
             {
                 "name": name,

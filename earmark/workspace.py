@@ -408,7 +408,14 @@ def _load_secret(settings: Settings) -> bytes:
     path = settings.secret_file
     if not path.exists():
         raise ConfigError(f"{path} is missing; run `earmark init` first")
-    return bytes.fromhex(path.read_text().strip())
+    try:
+        secret = bytes.fromhex(path.read_text(encoding="ascii", errors="replace").strip())
+    except ValueError:
+        secret = b""
+    if len(secret) < 16:
+        # Everything keyed by it (pseudonyms, erased ids, signed URLs) depends on its exact bytes.
+        raise ConfigError(f"{path} is damaged (not the hex secret `earmark init` wrote); restore it from a backup")
+    return secret
 
 
 def sampling_key(settings: Settings) -> bytes:

@@ -317,3 +317,26 @@ def test_user_list_names_the_ids_the_audit_log_uses(home: Path) -> None:
     ]
     table = run(home, "user", "list").output
     assert "user:2" in table and "deactivated" in table
+
+
+def test_an_anchor_goes_only_outside_the_workspace_and_only_into_an_anchor_file(home: Path, tmp_path: Path) -> None:
+    """`audit anchor -o HOME/secret.key` appended to the key, and every command failed after."""
+    key = (home / "secret.key").read_bytes()
+    for inside in (home / "secret.key", home / "earmark.db", home / "anchors.jsonl"):
+        refused = run(home, "audit", "anchor", "-o", str(inside))
+        assert refused.exit_code == 1 and "inside the workspace" in refused.output, refused.output
+    assert (home / "secret.key").read_bytes() == key and not (home / "anchors.jsonl").exists()
+    other = tmp_path / "notes.txt"
+    other.write_text("my notes\n")
+    refused = run(home, "audit", "anchor", "-o", str(other))
+    assert refused.exit_code == 1 and "not an anchor file" in refused.output
+    assert other.read_text() == "my notes\n"
+    ok = run(home, "audit", "anchor", "-o", str(tmp_path / "anchors.jsonl"))
+    assert ok.exit_code == 0 and "appended to" in ok.output
+
+
+def test_a_damaged_secret_is_one_clear_error(home: Path) -> None:
+    (home / "secret.key").write_text((home / "secret.key").read_text().strip() + '{"seq": 1}\n')
+    result = run(home, "stats")
+    assert result.exit_code == 1 and "secret.key is damaged" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

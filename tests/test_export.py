@@ -338,6 +338,8 @@ def test_export_erase_prune_from_the_command_line(sqlite_ws: Workspace, tmp_path
     )
     assert made.exit_code == 0, made.output
     assert "export cli-export v1 (nemo): 2 item(s)" in made.output
+    assert "no split: all 2 item(s) in train" in made.output and "by household" not in made.output
+    assert json.loads((out / "earmark-manifest.json").read_text())["policy"]["split"] == "none (all in train)"
     again = runner.invoke(app, ["--home", home, "export", "create", "--format", "nemo", "-o", str(out)])
     assert again.exit_code == 1 and "pass --force" in again.output
     erased = runner.invoke(app, ["--home", home, "erase", "acct-q1"])
@@ -345,6 +347,11 @@ def test_export_erase_prune_from_the_command_line(sqlite_ws: Workspace, tmp_path
     pruned = runner.invoke(app, ["--home", home, "export", "prune"])
     assert "pruned 1 export(s), 1 item(s) removed" in pruned.output
     assert len((out / "train_manifest.jsonl").read_text().splitlines()) == 1
+    # One household cannot fill three splits: said, not left for the trainer to find.
+    split = runner.invoke(app, ["--home", home, "export", "create", "--format", "nemo", "-o", str(tmp_path / "s")])
+    assert split.exit_code == 0 and "warning: no item in" in split.output, split.output
+    wake = runner.invoke(app, ["--home", home, "export", "create", "--format", "wakeword", "-o", str(tmp_path / "w")])
+    assert wake.exit_code == 1 and "no wake-word answers yet" in wake.output
 
 
 def test_a_withdrawal_while_an_export_is_written_keeps_the_clip_out(ws: Workspace, tmp_path: Path) -> None:

@@ -50,7 +50,8 @@ def test_the_downgrade_from_0009_leaves_export_membership_as_0008_kept_it(ws: Wo
             text("SELECT e.name, count(*) FROM export_clips x JOIN exports e ON e.id = x.export_id GROUP BY e.name")
         ).all()
         states = dict(conn.execute(text("SELECT name, state FROM exports")).all())
-    assert sorted(members) == [("a", 1)]  # the erased clip's row went; b's clips left with its folder
+    # The erased clip's rows went from both; b's other clip stays, as a superseded export's did.
+    assert sorted(members) == [("a", 1), ("b", 1)]
     assert states == {"a": "current", "b": "superseded"}
     with ws.engine.begin() as conn:
         cfg.attributes["connection"] = conn

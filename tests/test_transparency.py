@@ -181,6 +181,20 @@ def test_report_lists_the_exports_that_hold_the_accounts_recordings(ws: Workspac
     with ws.transaction() as s:
         other = build_report(s, actor=Actor.cli(), account_id="acct-q1", secret=ws.secret)
     assert other["exports"][0]["recordings"] == 1 and other["exports_left"] == []
+    # The folder deleted and forgotten later: acct-q0's recording was taken out before, and stays
+    # so; acct-q1's left with the folder.
+    import shutil
+
+    from earmark.export import forget_export
+
+    shutil.rmtree(tmp_path / "nlu-2026-11")
+    with ws.transaction() as s:
+        forget_export(s, actor=Actor.cli(), export=str(tmp_path / "nlu-2026-11"))
+        report = build_report(s, actor=Actor.cli(), account_id="acct-q0", secret=ws.secret)
+        other = build_report(s, actor=Actor.cli(), account_id="acct-q1", secret=ws.secret)
+    assert [(e["how"], e["recordings"]) for e in report["exports_left"]] == [("taken out of the dataset", 1)]
+    assert [(e["how"], e["recordings"]) for e in other["exports_left"]] == [("the dataset was deleted", 1)]
+    assert other["exports"] == [] and other["exports_left"][0]["removed_on"] is not None
 
 
 def test_a_recording_left_out_of_a_newer_version_stays_in_the_history(ws: Workspace, tmp_path: Path) -> None:

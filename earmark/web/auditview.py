@@ -31,10 +31,12 @@ def audit_view(
 ) -> Response:
     if before is not None and not 0 < before < 2**63:
         raise InvalidInput("before must be an event number", field="before")
-    who = actor.strip()
+    who, unknown = actor.strip(), ""
     if who and ":" not in who and who not in ("cli", "system", "anonymous"):
         # A person's name: the log holds their user id (a name can change; the id cannot).
         found = session.execute(select(User.id).where(User.username == who)).scalar_one_or_none()
+        if found is None:  # names are case-sensitive: say so rather than just "no events"
+            unknown = f"No user is named {who!r} (names are case-sensitive; `earmark user list` lists them)."
         who = f"user:{found}" if found is not None else who
     events = audit.search(
         session,
@@ -49,6 +51,7 @@ def audit_view(
     older = events[-1].seq if len(events) == PAGE else None
     # Who each user id is, so an investigation reads people, not numbers (auditors and admins only).
     ids = {int(e.actor[5:]) for e in events if e.actor.startswith("user:") and e.actor[5:].isdigit()}
+    ids |= {int(e.object_id) for e in events if e.object_type == "user" and (e.object_id or "").isdigit()}
     names = dict(session.execute(select(User.id, User.username).where(User.id.in_(ids))).all()) if ids else {}
     return render(
         request,
@@ -56,6 +59,7 @@ def audit_view(
         {
             "events": events,
             "names": {f"user:{k}": v for k, v in names.items()},
+            "unknown_actor": unknown,
             "filters": {"action": action, "actor": actor, "object_type": object_type, "object_id": object_id},
             "object_types": audit.OBJECT_TYPES,
             "older": older,

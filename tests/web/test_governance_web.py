@@ -91,7 +91,10 @@ def test_an_auditor_finds_who_heard_a_clip(ws: Workspace) -> None:
     by_name = c.get("/audit", params={"actor": "rev1"}).text.split('data-testid="audit-rows"')[1]
     assert f"<td>user:{rev_id} · rev1</td>" in by_name and "review.audio" in by_name
     assert "aud1" not in by_name  # only rev1's events
-    assert "No events match." in c.get("/audit", params={"actor": "nobody-such"}).text
+    unknown = c.get("/audit", params={"actor": "Rev1"}).text
+    assert "No events match." in unknown and "No user is named &#39;Rev1&#39; (names are case-sensitive" in unknown
+    created = c.get("/audit", params={"action": "user.create"}).text.split('data-testid="audit-rows"')[1]
+    assert f"user {rev_id} · rev1</td>" in created  # the user a row is about, named too
 
 
 def test_an_auditor_opens_a_customers_report_in_the_browser_ui(ws: Workspace) -> None:

@@ -35,6 +35,8 @@ def upgrade() -> None:
     op.create_index(op.f("ix_wake_answers_answered_at"), "wake_answers", ["answered_at"], unique=False)
     with op.batch_alter_table("export_clips") as batch:
         batch.add_column(sa.Column("removed_at", earmark.models.UTCDateTime(), nullable=True))
+    with op.batch_alter_table("exports") as batch:
+        batch.add_column(sa.Column("forgotten_at", earmark.models.UTCDateTime(), nullable=True))
     with op.batch_alter_table("safety_outcomes") as batch:
         batch.add_column(sa.Column("resolution", sa.String(length=32), nullable=True))
         batch.add_column(sa.Column("resolved_by", sa.Integer(), nullable=True))
@@ -63,6 +65,8 @@ def downgrade() -> None:
     op.execute("UPDATE exports SET state = 'superseded' WHERE state = 'gone'")
     with op.batch_alter_table("export_clips") as batch:
         batch.drop_column("removed_at")
+    # Not a batch: SQLite would copy `exports`, which export_clips refers to (DROP COLUMN, 3.35+).
+    op.drop_column("exports", "forgotten_at")
     with op.batch_alter_table("safety_outcomes") as batch:
         batch.drop_constraint("fk_safety_outcomes_resolved_by_users", type_="foreignkey")
         batch.drop_column("resolved_at")
