@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from earmark import audit
 from earmark.errors import InvalidInput
 from earmark.models import User
-from earmark.web.deps import Caller, get_db, get_ws, page_caller
+from earmark.web.deps import Caller, csrf_checked, get_db, get_ws, page_caller
 from earmark.web.pages import render
 
 router = APIRouter()
@@ -69,15 +69,16 @@ def audit_view(
     )
 
 
-@router.get("/audit/report", name="audit.report")
+@router.post("/audit/report", name="audit.report")
 def customer_report(
     request: Request,
-    account: str = Query(..., min_length=1, max_length=200),
-    caller: Caller = Depends(page_caller),
+    account: str = Form(..., min_length=1, max_length=200),
+    caller: Caller = Depends(csrf_checked),
     session: Session = Depends(get_db),
 ) -> Response:
     """The customer's transparency report for an account, as the customer would get it (audited:
-    `report.create` under the auditor's id)."""
+    `report.create` under the auditor's id). A POST: the account id stays out of URLs, browser
+    history and access logs."""
     from earmark.transparency import build_report, render_html
     from earmark.web.api import REPORT_CSP
 

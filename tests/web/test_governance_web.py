@@ -3,6 +3,7 @@ from __future__ import annotations
 import html
 import re
 
+import pytest
 from sqlalchemy import select
 
 from earmark import auth
@@ -102,20 +103,45 @@ def test_an_auditor_opens_a_customers_report_in_the_browser_ui(ws: Workspace) ->
     f.user(ws, "aud1", Role.auditor, password="auditor-password")
     f.user(ws, "rev1")
     c = client(ws)
-    login(c, "aud1", "auditor-password")
-    assert 'action="/audit/report"' in c.get("/audit").text
-    report = c.get("/audit/report", params={"account": "acct-q0"})
+    csrf = login(c, "aud1", "auditor-password")
+    assert 'method="post" action="/audit/report"' in c.get("/audit").text
+    # A POST: the account id stays out of the URL (history, access logs); a GET is not a route.
+    assert c.get("/audit/report", params={"account": "acct-q0"}).status_code == 405
+    report = c.post("/audit/report", data={"account": "acct-q0", "csrf_token": csrf})
     assert report.status_code == 200 and "Your voice recordings and human review" in report.text
     assert "style-src 'unsafe-inline'" in report.headers["content-security-policy"]
-    assert "We hold no recordings" in c.get("/audit/report", params={"account": "nobody"}).text
+    assert "We hold no recordings" in c.post("/audit/report", data={"account": "nobody", "csrf_token": csrf}).text
+    assert c.post("/audit/report", data={"account": "acct-q0"}).status_code == 403  # no CSRF token
     rows = c.get("/audit", params={"action": "report.create"}).text.split('data-testid="audit-rows"')[1]
     assert rows.count("report.create") == 2  # each report made is audited, under the auditor
     reviewer = client(ws)
-    login(reviewer, "rev1", "reviewer-password")
-    assert reviewer.get("/audit/report", params={"account": "acct-q0"}).status_code == 403
+    token = login(reviewer, "rev1", "reviewer-password")
+    assert reviewer.post("/audit/report", data={"account": "acct-q0", "csrf_token": token}).status_code == 403
 
 
 def test_admin_can_open_the_audit_view_too(ws: Workspace) -> None:
     c = client(ws)
     login(c, "admin", ADMIN_PASSWORD)
     assert c.get("/audit").status_code == 200
+
+
+@pytest.mark.browser
+def test_an_auditor_opens_a_report_in_chromium_without_the_account_in_a_url(sqlite_ws: Workspace) -> None:
+    from tests.web.browser import chromium, live_server
+
+    f.queue_clips(sqlite_ws, 1)
+    f.user(sqlite_ws, "aud1", Role.auditor, password="auditor-password")
+    with live_server(sqlite_ws) as base, chromium() as browser:
+        page = browser.new_page()
+        page.goto(f"{base}/login")
+        page.fill("input[name=username]", "aud1")
+        page.fill("input[name=password]", "auditor-password")
+        page.press("input[name=password]", "Enter")
+        page.wait_for_url(f"{base}/audit")
+        page.fill("[data-testid=report-form] input[name=account]", "acct-q0")
+        with page.expect_popup() as opened:
+            page.get_by_role("button", name="Open report").click()
+        report = opened.value
+        report.wait_for_load_state()
+        assert "Your voice recordings and human review" in report.content()
+        assert "acct-q0" not in report.url and report.url == f"{base}/audit/report"
