@@ -25,7 +25,6 @@ from earmark.models import (
     Assignment,
     AuditEvent,
     Clip,
-    ClipProtection,
     Export,
     ExportClip,
     HelpRequest,
@@ -331,23 +330,39 @@ def build_report(
 
 
 def _sent_to(session: Session, clip_ids: list[int]) -> dict[int, list[str]]:
-    """Per clip, the teams whose queue it went to, in order (keys of SENT_TO). A safety clip says
-    whether screening or a reviewer sent it there, while the pipeline's record is kept."""
+    """Per clip, the teams whose queue it went to, in order (keys of SENT_TO). Why a clip went to
+    the safety team comes from the audit log, which outlives every retention: screening routed it
+    (`pipeline.process`, outcome safety) or a person flagged it (`review.sensitive`), in the order
+    they happened (a clip can be both, e.g. flagged after it was re-protected)."""
     if not clip_ids:
         return {}
+    why: dict[int, list[str]] = {}
+    for object_id, action, details in session.execute(
+        select(AuditEvent.object_id, AuditEvent.action, AuditEvent.details)
+        .where(
+            AuditEvent.object_type == "clip",
+            AuditEvent.object_id.in_([str(i) for i in clip_ids]),
+            AuditEvent.action.in_(["pipeline.process", "review.sensitive"]),
+        )
+        .order_by(AuditEvent.seq)
+    ).all():
+        if action == "review.sensitive":
+            key = "safety_flag"
+        elif (details or {}).get("outcome") == "safety":
+            key = "safety_screening"
+        else:
+            continue
+        reasons = why.setdefault(int(object_id), [])
+        if key not in reasons:
+            reasons.append(key)
     out: dict[int, list[str]] = {}
-    rows = session.execute(
-        select(QueueItem.clip_id, QueueItem.queue, ClipProtection.route)
-        .outerjoin(ClipProtection, ClipProtection.clip_id == QueueItem.clip_id)
-        .where(QueueItem.clip_id.in_(clip_ids))
-        .order_by(QueueItem.id)
-    ).all()
-    for clip_id, queue, route in rows:
-        key = queue
-        if queue == "safety":
-            key = {"safety": "safety_screening", None: "safety"}.get(route, "safety_flag")
-        if key in SENT_TO and key not in out.setdefault(clip_id, []):
-            out[clip_id].append(key)
+    for clip_id, queue in session.execute(
+        select(QueueItem.clip_id, QueueItem.queue).where(QueueItem.clip_id.in_(clip_ids)).order_by(QueueItem.id)
+    ).all():
+        keys = (why.get(clip_id) or ["safety"]) if queue == "safety" else [queue]
+        for key in keys:
+            if key in SENT_TO and key not in out.setdefault(clip_id, []):
+                out[clip_id].append(key)
     return out
 
 

@@ -73,6 +73,22 @@ def test_unknown_account_gets_an_empty_report(ws: Workspace) -> None:
     assert known["deleted"].keys() == report["deleted"].keys() and report["recordings"]["total_received"] == 0
 
 
+def test_why_the_safety_team_heard_a_recording_outlives_transcript_retention(ws: Workspace) -> None:
+    """The reason came from the pipeline's record, which transcript retention deletes: the report
+    then said only "it may hold distress". The audit log keeps it."""
+    from earmark.models import utcnow
+
+    f.ingest_speech(ws, "somebody help me call the police", account_id="p1")
+    f.allow(ws, "p1")
+    f.sample_all(ws)
+    [result] = ws.process_pending()
+    assert result.outcome == "safety"
+    screened = "the safety team, because automatic screening found it may hold distress or danger"
+    assert _report(ws, "p1")["sampled_for_human_review"][0]["sent_to"] == [screened]
+    ws.run_retention(actor=Actor.cli(), now=utcnow() + timedelta(days=100))  # the pipeline's record goes
+    assert _report(ws, "p1")["sampled_for_human_review"][0]["sent_to"] == [screened]
+
+
 def test_an_id_no_account_can_have_is_refused(ws: Workspace) -> None:
     import pytest
 
