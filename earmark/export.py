@@ -607,12 +607,12 @@ def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
             drop = {item_id(ws.secret, ext): cid for cid, ext, ok in held if not ok}
             items = [Item.from_json(x) for x in (folder / ITEMS).read_text(encoding="utf-8").splitlines() if x]
             keep = [it for it in items if it.id not in drop]
+            row.state = "current"
+            if drop:
+                _removed(session, row.id, list(drop.values()))
             if len(keep) == len(items):
-                # Nothing to remove: a new version would tell downstream copies to replace
-                # identical data.
-                row.state = "current"
-                if drop:  # not in the files (already gone from them): the rows only
-                    _removed(session, row.id, list(drop.values()))
+                # Nothing to remove from the files (already gone from them): the rows only. A new
+                # version would tell downstream copies to replace identical data.
                 audit.record(
                     session,
                     actor=actor,
@@ -630,10 +630,7 @@ def prune_exports(ws: Workspace, *, actor: Actor) -> PruneResult:
             row.version += 1
             row.clips = len(keep)
             row.pruned_at = utcnow()
-            row.state = "current"
             row.content_hash = content_hash(folder)
-            if drop:
-                _removed(session, row.id, list(drop.values()))
             manifest = (
                 json.loads((folder / MANIFEST).read_text(encoding="utf-8")) if (folder / MANIFEST).exists() else {}
             )

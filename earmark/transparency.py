@@ -260,7 +260,12 @@ def build_report(
             .order_by(Export.id)
         ).all()
         now_in = {(r.name, r.clip_id) for r in ever if r.state not in ("superseded", "gone") and r.removed_at is None}
-        names = sorted({r.name for r in ever})
+        per_name: dict[str, list[Any]] = {}
+        per_clip: dict[tuple[str, int], list[Any]] = {}
+        for r in ever:
+            per_name.setdefault(r.name, []).append(r)
+            per_clip.setdefault((r.name, r.clip_id), []).append(r)
+        names = sorted(per_name)
         newest = (
             dict(
                 session.execute(
@@ -273,32 +278,31 @@ def build_report(
         # Per export name and way out: each clip once, by how it left (a prune's removal stands
         # even if the folder was deleted later) and when.
         left: dict[tuple[str, str], dict[str, Any]] = {}
-        for name in names:
-            rows = [r for r in ever if r.name == name]
-            for clip_id in sorted({r.clip_id for r in rows} - {c for n, c in now_in if n == name}):
-                mine = [r for r in rows if r.clip_id == clip_id]
-                removed = [r.removed_at for r in mine if r.removed_at is not None]
-                forgotten = [r.forgotten_at for r in mine if r.state == "gone" and r.removed_at is None]
-                if removed:
-                    how, when = "taken out of the dataset", max(removed)
-                elif forgotten and forgotten[-1] is not None:
-                    how, when = "the dataset was deleted", forgotten[-1]
-                else:  # left out of a newer version: the day that version was made
-                    how, when = "taken out of the dataset", newest.get(name)
-                entry = left.setdefault(
-                    (name, how),
-                    {
-                        "name": name,
-                        "format": rows[-1].format,
-                        "created_on": _day(rows[0].created_at),
-                        "recordings": 0,
-                        "removed_on": None,
-                        "how": how,
-                    },
-                )
-                entry["recordings"] += 1
-                day = _day(when)
-                entry["removed_on"] = max(filter(None, [entry["removed_on"], day]), default=None)
+        for (name, clip_id), mine in sorted(per_clip.items()):
+            if (name, clip_id) in now_in:
+                continue
+            removed = [r.removed_at for r in mine if r.removed_at is not None]
+            forgotten = [r.forgotten_at for r in mine if r.state == "gone" and r.removed_at is None]
+            if removed:
+                how, when = "taken out of the dataset", max(removed)
+            elif forgotten and forgotten[-1] is not None:
+                how, when = "the dataset was deleted", forgotten[-1]
+            else:  # left out of a newer version: the day that version was made
+                how, when = "taken out of the dataset", newest.get(name)
+            rows = per_name[name]
+            entry = left.setdefault(
+                (name, how),
+                {
+                    "name": name,
+                    "format": rows[-1].format,
+                    "created_on": _day(rows[0].created_at),
+                    "recordings": 0,
+                    "removed_on": None,
+                    "how": how,
+                },
+            )
+            entry["recordings"] += 1
+            entry["removed_on"] = max(filter(None, [entry["removed_on"], _day(when)]), default=None)
         report["exports_left"] = list(left.values())
         report["exports"] = [
             {

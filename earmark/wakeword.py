@@ -127,14 +127,17 @@ def record_answer(
     close_pass(assignment, item, now)
     clip.status = ClipStatus.reviewed
     session.flush()
-    figures_row = session.get(WakeAnswer, clip.id) or WakeAnswer(clip_id=clip.id)
-    figures_row.annotation_id = answer.id
-    figures_row.answered_at = now
-    figures_row.label = label
-    figures_row.device_type = (clip.device_type or UNKNOWN_DEVICE)[:32]
-    figures_row.wake_score = clip.wake_score
-    figures_row.weight = 1.0 / clip.inclusion_probability if clip.inclusion_probability else 1.0
-    session.add(figures_row)
+    session.merge(  # the clip's newest answer: a row of an earlier one is replaced
+        WakeAnswer(
+            clip_id=clip.id,
+            annotation_id=answer.id,
+            answered_at=now,
+            label=label,
+            device_type=(clip.device_type or UNKNOWN_DEVICE)[:32],
+            wake_score=clip.wake_score,
+            weight=1.0 / clip.inclusion_probability if clip.inclusion_probability else 1.0,
+        )
+    )
     session.flush()
     audit.record(
         session, actor=user_actor(actor), action="wakeword.answer", object_type="assignment", object_id=assignment.id,

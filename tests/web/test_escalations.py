@@ -16,7 +16,7 @@ from earmark.types import Actor, Role
 from earmark.workspace import Workspace
 from tests import factories as f
 from tests.conftest import ADMIN_PASSWORD
-from tests.web.browser import chromium, live_server
+from tests.web.browser import chromium, live_server, sign_in
 from tests.web.helpers import client, login
 
 
@@ -139,11 +139,8 @@ def test_the_program_owner_follows_an_escalation_up_in_chromium(sqlite_ws: Works
         page = browser.new_page()
         errors: list[str] = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(f"{base}/login")
-        page.fill("input[name=username]", "admin")
-        page.fill("input[name=password]", ADMIN_PASSWORD)
-        page.press("input[name=password]", "Enter")
-        page.wait_for_url(f"{base}/admin")
+        sign_in(page, base, "admin", ADMIN_PASSWORD)
+        assert page.url == f"{base}/admin"
         page.get_by_test_id("open-escalations").get_by_role("link").click()
         page.wait_for_url(f"{base}/admin/escalations")
         assert "someone may be hurt" in page.locator("[data-escalation]").inner_text()

@@ -12,7 +12,7 @@ from earmark.types import Role
 from earmark.workspace import Workspace
 from tests import factories as f
 from tests.conftest import ADMIN_PASSWORD
-from tests.web.browser import chromium, live_server
+from tests.web.browser import chromium, live_server, sign_in
 from tests.web.helpers import client, login
 
 TEXT = "play shake it off by taylor swift"
@@ -131,11 +131,7 @@ def test_the_gold_set_from_the_overview_in_chromium(sqlite_ws: Workspace) -> Non
         page = browser.new_page()
         errors: list[str] = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(f"{base}/login")
-        page.fill("input[name=username]", "admin")
-        page.fill("input[name=password]", ADMIN_PASSWORD)
-        page.press("input[name=password]", "Enter")
-        page.wait_for_url(lambda u: "/login" not in u)
+        sign_in(page, base, "admin", ADMIN_PASSWORD)
         page.goto(f"{base}/admin")
         page.get_by_test_id("gold").get_by_role("link").first.click()
         page.wait_for_url(f"{base}/admin/gold")

@@ -127,17 +127,14 @@ def test_admin_can_open_the_audit_view_too(ws: Workspace) -> None:
 
 @pytest.mark.browser
 def test_an_auditor_opens_a_report_in_chromium_without_the_account_in_a_url(sqlite_ws: Workspace) -> None:
-    from tests.web.browser import chromium, live_server
+    from tests.web.browser import chromium, live_server, sign_in
 
     f.queue_clips(sqlite_ws, 1)
     f.user(sqlite_ws, "aud1", Role.auditor, password="auditor-password")
     with live_server(sqlite_ws) as base, chromium() as browser:
         page = browser.new_page()
-        page.goto(f"{base}/login")
-        page.fill("input[name=username]", "aud1")
-        page.fill("input[name=password]", "auditor-password")
-        page.press("input[name=password]", "Enter")
-        page.wait_for_url(f"{base}/audit")
+        sign_in(page, base, "aud1", "auditor-password")
+        assert page.url == f"{base}/audit"
         page.fill("[data-testid=report-form] input[name=account]", "acct-q0")
         with page.expect_popup() as opened:
             page.get_by_role("button", name="Open report").click()
