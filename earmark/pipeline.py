@@ -26,6 +26,7 @@ from earmark import audit
 from earmark.anonymize import Anonymizer, by_name
 from earmark.audio import decode_mono, encode_wav, resample
 from earmark.crypto import Keyring, decrypt_blob, encrypt_blob
+from earmark.errors import ConfigError
 from earmark.keys import data_key
 from earmark.models import Clip, ClipProtection, ClipStage, utcnow
 from earmark.pii import with_slot_hints
@@ -515,10 +516,14 @@ def build_components(settings: Any) -> Components:
         transcriber = transcribe.WhisperTranscriber(model_dir=None if bundled else Path(settings.whisper_model))
     else:
         transcriber = transcribe.PocketsphinxTranscriber()
+    try:
+        anonymizer = by_name(settings.anonymizer, voice=settings.voice_model)
+    except ValueError as exc:  # a damaged voice model file, or one trained on other encoder weights
+        raise ConfigError(f"voice_model: {exc}") from exc
     return Components(
         vad=detector,
         transcriber=transcriber,
         aligner=align.PocketsphinxAligner(),
         pii=pii.SpokenPiiDetector(),
-        anonymizer=by_name(settings.anonymizer),
+        anonymizer=anonymizer,
     )

@@ -1,0 +1,299 @@
+"""The trained anonymizer (`anonymizer = "trained"`): every voice converted to one target voice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from earmark.audio import load_pyworld, resample
+from earmark.cli import app
+from earmark.config import load_settings
+from earmark.errors import ConfigError
+from earmark.pipeline import build_components
+from earmark.synth import synthesize
+from earmark.voice_model import BUNDLED, Trained, VoiceModel, WhisperEncoder, train
+
+RATE = 16_000
+runner = CliRunner()
+SENTENCES = [
+    "set a timer for ten minutes please",
+    "what is the weather like in the mountains tomorrow morning",
+    "play some quiet music in the kitchen",
+    "remind me to water the plants on saturday",
+    "turn off the lights in the living room and lock the door",
+    "how many teaspoons are there in a tablespoon",
+    "add milk eggs and bread to my shopping list",
+    "call the nearest pharmacy and ask when they close",
+    "read me the news headlines from this morning",
+    "wake me up at half past six on weekdays",
+]
+
+
+def _speech(text: str, variant: str, pitch: int) -> np.ndarray:
+    s = synthesize(text, variant=variant, pitch=pitch)
+    return resample(s.samples, s.sample_rate, RATE)
+
+
+def _median_f0(x: np.ndarray) -> float:
+    f0, _ = load_pyworld().dio(x.astype(np.float64), RATE, f0_floor=60.0, f0_ceil=500.0)
+    return float(np.median(f0[f0 > 0]))
+
+
+def _timbre(x: np.ndarray) -> np.ndarray:
+    """Long-term log spectrum, level removed: a crude speaker embedding."""
+    frames = np.lib.stride_tricks.sliding_window_view(x, 512)[::256] * np.hanning(512)
+    spec = np.log(np.abs(np.fft.rfft(frames, axis=1)) + 1e-6).mean(axis=0)
+    return spec - spec.mean()
+
+
+@pytest.fixture(scope="module")
+def encoder() -> WhisperEncoder:
+    return WhisperEncoder()
+
+
+@pytest.fixture(scope="module")
+def trained(encoder: WhisperEncoder) -> Trained:
+    return Trained(encoder=encoder)
+
+
+def test_every_voice_gets_the_target_voices_pitch_and_timbre(trained: Trained) -> None:
+    low = _speech(SENTENCES[0], "m3", 20)
+    high = _speech(SENTENCES[0], "f2", 90)
+    assert _median_f0(high) / _median_f0(low) > 1.5  # two clearly different voices
+    target = trained.model.f0_median
+    a = trained.apply(low, RATE, {"f0_shift": 0.0})
+    b = trained.apply(high, RATE, {"f0_shift": 0.0})
+    for x, y in ((low, a), (high, b)):
+        assert y.dtype == np.float32 and y.shape == x.shape and np.all(np.isfinite(y))
+        assert abs(_median_f0(y) - target) / target < 0.12
+        assert np.sqrt(np.mean(y**2)) == pytest.approx(np.sqrt(np.mean(x**2)), rel=0.05)
+    # converted, the two voices are closer in timbre than they were
+    before = np.linalg.norm(_timbre(low) - _timbre(high))
+    after = np.linalg.norm(_timbre(a) - _timbre(b))
+    assert after < 0.6 * before
+
+
+def test_the_drawn_pitch_offset_is_applied_and_repeatable(trained: Trained) -> None:
+    x = _speech(SENTENCES[1], "m3", 50)
+    up = trained.apply(x, RATE, {"f0_shift": 2.0})
+    down = trained.apply(x, RATE, {"f0_shift": -2.0})
+    assert _median_f0(up) / _median_f0(down) == pytest.approx(2 ** (4 / 12), rel=0.06)
+    assert np.array_equal(up, trained.apply(x, RATE, {"f0_shift": 2.0}))
+    assert trained.draw(np.random.default_rng(0))["voice"] == trained.voice
+    draws = [trained.draw(np.random.default_rng(s))["f0_shift"] for s in range(20)]
+    assert len(set(draws)) == 20 and all(-2.0 <= d <= 2.0 for d in draws)
+    assert trained.parameter_grid() == [{"f0_shift": -2.0}, {"f0_shift": 0.0}, {"f0_shift": 2.0}]
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.zeros(0, np.float32),
+        np.full(400, 0.3, np.float32),  # 25 ms: too short to convert
+        np.zeros(RATE, np.float32),
+    ],
+)
+def test_clips_too_short_or_silent_come_out_silent(trained: Trained, x: np.ndarray) -> None:
+    y = trained.apply(x, RATE, {"f0_shift": 0.0})
+    assert y.shape == x.shape and y.dtype == np.float32 and not np.any(y)
+
+
+def test_a_pure_tone_and_clipped_noise_convert_without_error(trained: Trained) -> None:
+    t = np.arange(RATE) / RATE
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    clipped = np.clip(np.random.default_rng(0).normal(0, 2, RATE), -1, 1).astype(np.float32)
+    for x in (tone, clipped):
+        y = trained.apply(x, RATE, {"f0_shift": 1.0})
+        assert y.shape == x.shape and np.all(np.isfinite(y)) and np.max(np.abs(y)) <= 1.0
+
+
+def test_other_sample_rates_are_refused(trained: Trained) -> None:
+    with pytest.raises(ValueError, match="16000 Hz"):
+        trained.apply(np.zeros(8000, np.float32), 8000, {"f0_shift": 0.0})
+
+
+def test_the_bundled_voice_says_where_it_comes_from() -> None:
+    model = VoiceModel.load(BUNDLED)
+    assert "LibriSpeech" in model.about and "CC BY 4.0" in model.about
+    assert model.layer == 2 and model.seconds > 100
+
+
+@pytest.fixture(scope="module")
+def voice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 35 s of one synthetic voice, as WAV files at 22.05 kHz (training resamples)."""
+    folder = tmp_path_factory.mktemp("voice")
+    for i, text in enumerate(SENTENCES * 2):
+        s = synthesize(text, variant="f2", pitch=70, rate=140)
+        sf.write(folder / f"{i:02d}.wav", s.samples, s.sample_rate)
+    return folder
+
+
+def test_training_learns_the_target_voice(voice_dir: Path, encoder: WhisperEncoder) -> None:
+    from earmark.cli import _read_clip
+
+    clips = [_read_clip(p)[0] for p in sorted(voice_dir.glob("*.wav"))]
+    calls = []
+    model = train(clips, about="espeak-ng f2, synthetic", encoder=encoder, on_clip=lambda: calls.append(1))
+    assert len(calls) == len(clips) and model.seconds >= 30
+    assert model.f0_median == pytest.approx(_median_f0(np.concatenate(clips)), rel=0.1)
+    # a male voice converted to this target gets the target's timbre, not its own
+    source = _speech(SENTENCES[3], "m3", 20)
+    y = Trained(model, encoder=encoder).apply(source, RATE, {"f0_shift": 0.0})
+    target = _timbre(_speech(SENTENCES[3], "f2", 70))
+    assert np.linalg.norm(_timbre(y) - target) < 0.6 * np.linalg.norm(_timbre(source) - target)
+
+
+def test_training_needs_enough_speech(encoder: WhisperEncoder) -> None:
+    short = [_speech(SENTENCES[0], "m3", 50), _speech(SENTENCES[1], "m3", 50)]
+    with pytest.raises(ValueError, match="at least 30 s"):
+        train(short, about="x", encoder=encoder)
+    with pytest.raises(ValueError, match="at least 2 clips"):
+        train(short[:1], about="x", encoder=encoder)
+
+
+def test_voice_model_files_round_trip_and_bad_files_are_refused(tmp_path: Path, encoder: WhisperEncoder) -> None:
+    model = VoiceModel.load(BUNDLED)
+    path = tmp_path / "copy.npz"
+    model.save(path)
+    again = VoiceModel.load(path)
+    assert again.about == model.about and np.array_equal(again.weights, model.weights)
+    assert not list(tmp_path.glob("*.partial"))
+
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="not a voice model file"):
+        VoiceModel.load(garbage)
+    lacking = tmp_path / "lacking.npz"
+    np.savez(lacking, format=np.int64(1), weights=model.weights)
+    with pytest.raises(ValueError, match="lacks"):
+        VoiceModel.load(lacking)
+    other_format = tmp_path / "other.npz"
+    np.savez(other_format, format=np.int64(99))
+    with pytest.raises(ValueError, match="format 1"):
+        VoiceModel.load(other_format)
+    with pytest.raises(ValueError, match="not a voice model file"):
+        VoiceModel.load(tmp_path / "missing.npz")
+
+    from dataclasses import replace
+
+    foreign = tmp_path / "foreign.npz"
+    replace(model, encoder_sha256="0" * 64).save(foreign)
+    with pytest.raises(ValueError, match="other Whisper encoder weights"):
+        Trained(foreign, encoder=encoder)
+
+
+def test_voice_train_and_show_commands(tmp_path: Path, voice_dir: Path) -> None:
+    out = tmp_path / "voice.npz"
+    args = ["voice", "train", str(voice_dir), "-o", str(out), "--about", "espeak-ng f2 (GPL-3.0 voice data)"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "set voice_model" in result.stdout
+    shown = runner.invoke(app, ["voice", "show", str(out)])
+    assert shown.exit_code == 0, shown.output
+    info = json.loads(shown.stdout)
+    assert info["about"] == "espeak-ng f2 (GPL-3.0 voice data)" and info["seconds"] >= 30
+
+    before = out.read_bytes()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "exists (--force replaces it)" in again.output
+    assert out.read_bytes() == before
+    blank = runner.invoke(app, [*args[:-1], "  ", "--force"])
+    assert blank.exit_code == 1 and "--about must say" in blank.output
+    no_manifest = runner.invoke(app, [*args, "--force", "--speaker", "a"])
+    assert no_manifest.exit_code == 1 and "--speaker needs a manifest.csv" in no_manifest.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = runner.invoke(app, ["voice", "train", str(empty), "-o", str(tmp_path / "n.npz"), "--about", "x"])
+    assert nothing.exit_code == 1 and "no audio files" in nothing.output
+    assert not (tmp_path / "n.npz").exists()
+
+
+def test_voice_train_takes_one_speaker_of_a_manifest(tmp_path: Path, voice_dir: Path) -> None:
+    rows = ["path,speaker_id"] + [
+        f"{p.name},{'a' if i % 3 else 'b'}" for i, p in enumerate(sorted(voice_dir.iterdir()))
+    ]
+    (voice_dir / "manifest.csv").write_text("\n".join(rows) + "\n")
+    try:
+        unknown = runner.invoke(
+            app, ["voice", "train", str(voice_dir), "-o", str(tmp_path / "v.npz"), "--about", "x", "--speaker", "z"]
+        )
+        assert unknown.exit_code == 1 and "no speaker z" in unknown.output
+        few = runner.invoke(
+            app, ["voice", "train", str(voice_dir), "-o", str(tmp_path / "v.npz"), "--about", "x", "--speaker", "b"]
+        )
+        assert few.exit_code == 1 and "at least 30 s" in few.output  # speaker b has 7 clips, about 15 s
+        assert not (tmp_path / "v.npz").exists()
+    finally:
+        (voice_dir / "manifest.csv").unlink()
+
+
+def test_the_trained_setting_reaches_the_pipeline_and_the_cli(tmp_path: Path, voice_dir: Path) -> None:
+    home = tmp_path / "ws"
+    home.mkdir()
+    (home / "settings.toml").write_text('anonymizer = "trained"\nvoice_model = "voices/mine.npz"\n')
+    with pytest.raises(ConfigError, match="voice_model: no such file"):
+        load_settings(home)
+    (home / "voices").mkdir()
+    VoiceModel.load(BUNDLED).save(home / "voices" / "mine.npz")
+    settings = load_settings(home)
+    assert settings.voice_model == home / "voices" / "mine.npz"
+    assert build_components(settings).anonymizer.name == "trained"
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, _speech(SENTENCES[2], "m3", 30), RATE)
+    out = tmp_path / "anon.wav"
+    result = runner.invoke(app, ["--home", str(home), "anonymize", str(clip), "-o", str(out), "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["method"] == "trained" and set(report["params"]) == {"f0_shift", "voice"}
+    assert report["params"]["voice"] == Trained(home / "voices" / "mine.npz").voice
+    assert sf.info(out).frames == sf.info(clip).frames
+
+    (home / "voices" / "mine.npz").write_bytes(b"damaged")
+    with pytest.raises(ConfigError, match=r"voice_model: .*not a voice model file"):
+        build_components(load_settings(home))
+    damaged = runner.invoke(app, ["--home", str(home), "anonymize", str(clip), "-o", str(out)])
+    assert damaged.exit_code == 1 and "not a voice model file" in damaged.output
+
+
+def test_a_workspace_set_to_trained_queues_clips_in_the_target_voice(ws) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from earmark.audio import decode_mono
+    from earmark.crypto import decrypt_blob
+    from earmark.keys import data_key
+    from earmark.models import Clip, ClipProtection, ClipStage
+    from tests import factories as f
+
+    ws.parts = build_components(ws.settings.model_copy(update={"anonymizer": "trained"}))
+    cid = f.ingest_speech(ws, "call jennifer about the garden party on sunday", account_id="p1")
+    f.allow(ws, "p1")
+    f.sample_all(ws)
+    [result] = ws.process_pending()
+    assert result.outcome == "general"
+    with ws.sessions() as s:
+        clip = s.execute(select(Clip).where(Clip.external_id == cid)).scalar_one()
+        prot = s.get(ClipProtection, clip.id)
+        stage = s.execute(
+            select(ClipStage).where(ClipStage.clip_id == clip.id, ClipStage.stage == "anonymize")
+        ).scalar_one()
+        wav = decrypt_blob(
+            data_key(s, ws.keyring, clip.account_id),
+            ws.blobs.get(clip.protected_blob_key),
+            blob_key=clip.protected_blob_key,
+        )
+    assert clip.status == "queued" and clip.redacted_text.startswith("call [PERSON]")
+    assert stage.outcome == "ok" and stage.details == {"name": "trained"}
+    assert (
+        prot is not None
+        and prot.anonymizer["name"] == "trained"
+        and set(prot.anonymizer) == {"name", "f0_shift", "voice"}
+    )
+    y, sr = decode_mono(wav)
+    expected = ws.parts.anonymizer.model.f0_median * 2 ** (prot.anonymizer["f0_shift"] / 12)
+    assert sr == RATE and abs(_median_f0(y) - expected) / expected < 0.12
