@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from earmark import auth
 from earmark.cli import app as cli_app
-from earmark.models import Account, Clip
+from earmark.models import Account, AuditEvent, Clip
 from earmark.types import Actor, Role
 from earmark.workspace import Workspace
 from tests import factories as f
@@ -32,10 +32,10 @@ def _meta(clip_id: str = "api-1", **extra: object) -> str:
         "locale": "en-US",
     }
     body.update(extra)
-    return json.dumps(body)
+    return json.dumps(body, ensure_ascii=False)
 
 
-def _post(c: TestClient, token: str | None, audio: bytes, metadata: str):  # type: ignore[no-untyped-def]
+def _post(c: TestClient, token: str | None, audio: bytes, metadata: str | bytes):  # type: ignore[no-untyped-def]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return c.post(
         "/api/v1/clips",
@@ -109,6 +109,43 @@ def test_upload_errors_read_well_and_list_what_the_route_takes(ws: Workspace) ->
     nested = _post(c, token, f.audio_bytes(), _meta(device_asr={"text": "hi", "lang": "en"})).json()
     assert "device_asr.lang: unknown field (allowed: text, confidence, alternatives)" in nested["error"]["message"]
     assert _clips(ws) == 0
+
+
+def test_metadata_must_be_utf8_and_non_ascii_text_arrives_whole(ws: Workspace) -> None:
+    """Starlette decodes a form field that is not UTF-8 as Latin-1 without a word: a stray 0xFF byte
+    was stored as "ÿ". The metadata's bytes are decoded as a manifest line's are."""
+    c, token = client(ws), _token(ws)
+    garbled = _meta(device_asr={"text": "call Zoë"}).encode().replace("ë".encode(), b"\xff")
+    resp = _post(c, token, f.audio_bytes(), garbled)
+    assert resp.status_code == 422, resp.text
+    at = garbled.index(b"\xff") + 1
+    message = f"not UTF-8 text (invalid start byte at byte {at}); save the file as UTF-8"
+    assert resp.json()["error"] == {"message": message, "field": "metadata"}
+    assert _clips(ws) == 0
+    assert list(ws.blobs.iter_keys()) == []
+    with ws.sessions() as s:
+        assert s.execute(select(func.count()).select_from(Account)).scalar_one() == 0
+        ingests = select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "clip.ingest")
+        assert s.execute(ingests).scalar_one() == 0
+    # Valid UTF-8 is taken as sent, with a byte-order mark before it as a manifest's first line may.
+    for clip_id, metadata in [
+        ("api-zoe", _meta("api-zoe", device_asr={"text": "call Zoë"}).encode()),
+        ("api-bom", b"\xef\xbb\xbf" + _meta("api-bom", device_asr={"text": "call Zoë"}).encode()),
+    ]:
+        ok = _post(c, token, f.audio_bytes(), metadata)
+        assert ok.status_code == 201, ok.text
+        with ws.sessions() as s:
+            assert s.execute(select(Clip.device_asr_text).where(Clip.external_id == clip_id)).scalar_one() == "call Zoë"
+
+
+def test_metadata_is_documented_as_a_text_field(ws: Workspace) -> None:
+    """The route takes the metadata's bytes, but clients still send a text field, not a file."""
+    spec = client(ws).get("/api/v1/openapi.json").json()
+    body = spec["paths"]["/api/v1/clips"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    fields = spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]["properties"]
+    assert fields["metadata"]["type"] == "string" and "contentMediaType" not in fields["metadata"]
+    assert fields["metadata"]["description"].startswith("JSON object")
+    assert fields["audio"]["contentMediaType"] == "application/octet-stream"
 
 
 def test_oversized_upload_is_refused_before_it_is_read(ws: Workspace) -> None:
