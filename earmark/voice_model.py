@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from scipy.special import erf
 
+from earmark.anonymize import World
 from earmark.audio import load_pyworld
 
 RATE = 16_000
@@ -36,6 +37,7 @@ FORMAT = 1  # voice model file format
 BUNDLED = Path(__file__).with_name("data") / "voice-librispeech.npz"
 MIN_TRAIN_SECONDS = 30.0
 SHIFT_SEMITONES = 2.0  # per-clip pitch offset drawn in +-this around the target's median
+MIN_VOICED_SECONDS = 0.5  # less voiced speech than this goes to `world` (Trained)
 CT2_DTYPES = {0: np.float32, 2: np.int16, 3: np.int32, 4: np.float16}
 
 
@@ -274,7 +276,11 @@ def train(
 
 class Trained:
     """The `Anonymizer` that converts every clip to a voice model's target voice. Parameters per
-    clip: a pitch offset of +-2 semitones around the target's median."""
+    clip: a pitch offset of +-2 semitones around the target's median.
+
+    A clip with less than MIN_VOICED_SECONDS of voiced speech (a word or two) is anonymized by
+    `world` instead, with parameters drawn with the others: on one word the mapping lost a third
+    more of the words than `world` and protected less (docs/privacy.md)."""
 
     name = "trained"
 
@@ -289,21 +295,30 @@ class Trained:
         self._last: tuple[bytes, np.ndarray, np.ndarray] | None = None  # an attacker's grid reuses a clip
         # Which target voice a clip was converted to, stored with its parameters.
         self.voice = hashlib.sha256(self.model.weights.tobytes()).hexdigest()[:12]
+        self.short = World()
 
     def draw(self, rng: np.random.Generator) -> dict[str, Any]:
-        return {"f0_shift": float(rng.uniform(-SHIFT_SEMITONES, SHIFT_SEMITONES)), "voice": self.voice}
+        short = self.short.draw(rng)  # used if the clip turns out to hold too little speech
+        return {"f0_shift": float(rng.uniform(-SHIFT_SEMITONES, SHIFT_SEMITONES)), "voice": self.voice, **short}
 
     def parameter_grid(self) -> list[dict[str, Any]]:
-        return [{"f0_shift": s} for s in (-SHIFT_SEMITONES, 0.0, SHIFT_SEMITONES)]
+        """`world`'s grid, each point with one of the pitch offsets (an attacker's enrolment goes
+        the way its clip's length sends it)."""
+        from earmark.anon_eval import parameter_grid
+
+        shifts = (-SHIFT_SEMITONES, 0.0, SHIFT_SEMITONES)
+        return [{**p, "f0_shift": shifts[i % 3]} for i, p in enumerate(parameter_grid(self.short))]
 
     def _analysis(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         key = hashlib.sha256(x.tobytes()).digest()
-        if self._last is None or self._last[0] != key:
+        last = self._last  # read once: another thread may convert another clip meanwhile
+        if last is None or last[0] != key:
             pw = load_pyworld()
             xd = x.astype(np.float64)
             f0, t = pw.dio(xd, RATE, frame_period=FRAME_MS, f0_floor=60.0, f0_ceil=500.0)
-            self._last = (key, self.encoder.content(x, self.model.layer), pw.stonemask(xd, f0, t, RATE))
-        return self._last[1], self._last[2]
+            last = (key, self.encoder.content(x, self.model.layer), pw.stonemask(xd, f0, t, RATE))
+            self._last = last
+        return last[1], last[2]
 
     def apply(self, x: np.ndarray, sample_rate: int, params: dict[str, Any]) -> np.ndarray:
         if sample_rate != RATE:
@@ -314,6 +329,8 @@ class Trained:
         m = self.model
         pw = load_pyworld()
         content, f0 = self._analysis(x)
+        if np.count_nonzero(f0) * FRAME_MS / 1000.0 < MIN_VOICED_SECONDS:
+            return self.short.apply(x, sample_rate, params)
         y = ((_features(content, m.context) - m.x_mean) / m.x_scale) @ m.weights * m.y_scale + m.y_mean
         n, width = f0.size, SUB * m.dims
         mc = y[:, :width].reshape(-1, m.dims).astype(np.float64)

@@ -102,7 +102,7 @@ def test_anonymize_writes_a_clip_of_the_same_length(tmp_path: Path) -> None:
     assert sf.info(out).frames == sf.info(clip).frames
 
 
-def test_anonymize_defaults_to_world_with_drawn_parameters(tmp_path: Path) -> None:
+def test_anonymize_defaults_to_the_trained_conversion_with_drawn_parameters(tmp_path: Path) -> None:
     import soundfile as sf
 
     clip, out = _clip(tmp_path), tmp_path / "anon.wav"
@@ -111,7 +111,11 @@ def test_anonymize_defaults_to_world_with_drawn_parameters(tmp_path: Path) -> No
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["method"] == "world" and set(report["params"]) == {
+    # the pitch offset and target voice of the conversion, and the `world` parameters a clip of a
+    # word or two would get instead
+    assert report["method"] == "trained" and set(report["params"]) == {
+        "f0_shift",
+        "voice",
         "f0",
         "spread",
         "warp",
@@ -122,7 +126,7 @@ def test_anonymize_defaults_to_world_with_drawn_parameters(tmp_path: Path) -> No
     assert sf.info(out).frames == sf.info(clip).frames
 
 
-@pytest.mark.parametrize("setting", ["world-natural", "world-auto"])
+@pytest.mark.parametrize("setting", ["world", "world-natural", "world-auto"])
 def test_anonymize_follows_every_anonymizer_setting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str
 ) -> None:

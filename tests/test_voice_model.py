@@ -39,8 +39,12 @@ def _speech(text: str, variant: str, pitch: int) -> np.ndarray:
     return resample(s.samples, s.sample_rate, RATE)
 
 
+def _f0(x: np.ndarray) -> np.ndarray:
+    return load_pyworld().dio(x.astype(np.float64), RATE, f0_floor=60.0, f0_ceil=500.0)[0]
+
+
 def _median_f0(x: np.ndarray) -> float:
-    f0, _ = load_pyworld().dio(x.astype(np.float64), RATE, f0_floor=60.0, f0_ceil=500.0)
+    f0 = _f0(x)
     return float(np.median(f0[f0 > 0]))
 
 
@@ -49,6 +53,10 @@ def _timbre(x: np.ndarray) -> np.ndarray:
     frames = np.lib.stride_tricks.sliding_window_view(x, 512)[::256] * np.hanning(512)
     spec = np.log(np.abs(np.fft.rfft(frames, axis=1)) + 1e-6).mean(axis=0)
     return spec - spec.mean()
+
+
+def _shift(anonymizer: Trained, semitones: float) -> dict[str, object]:
+    return {**anonymizer.draw(np.random.default_rng(0)), "f0_shift": semitones}
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +74,8 @@ def test_every_voice_gets_the_target_voices_pitch_and_timbre(trained: Trained) -
     high = _speech(SENTENCES[0], "f2", 90)
     assert _median_f0(high) / _median_f0(low) > 1.5  # two clearly different voices
     target = trained.model.f0_median
-    a = trained.apply(low, RATE, {"f0_shift": 0.0})
-    b = trained.apply(high, RATE, {"f0_shift": 0.0})
+    a = trained.apply(low, RATE, _shift(trained, 0.0))
+    b = trained.apply(high, RATE, _shift(trained, 0.0))
     for x, y in ((low, a), (high, b)):
         assert y.dtype == np.float32 and y.shape == x.shape and np.all(np.isfinite(y))
         assert abs(_median_f0(y) - target) / target < 0.12
@@ -80,14 +88,30 @@ def test_every_voice_gets_the_target_voices_pitch_and_timbre(trained: Trained) -
 
 def test_the_drawn_pitch_offset_is_applied_and_repeatable(trained: Trained) -> None:
     x = _speech(SENTENCES[1], "m3", 50)
-    up = trained.apply(x, RATE, {"f0_shift": 2.0})
-    down = trained.apply(x, RATE, {"f0_shift": -2.0})
+    up = trained.apply(x, RATE, _shift(trained, 2.0))
+    down = trained.apply(x, RATE, _shift(trained, -2.0))
     assert _median_f0(up) / _median_f0(down) == pytest.approx(2 ** (4 / 12), rel=0.06)
-    assert np.array_equal(up, trained.apply(x, RATE, {"f0_shift": 2.0}))
+    assert np.array_equal(up, trained.apply(x, RATE, _shift(trained, 2.0)))
     assert trained.draw(np.random.default_rng(0))["voice"] == trained.voice
     draws = [trained.draw(np.random.default_rng(s))["f0_shift"] for s in range(20)]
     assert len(set(draws)) == 20 and all(-2.0 <= d <= 2.0 for d in draws)
-    assert trained.parameter_grid() == [{"f0_shift": -2.0}, {"f0_shift": 0.0}, {"f0_shift": 2.0}]
+    grid = trained.parameter_grid()
+    assert {p["f0_shift"] for p in grid} == {-2.0, 0.0, 2.0} and all({"f0", "warp"} <= set(p) for p in grid)
+
+
+def test_a_word_or_two_goes_to_world_and_longer_speech_is_converted(trained: Trained) -> None:
+    """On one word the mapping lost words and protected less than `world` (docs/privacy.md)."""
+    from earmark.anonymize import World
+
+    params = trained.draw(np.random.default_rng(3))
+    word = _speech("yes", "m3", 50)
+    assert np.count_nonzero(_f0(word)) * 0.005 < 0.5
+    assert np.array_equal(trained.apply(word, RATE, params), World().apply(word, RATE, params))
+    sentence = _speech(SENTENCES[4], "m3", 50)
+    converted = trained.apply(sentence, RATE, params)
+    assert not np.allclose(converted, World().apply(sentence, RATE, params), atol=0.05)
+    expected = trained.model.f0_median * 2 ** (params["f0_shift"] / 12)
+    assert abs(_median_f0(converted) - expected) / expected < 0.12
 
 
 @pytest.mark.parametrize(
@@ -99,7 +123,7 @@ def test_the_drawn_pitch_offset_is_applied_and_repeatable(trained: Trained) -> N
     ],
 )
 def test_clips_too_short_or_silent_come_out_silent(trained: Trained, x: np.ndarray) -> None:
-    y = trained.apply(x, RATE, {"f0_shift": 0.0})
+    y = trained.apply(x, RATE, _shift(trained, 0.0))
     assert y.shape == x.shape and y.dtype == np.float32 and not np.any(y)
 
 
@@ -108,7 +132,7 @@ def test_a_pure_tone_and_clipped_noise_convert_without_error(trained: Trained) -
     tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     clipped = np.clip(np.random.default_rng(0).normal(0, 2, RATE), -1, 1).astype(np.float32)
     for x in (tone, clipped):
-        y = trained.apply(x, RATE, {"f0_shift": 1.0})
+        y = trained.apply(x, RATE, _shift(trained, 1.0))
         assert y.shape == x.shape and np.all(np.isfinite(y)) and np.max(np.abs(y)) <= 1.0
 
 
@@ -143,7 +167,8 @@ def test_training_learns_the_target_voice(voice_dir: Path, encoder: WhisperEncod
     assert model.f0_median == pytest.approx(_median_f0(np.concatenate(clips)), rel=0.1)
     # a male voice converted to this target gets the target's timbre, not its own
     source = _speech(SENTENCES[3], "m3", 20)
-    y = Trained(model, encoder=encoder).apply(source, RATE, {"f0_shift": 0.0})
+    converter = Trained(model, encoder=encoder)
+    y = converter.apply(source, RATE, _shift(converter, 0.0))
     target = _timbre(_speech(SENTENCES[3], "f2", 70))
     assert np.linalg.norm(_timbre(y) - target) < 0.6 * np.linalg.norm(_timbre(source) - target)
 
@@ -250,7 +275,7 @@ def test_the_trained_setting_reaches_the_pipeline_and_the_cli(tmp_path: Path, vo
     result = runner.invoke(app, ["--home", str(home), "anonymize", str(clip), "-o", str(out), "--seed", "4"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["method"] == "trained" and set(report["params"]) == {"f0_shift", "voice"}
+    assert report["method"] == "trained" and {"f0_shift", "voice", "f0", "warp"} <= set(report["params"])
     assert report["params"]["voice"] == Trained(home / "voices" / "mine.npz").voice
     assert sf.info(out).frames == sf.info(clip).frames
 
@@ -292,7 +317,7 @@ def test_a_workspace_set_to_trained_queues_clips_in_the_target_voice(ws) -> None
     assert (
         prot is not None
         and prot.anonymizer["name"] == "trained"
-        and set(prot.anonymizer) == {"name", "f0_shift", "voice"}
+        and {"name", "f0_shift", "voice", "f0", "warp"} <= set(prot.anonymizer)
     )
     y, sr = decode_mono(wav)
     expected = ws.parts.anonymizer.model.f0_median * 2 ** (prot.anonymizer["f0_shift"] / 12)
