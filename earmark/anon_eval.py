@@ -144,9 +144,9 @@ def parameter_grid(anonymizer: Anonymizer) -> list[dict[str, Any]]:
     raise InvalidInput(f"no parameter grid for the {anonymizer.name} anonymizer")
 
 
-def build(name: str) -> Anonymizer:
+def build(name: str, *, voice: Path | None = None) -> Anonymizer:
     try:
-        return by_name(name)
+        return by_name(name, voice=voice)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
 
@@ -207,7 +207,7 @@ def _load(u: Utterance) -> np.ndarray:
 def evaluate(
     folder: Path,
     *,
-    anonymizer_name: str = "world",
+    anonymizer_name: str = "trained",
     seed: int = 0,
     limit: int | None = None,
     transcribe: bool = True,

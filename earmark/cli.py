@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import enum
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -1023,6 +1024,8 @@ def voice_train(
         raise InvalidInput("--about must say where the voice comes from and its licence", field="about")
     if output.exists() and not force:
         raise InvalidInput(f"{output} exists (--force replaces it)", field="output")
+    if not output.parent.is_dir() or not os.access(output.parent, os.W_OK):
+        raise InvalidInput(f"cannot write into {output.parent}: no such folder, or not writable", field="output")
     paths = _voice_clips(source, speaker or [])
     if not paths:
         raise InvalidInput(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {source}", field="source")
@@ -1034,7 +1037,10 @@ def voice_train(
             model = train(clips, about=about.strip(), on_clip=lambda: progress.advance(task))
         except ValueError as exc:
             raise InvalidInput(str(exc), field="source") from exc
-    model.save(output)
+    try:
+        model.save(output)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {output}: {exc.strerror}", field="output") from exc
     VoiceModel.load(output)  # what was written reads back
     out.print(
         f"wrote {output}: {len(clips)} clips, {model.seconds:.0f} s, median pitch {model.f0_median:.0f} Hz; "
@@ -1102,9 +1108,10 @@ def eval_anonymization(
     anonymizer: Annotated[
         str,
         typer.Option(
-            help="world, world-gentle, world-auto, world-natural, trained, mcadams or mcadams-wide (alpha 0.5-0.9)."
+            help="trained (with the setting voice_model), world, world-gentle, world-auto, world-natural, mcadams "
+            "or mcadams-wide (alpha 0.5-0.9)."
         ),
-    ] = "world",
+    ] = "trained",
     seed: Annotated[int, typer.Option(help="Seed of the per-clip parameter draws.")] = 0,
     limit: Annotated[int | None, typer.Option(help="At most N utterances per speaker.")] = None,
     no_asr: Annotated[bool, typer.Option("--no-asr", help="Skip the Whisper intelligibility figures.")] = False,
@@ -1115,12 +1122,13 @@ def eval_anonymization(
 ) -> None:
     """Speaker linkability (EER against resemblyzer: four attackers, and three of them again
     equalizing every clip first) and intelligibility (Whisper)."""
-    from earmark.anon_eval import evaluate
+    from earmark.anon_eval import build, evaluate
 
+    method = build(anonymizer, voice=_stage_settings().voice_model)
     with out.status("evaluating") as status:
         report = evaluate(
             folder,
-            anonymizer_name=anonymizer,
+            anonymizer=method,
             seed=seed,
             limit=limit,
             transcribe=not no_asr,

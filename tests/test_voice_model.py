@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +194,15 @@ def test_voice_model_files_round_trip_and_bad_files_are_refused(tmp_path: Path, 
     garbage.write_bytes(b"not a zip file")
     with pytest.raises(ValueError, match="not a voice model file"):
         VoiceModel.load(garbage)
+    bare = tmp_path / "bare.npy"
+    np.save(bare, model.weights)
+    with pytest.raises(ValueError, match="not a voice model file"):
+        VoiceModel.load(bare)
+    for change in ({"layer": 7}, {"f0_spread": float("nan")}, {"f0_median": 5000.0}, {"x_mean": model.x_mean[:10]}):
+        odd = tmp_path / "odd.npz"
+        replace(model, **change).save(odd)
+        with pytest.raises(ValueError, match="inconsistent"):
+            VoiceModel.load(odd)
     lacking = tmp_path / "lacking.npz"
     np.savez(lacking, format=np.int64(1), weights=model.weights)
     with pytest.raises(ValueError, match="lacks"):
@@ -203,8 +213,6 @@ def test_voice_model_files_round_trip_and_bad_files_are_refused(tmp_path: Path, 
         VoiceModel.load(other_format)
     with pytest.raises(ValueError, match="not a voice model file"):
         VoiceModel.load(tmp_path / "missing.npz")
-
-    from dataclasses import replace
 
     foreign = tmp_path / "foreign.npz"
     replace(model, encoder_sha256="0" * 64).save(foreign)
@@ -281,7 +289,7 @@ def test_the_trained_setting_reaches_the_pipeline_and_the_cli(tmp_path: Path, vo
 
     (home / "voices" / "mine.npz").write_bytes(b"damaged")
     with pytest.raises(ConfigError, match=r"voice_model: .*not a voice model file"):
-        build_components(load_settings(home))
+        load_settings(home)  # at startup, not clip by clip
     damaged = runner.invoke(app, ["--home", str(home), "anonymize", str(clip), "-o", str(out)])
     assert damaged.exit_code == 1 and "not a voice model file" in damaged.output
 
@@ -322,3 +330,73 @@ def test_a_workspace_set_to_trained_queues_clips_in_the_target_voice(ws) -> None
     y, sr = decode_mono(wav)
     expected = ws.parts.anonymizer.model.f0_median * 2 ** (prot.anonymizer["f0_shift"] / 12)
     assert sr == RATE and abs(_median_f0(y) - expected) / expected < 0.12
+
+
+def test_the_numpy_encoder_matches_ctranslate2(encoder: WhisperEncoder) -> None:
+    """The conversion's features are Whisper's: all four layers here agree with CTranslate2's encoder."""
+    import ctranslate2
+
+    from earmark.transcribe import whisper_model_dir
+    from earmark.voice_model import _norm
+
+    x = np.random.default_rng(0).normal(0, 0.1, 30 * RATE).astype(np.float32)
+    mel = encoder.mels(x)
+    ours = encoder.layer(mel, 4)
+    ours = _norm(ours, encoder.w["encoder/layer_norm/gamma"], encoder.w["encoder/layer_norm/beta"])
+    model = ctranslate2.models.Whisper(str(whisper_model_dir()), device="cpu", compute_type="float32")
+    reference = np.array(model.encode(ctranslate2.StorageView.from_array(mel[None]), to_cpu=True))[0]
+    assert ours.shape == reference.shape == (1500, 384)
+    assert np.abs(ours - reference).max() < 0.01
+
+
+def test_converted_speech_keeps_its_words(trained: Trained) -> None:
+    """Whisper still hears the sentence in the target voice (loose bound: espeak's speech is far
+    from what the mapping was trained on; broken features give word salad)."""
+    import jiwer
+
+    from earmark.transcribe import WhisperTranscriber
+
+    whisper = WhisperTranscriber()
+    refs = [SENTENCES[1], SENTENCES[4]]
+    heard = [
+        whisper.transcribe(trained.apply(_speech(t, "m3", 40), RATE, _shift(trained, 0.0)), RATE).text for t in refs
+    ]
+    assert jiwer.wer(refs, heard) < 0.35, heard
+
+
+def test_a_clip_longer_than_whispers_window_is_converted_whole(trained: Trained) -> None:
+    x = np.concatenate([_speech(t, "m3", 40) for t in SENTENCES * 2])
+    assert x.size > 31 * RATE
+    y = trained.apply(x, RATE, _shift(trained, 0.0))
+    assert y.shape == x.shape and np.all(np.isfinite(y))
+    tail = y[30 * RATE :]  # past the first 30 s window: still the target's voice, not silence
+    expected = trained.model.f0_median
+    assert np.sqrt(np.mean(tail**2)) > 0.01 and abs(_median_f0(tail) - expected) / expected < 0.15
+
+
+def test_two_long_clips_are_enough_to_train(encoder: WhisperEncoder) -> None:
+    """The penalty is chosen on a held-out clip even when there are only two."""
+    clips = [np.concatenate([_speech(t, "f2", 70) for t in SENTENCES[i::2] * 2]) for i in (0, 1)]
+    assert sum(c.size for c in clips) / RATE >= 30
+    # a penalty so large that the mapping predicts the voice's mean frame loses to a usable one
+    # on the held-out clip (with no clip held out, every error is NaN and the first one won)
+    model = train(clips, about="x", encoder=encoder, penalties=(1e12, 3000.0))
+    assert model.penalty == 3000.0
+    assert np.isfinite(model.weights).all()
+
+
+def test_voice_show_reads_the_settings_voice_and_refuses_a_bad_file(tmp_path: Path) -> None:
+    shown = runner.invoke(app, ["--home", str(tmp_path / "none"), "voice", "show"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["path"] == str(BUNDLED)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"x")
+    refused = runner.invoke(app, ["voice", "show", str(bad)])
+    assert refused.exit_code == 1 and "not a voice model file" in refused.output
+
+
+def test_voice_train_checks_the_output_folder_before_training(tmp_path: Path, voice_dir: Path) -> None:
+    out = tmp_path / "missing" / "v.npz"
+    result = runner.invoke(app, ["voice", "train", str(voice_dir), "-o", str(out), "--about", "x"])
+    assert result.exit_code == 1 and "no such folder, or not writable" in result.output
+    assert "clips" not in result.output  # refused before any clip was read or trained on
