@@ -404,6 +404,11 @@ def eval_sampling(
         out.print(format_table(result), markup=False, highlight=False)
 
 
+def _range(bounds: list[float] | tuple[float, float] | None) -> str:
+    """A share's 95% interval as "12.0–40.5%", or "–"."""
+    return "–" if not bounds else f"{bounds[0]:.1%}–{bounds[1]:.1%}"
+
+
 @app.command()
 def metrics(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -484,10 +489,18 @@ def metrics(
         out.print(table)
         out.print(
             f"false wakes: {w['false_wakes']}; weighted by how the clips were drawn, {pct(w['false_wake_share'])}"
+            f" (95% interval {_range(w['false_wake_interval'])}); the weighted answers are worth "
+            f"{w['effective_answers']} drawn evenly"
         )
         devices = Table(title="false wakes by device type")
-        for col in ("device type", "clips answered", "false wakes", "weighted share"):
+        for col in ("device type", "clips answered", "false wakes", "weighted share", "95% interval"):
             devices.add_column(col, justify="left" if col == "device type" else "right")
         for d in w["by_device"]:
-            devices.add_row(d["device_type"], str(d["answered"]), str(d["false_wakes"]), pct(d["false_wake_share"]))
+            devices.add_row(
+                d["device_type"],
+                str(d["answered"]),
+                str(d["false_wakes"]),
+                pct(d["false_wake_share"]),
+                _range(d["interval"]),
+            )
         out.print(devices)

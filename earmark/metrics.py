@@ -287,6 +287,8 @@ def compute_metrics(
         "answered": wake.answered,
         "false_wakes": wake.false_wakes,
         "false_wake_share": wake.false_wake_share,
+        "false_wake_interval": wake.false_wake_interval,
+        "effective_answers": wake.effective_answers,
         "hours": wake.hours,
         "by_answer": [asdict(x) for x in wake.labels],
         "by_device": [asdict(x) for x in wake.by_device],

@@ -11,6 +11,7 @@ only, written with each answer), which outlives annotation retention as `clip_er
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -160,6 +161,7 @@ class DeviceFigures:
     answered: int
     false_wakes: int
     false_wake_share: float | None  # weighted, as WakeFigures.false_wake_share
+    interval: tuple[float, float] | None = None  # as WakeFigures.false_wake_interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +178,10 @@ class WakeFigures:
     # `wake_word_rate` stand for as many clips as they were drawn from.
     false_wake_share: float | None = None
     by_device: list[DeviceFigures] = field(default_factory=list)
+    # How sure the share is: a 95% interval, and how many answers drawn evenly the weighted ones
+    # are worth (Kish's effective sample size); a few heavy clips make it small.
+    false_wake_interval: tuple[float, float] | None = None
+    effective_answers: float = 0.0
 
 
 def weighted_median(pairs: list[tuple[float, float]]) -> float | None:
@@ -193,6 +199,19 @@ def weighted_median(pairs: list[tuple[float, float]]) -> float | None:
         if seen > total / 2:
             return value
     return pairs[-1][0]
+
+
+def share_interval(hit: float, total: float, squares: float, z: float = 1.96) -> tuple[float, float] | None:
+    """A 95% Wilson score interval of the weighted share hit / total, with Kish's effective sample
+    size total^2 / squares (the sum of the squared weights) as the number of answers: a share from
+    three answers, or from one clip that outweighs the rest, gets a wide interval."""
+    if total <= 0 or squares <= 0:
+        return None
+    n = total * total / squares
+    p = min(1.0, max(0.0, hit / total))
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)
 
 
 def figures(session: Session, *, since: datetime | None = None, consent_default: str = Consent.deny) -> WakeFigures:
@@ -214,18 +233,22 @@ def figures(session: Session, *, since: datetime | None = None, consent_default:
     scores: dict[str, list[tuple[float, float]]] = {label: [] for label in LABELS}
     counts = dict.fromkeys(LABELS, 0)
     weights = dict.fromkeys(LABELS, 0.0)
-    devices: dict[str, list[float]] = {}  # device type -> [answered, false wakes, weight, false-wake weight]
+    # device type -> [answered, false wakes, weight, false-wake weight, squared weight]
+    devices: dict[str, list[float]] = {}
+    squares = 0.0
     for label, device, wake, weight in answers:
         if label not in counts:
             continue
         false_wake = label in FALSE_WAKES
         counts[label] += 1
         weights[label] += weight
-        d = devices.setdefault(device, [0, 0, 0.0, 0.0])
+        squares += weight * weight
+        d = devices.setdefault(device, [0, 0, 0.0, 0.0, 0.0])
         d[0] += 1
         d[1] += false_wake
         d[2] += weight
         d[3] += weight if false_wake else 0.0
+        d[4] += weight * weight
         if wake is not None:
             scores[label].append((float(wake), weight))
     rows = []
@@ -233,17 +256,20 @@ def figures(session: Session, *, since: datetime | None = None, consent_default:
         median = weighted_median(scores[label])
         rows.append(LabelFigures(label, LABELS[label], counts[label], None if median is None else round(median, 3)))
     by_device = [
-        DeviceFigures(device, int(n), int(false), round(fw / w, 4) if w else None)
-        for device, (n, false, w, fw) in sorted(devices.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        DeviceFigures(device, int(n), int(false), round(fw / w, 4) if w else None, share_interval(fw, w, w2))
+        for device, (n, false, w, fw, w2) in sorted(devices.items(), key=lambda kv: (-kv[1][0], kv[0]))
     ]
     window = [Annotation.kind == KIND, *([Annotation.created_at >= since] if since is not None else [])]
     ms = session.execute(select(func.coalesce(func.sum(Annotation.ms), 0)).where(*window)).scalar_one()
     total = sum(weights.values())
+    false_weight = sum(weights[x] for x in FALSE_WAKES)
     return WakeFigures(
         sum(counts.values()),
         sum(counts[x] for x in FALSE_WAKES),
         rows,
         round(float(ms) / 3_600_000, 3),
-        round(sum(weights[x] for x in FALSE_WAKES) / total, 4) if total else None,
+        round(false_weight / total, 4) if total else None,
         by_device,
+        share_interval(false_weight, total, squares),
+        round(total * total / squares, 1) if squares else 0.0,
     )

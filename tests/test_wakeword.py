@@ -222,6 +222,9 @@ def test_figures_count_each_answer_with_its_median_wake_score(ws: Workspace) -> 
     by = {r.label: r for r in fig.labels}
     assert (fig.answered, fig.false_wakes) == (5, 4)
     assert fig.false_wake_share == pytest.approx(13 / 14, abs=1e-4)
+    # five answers, one of them weighing ten: worth (14^2 / (4 + 100)) = 1.9 answers drawn evenly
+    assert fig.effective_answers == pytest.approx(1.9, abs=0.05)
+    assert fig.false_wake_interval is not None and fig.false_wake_interval[0] < 0.4
     # Weighted: the media clip at 0.70 outweighs the two others (0.52, 0.58) together.
     assert (by["media"].clips, by["media"].median_wake_score) == (3, 0.7)
     assert (by["wake_word"].clips, by["wake_word"].median_wake_score) == (1, 0.93)
@@ -295,7 +298,27 @@ def test_figures_by_device_type_and_past_annotation_retention(ws: Workspace) -> 
     assert {d.device_type: d.answered for d in fig.by_device} == {"speaker": 2, "tv": 1, "(unknown)": 1}
     with ws.transaction() as s:
         shown = compute_metrics(s).as_dict()["wake_word"]
-    assert shown["by_device"][0] == {"device_type": "speaker", "answered": 2, "false_wakes": 1, "false_wake_share": 0.5}
+    speaker = shown["by_device"][0]
+    assert {k: speaker[k] for k in ("device_type", "answered", "false_wakes", "false_wake_share")} == {
+        "device_type": "speaker",
+        "answered": 2,
+        "false_wakes": 1,
+        "false_wake_share": 0.5,
+    }
+    low, high = speaker["interval"]  # one of two: the interval says how little that is
+    assert low < 0.2 and high > 0.8
+
+
+def test_a_share_interval_widens_with_few_or_uneven_answers() -> None:
+    # Wilson's interval for 50 of 100 equal answers: 40.4%-59.6%
+    assert wakeword.share_interval(50.0, 100.0, 100.0) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+    few = wakeword.share_interval(1.0, 2.0, 2.0)
+    assert few is not None and few[0] < 0.1 and few[1] > 0.9
+    # the same 50/100 share carried by unequal weights is worth fewer answers: a wider interval
+    uneven = wakeword.share_interval(50.0, 100.0, 1000.0)  # worth 10 answers
+    assert uneven is not None and uneven[1] - uneven[0] > 0.5
+    assert wakeword.share_interval(0.0, 10.0, 10.0)[0] == 0.0  # type: ignore[index]
+    assert wakeword.share_interval(0.0, 0.0, 0.0) is None
 
 
 def test_erasure_removes_the_answers_and_the_figures_forget_them(ws: Workspace) -> None:
@@ -462,7 +485,10 @@ def test_the_cli_shows_the_wakeword_queue_and_what_woke_the_device(sqlite_ws: Wo
     assert metrics.exit_code == 0, metrics.output
     assert "what woke the device (1 clips answered" in metrics.output
     assert re.search(r"A word that sounds like the wake word\s*│\s*1\s*│\s*0\.50", metrics.output), metrics.output
-    assert "false wakes: 1; weighted by how the clips were drawn, 100.0%" in metrics.output
+    assert "false wakes: 1; weighted by how the clips were drawn, 100.0% (95% interval 20.6%–100.0%)" in " ".join(
+        metrics.output.split()
+    )
+    assert "the weighted answers are worth 1.0 drawn evenly" in " ".join(metrics.output.split())
     assert re.search(r"false wakes by device type.*\(unknown\)\s*│\s*1\s*│\s*1\s*│\s*100\.0%", metrics.output, re.S)
 
 

@@ -124,7 +124,12 @@ def test_the_metrics_page_says_what_woke_the_device(ws: Workspace) -> None:
     assert "for 2 accidental activation(s)" in section and "1 false wake(s)" in section
     assert "Weighted by how the clips were drawn,\n    50.0% of them" in section
     assert "<td>TV, radio or music</td><td>1</td>\n      <td>0.55</td>" in section
-    assert "<tr><td>speaker</td><td>2</td><td>1</td>\n      <td>50.0%</td></tr>" in section
+    assert "<tr><td>speaker</td><td>2</td><td>1</td>\n      <td>50.0%</td><td>9.4%–90.5%</td></tr>" in section
+    interval = re.search(r'data-testid="wake-interval">(.*?)</span>', section, re.S).group(1)  # type: ignore[union-attr]
+    assert " ".join(interval.split()) == (
+        "(95% interval 9.4%–90.5%; the weighted answers are worth 2.0 drawn evenly: "
+        "few, so read the share as that range)"
+    )
 
 
 def test_a_wakeword_clip_stays_with_the_team_when_its_holder_changes_role(ws: Workspace) -> None:
