@@ -259,7 +259,10 @@ def protect(
     if audio.shape != redacted.shape or not np.isfinite(audio).all():
         done("failed", {"name": parts.anonymizer.name})
         return Protection("held", "anonymizer_failed", stages)
-    done("ok", {"name": parts.anonymizer.name})
+    # Which way a method with two paths took this clip (the trained conversion sends a word or two
+    # to `world`), so an audit can tell.
+    route = getattr(parts.anonymizer, "route", None)
+    done("ok", {"name": parts.anonymizer.name, **({"route": route(redacted)} if callable(route) else {})})
 
     return Protection(
         outcome="safety" if decision.route == "safety" else ("wakeword" if no_speech or for_wake_word else "general"),

@@ -344,17 +344,26 @@ class Trained:
             self._last = last
         return last[1], last[2]
 
+    def route(self, x: np.ndarray) -> str:
+        """ "converted", or "world" for a clip of a word or two ("silent" if too short or silent);
+        what `apply` does with it (cheap right after `apply`: the analysis is kept)."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.size < RATE // 20 or not np.any(x):
+            return "silent"
+        _content, f0 = self._analysis(x)
+        return "world" if np.count_nonzero(f0) * FRAME_MS / 1000.0 < MIN_VOICED_SECONDS else "converted"
+
     def apply(self, x: np.ndarray, sample_rate: int, params: dict[str, Any]) -> np.ndarray:
         if sample_rate != RATE:
             raise ValueError(f"the trained conversion works at {RATE} Hz, got {sample_rate}")
         x = np.asarray(x, dtype=np.float32)
         if x.size < RATE // 20 or not np.any(x):
             return np.zeros_like(x)  # too short to convert: nothing of the voice is kept
+        if self.route(x) == "world":
+            return self.short.apply(x, sample_rate, params)
         m = self.model
         pw = load_pyworld()
         content, f0 = self._analysis(x)
-        if np.count_nonzero(f0) * FRAME_MS / 1000.0 < MIN_VOICED_SECONDS:
-            return self.short.apply(x, sample_rate, params)
         y = ((_features(content, m.context) - m.x_mean) / m.x_scale) @ m.weights * m.y_scale + m.y_mean
         n, width = f0.size, SUB * m.dims
         mc = y[:, :width].reshape(-1, m.dims).astype(np.float64)

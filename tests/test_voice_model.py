@@ -108,7 +108,9 @@ def test_a_word_or_two_goes_to_world_and_longer_speech_is_converted(trained: Tra
     word = _speech("yes", "m3", 50)
     assert np.count_nonzero(_f0(word)) * 0.005 < 0.5
     assert np.array_equal(trained.apply(word, RATE, params), World().apply(word, RATE, params))
+    assert trained.route(word) == "world"
     sentence = _speech(SENTENCES[4], "m3", 50)
+    assert trained.route(sentence) == "converted" and trained.route(np.zeros(RATE, np.float32)) == "silent"
     converted = trained.apply(sentence, RATE, params)
     assert not np.allclose(converted, World().apply(sentence, RATE, params), atol=0.05)
     expected = trained.model.f0_median * 2 ** (params["f0_shift"] / 12)
@@ -321,7 +323,7 @@ def test_a_workspace_set_to_trained_queues_clips_in_the_target_voice(ws) -> None
             blob_key=clip.protected_blob_key,
         )
     assert clip.status == "queued" and clip.redacted_text.startswith("call [PERSON]")
-    assert stage.outcome == "ok" and stage.details == {"name": "trained"}
+    assert stage.outcome == "ok" and stage.details == {"name": "trained", "route": "converted"}
     assert (
         prot is not None
         and prot.anonymizer["name"] == "trained"
