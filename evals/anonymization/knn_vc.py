@@ -10,7 +10,7 @@ each frame's level from the pool, so only the timing (which phone when) is the s
 `--replace all-but-pitch` keeps the speaker's intonation (the pitch contour's shape) as well.
 
     .venv/bin/python -W ignore evals/anonymization/knn_vc.py [--pool-speakers 2 | --pool-dir DIR]
-        [--limit 6] [--layer 1] [--k 4] [--replace envelope|all|all-but-pitch] [--check]
+        [--limit 6] [--layer 1] [--k 4] [--replace envelope|all|all-but-pitch]
 
 `--pool-speakers N` takes the first N speakers of `librispeech-test-other-10spk` as donors and
 measures on the others, so no test speaker is ever a target voice. Needs the `eval` extra.
@@ -22,116 +22,17 @@ import argparse
 import csv
 import json
 import os
-import re
-import struct
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import erf
 
 from earmark.anon_eval import RATE, build, evaluate, read_manifest
 from earmark.audio import decode_mono, load_pyworld, resample
 from earmark.transcribe import whisper_model_dir
-
-FRAME_MS = 5.0  # WORLD frame period
-SUB = 4  # WORLD frames per encoder frame (20 ms)
-CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
-
-
-def read_ct2(path: Path, prefix: str = "encoder/") -> dict[str, np.ndarray]:
-    """The variables of a CTranslate2 model.bin (format version 6) whose names start with `prefix`."""
-    data = path.read_bytes()
-    pos = 0
-
-    def take(fmt: str) -> Any:
-        nonlocal pos
-        (value,) = struct.unpack_from(fmt, data, pos)
-        pos += struct.calcsize(fmt)
-        return value
-
-    def text() -> str:
-        nonlocal pos
-        n = take("<H")
-        value = data[pos : pos + n].rstrip(b"\0").decode()
-        pos += n
-        return value
-
-    if (version := take("<I")) != 6:
-        raise SystemExit(f"{path}: CTranslate2 model format {version}, this reader knows 6")
-    text(), take("<I")  # spec name, revision
-    out = {}
-    for _ in range(take("<I")):
-        name, rank = text(), take("<B")
-        dims = [take("<I") for _ in range(rank)]
-        dtype, nbytes = CT2_DTYPES[take("<B")], take("<I")
-        if name.startswith(prefix):
-            count = nbytes // np.dtype(dtype).itemsize
-            out[name] = np.frombuffer(data, dtype=dtype, count=count, offset=pos).reshape(dims).astype(np.float32)
-        pos += nbytes
-    return out
-
-
-def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1 + erf(x / np.sqrt(2)))
-
-
-def _norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * gamma + beta
-
-
-def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int = 1) -> np.ndarray:
-    padded = np.pad(x, ((1, 1), (0, 0)))
-    n = (x.shape[0] - 1) // stride + 1
-    cols = np.stack([padded[i : i + stride * (n - 1) + 1 : stride] for i in range(3)], axis=2)
-    return cols.reshape(n, -1) @ w.reshape(w.shape[0], -1).T + b
-
-
-class WhisperEncoder:
-    """Whisper's audio encoder in numpy, any layer (0: after the convolutions, 4: the output)."""
-
-    def __init__(self, model_dir: Path) -> None:
-        from faster_whisper.feature_extractor import FeatureExtractor
-
-        self.w = read_ct2(model_dir / "model.bin")
-        self.heads = int(self.w["encoder/num_heads"])
-        self.layers = len({k.split("/")[1] for k in self.w if re.match(r"encoder/layer_\d+/", k)})
-        self.mel = FeatureExtractor(feature_size=80)
-
-    def mels(self, x: np.ndarray) -> np.ndarray:
-        n = max(2, int(np.ceil(x.size / 160 / 2)) * 2)
-        f = self.mel(x.astype(np.float32), padding=n * 160 - x.size + 160)[:, :n]
-        return np.pad(f, ((0, 0), (0, n - f.shape[1]))).astype(np.float32)
-
-    def __call__(self, mel: np.ndarray, layer: int) -> np.ndarray:
-        w, h = self.w, self.heads
-        x = _gelu(_conv(mel.T, w["encoder/conv1/weight"], w["encoder/conv1/bias"]))
-        x = _gelu(_conv(x, w["encoder/conv2/weight"], w["encoder/conv2/bias"], 2))
-        x = x + w["encoder/position_encodings/encodings"][: x.shape[0]]
-        t, d = x.shape[0], x.shape[1] // h
-        for i in range(layer):
-            p = f"encoder/layer_{i}/"
-            y = _norm(x, w[p + "self_attention/layer_norm/gamma"], w[p + "self_attention/layer_norm/beta"])
-            qkv = y @ w[p + "self_attention/linear_0/weight"].T + w[p + "self_attention/linear_0/bias"]
-            q, k, v = (m.reshape(t, h, d).transpose(1, 0, 2) for m in np.split(qkv, 3, axis=1))
-            a = q @ k.transpose(0, 2, 1) / np.sqrt(d)
-            a = np.exp(a - a.max(-1, keepdims=True))
-            a /= a.sum(-1, keepdims=True)
-            o = (a @ v).transpose(1, 0, 2).reshape(t, h * d)
-            x = x + o @ w[p + "self_attention/linear_1/weight"].T + w[p + "self_attention/linear_1/bias"]
-            y = _norm(x, w[p + "ffn/layer_norm/gamma"], w[p + "ffn/layer_norm/beta"])
-            y = _gelu(y @ w[p + "ffn/linear_0/weight"].T + w[p + "ffn/linear_0/bias"])
-            x = x + y @ w[p + "ffn/linear_1/weight"].T + w[p + "ffn/linear_1/bias"]
-        if layer == self.layers:
-            x = _norm(x, w["encoder/layer_norm/gamma"], w["encoder/layer_norm/beta"])
-        return x
-
-    def content(self, x: np.ndarray, layer: int) -> np.ndarray:
-        """One row per 20 ms, in 30 s windows (Whisper's longest input)."""
-        step = 30 * RATE
-        return np.concatenate([self(self.mels(x[s : s + step]), layer) for s in range(0, max(1, x.size), step)])
+from earmark.voice_model import FRAME_MS, SUB, WhisperEncoder  # the numpy encoder, checked against CTranslate2 in tests
 
 
 def _analyse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -247,7 +148,6 @@ def main() -> None:
     ap.add_argument("--layer", type=int, default=1)
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--replace", choices=["envelope", "all", "all-but-pitch"], default="envelope")
-    ap.add_argument("--check", action="store_true", help="Compare the numpy encoder with CTranslate2's first.")
     ap.add_argument("--baseline", metavar="NAME", help="Measure this built-in anonymizer on the same test set instead.")
     args = ap.parse_args()
     folder = args.data / "librispeech-test-other-10spk"
@@ -259,16 +159,6 @@ def main() -> None:
         donors = set(speakers[: args.pool_speakers])
         pool = [_read(u.path) for u in utterances if u.speaker in donors]
     anonymizer: Any = build(args.baseline) if args.baseline else KnnVC(pool, args.layer, args.k, args.replace)
-    if args.check and not args.baseline:
-        import ctranslate2
-
-        model = ctranslate2.models.Whisper(str(whisper_model_dir()), device="cpu", compute_type="float32")
-        mel = anonymizer.encoder.mels(pool[0][: 5 * RATE])
-        ref = np.array(model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None]))))[0]
-        ours = anonymizer.encoder(mel, anonymizer.encoder.layers)
-        print(
-            f"numpy vs CTranslate2 encoder output: max abs difference {np.abs(ours - ref).max():.2e}", file=sys.stderr
-        )
     pool_seconds = sum(x.size for x in pool) / RATE
     print(f"donor pool: {pool_seconds:.0f} s from {len(pool)} files", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
