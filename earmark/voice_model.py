@@ -147,12 +147,33 @@ def _features(content: np.ndarray, context: int) -> np.ndarray:
     return np.concatenate([p[i : i + c.shape[0]] for i in range(2 * context + 1)], axis=1)
 
 
-def _analyse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pitch(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """WORLD's F0 per frame (0 where unvoiced) and the frame times."""
     pw = load_pyworld()
     xd = x.astype(np.float64)
     f0, t = pw.dio(xd, RATE, frame_period=FRAME_MS, f0_floor=60.0, f0_ceil=500.0)
-    f0 = pw.stonemask(xd, f0, t, RATE)
+    return pw.stonemask(xd, f0, t, RATE), t
+
+
+def _analyse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pw = load_pyworld()
+    xd = x.astype(np.float64)
+    f0, t = _pitch(x)
     return f0, pw.cheaptrick(xd, f0, t, RATE, fft_size=FFT), pw.d4c(xd, f0, t, RATE, fft_size=FFT)
+
+
+def move_pitch(f0: np.ndarray, median: float, spread: float, shift: float, *, contour: bool = True) -> np.ndarray:
+    """The voiced frames' pitch moved to a target voice's range: its median `shift` semitones up or
+    down, its log-F0 spread; with `contour`, the clip's intonation (its z-scores, clipped at 3) is
+    kept, otherwise flat. Unvoiced frames stay 0."""
+    new_f0 = np.zeros_like(f0)
+    voiced = f0 > 0
+    if np.any(voiced):
+        lf = np.log(f0[voiced])
+        sd = float(np.std(lf))
+        z = (lf - np.median(lf)) / sd if sd > 1e-6 and contour else np.zeros_like(lf)
+        new_f0[voiced] = np.exp(np.log(median) + shift * np.log(2.0) / 12.0 + np.clip(z, -3.0, 3.0) * spread)
+    return new_f0
 
 
 @dataclass(frozen=True)
@@ -208,20 +229,19 @@ class VoiceModel:
 
     def check(self, name: str) -> None:
         """ValueError unless the arrays fit each other and the values are plausible."""
-        model = self
-        arrays = (model.weights, model.x_mean, model.x_scale, model.y_mean, model.y_scale)
-        width, outputs = model.x_mean.size, model.y_mean.size
+        arrays = (self.weights, self.x_mean, self.x_scale, self.y_mean, self.y_scale)
+        width, outputs = self.x_mean.size, self.y_mean.size
         if (
-            model.weights.shape != (width, outputs)
-            or model.x_scale.shape != (width,)
-            or model.y_scale.shape != (outputs,)
-            or not SUB * model.dims < outputs <= SUB * model.dims + SUB * 8
-            or (outputs - SUB * model.dims) % SUB
-            or not 0 <= model.layer <= 4
-            or not 0 <= model.context <= 10
-            or not np.isfinite([model.f0_median, model.f0_spread]).all()
-            or not 50.0 <= model.f0_median <= 500.0
-            or not 0.0 <= model.f0_spread < 1.0
+            self.weights.shape != (width, outputs)
+            or self.x_scale.shape != (width,)
+            or self.y_scale.shape != (outputs,)
+            or not SUB * self.dims < outputs <= SUB * self.dims + SUB * 8
+            or (outputs - SUB * self.dims) % SUB
+            or not 0 <= self.layer <= 4
+            or not 0 <= self.context <= 10
+            or not np.isfinite([self.f0_median, self.f0_spread]).all()
+            or not 50.0 <= self.f0_median <= 500.0
+            or not 0.0 <= self.f0_spread < 1.0
             or not all(a.dtype.kind == "f" and np.isfinite(a).all() for a in arrays)
         ):
             raise ValueError(f"{name}: voice model is inconsistent")
@@ -346,10 +366,7 @@ class Trained:
         key = hashlib.sha256(x.tobytes()).digest()
         last = self._last  # read once: another thread may convert another clip meanwhile
         if last is None or last[0] != key:
-            pw = load_pyworld()
-            xd = x.astype(np.float64)
-            f0, t = pw.dio(xd, RATE, frame_period=FRAME_MS, f0_floor=60.0, f0_ceil=500.0)
-            last = (key, self.encoder.content(x, self.model.layer), pw.stonemask(xd, f0, t, RATE))
+            last = (key, self.encoder.content(x, self.model.layer), _pitch(x)[0])
             self._last = last
         return last[1], last[2]
 
@@ -366,9 +383,10 @@ class Trained:
         if sample_rate != RATE:
             raise ValueError(f"the trained conversion works at {RATE} Hz, got {sample_rate}")
         x = np.asarray(x, dtype=np.float32)
-        if x.size < RATE // 20 or not np.any(x):
+        route = self.route(x)
+        if route == "silent":
             return np.zeros_like(x)  # too short to convert: nothing of the voice is kept
-        if self.route(x) == "world":
+        if route == "world":
             return self.short.apply(x, sample_rate, params)
         m = self.model
         pw = load_pyworld()
@@ -381,14 +399,7 @@ class Trained:
         cap = np.pad(cap, ((0, max(0, n - cap.shape[0])), (0, 0)), mode="edge")[:n]
         sp = pw.decode_spectral_envelope(np.ascontiguousarray(mc), RATE, FFT)
         ap = pw.decode_aperiodicity(np.ascontiguousarray(np.minimum(cap, 0.0)), RATE, FFT)
-        new_f0 = np.zeros_like(f0)
-        voiced = f0 > 0
-        if np.any(voiced):
-            lf = np.log(f0[voiced])
-            sd = float(np.std(lf))
-            z = (lf - np.median(lf)) / sd if sd > 1e-6 else np.zeros_like(lf)
-            centre = np.log(m.f0_median) + float(params["f0_shift"]) * np.log(2.0) / 12.0
-            new_f0[voiced] = np.exp(centre + np.clip(z, -3.0, 3.0) * m.f0_spread)
+        new_f0 = move_pitch(f0, m.f0_median, m.f0_spread, float(params["f0_shift"]))
         out = pw.synthesize(new_f0, np.ascontiguousarray(sp), np.clip(ap, 1e-6, 1 - 1e-6), RATE, FRAME_MS)
         out = out[: x.size] if out.size >= x.size else np.pad(out, (0, x.size - out.size))
         out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)

@@ -32,7 +32,12 @@ import numpy as np
 from earmark.anon_eval import RATE, build, evaluate, read_manifest
 from earmark.audio import decode_mono, load_pyworld, resample
 from earmark.transcribe import whisper_model_dir
-from earmark.voice_model import FRAME_MS, SUB, WhisperEncoder  # the numpy encoder, checked against CTranslate2 in tests
+from earmark.voice_model import (  # the numpy encoder, checked against CTranslate2 in tests
+    FRAME_MS,
+    SUB,
+    WhisperEncoder,
+    move_pitch,
+)
 
 
 def _analyse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -111,14 +116,7 @@ class KnnVC:
         everything = self.replace in ("all", "all-but-pitch")
         level = pooled(self.level) if everything else _level(log_sp)
         new_sp = np.exp(env - _level(env) + level)
-        voiced = f0 > 0
-        new_f0 = np.zeros_like(f0)
-        target = np.log(self.f0_median) + float(params["f0_shift"]) * np.log(2) / 12
-        if np.any(voiced):
-            lf = np.log(f0[voiced])
-            sd = np.std(lf)
-            z = (lf - np.median(lf)) / sd if sd > 1e-6 and self.replace != "all" else np.zeros_like(lf)
-            new_f0[voiced] = np.exp(target + np.clip(z, -3, 3) * self.f0_sd)
+        new_f0 = move_pitch(f0, self.f0_median, self.f0_sd, float(params["f0_shift"]), contour=self.replace != "all")
         if everything:
             ap = np.clip(pooled(self.ap), 1e-6, 1 - 1e-6)
         y = load_pyworld().synthesize(new_f0, np.ascontiguousarray(new_sp), np.ascontiguousarray(ap), RATE, FRAME_MS)

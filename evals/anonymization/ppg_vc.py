@@ -35,24 +35,9 @@ from knn_vc import FRAME_MS, SUB, WhisperEncoder, _read
 from earmark.anon_eval import RATE, evaluate, read_manifest
 from earmark.audio import load_pyworld
 from earmark.transcribe import whisper_model_dir
+from earmark.voice_model import FFT, _analyse, _pitch, move_pitch
 
 DATA = Path(os.environ.get("EARMARK_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
-FFT = 1024  # cheaptrick fft size at 16 kHz
-
-
-def f0_of(x: np.ndarray) -> np.ndarray:
-    pw = load_pyworld()
-    xd = x.astype(np.float64)
-    f0, t = pw.dio(xd, RATE, frame_period=FRAME_MS, f0_floor=60.0, f0_ceil=500.0)
-    return pw.stonemask(xd, f0, t, RATE)
-
-
-def analyse(x: np.ndarray):
-    pw = load_pyworld()
-    xd = x.astype(np.float64)
-    f0, t = pw.dio(xd, RATE, frame_period=FRAME_MS, f0_floor=60.0, f0_ceil=500.0)
-    f0 = pw.stonemask(xd, f0, t, RATE)
-    return f0, pw.cheaptrick(xd, f0, t, RATE, fft_size=FFT), pw.d4c(xd, f0, t, RATE, fft_size=FFT)
 
 
 def stack(c: np.ndarray, ctx: int) -> np.ndarray:
@@ -94,7 +79,7 @@ class PpgVC:
         X, Y, groups, f0s = [], [], [], []
         for gi, x in enumerate(target):
             c = self.encoder.content(x, layer)
-            f0, sp, ap = analyse(x)
+            f0, sp, ap = _analyse(x)
             mc = pw.code_spectral_envelope(sp, RATE, dims)
             cap = pw.code_aperiodicity(ap, RATE)
             n = sp.shape[0]
@@ -210,7 +195,7 @@ class PpgVC:
         key = hashlib.sha1(x.tobytes()).digest()
         if key not in self._cache:
             c = self.encoder.content(x, self.layer)
-            f0 = f0_of(x)
+            f0 = _pitch(x)[0]
             self._cache[key] = (c, f0)
         return self._cache[key]
 
@@ -230,14 +215,7 @@ class PpgVC:
         mc, cap = mc[:n], cap[:n]
         sp = pw.decode_spectral_envelope(np.ascontiguousarray(mc), RATE, FFT)
         ap = np.clip(pw.decode_aperiodicity(np.ascontiguousarray(np.minimum(cap, 0.0)), RATE, FFT), 1e-6, 1 - 1e-6)
-        voiced = f0 > 0
-        new_f0 = np.zeros_like(f0)
-        target = np.log(self.f0_median) + float(params["f0_shift"]) * np.log(2) / 12
-        if np.any(voiced):
-            lf = np.log(f0[voiced])
-            sd = np.std(lf)
-            z = (lf - np.median(lf)) / sd if sd > 1e-6 and self.pitch == "contour" else np.zeros_like(lf)
-            new_f0[voiced] = np.exp(target + np.clip(z, -3, 3) * self.f0_sd)
+        new_f0 = move_pitch(f0, self.f0_median, self.f0_sd, float(params["f0_shift"]), contour=self.pitch == "contour")
         y = pw.synthesize(new_f0, np.ascontiguousarray(sp), np.ascontiguousarray(ap), RATE, FRAME_MS)
         y = y[: x.size] if y.size >= x.size else np.pad(y, (0, x.size - y.size))
         rms_in, rms_out = np.sqrt(np.mean(x.astype(np.float64) ** 2)), np.sqrt(np.mean(y**2))
