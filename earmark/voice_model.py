@@ -345,7 +345,8 @@ class Trained:
             )
         if self.model.x_mean.size != self.encoder.width * (2 * self.model.context + 1):
             raise ValueError("the voice model's features do not fit the Whisper encoder")
-        self._last: tuple[bytes, np.ndarray, np.ndarray] | None = None  # an attacker's grid reuses a clip
+        # The last clip's pitch and (once converted) encoder features: an attacker's grid reuses a clip.
+        self._last: tuple[bytes, np.ndarray, np.ndarray | None] | None = None
         # Which target voice a clip was converted to, stored with its parameters.
         self.voice = hashlib.sha256(self.model.weights.tobytes()).hexdigest()[:12]
         self.short = World()
@@ -362,12 +363,16 @@ class Trained:
         shifts = (-SHIFT_SEMITONES, 0.0, SHIFT_SEMITONES)
         return [{**p, "f0_shift": shifts[i % 3]} for i, p in enumerate(parameter_grid(self.short))]
 
-    def _analysis(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _analysis(self, x: np.ndarray, *, content: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """The clip's pitch, and with `content` its encoder features (the encoder is the costly
+        part, and a clip that goes to `world` does not need it)."""
         key = hashlib.sha256(x.tobytes()).digest()
         last = self._last  # read once: another thread may convert another clip meanwhile
         if last is None or last[0] != key:
-            last = (key, self.encoder.content(x, self.model.layer), _pitch(x)[0])
-            self._last = last
+            last = (key, _pitch(x)[0], None)
+        if content and last[2] is None:
+            last = (key, last[1], self.encoder.content(x, self.model.layer))
+        self._last = last
         return last[1], last[2]
 
     def route(self, x: np.ndarray) -> str:
@@ -376,7 +381,7 @@ class Trained:
         x = np.asarray(x, dtype=np.float32)
         if x.size < RATE // 20 or not np.any(x):
             return "silent"
-        _content, f0 = self._analysis(x)
+        f0, _content = self._analysis(x, content=False)
         return "world" if np.count_nonzero(f0) * FRAME_MS / 1000.0 < MIN_VOICED_SECONDS else "converted"
 
     def apply(self, x: np.ndarray, sample_rate: int, params: dict[str, Any]) -> np.ndarray:
@@ -390,7 +395,8 @@ class Trained:
             return self.short.apply(x, sample_rate, params)
         m = self.model
         pw = load_pyworld()
-        content, f0 = self._analysis(x)
+        f0, content = self._analysis(x, content=True)
+        assert content is not None
         y = ((_features(content, m.context) - m.x_mean) / m.x_scale) @ m.weights * m.y_scale + m.y_mean
         n, width = f0.size, SUB * m.dims
         mc = y[:, :width].reshape(-1, m.dims).astype(np.float64)

@@ -117,6 +117,29 @@ def test_a_word_or_two_goes_to_world_and_longer_speech_is_converted(trained: Tra
     assert abs(_median_f0(converted) - expected) / expected < 0.12
 
 
+def test_the_encoder_runs_once_per_converted_clip_and_never_for_a_word(encoder: WhisperEncoder) -> None:
+    """The encoder is the costly part; a clip that goes to `world` does not need it, and an
+    attacker's grid converts one clip many times."""
+
+    class Counting(WhisperEncoder):
+        calls = 0
+
+        def content(self, x: np.ndarray, layer: int) -> np.ndarray:
+            Counting.calls += 1
+            return encoder.content(x, layer)
+
+    counting = Counting.__new__(Counting)
+    counting.__dict__.update(encoder.__dict__)
+    anonymizer = Trained(encoder=counting)
+    word, sentence = _speech("yes", "m3", 50), _speech(SENTENCES[0], "m3", 50)
+    for seed in range(3):
+        anonymizer.apply(word, RATE, anonymizer.draw(np.random.default_rng(seed)))
+    assert anonymizer.route(word) == "world" and Counting.calls == 0
+    outs = [anonymizer.apply(sentence, RATE, _shift(anonymizer, s)) for s in (-2.0, 0.0, 2.0)]
+    assert anonymizer.route(sentence) == "converted" and Counting.calls == 1
+    assert np.array_equal(outs[1], Trained(encoder=encoder).apply(sentence, RATE, _shift(anonymizer, 0.0)))
+
+
 @pytest.mark.parametrize(
     "x",
     [
