@@ -881,22 +881,25 @@ def redact(
     pad_ms: Annotated[int, typer.Option(help="Padding around each redacted word (ms).")] = 100,
 ) -> None:
     """Bleep personal data in a clip; prints the redacted spans as JSON (samples and seconds)."""
+    from earmark.align import PocketsphinxAligner
     from earmark.audio import encode_wav
-    from earmark.pipeline import TARGET_RATE, build_components
+    from earmark.pii import SpokenPiiDetector
+    from earmark.pipeline import TARGET_RATE, build_detector, build_transcriber
     from earmark.redaction import bleep, mask_text, pii_audio_spans, speech_regions_holding
 
     if mode not in ("tone", "silence"):
         raise InvalidInput("mode must be tone or silence", field="mode")
     x, sr = _read_clip(audio)
-    parts = build_components(_stage_settings())
-    text = parts.transcriber.transcribe(x, sr).text if transcript is None else " ".join(transcript.split())
-    words = parts.aligner.align(x, sr, text) if text else None
-    pii = parts.pii.detect(text)
+    settings = _stage_settings()
+    said = None if transcript is None else " ".join(transcript.split())
+    text = build_transcriber(settings).transcribe(x, sr).text if said is None else said
+    words = PocketsphinxAligner().align(x, sr, text) if text else None
+    pii = SpokenPiiDetector().detect(text)
     pad = pad_ms * TARGET_RATE // 1000
     spans, unplaced = pii_audio_spans(text, words or [], pii, pad=pad, num_samples=x.size)
     wholesale = bool(unplaced)
     if wholesale:
-        spans = speech_regions_holding(parts.vad.detect(x, sr), pad=pad, num_samples=x.size)
+        spans = speech_regions_holding(build_detector(settings).detect(x, sr), pad=pad, num_samples=x.size)
     y = bleep(x, sr, spans, mode=mode)  # type: ignore[arg-type]
     output.write_bytes(encode_wav(y, sr))
     print(
@@ -922,12 +925,12 @@ def screen(
     transcript: Annotated[str | None, typer.Option(help="What is said; transcribed with Whisper if omitted.")] = None,
 ) -> None:
     """Sensitive-content screening of one clip: prints {"route", "labels", "scores", "reasons"}."""
-    from earmark.pipeline import build_components
+    from earmark.pipeline import build_transcriber
     from earmark.screening import screen as screen_clip
 
     x, sr = _read_clip(audio)
     if transcript is None:
-        transcript = build_components(_stage_settings()).transcriber.transcribe(x, sr).text
+        transcript = build_transcriber(_stage_settings()).transcribe(x, sr).text
     result = screen_clip(x, sr, transcript)
     print(
         json.dumps({"route": result.route, "labels": result.labels, "scores": result.scores, "reasons": result.reasons})

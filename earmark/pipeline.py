@@ -508,17 +508,28 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_components(settings: Any) -> Components:
-    """The real models named by settings. Heavy imports happen here, once per process."""
-    from earmark import align, pii, transcribe, vad
+def build_detector(settings: Any) -> SpeechDetector:
+    """The speech detector named by settings."""
+    from earmark import vad
 
-    detector: SpeechDetector = vad.SileroVAD() if settings.vad == "silero" else vad.EnergyVAD()
-    transcriber: Transcriber
+    return vad.SileroVAD() if settings.vad == "silero" else vad.EnergyVAD()
+
+
+def build_transcriber(settings: Any) -> Transcriber:
+    """The transcriber named by settings (for tools that need only it, such as `earmark screen`)."""
+    from earmark import transcribe
+
     if settings.transcriber == "whisper":
         bundled = settings.whisper_model == "tiny.en"
-        transcriber = transcribe.WhisperTranscriber(model_dir=None if bundled else Path(settings.whisper_model))
-    else:
-        transcriber = transcribe.PocketsphinxTranscriber()
+        return transcribe.WhisperTranscriber(model_dir=None if bundled else Path(settings.whisper_model))
+    return transcribe.PocketsphinxTranscriber()
+
+
+def build_components(settings: Any) -> Components:
+    """The real models named by settings. Heavy imports happen here, once per process."""
+    from earmark import align, pii
+
+    detector, transcriber = build_detector(settings), build_transcriber(settings)
     try:
         anonymizer = by_name(settings.anonymizer, voice=settings.voice_model)
     except ValueError as exc:  # a damaged voice model file, or one trained on other encoder weights

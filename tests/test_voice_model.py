@@ -319,6 +319,27 @@ def test_the_trained_setting_reaches_the_pipeline_and_the_cli(tmp_path: Path, vo
     assert damaged.exit_code == 1 and "not a voice model file" in damaged.output
 
 
+def test_tools_that_do_not_anonymize_work_whatever_the_voice(tmp_path: Path) -> None:
+    """`earmark screen` and `earmark redact` need no anonymizer: a voice for other encoder weights
+    stops `anonymize` with the reason, not them."""
+    home = tmp_path / "ws"
+    home.mkdir()
+    (home / "settings.toml").write_text('anonymizer = "trained"\nvoice_model = "foreign.npz"\n')
+    replace(VoiceModel.load(BUNDLED), encoder_sha256="0" * 64).save(home / "foreign.npz")
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, _speech("call jennifer on her mobile", "m3", 30), RATE)
+    out = tmp_path / "out.wav"
+    refused = runner.invoke(app, ["--home", str(home), "anonymize", str(clip), "-o", str(out)])
+    assert refused.exit_code == 1 and "other Whisper encoder weights" in refused.output and not out.exists()
+    screened = runner.invoke(app, ["--home", str(home), "screen", str(clip)])
+    assert screened.exit_code == 0, screened.output
+    assert json.loads(screened.stdout)["route"] in ("general", "safety")
+    said = ["--transcript", "call jennifer on her mobile"]
+    redacted = runner.invoke(app, ["--home", str(home), "redact", str(clip), "-o", str(out), *said])
+    assert redacted.exit_code == 0, redacted.output
+    assert [p["type"] for p in json.loads(redacted.stdout)["pii"]] == ["PERSON"] and sf.info(out).frames > 0
+
+
 def test_a_workspace_set_to_trained_queues_clips_in_the_target_voice(ws) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import select
 
