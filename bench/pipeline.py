@@ -1,7 +1,7 @@
 """Pipeline speed: each stage in x real time, and whole clips per second per core.
 
 Synthesized voice-assistant requests (the demo's generator), 16 kHz. Figures only; run with
-    .venv/bin/python bench/pipeline.py [--clips 40] [--anonymizer world|mcadams]
+    .venv/bin/python bench/pipeline.py [--clips 40] [--anonymizer world|trained|world-auto|mcadams|...]
 Stage times are CPU seconds of this process (the machine may be shared).
 """
 
@@ -23,7 +23,8 @@ from earmark.pipeline import PipelineConfig, build_components, clip_rng, protect
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=int, default=40)
-    ap.add_argument("--anonymizer", default="world", choices=["world", "mcadams"])
+    choices = ["world", "trained", "world-gentle", "world-auto", "world-natural", "mcadams"]  # the settings
+    ap.add_argument("--anonymizer", default="world", choices=choices)
     ap.add_argument("--no-device-text", action="store_true", help="transcribe every clip with Whisper")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -41,6 +42,7 @@ def main() -> None:
     cpu0 = time.process_time()
     decode_cpu = 0.0
     outcomes: dict[str, int] = defaultdict(int)
+    routes: dict[str, int] = defaultdict(int)  # trained: converted, or world for a word or two
     for data, text, cid in clips:
         t = time.process_time()
         probe_audio(data, AudioLimits())
@@ -50,9 +52,14 @@ def main() -> None:
         result = protect(x, sr, device_text=text, parts=parts, config=config, rng=clip_rng(b"bench", cid))
         outcomes[result.outcome] += 1
         for st in result.stages:
+            if st.stage == "anonymize" and "route" in st.details:
+                routes[str(st.details["route"])] += 1
+        for st in result.stages:
             stage_ms[st.stage] += st.ms
     cpu = time.process_time() - cpu0
     print(f"{len(clips)} clips, {audio_s:.1f} s of audio; anonymizer={args.anonymizer}; outcomes {dict(outcomes)}")
+    if routes:
+        print(f"anonymizer routes {dict(routes)}")
     print(f"{'stage':<12}{'wall ms':>10}{'x real time':>14}")
     print(f"{'probe+decode':<12}{decode_cpu * 1000:>10.0f}{audio_s / max(decode_cpu, 1e-9):>14.0f}")
     for stage, ms in stage_ms.items():

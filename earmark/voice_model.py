@@ -16,6 +16,7 @@ on two LibriSpeech speakers (earmark/data/VOICE.md). Figures and limits: docs/pr
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import struct
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from scipy.special import erf
+from threadpoolctl import threadpool_limits
 
 from earmark.anonymize import World
 from earmark.audio import load_pyworld
@@ -39,6 +41,8 @@ MIN_TRAIN_SECONDS = 30.0
 SHIFT_SEMITONES = 2.0  # per-clip pitch offset drawn in +-this around the target's median
 MIN_VOICED_SECONDS = 0.5  # less voiced speech than this goes to `world` (Trained)
 AUGMENT_VARIANTS = 3  # `world` versions of each training clip (train)
+# Python floats, not numpy ones: a numpy float64 scalar would turn the float32 encoder into float64 (7x slower).
+SQRT_HALF = math.sqrt(0.5)
 CT2_DTYPES = {0: np.float32, 2: np.int16, 3: np.int32, 4: np.float16}
 
 
@@ -79,7 +83,7 @@ def read_ct2(path: Path, prefix: str = "encoder/") -> dict[str, np.ndarray]:
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1 + erf(x / np.sqrt(2)))
+    return 0.5 * x * (1 + erf(x * SQRT_HALF))
 
 
 def _norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
@@ -124,7 +128,7 @@ class WhisperEncoder:
             y = _norm(x, w[p + "self_attention/layer_norm/gamma"], w[p + "self_attention/layer_norm/beta"])
             qkv = y @ w[p + "self_attention/linear_0/weight"].T + w[p + "self_attention/linear_0/bias"]
             q, k, v = (m.reshape(t, h, d).transpose(1, 0, 2) for m in np.split(qkv, 3, axis=1))
-            a = q @ k.transpose(0, 2, 1) / np.sqrt(d)
+            a = q @ k.transpose(0, 2, 1) * (1.0 / math.sqrt(d))
             a = np.exp(a - a.max(-1, keepdims=True))
             a /= a.sum(-1, keepdims=True)
             o = (a @ v).transpose(1, 0, 2).reshape(t, h * d)
@@ -137,7 +141,17 @@ class WhisperEncoder:
     def content(self, x: np.ndarray, layer: int) -> np.ndarray:
         """One row per 20 ms, in 30 s windows (Whisper's longest input)."""
         step = 30 * RATE
-        return np.concatenate([self.layer(self.mels(x[s : s + step]), layer) for s in range(0, max(1, x.size), step)])
+        with one_blas_thread():
+            windows = [self.layer(self.mels(x[s : s + step]), layer) for s in range(0, max(1, x.size), step)]
+        return np.concatenate(windows)
+
+
+def one_blas_thread() -> Any:
+    """BLAS on one thread: the encoder's and the mapping's matrices are small, and OpenBLAS's
+    threads then mostly wait on each other and on the rest of the machine's work (a 7 s clip's
+    encoder on a busy 2-core machine: 532 ms with its threads, 58 ms on one). The figure that
+    counts is speed per core; the worker runs clips side by side for more."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _features(content: np.ndarray, context: int) -> np.ndarray:
@@ -397,7 +411,8 @@ class Trained:
         pw = load_pyworld()
         f0, content = self._analysis(x, content=True)
         assert content is not None
-        y = ((_features(content, m.context) - m.x_mean) / m.x_scale) @ m.weights * m.y_scale + m.y_mean
+        with one_blas_thread():
+            y = ((_features(content, m.context) - m.x_mean) / m.x_scale) @ m.weights * m.y_scale + m.y_mean
         n, width = f0.size, SUB * m.dims
         mc = y[:, :width].reshape(-1, m.dims).astype(np.float64)
         cap = y[:, width:].reshape(-1, (y.shape[1] - width) // SUB).astype(np.float64)
