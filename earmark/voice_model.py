@@ -19,6 +19,8 @@ import hashlib
 import math
 import os
 import struct
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -223,9 +225,10 @@ class VoiceModel:
     @classmethod
     def load(cls, path: Path) -> VoiceModel:
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            with path.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:  # closed when np.load fails
                 raw = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, EOFError, TypeError, AttributeError) as exc:  # a bare .npy is no archive
+        # A bare .npy is no archive; a truncated or damaged copy fails in zipfile or zlib.
+        except (OSError, ValueError, EOFError, TypeError, AttributeError, zipfile.BadZipFile, zlib.error) as exc:
             raise ValueError(f"{path}: not a voice model file ({exc})") from exc
         if raw.get("format", np.zeros(0)).shape != () or int(raw["format"]) != FORMAT:
             raise ValueError(f"{path}: not a voice model file of format {FORMAT} (make one with `earmark voice train`)")

@@ -245,6 +245,28 @@ def test_voice_model_files_round_trip_and_bad_files_are_refused(tmp_path: Path, 
         Trained(foreign, encoder=encoder)
 
 
+def test_truncated_and_corrupted_voice_model_files_are_refused(tmp_path: Path) -> None:
+    # A copy cut short or with damaged bytes is a zip archive gone wrong: zipfile and zlib raise
+    # their own errors, which must become the same "not a voice model file" as any other bad file.
+    data = BUNDLED.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[: len(data) // 2])
+    flipped = bytearray(data)
+    flipped[len(data) // 3] ^= 0x01  # inside the compressed weights: a bad CRC or a bad deflate stream
+    corrupted = tmp_path / "corrupted.npz"
+    corrupted.write_bytes(bytes(flipped))
+    for path in (truncated, corrupted):
+        with pytest.raises(ValueError, match="not a voice model file"):
+            VoiceModel.load(path)
+        shown = runner.invoke(app, ["voice", "show", str(path)])
+        assert shown.exit_code == 1 and "not a voice model file" in shown.output, shown.output
+    home = tmp_path / "ws"
+    home.mkdir()
+    (home / "settings.toml").write_text(f'anonymizer = "trained"\nvoice_model = "{truncated}"\n')
+    with pytest.raises(ConfigError, match=r"voice_model: .*not a voice model file"):
+        load_settings(home)
+
+
 def test_voice_train_and_show_commands(tmp_path: Path, voice_dir: Path) -> None:
     out = tmp_path / "voice.npz"
     args = ["voice", "train", str(voice_dir), "-o", str(out), "--about", "espeak-ng f2 (GPL-3.0 voice data)"]
