@@ -1032,7 +1032,12 @@ def voice_train(
     paths = _voice_clips(source, speaker or [])
     if not paths:
         raise InvalidInput(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {source}", field="source")
-    clips = [_read_clip(p)[0] for p in paths]
+    clips = []
+    for path in paths:
+        try:
+            clips.append(_read_clip(path)[0])
+        except InvalidInput as exc:  # name the file: the folder may hold hundreds
+            raise InvalidInput(f"{path}: {exc.message}", field=exc.field) from exc
     columns = (TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"), TimeRemainingColumn())
     with Progress(*columns, console=err) as progress:
         task = progress.add_task("train", total=len(clips))

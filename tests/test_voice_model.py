@@ -463,6 +463,16 @@ def test_voice_show_reads_the_settings_voice_and_refuses_a_bad_file(tmp_path: Pa
     assert refused.exit_code == 1 and "not a voice model file" in refused.output
 
 
+def test_voice_train_names_the_file_it_cannot_read(tmp_path: Path) -> None:
+    folder = tmp_path / "voice"
+    folder.mkdir()
+    sf.write(folder / "a.wav", np.zeros(RATE, np.float32), RATE)
+    (folder / "b.wav").write_bytes(b"not audio")  # a folder of hundreds: which one?
+    result = runner.invoke(app, ["voice", "train", str(folder), "-o", str(tmp_path / "v.npz"), "--about", "x"])
+    assert result.exit_code == 1 and str(folder / "b.wav") in result.output, result.output
+    assert not (tmp_path / "v.npz").exists()
+
+
 def test_voice_train_checks_the_output_folder_before_training(tmp_path: Path, voice_dir: Path) -> None:
     out = tmp_path / "missing" / "v.npz"
     result = runner.invoke(app, ["voice", "train", str(voice_dir), "-o", str(out), "--about", "x"])
