@@ -362,6 +362,21 @@ def test_tools_that_do_not_anonymize_work_whatever_the_voice(tmp_path: Path) -> 
     assert [p["type"] for p in json.loads(redacted.stdout)["pii"]] == ["PERSON"] and sf.info(out).frames > 0
 
 
+def test_serve_refuses_a_voice_trained_on_other_encoder_weights(sqlite_ws, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The file reads back fine, so settings accept it; only the encoder can tell. The server must
+    # stop at startup, not start and hold every sampled clip with "error:ConfigError".
+    from earmark.web import server
+
+    foreign = tmp_path / "foreign.npz"
+    replace(VoiceModel.load(BUNDLED), encoder_sha256="0" * 64).save(foreign)
+    started: list[object] = []
+    monkeypatch.setattr(server.uvicorn, "run", lambda *a, **k: started.append(a))
+    settings = sqlite_ws.settings.model_copy(update={"anonymizer": "trained", "voice_model": foreign})
+    with pytest.raises(ConfigError, match="other Whisper encoder weights"):
+        server.run(settings, host="127.0.0.1", port=0)
+    assert not started
+
+
 def test_a_workspace_set_to_trained_queues_clips_in_the_target_voice(ws) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import select
 

@@ -13,6 +13,12 @@ from earmark.workspace import open_workspace
 
 def run(settings: Settings, *, host: str, port: int) -> None:
     ws = open_workspace(settings)
+    if settings.anonymizer == "trained":
+        try:  # a voice trained on other encoder weights stops the server here, not every clip later
+            ws.components()
+        except BaseException:
+            ws.close()
+            raise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = create_app(ws, worker=True)
     try:
