@@ -1052,7 +1052,8 @@ def voice_train(
     VoiceModel.load(output)  # what was written reads back
     out.print(
         f"wrote {output}: {len(clips)} clips, {model.seconds:.0f} s, median pitch {model.f0_median:.0f} Hz; "
-        f"set voice_model = {str(output)!r} and anonymizer = 'trained' to use it"
+        # Absolute: settings.toml reads a relative path from the workspace folder, not from here.
+        f"set voice_model = {str(output.resolve())!r} and anonymizer = 'trained' to use it"
     )
 
 

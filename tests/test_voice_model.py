@@ -488,6 +488,18 @@ def test_voice_train_names_the_file_it_cannot_read(tmp_path: Path) -> None:
     assert not (tmp_path / "v.npz").exists()
 
 
+def test_voice_train_suggests_a_setting_that_finds_the_file(tmp_path: Path, voice_dir: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # settings.toml reads a relative voice_model from the workspace folder, not from where the
+    # voice was trained: the printed setting must name the file wherever it is pasted.
+    import earmark.voice_model
+
+    monkeypatch.setattr(earmark.voice_model, "train", lambda clips, **kw: VoiceModel.load(BUNDLED))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["voice", "train", str(voice_dir), "-o", "v.npz", "--about", "x"])
+    assert result.exit_code == 0, result.output
+    assert f"voice_model = {str(tmp_path / 'v.npz')!r}" in " ".join(result.stdout.split()), result.stdout
+
+
 def test_voice_train_checks_the_output_folder_before_training(tmp_path: Path, voice_dir: Path) -> None:
     out = tmp_path / "missing" / "v.npz"
     result = runner.invoke(app, ["voice", "train", str(voice_dir), "-o", str(out), "--about", "x"])
