@@ -991,8 +991,11 @@ def _voice_clips(source: Path, speakers: list[str]) -> list[Path]:
         if speakers:
             raise InvalidInput("--speaker needs a manifest.csv (path,speaker_id) in the folder", field="speaker")
         return sorted(p for p in source.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
-    with manifest.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+    try:  # utf-8-sig: a CSV saved by a spreadsheet starts with a byte-order mark
+        with manifest.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{manifest} is not UTF-8 text (byte {exc.start})", field="manifest") from exc
     if rows and not {"path", "speaker_id"} <= set(rows[0]):
         raise InvalidInput(f"{manifest} needs the columns path and speaker_id", field="manifest")
     unknown = sorted(set(speakers) - {r["speaker_id"] for r in rows})

@@ -500,6 +500,26 @@ def test_voice_train_suggests_a_setting_that_finds_the_file(tmp_path: Path, voic
     assert f"voice_model = {str(tmp_path / 'v.npz')!r}" in " ".join(result.stdout.split()), result.stdout
 
 
+def test_voice_train_reads_a_spreadsheets_manifest_and_refuses_an_unreadable_one(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import earmark.voice_model
+
+    monkeypatch.setattr(earmark.voice_model, "train", lambda clips, **kw: VoiceModel.load(BUNDLED))
+    folder = tmp_path / "voice"
+    folder.mkdir()
+    for name in ("a.wav", "b.wav"):
+        sf.write(folder / name, np.zeros(RATE, np.float32), RATE)
+    args = ["voice", "train", str(folder), "-o", str(tmp_path / "v.npz"), "--about", "x", "--speaker", "s1"]
+    # A CSV saved by a spreadsheet starts with a byte-order mark.
+    (folder / "manifest.csv").write_bytes("\ufeffpath,speaker_id\na.wav,s1\nb.wav,s1\n".encode())
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (tmp_path / "v.npz").unlink()
+    (folder / "manifest.csv").write_bytes(b"path,speaker_id\n\xff\xfe.wav,s1\n")  # not UTF-8
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "UTF-8" in result.output, result.output
+    assert not (tmp_path / "v.npz").exists()
+
+
 def test_voice_train_checks_the_output_folder_before_training(tmp_path: Path, voice_dir: Path) -> None:
     out = tmp_path / "missing" / "v.npz"
     result = runner.invoke(app, ["voice", "train", str(voice_dir), "-o", str(out), "--about", "x"])
