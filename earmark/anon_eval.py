@@ -229,6 +229,13 @@ def evaluate(
                 per[u.speaker] = per.get(u.speaker, 0) + 1
                 kept.append(u)
         utterances = kept
+    per_speaker = [sum(u.speaker == s for u in utterances) for s in {u.speaker for u in utterances}]
+    if len(per_speaker) < 2 or max(per_speaker) < 2:  # refused before minutes of work, not after
+        raise InvalidInput(
+            "the evaluation needs at least 2 speakers and a speaker with 2 utterances (one enrols, one is tested)"
+            + (f"; --limit {limit} leaves too few, use 2 or more" if limit else ""),
+            field="limit" if limit else "folder",
+        )
     if anonymizer is None:
         anonymizer = build(anonymizer_name)
     else:

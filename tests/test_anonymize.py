@@ -188,6 +188,16 @@ def test_evaluation_measures_an_anonymizer_of_ones_own(tmp_path: Path) -> None:
     assert {"gain": 0.0, "grid": True} in own.applied  # the parameter-aware attacker used its grid
 
 
+def test_evaluation_refuses_a_limit_that_leaves_no_trial_before_any_work(tmp_path: Path) -> None:
+    """One utterance per speaker is all enrolment and no test: refused at once, not after
+    minutes of anonymizing and embedding."""
+    _dataset(tmp_path, {"low": ("m3", 20), "high": ("f2", 80)}, ["turn on the lights", "what time is it"])
+    own = Passthrough()
+    with pytest.raises(InvalidInput, match="--limit"):
+        evaluate(tmp_path, limit=1, transcribe=False, encoder=SpectralEncoder(), anonymizer=own)
+    assert own.applied == []
+
+
 def test_equalizing_undoes_a_fixed_coloration() -> None:
     """Two copies of one noise, each through a different fixed filter, differ by many dB in their
     long-term spectrum; after `equalize` they nearly match (what the equalizing attacker relies on)."""
