@@ -1040,7 +1040,8 @@ def voice_train(
         try:
             clips.append(_read_clip(path)[0])
         except InvalidInput as exc:  # name the file: the folder may hold hundreds
-            raise InvalidInput(f"{path}: {exc.message}", field=exc.field) from exc
+            named = exc.message if str(path) in exc.message else f"{path}: {exc.message}"
+            raise InvalidInput(named, field=exc.field) from exc
     columns = (TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"), TimeRemainingColumn())
     with Progress(*columns, console=err) as progress:
         task = progress.add_task("train", total=len(clips))

@@ -486,6 +486,9 @@ def test_voice_train_names_the_file_it_cannot_read(tmp_path: Path) -> None:
     result = runner.invoke(app, ["voice", "train", str(folder), "-o", str(tmp_path / "v.npz"), "--about", "x"])
     assert result.exit_code == 1 and str(folder / "b.wav") in result.output, result.output
     assert not (tmp_path / "v.npz").exists()
+    (folder / "manifest.csv").write_text("path,speaker_id\na.wav,s\nmissing.wav,s\n")
+    result = runner.invoke(app, ["voice", "train", str(folder), "-o", str(tmp_path / "v.npz"), "--about", "x"])
+    assert result.exit_code == 1 and result.output.count("missing.wav") == 1, result.output  # named once
 
 
 def test_voice_train_suggests_a_setting_that_finds_the_file(tmp_path: Path, voice_dir: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
