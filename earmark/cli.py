@@ -971,11 +971,11 @@ def anonymize(
     params = {"alpha": alpha} if alpha is not None else anonymizer.draw(np.random.default_rng(seed))
     y = anonymizer.apply(x, sr, params)
     output.write_bytes(encode_wav(y, sr))
-    print(
-        json.dumps(
-            {"method": anonymizer.name, "params": params, "sample_rate": sr, "num_samples": int(y.size)}, default=str
-        )
-    )
+    report = {"method": anonymizer.name, "params": params, "sample_rate": sr, "num_samples": int(y.size)}
+    route = getattr(anonymizer, "route", None)
+    if callable(route):  # trained: "converted", "world" (a word or two) or "silent", as the pipeline records
+        report["route"] = route(x)
+    print(json.dumps(report, default=str))
 
 
 voice_app = typer.Typer(no_args_is_help=True, help="Target voices of the trained anonymizer.")
@@ -998,9 +998,17 @@ def _voice_clips(source: Path, speakers: list[str]) -> list[Path]:
         raise InvalidInput(f"{manifest} is not UTF-8 text (byte {exc.start})", field="manifest") from exc
     if rows and not {"path", "speaker_id"} <= set(rows[0]):
         raise InvalidInput(f"{manifest} needs the columns path and speaker_id", field="manifest")
-    unknown = sorted(set(speakers) - {r["speaker_id"] for r in rows})
+    present = sorted({r["speaker_id"] for r in rows})
+    unknown = sorted(set(speakers) - set(present))
     if unknown:
         raise InvalidInput(f"no speaker {', '.join(unknown)} in {manifest}", field="speaker")
+    if not speakers and len(present) > 1:
+        shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+        raise InvalidInput(
+            f"{manifest} holds {len(present)} speakers ({shown}): choose the target voice with --speaker "
+            "(repeat it to pool several on purpose)",
+            field="speaker",
+        )
     return [source / r["path"] for r in rows if not speakers or r["speaker_id"] in speakers]
 
 

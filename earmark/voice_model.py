@@ -40,6 +40,7 @@ FFT = 1024  # CheapTrick FFT size at 16 kHz
 FORMAT = 1  # voice model file format
 BUNDLED = Path(__file__).with_name("data") / "voice-librispeech.npz"
 MIN_TRAIN_SECONDS = 30.0
+MIN_TRAIN_VOICED_SECONDS = 10.0  # speech is about half voiced; noise or music is not
 SHIFT_SEMITONES = 2.0  # per-clip pitch offset drawn in +-this around the target's median
 MIN_VOICED_SECONDS = 0.5  # less voiced speech than this goes to `world` (Trained)
 AUGMENT_VARIANTS = 3  # `world` versions of each training clip (train)
@@ -288,6 +289,12 @@ def train(
     seconds = sum(x.size for x in clips) / RATE
     if seconds < MIN_TRAIN_SECONDS:
         raise ValueError(f"a voice model needs at least {MIN_TRAIN_SECONDS:.0f} s of speech, got {seconds:.1f} s")
+    voiced_seconds = sum(np.count_nonzero(_pitch(x)[0]) for x in clips) * FRAME_MS / 1000.0
+    if voiced_seconds < MIN_TRAIN_VOICED_SECONDS:
+        raise ValueError(
+            f"the clips hold {voiced_seconds:.1f} s of voiced speech of {seconds:.1f} s; a voice model needs "
+            f"at least {MIN_TRAIN_VOICED_SECONDS:.0f} s (are they speech?)"
+        )
     encoder = encoder or WhisperEncoder()
     pw = load_pyworld()
     inputs, outputs, groups, pitches = [], [], [], []
@@ -309,8 +316,6 @@ def train(
             on_clip()
     X, Y, g = np.concatenate(inputs), np.concatenate(outputs), np.concatenate(groups)
     voiced = np.log(np.concatenate(pitches))
-    if voiced.size < 100:
-        raise ValueError("the target voice's clips hold almost no voiced speech")
     xm, xs = X.mean(0), X.std(0) + 1e-6
     ym, ys = Y.mean(0), Y.std(0) + 1e-6
     Xn, Yn = (X - xm) / xs, (Y - ym) / ys

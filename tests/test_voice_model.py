@@ -205,6 +205,9 @@ def test_training_needs_enough_speech(encoder: WhisperEncoder) -> None:
         train(short, about="x", encoder=encoder)
     with pytest.raises(ValueError, match="at least 2 clips"):
         train(short[:1], about="x", encoder=encoder)
+    noise = [np.random.default_rng(i).standard_normal(16 * RATE).astype(np.float32) * 0.1 for i in range(2)]
+    with pytest.raises(ValueError, match=r"s of voiced speech of 32.0 s; .* at least 10 s \(are they speech\?\)"):
+        train(noise, about="x", encoder=encoder)
 
 
 def test_voice_model_files_round_trip_and_bad_files_are_refused(tmp_path: Path, encoder: WhisperEncoder) -> None:
@@ -303,6 +306,10 @@ def test_voice_train_takes_one_speaker_of_a_manifest(tmp_path: Path, voice_dir: 
             app, ["voice", "train", str(voice_dir), "-o", str(tmp_path / "v.npz"), "--about", "x", "--speaker", "z"]
         )
         assert unknown.exit_code == 1 and "no speaker z" in unknown.output
+        pooled = runner.invoke(app, ["voice", "train", str(voice_dir), "-o", str(tmp_path / "v.npz"), "--about", "x"])
+        assert pooled.exit_code == 1 and "holds 2 speakers (a, b): choose the target voice with --speaker" in (
+            pooled.output
+        )
         few = runner.invoke(
             app, ["voice", "train", str(voice_dir), "-o", str(tmp_path / "v.npz"), "--about", "x", "--speaker", "b"]
         )
@@ -331,6 +338,7 @@ def test_the_trained_setting_reaches_the_pipeline_and_the_cli(tmp_path: Path, vo
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["method"] == "trained" and {"f0_shift", "voice", "f0", "warp"} <= set(report["params"])
+    assert report["route"] == "converted"  # the parameters of both ways are drawn; this says which was taken
     assert report["params"]["voice"] == Trained(home / "voices" / "mine.npz").voice
     assert sf.info(out).frames == sf.info(clip).frames
 
