@@ -235,6 +235,11 @@ class Settings(BaseSettings):
             self.whisper_model = str(folder)
         if self.voice_model is not None:
             voice = self._workspace_path(str(self.voice_model))
+            if voice.is_dir():  # voice_model = "" names the workspace folder
+                raise ValueError(
+                    f"voice_model: {voice} is a folder; name a voice model file, or leave voice_model unset "
+                    "for the bundled voice"
+                )
             if not voice.is_file():
                 raise ValueError(f"voice_model: no such file {voice} (make one with `earmark voice train`)")
             from earmark.voice_model import VoiceModel

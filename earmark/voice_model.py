@@ -240,7 +240,10 @@ class VoiceModel:
         kind |= {"layer": int, "context": int, "dims": int, "encoder_sha256": str, "about": str}
         if any(raw[name].shape != () for name in kind):
             raise ValueError(f"{path}: voice model file is inconsistent (a setting is not a single value)")
-        values = {f.name: kind[f.name](raw[f.name]) if f.name in kind else raw[f.name] for f in fields(cls)}
+        try:  # a hand-made file may hold text where a number belongs, or a complex number
+            values = {f.name: kind[f.name](raw[f.name]) if f.name in kind else raw[f.name] for f in fields(cls)}
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: voice model file is inconsistent ({exc})") from None
         model = cls(**values)
         model.check(str(path))
         return model

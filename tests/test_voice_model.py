@@ -242,6 +242,13 @@ def test_voice_model_files_round_trip_and_bad_files_are_refused(tmp_path: Path, 
     with pytest.raises(ValueError, match="not a voice model file"):
         VoiceModel.load(tmp_path / "missing.npz")
 
+    for name, value in (("layer", np.array("two")), ("f0_median", np.array(1 + 2j))):
+        handmade = tmp_path / f"handmade-{name}.npz"
+        arrays = {k: v for k, v in np.load(BUNDLED, allow_pickle=False).items()}
+        np.savez(handmade, **{**arrays, name: value})
+        with pytest.raises(ValueError, match=rf"{handmade}: voice model file is inconsistent"):
+            VoiceModel.load(handmade)
+
     foreign = tmp_path / "foreign.npz"
     replace(model, encoder_sha256="0" * 64).save(foreign)
     with pytest.raises(ValueError, match="other Whisper encoder weights"):
@@ -325,6 +332,10 @@ def test_the_trained_setting_reaches_the_pipeline_and_the_cli(tmp_path: Path, vo
     (home / "settings.toml").write_text('anonymizer = "trained"\nvoice_model = "voices/mine.npz"\n')
     with pytest.raises(ConfigError, match="voice_model: no such file"):
         load_settings(home)
+    (home / "settings.toml").write_text('anonymizer = "trained"\nvoice_model = ""\n')
+    with pytest.raises(ConfigError, match=r"voice_model: .* is a folder; name a voice model file, or leave"):
+        load_settings(home)
+    (home / "settings.toml").write_text('anonymizer = "trained"\nvoice_model = "voices/mine.npz"\n')
     (home / "voices").mkdir()
     VoiceModel.load(BUNDLED).save(home / "voices" / "mine.npz")
     settings = load_settings(home)
