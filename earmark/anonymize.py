@@ -235,11 +235,7 @@ def world(
 
     y = pyworld.synthesize(new_f0, np.ascontiguousarray(new_sp), ap, sample_rate, frame_period=frame_period)
     y = y[: x.size] if y.size >= x.size else np.pad(y, (0, x.size - y.size))
-    rms_in, rms_out = np.sqrt(np.mean(xd**2)), np.sqrt(np.mean(y**2))
-    if rms_out > 0 and np.isfinite(rms_out):
-        y = y * (rms_in / rms_out)
-    y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
-    return np.clip(y, -1.0, 1.0).astype(np.float32)
+    return level_as(xd, y)
 
 
 class World:
@@ -307,6 +303,20 @@ class World:
 
 
 NAMES = (*World.MODES.values(), "trained", "mcadams", "mcadams-wide")
+PEAK = 0.99  # resynthesized speech is never louder than this: no hard clipping
+
+
+def level_as(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """`y` at `x`'s loudness (RMS), lowered if that would put a peak above PEAK: a resynthesized
+    voice has other peaks than the original, and a loud clip would otherwise be hard-clipped."""
+    y = np.nan_to_num(np.asarray(y, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    rms_in, rms_out = np.sqrt(np.mean(np.square(x, dtype=np.float64))), np.sqrt(np.mean(y**2))
+    if rms_out > 0:
+        y = y * (rms_in / rms_out)
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    if peak > PEAK:
+        y = y * (PEAK / peak)
+    return y.astype(np.float32)
 
 
 def by_name(name: str, *, voice: Path | None = None) -> Anonymizer:

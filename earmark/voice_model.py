@@ -30,7 +30,7 @@ import numpy as np
 from scipy.special import erf
 from threadpoolctl import threadpool_limits
 
-from earmark.anonymize import World
+from earmark.anonymize import World, level_as
 from earmark.audio import load_pyworld
 
 RATE = 16_000
@@ -434,8 +434,4 @@ class Trained:
         new_f0 = move_pitch(f0, m.f0_median, m.f0_spread, float(params["f0_shift"]))
         out = pw.synthesize(new_f0, np.ascontiguousarray(sp), np.clip(ap, 1e-6, 1 - 1e-6), RATE, FRAME_MS)
         out = out[: x.size] if out.size >= x.size else np.pad(out, (0, x.size - out.size))
-        out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
-        rms_in, rms_out = np.sqrt(np.mean(x.astype(np.float64) ** 2)), np.sqrt(np.mean(out**2))
-        if rms_out > 0:
-            out = out * (rms_in / rms_out)
-        return np.clip(out, -1.0, 1.0).astype(np.float32)
+        return level_as(x, out)
