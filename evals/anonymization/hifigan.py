@@ -36,6 +36,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from earmark.anon_eval import RATE, _load, read_manifest
+from earmark.anonymize import level_as
 from earmark.audio import load_pyworld
 from earmark.transcribe import WhisperTranscriber
 from earmark.voice_model import FRAME_MS, Trained, _analyse
@@ -87,11 +88,6 @@ class HiFiGAN:
         out = resample_poly(out.astype(np.float64), 320, 441)
         out = out[: x.size] if out.size >= x.size else np.pad(out, (0, x.size - out.size))
         return level_as(x, out)
-
-
-def level_as(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    rms_in, rms_out = np.sqrt(np.mean(x.astype(np.float64) ** 2)), np.sqrt(np.mean(out**2))
-    return (out * (rms_in / rms_out) if rms_out > 0 else out).astype(np.float32)
 
 
 def world_copy(x: np.ndarray) -> np.ndarray:
