@@ -80,7 +80,9 @@ def test_every_voice_gets_the_target_voices_pitch_and_timbre(trained: Trained) -
     for x, y in ((low, a), (high, b)):
         assert y.dtype == np.float32 and y.shape == x.shape and np.all(np.isfinite(y))
         assert abs(_median_f0(y) - target) / target < 0.12
-        assert np.sqrt(np.mean(y**2)) == pytest.approx(np.sqrt(np.mean(x**2)), rel=0.05)
+        # As loud as the original, or as loud as it can be without a peak above full scale.
+        assert np.max(np.abs(y)) <= 0.99 + 1e-6
+        assert 0.7 < np.sqrt(np.mean(y**2)) / np.sqrt(np.mean(x**2)) <= 1.0 + 1e-6
     # converted, the two voices are closer in timbre than they were
     before = np.linalg.norm(_timbre(low) - _timbre(high))
     after = np.linalg.norm(_timbre(a) - _timbre(b))
