@@ -172,10 +172,13 @@ def _pitch(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pw.stonemask(xd, f0, t, RATE), t
 
 
-def _analyse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _analyse(
+    x: np.ndarray, pitch: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """F0, spectral envelope and aperiodicity; `pitch` is `_pitch(x)` when already known."""
     pw = load_pyworld()
     xd = x.astype(np.float64)
-    f0, t = _pitch(x)
+    f0, t = pitch or _pitch(x)
     return f0, pw.cheaptrick(xd, f0, t, RATE, fft_size=FFT), pw.d4c(xd, f0, t, RATE, fft_size=FFT)
 
 
@@ -292,7 +295,8 @@ def train(
     seconds = sum(x.size for x in clips) / RATE
     if seconds < MIN_TRAIN_SECONDS:
         raise ValueError(f"a voice model needs at least {MIN_TRAIN_SECONDS:.0f} s of speech, got {seconds:.1f} s")
-    voiced_seconds = sum(np.count_nonzero(_pitch(x)[0]) for x in clips) * FRAME_MS / 1000.0
+    tracks = [_pitch(x) for x in clips]
+    voiced_seconds = sum(np.count_nonzero(f0) for f0, _t in tracks) * FRAME_MS / 1000.0
     if voiced_seconds < MIN_TRAIN_VOICED_SECONDS:
         raise ValueError(
             f"the clips hold {voiced_seconds:.1f} s of voiced speech of {seconds:.1f} s; a voice model needs "
@@ -300,10 +304,10 @@ def train(
         )
     encoder = encoder or WhisperEncoder()
     pw = load_pyworld()
-    inputs, outputs, groups, pitches = [], [], [], []
+    inputs, outputs, groups = [], [], []
     world, rng = World(), np.random.default_rng(0)  # the same variants every time: training is repeatable
     for i, x in enumerate(clips):
-        f0, sp, ap = _analyse(x)
+        _f0, sp, ap = _analyse(x, tracks[i])
         mc = pw.code_spectral_envelope(sp, RATE, dims)
         cap = pw.code_aperiodicity(ap, RATE)
         n = sp.shape[0]
@@ -314,11 +318,10 @@ def train(
             outputs.append(np.concatenate([mc[idx].reshape(m, SUB * dims), cap[idx].reshape(m, -1)], axis=1))
             inputs.append(_features(c, context)[:m])
             groups.append(np.full(m, i))
-        pitches.append(f0[f0 > 0])
         if on_clip:
             on_clip()
     X, Y, g = np.concatenate(inputs), np.concatenate(outputs), np.concatenate(groups)
-    voiced = np.log(np.concatenate(pitches))
+    voiced = np.log(np.concatenate([f0[f0 > 0] for f0, _t in tracks]))
     xm, xs = X.mean(0), X.std(0) + 1e-6
     ym, ys = Y.mean(0), Y.std(0) + 1e-6
     Xn, Yn = (X - xm) / xs, (Y - ym) / ys
